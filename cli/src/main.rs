@@ -1,0 +1,229 @@
+//! `tidings`: runs the whole stack locally on the embedded adapters and manages API keys.
+//! Wiring only; the behaviour lives in the `tidings` crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use time::OffsetDateTime;
+use tidings::destination::DestinationPolicy;
+use tidings::domain::api_key::NewApiKey;
+use tidings::domain::{utc_timestamp, OrganizationId, Scope};
+use tidings::embedded::SqliteBackend;
+use tidings::ports::{Store, SystemClock};
+use tidings::App;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "tidings", version, about = "Tidings webhook platform: local stack and operator tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole API locally on an embedded SQLite file (no AWS account needed).
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Directory holding the SQLite file and the mail outbox.
+    #[arg(long, env = "TIDINGS_DATA_DIR", default_value = ".tidings")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key for an organization; prints the key alone on the last line.
+    Create {
+        #[command(flatten)]
+        data: DataDir,
+        /// The organization (a UUID) the key belongs to.
+        #[arg(long, value_parser = parse_org)]
+        org: OrganizationId,
+        /// A scope the key carries, e.g. READ:PURCHASE; repeat for several.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+        /// When the key stops working, as RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        expires_at: Option<OffsetDateTime>,
+    },
+    /// List API keys (never the secrets).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+        /// Only this organization's keys.
+        #[arg(long, value_parser = parse_org)]
+        org: Option<OrganizationId>,
+    },
+    /// Revoke an API key by its id (from `keys list`); requests with it then get 401.
+    Revoke {
+        #[command(flatten)]
+        data: DataDir,
+        /// The key's id.
+        #[arg(value_parser = parse_uuid)]
+        id: Uuid,
+    },
+}
+
+fn parse_org(s: &str) -> Result<OrganizationId, String> {
+    s.parse()
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse()
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(s).map_err(|_| format!("{s:?} is not a UUID"))
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(), // --help and --version
+        Err(err) => {
+            // One line: clap's first line says what was wrong.
+            let rendered = err.to_string();
+            let reason = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("tidings: {reason} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tidings: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys(keys) => manage_keys(keys).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
+    let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("Tidings listening on http://{addr} (data in {})", args.data.data_dir.display());
+    tidings::server::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    println!("Tidings stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn open_store(data: &DataDir) -> Result<SqliteBackend, String> {
+    SqliteBackend::open_in(&data.data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())
+}
+
+async fn manage_keys(command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Create { data, org, scopes, expires_at } => {
+            let store = open_store(&data)?;
+            let now = OffsetDateTime::now_utc();
+            if expires_at.is_some_and(|at| at <= now) {
+                return Err("--expires-at is in the past".into());
+            }
+            let key = NewApiKey::generate(org, scopes, now, expires_at);
+            store.put_api_key(&key.record).await.map_err(|e| e.to_string())?;
+            let scopes: Vec<&str> = key.record.scopes.iter().map(|s| s.as_str()).collect();
+            println!("Created API key {} for organization {org}", key.record.id);
+            println!("Scopes: {}", if scopes.is_empty() { "(none)".to_owned() } else { scopes.join(" ") });
+            if let Some(at) = key.record.expires_at {
+                println!("Expires: {}", utc_timestamp(at));
+            }
+            println!("Send it as \"Authorization: Bearer <key>\". It is shown only this once:");
+            println!("{}", key.secret);
+            Ok(())
+        }
+        KeysCommand::List { data, org } => {
+            let store = open_store(&data)?;
+            let keys = store.list_api_keys(org).await.map_err(|e| e.to_string())?;
+            let now = OffsetDateTime::now_utc();
+            println!("{:<36}  {:<36}  {:<8}  {:<27}  {:<27}  SCOPES", "ID", "ORGANIZATION", "STATUS", "CREATED", "EXPIRES");
+            for key in keys {
+                let status = if key.revoked_at.is_some() {
+                    "revoked"
+                } else if !key.is_usable_at(now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{:<36}  {:<36}  {:<8}  {:<27}  {:<27}  {}",
+                    key.id,
+                    key.organization,
+                    status,
+                    utc_timestamp(key.created_at),
+                    key.expires_at.map(utc_timestamp).unwrap_or_else(|| "-".into()),
+                    scopes.join(" ")
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { data, id } => {
+            let store = open_store(&data)?;
+            if store.revoke_api_key(id, OffsetDateTime::now_utc()).await.map_err(|e| e.to_string())? {
+                println!("Revoked API key {id}");
+                Ok(())
+            } else {
+                Err(format!("no API key with id {id}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Lambda for deliveries: SQS batches into the shared delivery routine, with partial batch
+//! failure reporting. Wiring only; the behaviour lives in the `tidings` crate.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tidings::lambda::init_tracing();
+    // Built once per cold start: clients, connection pools and configuration.
+    let app = tidings::config::app_from_env()?;
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, event))).await
+}

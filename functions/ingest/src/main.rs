@@ -1,0 +1,13 @@
+//! Lambda for the ingest routes: API Gateway (REST or HTTP API) events into the shared router.
+//! Wiring only; the behaviour lives in the `tidings` crate.
+
+use lambda_http::{run, service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tidings::lambda::init_tracing();
+    // Built once per cold start: clients, connection pools and configuration.
+    let app = tidings::config::app_from_env()?;
+    let app = &app;
+    run(service_fn(move |request: Request| tidings::lambda::handle_http(app, request))).await
+}

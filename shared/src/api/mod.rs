@@ -1,0 +1,108 @@
+//! The HTTP router every host shares: a plain async function from `http::Request` to
+//! `http::Response`. The Lambda binaries wrap it with `lambda_http`; `tidings serve` wraps it
+//! with a local HTTP server ([`crate::server`]).
+
+pub mod zettle;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::app::MAX_BODY_BYTES;
+use crate::domain::api_key::hash_secret;
+use crate::domain::{ApiKey, OrganizationId};
+use crate::{App, Error, Result};
+
+pub type Request = http::Request<Bytes>;
+pub type Response = http::Response<Bytes>;
+
+/// Routes a request to its dialect.
+pub async fn handle(app: &App, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let span = tracing::info_span!("request", method = %request.method(), path = %path);
+    let _guard = span.enter();
+    if request.body().len() > MAX_BODY_BYTES {
+        return zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let response = match segments.first() {
+        Some(&"organizations") => zettle::handle(app, request, &segments).await,
+        _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
+    };
+    tracing::info!(status = response.status().as_u16(), "handled");
+    response
+}
+
+/// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| Error::Unauthenticated("authentication information is missing: send Authorization: Bearer <api key>".into()))?;
+    let value = value.to_str().map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+        _ => return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into())),
+    };
+    let key = app
+        .store
+        .find_api_key_by_hash(&hash_secret(token))
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the API key is invalid".into()))?;
+    if key.revoked_at.is_some() {
+        return Err(Error::Unauthenticated("the API key has been revoked".into()));
+    }
+    if !key.is_usable_at(app.clock.now()) {
+        return Err(Error::Unauthenticated("the API key has expired".into()));
+    }
+    Ok(key)
+}
+
+/// The organization a path names: `self` is the key's own; another organization is not found
+/// (tenants never learn of each other).
+pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {
+    if path_org == "self" {
+        return Ok(key.organization);
+    }
+    match path_org.parse::<OrganizationId>() {
+        Ok(org) if org == key.organization => Ok(org),
+        _ => Err(Error::NotFound(format!("organization {path_org} not found"))),
+    }
+}
+
+/// Parses a body that must be one JSON object.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(None, "the request body must be a JSON object"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::bad_request(None, "the request body must be a JSON object")),
+        Err(e) => Err(Error::bad_request(None, format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// Refuses fields the dialect does not define, naming the first one.
+pub fn reject_unknown_fields(map: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(Error::BadRequest {
+            field: Some(unknown.clone()),
+            message: format!("unknown field {unknown:?}; allowed fields: {}", allowed.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
+    let mut response = http::Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub fn empty_response(status: StatusCode) -> Response {
+    let mut response = http::Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}

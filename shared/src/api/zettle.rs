@@ -1,0 +1,354 @@
+//! The Zettle Pusher subscription API (seed 000): create, list, update and delete webhook
+//! subscriptions under `/organizations/{organizationUuid}/subscriptions`.
+//!
+//! Status codes follow the seed's tables: missing `uuid` / `transportName`, a duplicate uuid and
+//! an inaccessible destination are 400; a missing or bad `destination` / `contactEmail` is 422;
+//! a destination that answers the check with a non-2xx status is 500; a missing scope is 403;
+//! PUT without a subscription uuid is 405 and DELETE without one is 404.
+
+use email_address::EmailAddress;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization, Request, Response};
+use crate::delivery::{self, Message};
+use crate::domain::subscription::TRANSPORT_WEBHOOK;
+use crate::domain::{catalog, to_micros, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::{signing, App, Error, Result};
+
+/// Longest accepted `contactEmail`.
+pub const MAX_CONTACT_EMAIL_LEN: usize = 512;
+
+/// The event name of the message sent to a destination when a subscription is created.
+pub const TEST_EVENT_NAME: &str = "TestMessage";
+
+const CREATE_FIELDS: &[&str] = &["uuid", "transportName", "eventNames", "destination", "contactEmail"];
+const UPDATE_FIELDS: &[&str] = &["transportName", "eventNames", "destination", "contactEmail"];
+
+/// A subscription as the Zettle API shows it, fields in the seed's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView<'a> {
+    uuid: String,
+    transport_name: &'a str,
+    event_names: &'a [String],
+    updated: String,
+    destination: &'a str,
+    contact_email: &'a str,
+    status: SubscriptionStatus,
+    signing_key: &'a str,
+}
+
+impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
+    fn from(s: &'a Subscription) -> Self {
+        SubscriptionView {
+            uuid: s.id.to_string(),
+            transport_name: &s.transport,
+            event_names: &s.event_names,
+            updated: utc_timestamp(s.updated_at),
+            destination: &s.destination,
+            contact_email: &s.contact_email,
+            status: s.status,
+            signing_key: &s.signing_key,
+        }
+    }
+}
+
+pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response {
+    match route(app, &request, segments).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
+    let key = authenticate(app, request.headers()).await?;
+    let method = request.method();
+    match segments {
+        ["organizations", org, "subscriptions"] => {
+            let org = resolve_organization(org, &key)?;
+            match *method {
+                Method::GET => list(app, org).await,
+                Method::POST => create(app, &key, org, request.body()).await,
+                Method::DELETE => Err(Error::NotFound("the subscriptionUuid is missing in the request".into())),
+                _ => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+            }
+        }
+        ["organizations", org, "subscriptions", id] | ["organizations", org, "subscriptions", "uuid", id] => {
+            let org = resolve_organization(org, &key)?;
+            match *method {
+                Method::PUT => update(app, &key, org, id, request.body()).await,
+                Method::DELETE => delete(app, org, id).await,
+                _ => Err(Error::MethodNotAllowed { allow: "PUT, DELETE" }),
+            }
+        }
+        _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
+    }
+}
+
+async fn list(app: &App, org: OrganizationId) -> Result<Response> {
+    let subscriptions = app.store.list_subscriptions(org).await?;
+    let views: Vec<SubscriptionView<'_>> = subscriptions.iter().map(SubscriptionView::from).collect();
+    Ok(json_response(StatusCode::OK, &views))
+}
+
+async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Result<Response> {
+    let fields = parse_object(body)?;
+    reject_unknown_fields(&fields, CREATE_FIELDS)?;
+
+    let id = subscription_uuid(required_string(&fields, "uuid", Status::BadRequest)?)?;
+    check_transport(required_string(&fields, "transportName", Status::BadRequest)?)?;
+    let event_names = event_names(fields.get("eventNames").filter(|v| !v.is_null()).ok_or_else(|| {
+        Error::bad_request("eventNames", "eventNames is required (an empty array subscribes to all events)")
+    })?)?;
+    let destination = destination(app, required_string(&fields, "destination", Status::Unprocessable)?)?;
+    let contact_email = contact_email(required_string(&fields, "contactEmail", Status::Unprocessable)?)?;
+    check_scopes(key, &event_names)?;
+
+    if app.store.get_subscription(org, id).await?.is_some() {
+        return Err(Error::Duplicate(format!("a subscription with uuid {id} already exists")));
+    }
+    let now = to_micros(app.clock.now());
+    let subscription = Subscription {
+        organization: org,
+        id,
+        dialect: Dialect::Zettle,
+        transport: TRANSPORT_WEBHOOK.to_owned(),
+        event_names,
+        destination,
+        contact_email,
+        status: SubscriptionStatus::Active,
+        signing_key: signing::generate_signing_key(),
+        created_at: now,
+        updated_at: now,
+    };
+    check_destination(app, &subscription).await?;
+    app.store.create_subscription(&subscription).await?;
+    tracing::info!(org = %org, subscription = %id, "subscription created");
+    Ok(json_response(StatusCode::OK, &SubscriptionView::from(&subscription)))
+}
+
+async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[u8]) -> Result<Response> {
+    let fields = parse_object(body)?;
+    reject_unknown_fields(&fields, UPDATE_FIELDS)?;
+    let mut subscription = find(app, org, id).await?;
+
+    if let Some(transport) = optional_string(&fields, "transportName", Status::BadRequest)? {
+        check_transport(transport)?;
+    }
+    if let Some(value) = fields.get("eventNames").filter(|v| !v.is_null()) {
+        let names = event_names(value)?;
+        check_scopes(key, &names)?;
+        subscription.event_names = names;
+    }
+    if let Some(raw) = optional_string(&fields, "destination", Status::Unprocessable)? {
+        subscription.destination = destination(app, raw)?;
+    }
+    if let Some(raw) = optional_string(&fields, "contactEmail", Status::Unprocessable)? {
+        subscription.contact_email = contact_email(raw)?;
+    }
+    subscription.updated_at = to_micros(app.clock.now());
+    // Updating a subscription is how its owner says "try again": it re-enables a failing one.
+    subscription.status = SubscriptionStatus::Active;
+    app.store.update_subscription(&subscription).await?;
+    tracing::info!(org = %org, subscription = %subscription.id, "subscription updated");
+    Ok(empty_response(StatusCode::OK))
+}
+
+async fn delete(app: &App, org: OrganizationId, id: &str) -> Result<Response> {
+    let subscription = find(app, org, id).await?;
+    if !app.store.delete_subscription(org, subscription.id).await? {
+        return Err(not_found(id));
+    }
+    tracing::info!(org = %org, subscription = %subscription.id, "subscription deleted");
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("subscription {id} not found"))
+}
+
+async fn find(app: &App, org: OrganizationId, id: &str) -> Result<Subscription> {
+    let id = Uuid::parse_str(id).map_err(|_| not_found(id))?;
+    app.store.get_subscription(org, id).await?.ok_or_else(|| not_found(&id.to_string()))
+}
+
+/// Which status a field's errors carry (the seed gives uuid / transportName errors 400 and
+/// destination / contactEmail errors 422).
+#[derive(Clone, Copy)]
+enum Status {
+    BadRequest,
+    Unprocessable,
+}
+
+fn field_error(status: Status, field: &'static str, message: String) -> Error {
+    match status {
+        Status::BadRequest => Error::bad_request(field, message),
+        Status::Unprocessable => Error::unprocessable(field, message),
+    }
+}
+
+fn optional_string<'a>(fields: &'a Map<String, Value>, name: &'static str, status: Status) -> Result<Option<&'a str>> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(field_error(status, name, format!("{name} must be a string, not {}", json_type(other)))),
+    }
+}
+
+fn required_string<'a>(fields: &'a Map<String, Value>, name: &'static str, status: Status) -> Result<&'a str> {
+    optional_string(fields, name, status)?.ok_or_else(|| field_error(status, name, format!("{name} is required")))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn subscription_uuid(raw: &str) -> Result<Uuid> {
+    let id = Uuid::parse_str(raw).map_err(|_| Error::bad_request("uuid", format!("uuid {raw:?} is not a UUID")))?;
+    if id.get_version_num() != 1 {
+        return Err(Error::bad_request("uuid", format!("uuid must be a version-1 UUID; {raw} is version {}", id.get_version_num())));
+    }
+    Ok(id)
+}
+
+fn check_transport(raw: &str) -> Result<()> {
+    if raw != TRANSPORT_WEBHOOK {
+        return Err(Error::bad_request("transportName", format!("transportName {raw:?} is not supported; use \"WEBHOOK\"")));
+    }
+    Ok(())
+}
+
+fn event_names(value: &Value) -> Result<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Err(Error::bad_request("eventNames", format!("eventNames must be an array of event names, not {}", json_type(value))));
+    };
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(name) = item else {
+            return Err(Error::bad_request("eventNames", format!("eventNames must contain strings, not {}", json_type(item))));
+        };
+        if catalog::find(name).is_none() {
+            let known: Vec<_> = catalog::CATALOG.iter().map(|e| e.name).collect();
+            return Err(Error::bad_request(
+                "eventNames",
+                format!("event {name:?} is not supported; supported events: {}", known.join(", ")),
+            ));
+        }
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    Ok(names)
+}
+
+fn destination(app: &App, raw: &str) -> Result<String> {
+    app.destinations.check(raw).map_err(|message| Error::unprocessable("destination", message))?;
+    // Kept as the client wrote it, so it reads back unchanged.
+    Ok(raw.trim().to_owned())
+}
+
+fn contact_email(raw: &str) -> Result<String> {
+    if raw.trim().is_empty() {
+        return Err(Error::unprocessable("contactEmail", "contactEmail must not be empty"));
+    }
+    if raw.chars().count() > MAX_CONTACT_EMAIL_LEN {
+        return Err(Error::unprocessable("contactEmail", format!("contactEmail must not exceed {MAX_CONTACT_EMAIL_LEN} characters")));
+    }
+    if !EmailAddress::is_valid(raw) {
+        return Err(Error::unprocessable("contactEmail", format!("contactEmail {raw:?} is not a valid email address")));
+    }
+    Ok(raw.to_owned())
+}
+
+/// The key must carry the scope of every event; an empty list (all events) needs them all.
+fn check_scopes(key: &ApiKey, event_names: &[String]) -> Result<()> {
+    let events: Vec<&catalog::EventDefinition> = if event_names.is_empty() {
+        catalog::CATALOG.iter().collect()
+    } else {
+        event_names.iter().filter_map(|n| catalog::find(n)).collect()
+    };
+    for event in events {
+        if !catalog::allows(&key.scopes, event) {
+            let needed = match event.requires {
+                catalog::ScopeRequirement::Scope(scope) => scope.to_string(),
+                catalog::ScopeRequirement::AnyScope => "at least one scope".to_owned(),
+            };
+            let what = if event_names.is_empty() { "all events" } else { "the event" };
+            return Err(Error::Forbidden(format!("the API key lacks {needed}, needed to subscribe to {what} ({})", event.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Proves the destination is reachable before a subscription is stored: a signed POST of a
+/// `TestMessage` in the Zettle envelope, exactly as deliveries will look. Unreachable → 400,
+/// a non-2xx answer → 500 (the seed's codes).
+async fn check_destination(app: &App, subscription: &Subscription) -> Result<()> {
+    let message_id = Uuid::new_v4().to_string();
+    let payload = json!({ "subscriptionUuid": subscription.id.to_string(), "test": true }).to_string();
+    let message = Message {
+        message_uuid: Uuid::new_v4(),
+        message_id: &message_id,
+        event_name: TEST_EVENT_NAME,
+        payload: &payload,
+        timestamp: app.clock.now(),
+    };
+    let webhook = delivery::build(subscription, &message);
+    let attempt = delivery::send(&app.http, &subscription.destination, &webhook).await;
+    if attempt.succeeded() {
+        return Ok(());
+    }
+    match attempt.status {
+        Some(status) => Err(Error::DestinationRejected { status }),
+        None => Err(Error::DestinationUnreachable(attempt.error.unwrap_or_else(|| "no response".into()))),
+    }
+}
+
+/// The Zettle error body: `{errorType, developerMessage, violations: [{propertyName, developerMessage}]}`.
+pub fn error_response(err: &Error) -> Response {
+    let (status, error_type) = match err {
+        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+        Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        Error::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+        Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXISTS"),
+        Error::DestinationUnreachable(_) => (StatusCode::BAD_REQUEST, "DESTINATION_NOT_ACCESSIBLE"),
+        Error::DestinationRejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "DESTINATION_UNSUCCESSFUL_RESPONSE"),
+        Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+    };
+    let developer_message = match err {
+        Error::Internal(detail) => {
+            tracing::error!(error = %detail, "internal error");
+            "Tidings encountered an internal error; try again later".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let mut body = json!({ "errorType": error_type, "developerMessage": developer_message });
+    if let Some(field) = err.field() {
+        body["violations"] = json!([{ "propertyName": field, "developerMessage": developer_message }]);
+    }
+    let mut response = json_response(status, &body);
+    match err {
+        Error::Unauthenticated(_) => {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Error::MethodNotAllowed { allow } => {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        _ => {}
+    }
+    response
+}

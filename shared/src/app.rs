@@ -1,0 +1,44 @@
+//! The application: the ports plus the settings every handler needs. Built once per process
+//! (per Lambda cold start), shared by every request.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::destination::{self, DestinationPolicy};
+use crate::embedded::{OutboxMailer, SqliteBackend};
+use crate::ports::{Clock, Mailer, Queue, Store, SystemClock};
+use crate::Result;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub destinations: DestinationPolicy,
+    /// The one HTTP client (keep-alive pool) for destination checks and deliveries.
+    pub http: reqwest::Client,
+}
+
+impl App {
+    /// The embedded stack of `tidings serve`: one SQLite file and an outbox in `data_dir`.
+    pub fn embedded(data_dir: &Path, destinations: DestinationPolicy, clock: Arc<dyn Clock>) -> Result<App> {
+        let backend = Arc::new(SqliteBackend::open_in(data_dir, clock.clone())?);
+        Ok(App {
+            store: backend.clone(),
+            queue: backend,
+            mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings <alerts@tidings.local>")),
+            clock,
+            destinations,
+            http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+        })
+    }
+
+    /// The embedded stack with the system clock.
+    pub fn embedded_default(data_dir: &Path, destinations: DestinationPolicy) -> Result<App> {
+        App::embedded(data_dir, destinations, Arc::new(SystemClock))
+    }
+}

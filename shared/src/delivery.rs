@@ -1,0 +1,216 @@
+//! Building and sending one webhook request: the dialect's envelope and headers, the Standard
+//! Webhooks headers on top, and the POST itself. Used by the destination check on create, the
+//! SQS-triggered Lambda and the local worker.
+
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{utc_timestamp, Dialect, Subscription};
+use crate::signing;
+
+/// How much of a response body is kept with an attempt.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+/// A message for one subscription.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    /// Stable across retries of this message to this subscription; the receiver de-duplicates on it.
+    pub message_uuid: Uuid,
+    pub message_id: &'a str,
+    pub event_name: &'a str,
+    /// The event JSON, as published.
+    pub payload: &'a str,
+    pub timestamp: OffsetDateTime,
+}
+
+/// A signed request, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The Zettle Pusher envelope: `payload` is the event JSON as a string.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ZettleEnvelope<'a> {
+    organization_uuid: String,
+    message_uuid: String,
+    event_name: &'a str,
+    message_id: &'a str,
+    payload: &'a str,
+    timestamp: &'a str,
+}
+
+/// Builds the signed request for `subscription` in its dialect.
+pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
+    let timestamp = utc_timestamp(message.timestamp);
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    let body = match subscription.dialect {
+        Dialect::Zettle => {
+            let envelope = ZettleEnvelope {
+                organization_uuid: subscription.organization.to_string(),
+                message_uuid: message.message_uuid.to_string(),
+                event_name: message.event_name,
+                message_id: message.message_id,
+                payload: message.payload,
+                timestamp: &timestamp,
+            };
+            headers.push((
+                "x-izettle-signature",
+                signing::zettle_signature(&subscription.signing_key, &timestamp, message.payload),
+            ));
+            serde_json::to_vec(&envelope).expect("the envelope always serializes")
+        }
+    };
+    let webhook_id = message.message_uuid.to_string();
+    let unix = message.timestamp.unix_timestamp();
+    let signature = signing::standard_webhooks_signature(subscription.signing_key.as_bytes(), &webhook_id, unix, &body);
+    headers.push(("webhook-id", webhook_id));
+    headers.push(("webhook-timestamp", unix.to_string()));
+    headers.push(("webhook-signature", signature));
+    Webhook { headers, body }
+}
+
+/// What happened when a webhook was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The HTTP status, if the destination answered.
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// The first bytes of the response body.
+    pub response_excerpt: String,
+    /// Why no answer came (connection, DNS, TLS, timeout, refused address).
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// POSTs the webhook and records the outcome. Never fails: every failure is an [`Attempt`].
+pub async fn send(client: &reqwest::Client, destination: &str, webhook: &Webhook) -> Attempt {
+    let started = Instant::now();
+    let mut request = client.post(destination).body(webhook.body.clone());
+    for (name, value) in &webhook.headers {
+        request = request.header(*name, value);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let cut = bytes.len().min(RESPONSE_EXCERPT_BYTES);
+            Attempt {
+                status: Some(status),
+                latency: started.elapsed(),
+                response_excerpt: String::from_utf8_lossy(&bytes[..cut]).into_owned(),
+                error: None,
+            }
+        }
+        Err(err) => Attempt {
+            status: None,
+            latency: started.elapsed(),
+            response_excerpt: String::new(),
+            error: Some(crate::destination::describe_request_error(&err)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrganizationId, SubscriptionStatus};
+
+    fn subscription() -> Subscription {
+        Subscription {
+            organization: OrganizationId(Uuid::nil()),
+            id: Uuid::nil(),
+            dialect: Dialect::Zettle,
+            transport: "WEBHOOK".into(),
+            event_names: vec![],
+            destination: "https://example.com".into(),
+            contact_email: "ops@example.com".into(),
+            status: SubscriptionStatus::Active,
+            signing_key: "k".repeat(64),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn zettle_envelope_is_signed_both_ways() {
+        let sub = subscription();
+        let message = Message {
+            message_uuid: Uuid::from_u128(7),
+            message_id: "m-1",
+            event_name: "ProductUpdated",
+            payload: r#"{"uuid":"p"}"#,
+            timestamp: OffsetDateTime::from_unix_timestamp(1_616_000_000).unwrap(),
+        };
+        let hook = build(&sub, &message);
+        let body: serde_json::Value = serde_json::from_slice(&hook.body).unwrap();
+        assert_eq!(body["payload"], r#"{"uuid":"p"}"#);
+        assert_eq!(body["eventName"], "ProductUpdated");
+        assert_eq!(body["timestamp"], "2021-03-17T16:53:20Z");
+        let header = |n: &str| hook.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(header("x-izettle-signature"), signing::zettle_signature(&sub.signing_key, "2021-03-17T16:53:20Z", r#"{"uuid":"p"}"#));
+        assert!(signing::verify_standard_webhooks(
+            sub.signing_key.as_bytes(),
+            &header("webhook-id"),
+            header("webhook-timestamp").parse().unwrap(),
+            &hook.body,
+            &header("webhook-signature"),
+        ));
+    }
+}
+
+/// What became of one delivery job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The destination accepted it.
+    Delivered(Attempt),
+    /// The destination refused it or could not be reached; try again later.
+    Failed(Attempt),
+    /// Nothing to do: the subscription is gone or disabled.
+    Skipped(&'static str),
+}
+
+/// The id a receiver de-duplicates on: the same for every retry of one message to one
+/// subscription, different across subscriptions.
+pub fn message_uuid(job: &crate::ports::DeliveryJob) -> Uuid {
+    let name = format!("{}/{}/{}", job.organization, job.subscription_id, job.message_id);
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
+}
+
+/// Delivers one job: looks up its subscription, builds the signed request, sends it.
+pub async fn deliver_job(app: &crate::App, job: &crate::ports::DeliveryJob) -> crate::Result<JobOutcome> {
+    let Some(subscription) = app.store.get_subscription(job.organization, job.subscription_id).await? else {
+        return Ok(JobOutcome::Skipped("subscription deleted"));
+    };
+    if subscription.status == crate::domain::SubscriptionStatus::Disabled {
+        return Ok(JobOutcome::Skipped("subscription disabled"));
+    }
+    let message = Message {
+        message_uuid: message_uuid(job),
+        message_id: &job.message_id,
+        event_name: &job.event_name,
+        payload: &job.payload,
+        timestamp: app.clock.now(),
+    };
+    let webhook = build(&subscription, &message);
+    let attempt = send(&app.http, &subscription.destination, &webhook).await;
+    tracing::info!(
+        org = %job.organization,
+        subscription = %job.subscription_id,
+        message_id = %job.message_id,
+        status = ?attempt.status,
+        latency_ms = attempt.latency.as_millis() as u64,
+        error = ?attempt.error,
+        "delivery attempt"
+    );
+    Ok(if attempt.succeeded() { JobOutcome::Delivered(attempt) } else { JobOutcome::Failed(attempt) })
+}

@@ -1,0 +1,95 @@
+//! The events Tidings knows and the scope a subscriber needs for each (seed 000, "Supported
+//! events").
+
+use super::api_key::Scope;
+
+/// What an API key must hold to subscribe to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRequirement {
+    /// This one scope.
+    Scope(Scope),
+    /// Any scope at all (lifecycle events every subscriber must be able to receive).
+    AnyScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDefinition {
+    pub name: &'static str,
+    pub requires: ScopeRequirement,
+    /// Delivered to every subscription of the organization, whatever events it chose.
+    pub delivered_to_all: bool,
+}
+
+const fn event(name: &'static str, scope: Scope) -> EventDefinition {
+    EventDefinition { name, requires: ScopeRequirement::Scope(scope), delivered_to_all: false }
+}
+
+const fn lifecycle(name: &'static str) -> EventDefinition {
+    EventDefinition { name, requires: ScopeRequirement::AnyScope, delivered_to_all: true }
+}
+
+/// The Zettle Pusher events, in the seed's order.
+pub const CATALOG: &[EventDefinition] = &[
+    event("PurchaseCreated", Scope::ReadPurchase),
+    event("OrganizationUpdated", Scope::ReadUserinfo),
+    event("ProductCreated", Scope::ReadProduct),
+    event("ProductUpdated", Scope::ReadProduct),
+    event("ProductDeleted", Scope::ReadProduct),
+    event("InventoryBalanceChanged", Scope::ReadProduct),
+    event("InventoryTrackingStarted", Scope::ReadProduct),
+    event("InventoryTrackingStopped", Scope::ReadProduct),
+    lifecycle("ApplicationConnectionRemoved"),
+    lifecycle("PersonalAssertionDeleted"),
+];
+
+pub fn find(name: &str) -> Option<&'static EventDefinition> {
+    CATALOG.iter().find(|e| e.name == name)
+}
+
+/// Whether a key holding `scopes` may subscribe to `event`.
+pub fn allows(scopes: &[Scope], event: &EventDefinition) -> bool {
+    match event.requires {
+        ScopeRequirement::Scope(needed) => scopes.contains(&needed),
+        ScopeRequirement::AnyScope => !scopes.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_seed_event_is_known_with_its_scope() {
+        let expected = [
+            ("PurchaseCreated", Some(Scope::ReadPurchase)),
+            ("OrganizationUpdated", Some(Scope::ReadUserinfo)),
+            ("ProductCreated", Some(Scope::ReadProduct)),
+            ("ProductUpdated", Some(Scope::ReadProduct)),
+            ("ProductDeleted", Some(Scope::ReadProduct)),
+            ("InventoryBalanceChanged", Some(Scope::ReadProduct)),
+            ("InventoryTrackingStarted", Some(Scope::ReadProduct)),
+            ("InventoryTrackingStopped", Some(Scope::ReadProduct)),
+            ("ApplicationConnectionRemoved", None),
+            ("PersonalAssertionDeleted", None),
+        ];
+        assert_eq!(CATALOG.len(), expected.len());
+        for (name, scope) in expected {
+            let def = find(name).unwrap_or_else(|| panic!("{name} missing"));
+            match scope {
+                Some(s) => assert_eq!(def.requires, ScopeRequirement::Scope(s), "{name}"),
+                None => assert!(def.delivered_to_all && def.requires == ScopeRequirement::AnyScope),
+            }
+        }
+        assert!(find("CardPaymentInvalid").is_none());
+    }
+
+    #[test]
+    fn any_scope_events_need_at_least_one_scope() {
+        let removed = find("ApplicationConnectionRemoved").unwrap();
+        assert!(!allows(&[], removed));
+        assert!(allows(&[Scope::ReadFinance], removed));
+        let purchase = find("PurchaseCreated").unwrap();
+        assert!(!allows(&[Scope::ReadProduct], purchase));
+        assert!(allows(&[Scope::ReadPurchase], purchase));
+    }
+}

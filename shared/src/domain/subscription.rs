@@ -1,0 +1,102 @@
+//! The one subscription model every dialect maps onto.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::OrganizationId;
+
+/// Which API surface created the subscription; decides the delivery envelope and headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Dialect {
+    Zettle,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Zettle => "zettle",
+        }
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zettle" => Ok(Dialect::Zettle),
+            other => Err(format!("unknown dialect {other:?}")),
+        }
+    }
+}
+
+/// Health of a subscription as shown to its owner (`status` in the Zettle response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionStatus {
+    /// Receiving deliveries.
+    Active,
+    /// Deliveries are being exhausted; still attempted.
+    Failing,
+    /// No more attempts until the owner updates or re-enables it.
+    Disabled,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Active => "ACTIVE",
+            SubscriptionStatus::Failing => "FAILING",
+            SubscriptionStatus::Disabled => "DISABLED",
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubscriptionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ACTIVE" => Ok(SubscriptionStatus::Active),
+            "FAILING" => Ok(SubscriptionStatus::Failing),
+            "DISABLED" => Ok(SubscriptionStatus::Disabled),
+            other => Err(format!("unknown subscription status {other:?}")),
+        }
+    }
+}
+
+/// The transport Zettle calls `transportName`; webhooks are the only one.
+pub const TRANSPORT_WEBHOOK: &str = "WEBHOOK";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub organization: OrganizationId,
+    pub id: Uuid,
+    pub dialect: Dialect,
+    pub transport: String,
+    /// Explicit events; empty means every event of the catalog.
+    pub event_names: Vec<String>,
+    pub destination: String,
+    pub contact_email: String,
+    pub status: SubscriptionStatus,
+    /// 64 alphanumerics; the HMAC key of every delivery.
+    pub signing_key: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Subscription {
+    /// Whether an event with this name is delivered to this subscription (explicit match or
+    /// all-events subscription).
+    pub fn wants(&self, event_name: &str) -> bool {
+        self.event_names.is_empty() || self.event_names.iter().any(|e| e == event_name)
+    }
+}

@@ -1,0 +1,438 @@
+//! One SQLite file holds the store and the durable delivery queue.
+//!
+//! WAL journal with `synchronous=NORMAL`: a commit survives a process crash, and readers never
+//! block the writer. The connection sits behind a mutex; every operation is a short
+//! statement or transaction, so holding it on the async worker is cheaper than a thread hop.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
+use crate::ports::{Clock, DeliveryJob, Queue, ReceivedJob, Store};
+use crate::{Error, Result};
+
+/// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
+const ALL_EVENTS: &str = "*";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS subscriptions (
+    org           TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    dialect       TEXT NOT NULL,
+    transport     TEXT NOT NULL,
+    event_names   TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    contact_email TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    signing_key   TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (org, id)
+);
+CREATE TABLE IF NOT EXISTS subscription_events (
+    org             TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    PRIMARY KEY (org, event, subscription_id)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    org        TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job           TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue (visible_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job     TEXT NOT NULL,
+    dead_at INTEGER NOT NULL
+);
+"#;
+
+/// The SQLite file behind the store and queue ports.
+pub struct SqliteBackend {
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// The database file inside a data directory.
+    pub fn file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("tidings.db")
+    }
+
+    /// Opens (creating if needed) `<data_dir>/tidings.db`.
+    pub fn open_in(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        Self::open(&Self::file_in(data_dir), clock)
+    }
+
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        let conn = Connection::open(path)
+            .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now_nanos(&self) -> i64 {
+        to_nanos(self.clock.now())
+    }
+}
+
+fn to_nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+fn from_nanos(n: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(n as i128).map_err(Error::internal)
+}
+
+fn duration_nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::internal(format!("stored {what} is unreadable: {err}"))
+}
+
+fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
+    let get = |i: usize| -> Result<String> { Ok(row.get::<_, String>(i)?) };
+    Ok(Subscription {
+        organization: OrganizationId::from_str(&get(0)?).map_err(|e| corrupt("organization", e))?,
+        id: Uuid::parse_str(&get(1)?).map_err(|e| corrupt("subscription id", e))?,
+        dialect: get(2)?.parse().map_err(|e| corrupt("dialect", e))?,
+        transport: get(3)?,
+        event_names: serde_json::from_str(&get(4)?).map_err(|e| corrupt("event names", e))?,
+        destination: get(5)?,
+        contact_email: get(6)?,
+        status: get(7)?.parse().map_err(|e| corrupt("status", e))?,
+        signing_key: get(8)?,
+        created_at: from_nanos(row.get(9)?)?,
+        updated_at: from_nanos(row.get(10)?)?,
+    })
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, signing_key, created_at, updated_at";
+
+fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
+    let scopes: String = row.get(3)?;
+    let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| corrupt("scopes", e))?;
+    let scopes = scopes
+        .iter()
+        .map(|s| Scope::from_str(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("scopes", e))?;
+    Ok(ApiKey {
+        id: Uuid::parse_str(&row.get::<_, String>(0)?).map_err(|e| corrupt("key id", e))?,
+        hash: row.get(1)?,
+        organization: OrganizationId::from_str(&row.get::<_, String>(2)?).map_err(|e| corrupt("organization", e))?,
+        scopes,
+        created_at: from_nanos(row.get(4)?)?,
+        expires_at: row.get::<_, Option<i64>>(5)?.map(from_nanos).transpose()?,
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(from_nanos).transpose()?,
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, hash, org, scopes, created_at, expires_at, revoked_at";
+
+/// Rows of the fan-out index for one subscription.
+fn index_keys(subscription: &Subscription) -> Vec<&str> {
+    if subscription.event_names.is_empty() {
+        vec![ALL_EVENTS]
+    } else {
+        subscription.event_names.iter().map(String::as_str).collect()
+    }
+}
+
+fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> Result<()> {
+    let org = subscription.organization.to_string();
+    let id = subscription.id.to_string();
+    tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)")?;
+    for event in index_keys(subscription) {
+        insert.execute(params![org, event, id])?;
+    }
+    Ok(())
+}
+
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 11]> {
+    Ok([
+        Box::new(s.organization.to_string()),
+        Box::new(s.id.to_string()),
+        Box::new(s.dialect.as_str()),
+        Box::new(s.transport.clone()),
+        Box::new(serde_json::to_string(&s.event_names)?),
+        Box::new(s.destination.clone()),
+        Box::new(s.contact_email.clone()),
+        Box::new(s.status.as_str()),
+        Box::new(s.signing_key.clone()),
+        Box::new(to_nanos(s.created_at)),
+        Box::new(to_nanos(s.updated_at)),
+    ])
+}
+
+#[async_trait]
+impl Store for SqliteBackend {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let values = subscription_params(subscription)?;
+        let inserted = tx.execute(
+            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            rusqlite::params_from_iter(values.iter()),
+        )?;
+        if inserted == 0 {
+            return Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)));
+        }
+        write_index(&tx, subscription)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
+        let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(subscription_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 ORDER BY created_at, rowid"
+        ))?;
+        let mut rows = stmt.query(params![org.to_string()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(subscription_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let values = subscription_params(subscription)?;
+        let updated = tx.execute(
+            "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
+             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11 \
+             WHERE org = ?1 AND id = ?2",
+            rusqlite::params_from_iter(values.iter()),
+        )?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+        }
+        write_index(&tx, subscription)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (org, id) = (org.to_string(), id.to_string());
+        let deleted = tx.execute("DELETE FROM subscriptions WHERE org = ?1 AND id = ?2", params![org, id])?;
+        tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+        tx.commit()?;
+        Ok(deleted > 0)
+    }
+
+    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
+        let conn = self.conn();
+        let columns: Vec<String> = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT DISTINCT {} FROM subscription_events e JOIN subscriptions s \
+             ON s.org = e.org AND s.id = e.subscription_id \
+             WHERE e.org = ?1 AND e.event IN (?2, ?3) ORDER BY s.created_at, s.rowid",
+            columns.join(", ")
+        ))?;
+        let mut rows = stmt.query(params![org.to_string(), event_name, ALL_EVENTS])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(subscription_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+        self.conn().execute(
+            &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            params![
+                key.id.to_string(),
+                key.hash,
+                key.organization.to_string(),
+                serde_json::to_string(&scopes)?,
+                to_nanos(key.created_at),
+                key.expires_at.map(to_nanos),
+                key.revoked_at.map(to_nanos),
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))?;
+        let mut rows = stmt.query(params![hash])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(api_key_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR org = ?1 ORDER BY created_at, rowid"
+        ))?;
+        let mut rows = stmt.query(params![org.map(|o| o.to_string())])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(api_key_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
+        let conn = self.conn();
+        let exists: Option<Option<i64>> = conn
+            .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
+            .optional()?;
+        match exists {
+            None => Ok(false),
+            Some(Some(_)) => Ok(true),
+            Some(None) => {
+                conn.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id.to_string(), to_nanos(at)])?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn parse_receipt(receipt: &str) -> Result<(i64, i64)> {
+    let (id, count) = receipt
+        .split_once(':')
+        .ok_or_else(|| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
+    let id = id.parse().map_err(|_| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
+    let count = count.parse().map_err(|_| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
+    Ok((id, count))
+}
+
+#[async_trait]
+impl Queue for SqliteBackend {
+    async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()> {
+        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        let mut conn = self.conn();
+        // One transaction per batch: one fsync however many subscriptions matched.
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
+            for job in jobs {
+                insert.execute(params![serde_json::to_string(job)?, visible_at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
+        let now = self.now_nanos();
+        let hidden_until = now.saturating_add(duration_nanos(visibility));
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut taken = Vec::new();
+        {
+            let mut select =
+                tx.prepare_cached("SELECT id, job, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2")?;
+            let rows = select.query_map(params![now, max as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut update = tx.prepare_cached("UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4 WHERE id = ?1")?;
+            for row in rows {
+                let (id, job, count) = row?;
+                let count = count + 1;
+                let receipt = format!("{id}:{count}");
+                update.execute(params![id, hidden_until, count, receipt])?;
+                let job: DeliveryJob = serde_json::from_str(&job).map_err(|e| corrupt("queued job", e))?;
+                taken.push(ReceivedJob { receipt, job, receive_count: count as u32 });
+            }
+        }
+        tx.commit()?;
+        Ok(taken)
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<()> {
+        let (id, _) = parse_receipt(receipt)?;
+        self.conn().execute("DELETE FROM queue WHERE id = ?1 AND receipt = ?2", params![id, receipt])?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt: &str, job: &DeliveryJob, delay: Duration) -> Result<()> {
+        let (id, _) = parse_receipt(receipt)?;
+        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        self.conn().execute(
+            "UPDATE queue SET visible_at = ?3, job = ?4 WHERE id = ?1 AND receipt = ?2",
+            params![id, receipt, visible_at, serde_json::to_string(job)?],
+        )?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
+        let (id, _) = parse_receipt(receipt)?;
+        let now = self.now_nanos();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let removed = tx.execute("DELETE FROM queue WHERE id = ?1 AND receipt = ?2", params![id, receipt])?;
+        // Only the current holder of the receipt may move it, so a job is never dead-lettered twice.
+        if removed == 1 {
+            tx.execute("INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)", params![serde_json::to_string(job)?, now])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT job FROM dead_letters ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|job| serde_json::from_str(&job?).map_err(|e| corrupt("dead letter", e))).collect()
+    }
+}

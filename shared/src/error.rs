@@ -1,0 +1,81 @@
+//! The one error type of the core. Each dialect maps it to its own status codes and error body
+//! in one place (`api::<dialect>::error_response`).
+
+use std::fmt;
+
+/// Which part of a request an error is about, so dialects can name it (`propertyName`,
+/// `invalidParams[].name`, `errorField`).
+pub type Field = Option<String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No credentials, or credentials that are unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials that lack a scope the request needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist for this organization.
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but not for this method.
+    #[error("method not allowed; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    /// The request is malformed: bad JSON, a wrong type, an unknown field, a missing identifier.
+    #[error("{message}")]
+    BadRequest { field: Field, message: String },
+    /// The request is well-formed but a value is unacceptable.
+    #[error("{message}")]
+    Unprocessable { field: Field, message: String },
+    /// A resource with this identifier already exists.
+    #[error("{0}")]
+    Duplicate(String),
+    /// The destination could not be reached (DNS, connection, TLS, timeout, refused address).
+    #[error("destination is not accessible: {0}")]
+    DestinationUnreachable(String),
+    /// The destination answered, but not with a success status.
+    #[error("destination responded with HTTP {status}")]
+    DestinationRejected { status: u16 },
+    /// The request body exceeds the size limit.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Anything that is our fault: storage, serialization, a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_request(field: impl Into<Option<&'static str>>, message: impl fmt::Display) -> Self {
+        Error::BadRequest { field: field.into().map(str::to_owned), message: message.to_string() }
+    }
+
+    pub fn unprocessable(field: impl Into<Option<&'static str>>, message: impl fmt::Display) -> Self {
+        Error::Unprocessable { field: field.into().map(str::to_owned), message: message.to_string() }
+    }
+
+    pub fn internal(err: impl fmt::Display) -> Self {
+        Error::Internal(err.to_string())
+    }
+
+    /// The field the error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::BadRequest { field, .. } | Error::Unprocessable { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        Error::Internal(format!("sqlite: {err}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::Internal(format!("json: {err}"))
+    }
+}

@@ -1,0 +1,29 @@
+//! Tidings core library.
+//!
+//! Everything the product does lives here; the Lambda binaries and the `tidings` CLI only wire
+//! configuration to it. The layout follows the ports-and-adapters split of `DESIGN.md`:
+//!
+//! - [`domain`]: subscriptions, the event catalog and its scopes, organizations, API keys.
+//! - [`ports`]: the store, queue, mailer and clock interfaces.
+//! - [`embedded`]: the adapters `tidings serve` runs on (one SQLite file, an `.eml` outbox).
+//! - [`api`]: the HTTP router shared by Lambda and the local server, with one module per dialect.
+//! - [`destination`]: which destination URLs are allowed and the HTTP client that reaches them.
+//! - [`signing`]: signing keys and webhook signatures.
+//! - [`server`]: the local HTTP host for the router.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod destination;
+pub mod domain;
+pub mod embedded;
+pub mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod ports;
+pub mod server;
+pub mod signing;
+
+pub use app::App;
+pub use error::{Error, Result};

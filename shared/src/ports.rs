@@ -1,0 +1,130 @@
+//! The ports: what the core needs from the outside world. Each has an embedded adapter
+//! (`embedded`) and, on AWS, a DynamoDB / SQS / SES v2 adapter.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, OrganizationId, Subscription};
+use crate::Result;
+
+/// Subscriptions and API keys.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a new subscription; [`crate::Error::Duplicate`] if the organization already has
+    /// one with this id. Nothing is written in that case.
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()>;
+    async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>>;
+    /// The organization's subscriptions, oldest first.
+    async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>>;
+    /// Replaces a stored subscription; [`crate::Error::NotFound`] if it is gone.
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<()>;
+    /// Returns whether something was deleted.
+    async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool>;
+    /// Fan-out: the organization's subscriptions that receive `event_name` (explicitly or as
+    /// all-events subscriptions), by index, never by scanning.
+    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>>;
+
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()>;
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// All keys, or one organization's, oldest first.
+    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>>;
+    /// Marks a key revoked; returns false if no such key exists.
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
+}
+
+/// One delivery of one message to one subscription: the unit the queue carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryJob {
+    pub message_id: String,
+    pub organization: OrganizationId,
+    pub subscription_id: Uuid,
+    pub event_name: String,
+    /// The event's JSON, exactly as published.
+    pub payload: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub published_at: OffsetDateTime,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// A job taken from the queue; hidden from other consumers until acknowledged, retried or
+/// its visibility runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedJob {
+    pub receipt: String,
+    pub job: DeliveryJob,
+    /// How many times this job has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// The delivery queue: delays, redelivery and a dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues jobs, each visible after `delay`.
+    async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()>;
+    /// Takes up to `max` visible jobs and hides them for `visibility`.
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;
+    /// The job is done; remove it.
+    async fn ack(&self, receipt: &str) -> Result<()>;
+    /// Make the job visible again after `delay`, carrying the updated job (attempt count).
+    async fn retry_later(&self, receipt: &str, job: &DeliveryJob, delay: Duration) -> Result<()>;
+    /// Move the job, intact, to the dead-letter queue.
+    async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
+    /// Jobs in the dead-letter queue, oldest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>>;
+}
+
+/// A plain-text notification email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &Email) -> Result<()>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock tests move by hand.
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        ManualClock(Mutex::new(start))
+    }
+
+    pub fn set(&self, now: OffsetDateTime) {
+        *self.0.lock().expect("clock lock") = now;
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().expect("clock lock")
+    }
+}
