@@ -1,1 +1,737 @@
+//! The Zettle Pusher subscription API (seed 000) over real HTTP: every row of the seed's
+//! parameter and status-code tables, the seed's examples, tenant isolation and bad input.
 
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tidings::domain::{OrganizationId, Scope};
+use tidings::signing;
+use tidings_tests::{closed_port_url, new_org, Receiver, Stack, ALL_EVENT_SCOPES};
+use uuid::Uuid;
+
+const SEED_UUID: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
+const SUBS: &str = "/organizations/self/subscriptions";
+
+async fn call(stack: &Stack, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut request = stack.http.request(method, stack.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+async fn call_raw(stack: &Stack, method: Method, path: &str, key: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+    let response = stack.http.request(method, stack.url(path)).bearer_auth(key).body(body).send().await.expect("request");
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+fn create_body(uuid: &str, events: &[&str], destination: &str) -> Value {
+    json!({
+        "uuid": uuid,
+        "transportName": "WEBHOOK",
+        "eventNames": events,
+        "destination": destination,
+        "contactEmail": "integrations@example.com",
+    })
+}
+
+fn v1() -> String {
+    Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string()
+}
+
+async fn list(stack: &Stack, key: &str) -> Vec<Value> {
+    let (status, _, body) = call(stack, Method::GET, SUBS, Some(key), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The error body's `developerMessage`, asserting the Zettle error shape.
+fn message(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body}"));
+    assert!(value["errorType"].is_string(), "{body}");
+    value["developerMessage"].as_str().unwrap_or_else(|| panic!("no developerMessage: {body}")).to_owned()
+}
+
+fn violation(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap();
+    value["violations"][0]["propertyName"].as_str().unwrap_or_default().to_owned()
+}
+
+struct World {
+    stack: Stack,
+    receiver: Receiver,
+    org: OrganizationId,
+    key: String,
+}
+
+async fn world() -> World {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, ALL_EVENT_SCOPES).await;
+    World { stack, receiver, org, key }
+}
+
+impl World {
+    async fn create(&self, uuid: &str, events: &[&str]) -> (StatusCode, String) {
+        let (status, _, body) =
+            call(&self.stack, Method::POST, SUBS, Some(&self.key), Some(create_body(uuid, events, &self.receiver.url()))).await;
+        (status, body)
+    }
+
+    async fn post(&self, body: Value) -> (StatusCode, String) {
+        let (status, _, text) = call(&self.stack, Method::POST, SUBS, Some(&self.key), Some(body)).await;
+        (status, text)
+    }
+
+    async fn put(&self, id: &str, body: Value) -> (StatusCode, String) {
+        let (status, _, text) = call(&self.stack, Method::PUT, &format!("{SUBS}/{id}"), Some(&self.key), Some(body)).await;
+        (status, text)
+    }
+
+    async fn stored(&self) -> Vec<Value> {
+        list(&self.stack, &self.key).await
+    }
+}
+
+// ---------------------------------------------------------------- create: the seed's example
+
+#[tokio::test]
+async fn create_example_from_the_seed() {
+    let w = world().await;
+    let request = json!({
+        "uuid": SEED_UUID,
+        "transportName": "WEBHOOK",
+        "eventNames": ["ProductUpdated"],
+        "destination": w.receiver.url(),
+        "contactEmail": "integrations@example.com"
+    });
+    let (status, headers, body) = call(&w.stack, Method::POST, SUBS, Some(&w.key), Some(request)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = vec!["uuid", "transportName", "eventNames", "updated", "destination", "contactEmail", "status", "signingKey"];
+    expected.sort();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(created["uuid"], SEED_UUID);
+    assert_eq!(created["transportName"], "WEBHOOK");
+    assert_eq!(created["eventNames"], json!(["ProductUpdated"]));
+    assert_eq!(created["destination"], w.receiver.url());
+    assert_eq!(created["contactEmail"], "integrations@example.com");
+    assert_eq!(created["status"], "ACTIVE");
+    let signing_key = created["signingKey"].as_str().unwrap();
+    assert_eq!(signing_key.len(), 64);
+    assert!(signing_key.chars().all(|c| c.is_ascii_alphanumeric()));
+    let updated = created["updated"].as_str().unwrap();
+    assert!(updated.ends_with('Z'), "{updated}");
+    time::OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339).unwrap();
+
+    // The response order matches the seed's response example.
+    let text_positions: Vec<usize> = ["\"uuid\"", "\"transportName\"", "\"eventNames\"", "\"updated\"", "\"destination\"", "\"contactEmail\"", "\"status\"", "\"signingKey\""]
+        .iter()
+        .map(|k| body.find(k).unwrap())
+        .collect();
+    assert!(text_positions.windows(2).all(|w| w[0] < w[1]), "{body}");
+
+    // It was stored as answered.
+    assert_eq!(w.stored().await, vec![created.clone()]);
+}
+
+#[tokio::test]
+async fn create_checks_the_destination_with_a_signed_test_message() {
+    let w = world().await;
+    let (status, body) = w.create(SEED_UUID, &["ProductUpdated"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let signing_key = serde_json::from_str::<Value>(&body).unwrap()["signingKey"].as_str().unwrap().to_owned();
+    let requests = w.receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let test = &requests[0];
+    assert_eq!(test.method, "POST");
+    assert_eq!(test.path, "/hook");
+    let envelope: Value = serde_json::from_slice(&test.body).unwrap();
+    assert_eq!(envelope["eventName"], "TestMessage");
+    assert_eq!(envelope["organizationUuid"], w.org.to_string());
+    let payload = envelope["payload"].as_str().unwrap();
+    let timestamp = envelope["timestamp"].as_str().unwrap();
+    assert_eq!(test.header("x-izettle-signature"), signing::zettle_signature(&signing_key, timestamp, payload));
+    assert!(signing::verify_standard_webhooks(
+        signing_key.as_bytes(),
+        &test.header("webhook-id"),
+        test.header("webhook-timestamp").parse().unwrap(),
+        &test.body,
+        &test.header("webhook-signature"),
+    ));
+}
+
+#[tokio::test]
+async fn create_with_the_organization_uuid_in_the_path() {
+    let w = world().await;
+    let path = format!("/organizations/{}/subscriptions", w.org);
+    let (status, _, body) = call(&w.stack, Method::POST, &path, Some(&w.key), Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url()))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = call(&w.stack, Method::GET, &path, Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn signing_keys_differ_between_subscriptions() {
+    let w = world().await;
+    let (_, a) = w.create(&v1(), &["ProductCreated"]).await;
+    let (_, b) = w.create(&v1(), &["ProductCreated"]).await;
+    let key = |s: &str| serde_json::from_str::<Value>(s).unwrap()["signingKey"].as_str().unwrap().to_owned();
+    assert_ne!(key(&a), key(&b));
+}
+
+#[tokio::test]
+async fn empty_event_names_subscribe_to_all_events_with_every_scope() {
+    let w = world().await;
+    let (status, body) = w.create(&v1(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["eventNames"], json!([]));
+}
+
+#[tokio::test]
+async fn lifecycle_events_need_any_scope() {
+    let w = world().await;
+    let product_only = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    for event in ["ApplicationConnectionRemoved", "PersonalAssertionDeleted"] {
+        let body = create_body(&v1(), &[event], &w.receiver.url());
+        let (status, _, text) = call(&w.stack, Method::POST, SUBS, Some(&product_only), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{event}: {text}");
+    }
+    let no_scopes = w.stack.key(w.org, &[]).await;
+    let body = create_body(&v1(), &["ApplicationConnectionRemoved"], &w.receiver.url());
+    let (status, _, text) = call(&w.stack, Method::POST, SUBS, Some(&no_scopes), Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+}
+
+#[tokio::test]
+async fn duplicate_event_names_are_stored_once() {
+    let w = world().await;
+    let (status, body) = w.create(&v1(), &["ProductCreated", "ProductCreated", "ProductDeleted"]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["eventNames"], json!(["ProductCreated", "ProductDeleted"]));
+}
+
+// ---------------------------------------------------------------- create: 401
+
+#[tokio::test]
+async fn create_without_credentials_is_401() {
+    let w = world().await;
+    let (status, headers, body) = call(&w.stack, Method::POST, SUBS, None, Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url()))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert!(message(&body).contains("missing"), "{body}");
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_expired_revoked_and_malformed_credentials_are_401() {
+    let w = world().await;
+    let expired = w.stack.key_expiring(w.org, ALL_EVENT_SCOPES, Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(1))).await;
+    let revoked = w.stack.key(w.org, ALL_EVENT_SCOPES).await;
+    let revoked_id = w.stack.app.store.find_api_key_by_hash(&tidings::domain::api_key::hash_secret(&revoked)).await.unwrap().unwrap().id;
+    assert!(w.stack.app.store.revoke_api_key(revoked_id, time::OffsetDateTime::now_utc()).await.unwrap());
+    for (key, expected) in [("tdk_not-a-real-key", "invalid"), (expired.as_str(), "expired"), (revoked.as_str(), "revoked")] {
+        for method in [Method::POST, Method::GET] {
+            let body = (method == Method::POST).then(|| create_body(&v1(), &["ProductCreated"], &w.receiver.url()));
+            let (status, _, text) = call(&w.stack, method.clone(), SUBS, Some(key), body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {expected}");
+            assert!(message(&text).contains(expected), "{text}");
+        }
+    }
+    let response = w.stack.http.get(w.stack.url(SUBS)).header("authorization", format!("Basic {}", w.key)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(w.stored().await.is_empty());
+}
+
+// ---------------------------------------------------------------- create: 403
+
+#[tokio::test]
+async fn create_without_the_events_scope_is_403() {
+    let w = world().await;
+    // The seed's example: READ:PRODUCT while subscribing to PurchaseCreated.
+    let product_key = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    let body = create_body(&v1(), &["PurchaseCreated"], &w.receiver.url());
+    let (status, _, text) = call(&w.stack, Method::POST, SUBS, Some(&product_key), Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(message(&text).contains("READ:PURCHASE"), "{text}");
+    let body = create_body(&v1(), &["OrganizationUpdated"], &w.receiver.url());
+    let (status, _, _) = call(&w.stack, Method::POST, SUBS, Some(&product_key), Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(w.stored().await.is_empty());
+    assert!(w.receiver.requests().is_empty(), "no destination check before authorization");
+}
+
+#[tokio::test]
+async fn all_events_without_every_scope_is_403() {
+    let w = world().await;
+    let partial = w.stack.key(w.org, &[Scope::ReadProduct, Scope::ReadPurchase]).await;
+    let (status, _, text) = call(&w.stack, Method::POST, SUBS, Some(&partial), Some(create_body(&v1(), &[], &w.receiver.url()))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(message(&text).contains("READ:USERINFO"), "{text}");
+    assert!(w.stored().await.is_empty());
+}
+
+// ---------------------------------------------------------------- create: 400
+
+#[tokio::test]
+async fn missing_uuid_or_transport_name_is_400() {
+    let w = world().await;
+    for field in ["uuid", "transportName"] {
+        let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+        body.as_object_mut().unwrap().remove(field);
+        let (status, text) = w.post(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {text}");
+        assert_eq!(violation(&text), field);
+        assert!(message(&text).contains(field));
+        body[field] = Value::Null;
+        assert_eq!(w.post(body).await.0, StatusCode::BAD_REQUEST, "{field}: null");
+    }
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn duplicate_uuid_is_400_and_keeps_the_original() {
+    let w = world().await;
+    let (status, first) = w.create(SEED_UUID, &["ProductUpdated"]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, text) = w.create(SEED_UUID, &["ProductCreated"]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(message(&text).contains("already exists"), "{text}");
+    assert_eq!(w.stored().await, vec![serde_json::from_str::<Value>(&first).unwrap()]);
+}
+
+#[tokio::test]
+async fn inaccessible_destination_is_400() {
+    let w = world().await;
+    let body = create_body(&v1(), &["ProductCreated"], &closed_port_url().await);
+    let (status, text) = w.post(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(message(&text).contains("not accessible"), "{text}");
+    let body = create_body(&v1(), &["ProductCreated"], "http://no-such-host.invalid/hook");
+    let (status, text) = w.post(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn uuid_must_be_version_1() {
+    let w = world().await;
+    for bad in [Uuid::new_v4().to_string(), "not-a-uuid".to_owned(), String::new()] {
+        let (status, text) = w.create(&bad, &["ProductCreated"]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
+        assert_eq!(violation(&text), "uuid");
+    }
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn transport_other_than_webhook_is_400() {
+    let w = world().await;
+    let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+    body["transportName"] = json!("EMAIL");
+    let (status, text) = w.post(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(violation(&text), "transportName");
+}
+
+#[tokio::test]
+async fn unsupported_or_missing_event_names_are_400() {
+    let w = world().await;
+    let (status, text) = w.create(&v1(), &["ProductUpdated", "CardPaymentInvalid"]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&text).contains("CardPaymentInvalid"), "{text}");
+    let mut body = create_body(&v1(), &[], &w.receiver.url());
+    body.as_object_mut().unwrap().remove("eventNames");
+    let (status, text) = w.post(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(violation(&text), "eventNames");
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_types_are_refused_with_the_field_named() {
+    let w = world().await;
+    let cases = [
+        ("uuid", json!(42), StatusCode::BAD_REQUEST),
+        ("transportName", json!(["WEBHOOK"]), StatusCode::BAD_REQUEST),
+        ("eventNames", json!("ProductCreated"), StatusCode::BAD_REQUEST),
+        ("eventNames", json!([1, 2]), StatusCode::BAD_REQUEST),
+        ("destination", json!({"url": "x"}), StatusCode::UNPROCESSABLE_ENTITY),
+        ("contactEmail", json!(true), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (field, value, expected) in cases {
+        let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+        body[field] = value.clone();
+        let (status, text) = w.post(body).await;
+        assert_eq!(status, expected, "{field} = {value}: {text}");
+        assert_eq!(violation(&text), field, "{text}");
+    }
+    assert!(w.stored().await.is_empty());
+}
+
+// ---------------------------------------------------------------- create: 422
+
+#[tokio::test]
+async fn missing_destination_or_contact_email_is_422() {
+    let w = world().await;
+    for field in ["destination", "contactEmail"] {
+        let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+        body.as_object_mut().unwrap().remove(field);
+        let (status, text) = w.post(body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {text}");
+        assert_eq!(violation(&text), field);
+    }
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_or_long_contact_email_is_422() {
+    let w = world().await;
+    let too_long = format!("{}@example.com", "a".repeat(513 - "@example.com".len() + 1));
+    assert!(too_long.len() > 512);
+    for bad in ["not-an-email", "a@", "@example.com", "", "two@@example.com", too_long.as_str()] {
+        let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+        body["contactEmail"] = json!(bad);
+        let (status, text) = w.post(body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {text}");
+        assert_eq!(violation(&text), "contactEmail");
+    }
+    let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+    body["contactEmail"] = json!(too_long);
+    assert!(message(&w.post(body).await.1).contains("512"));
+    assert!(w.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_destination_is_422() {
+    let w = world().await;
+    for bad in ["", "not a url", "ftp://example.com/hook", "mailto:a@example.com"] {
+        let (status, text) = w.post(create_body(&v1(), &["ProductCreated"], bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {text}");
+        assert_eq!(violation(&text), "destination");
+    }
+}
+
+#[tokio::test]
+async fn strict_mode_wants_a_public_https_destination() {
+    let stack = Stack::strict().await;
+    let org = new_org();
+    let key = stack.key(org, ALL_EVENT_SCOPES).await;
+    let receiver = Receiver::answering(200).await;
+    for bad in [receiver.url(), "https://127.0.0.1/hook".to_owned(), "https://169.254.169.254/latest".to_owned(), "https://localhost/x".to_owned()] {
+        let (status, _, text) = call(&stack, Method::POST, SUBS, Some(&key), Some(create_body(&v1(), &["ProductCreated"], &bad))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {text}");
+    }
+    assert!(receiver.requests().is_empty());
+    assert!(list(&stack, &key).await.is_empty());
+}
+
+// ---------------------------------------------------------------- create: 500
+
+#[tokio::test]
+async fn destination_answering_non_2xx_is_500_and_nothing_is_stored() {
+    let w = world().await;
+    for answer in [404, 500, 503] {
+        let failing = Receiver::answering(answer).await;
+        let (status, text) = w.post(create_body(&v1(), &["ProductCreated"], &failing.url())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}: {text}");
+        assert!(message(&text).contains(&answer.to_string()), "{text}");
+        assert_eq!(failing.requests().len(), 1);
+    }
+    assert!(w.stored().await.is_empty());
+}
+
+// ---------------------------------------------------------------- bad bodies
+
+#[tokio::test]
+async fn malformed_json_non_objects_unknown_fields_and_huge_bodies_change_nothing() {
+    let w = world().await;
+    let (status, original) = w.create(SEED_UUID, &["ProductUpdated"]).await;
+    assert_eq!(status, StatusCode::OK);
+    let before = w.stored().await;
+
+    for raw in ["{", "not json", "[1,2]", "\"text\"", "", "{\"uuid\": }"] {
+        let (status, text) = call_raw(&w.stack, Method::POST, SUBS, &w.key, raw.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw:?}: {text}");
+        message(&text);
+        let (status, _) = call_raw(&w.stack, Method::PUT, &format!("{SUBS}/{SEED_UUID}"), &w.key, raw.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PUT {raw:?}");
+    }
+
+    let mut body = create_body(&v1(), &["ProductCreated"], &w.receiver.url());
+    body["secret"] = json!("x");
+    let (status, text) = w.post(body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(violation(&text), "secret");
+    let (status, text) = w.put(SEED_UUID, json!({"eventNames": ["ProductCreated"], "uuid": SEED_UUID})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "uuid is not updatable: {text}");
+
+    let huge = json!({"uuid": v1(), "transportName": "WEBHOOK", "eventNames": [], "destination": w.receiver.url(),
+        "contactEmail": format!("{}@example.com", "a".repeat(300 * 1024))});
+    let (status, text) = w.post(huge.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert_eq!(message(&text), "request body exceeds 262144 bytes");
+    let (status, _) = w.put(SEED_UUID, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(w.stored().await, before);
+    assert_eq!(before[0], serde_json::from_str::<Value>(&original).unwrap());
+}
+
+// ---------------------------------------------------------------- list
+
+#[tokio::test]
+async fn list_example_from_the_seed() {
+    let w = world().await;
+    let seed = [
+        ("f02f80f8-8f35-11eb-8dcd-0242ac130003", vec!["ProductUpdated"]),
+        ("6eefcb26-912c-11eb-a8b3-0242ac130003", vec!["ProductDeleted"]),
+        ("7c9e43ce-912c-11eb-a8b3-0242ac130003", vec!["InventoryBalanceChanged", "ProductCreated"]),
+        ("08db4d6e-912d-11eb-a8b3-0242ac130003", vec!["InventoryBalanceChanged", "ProductCreated"]),
+    ];
+    for (uuid, events) in &seed {
+        assert_eq!(w.create(uuid, events).await.0, StatusCode::OK);
+    }
+    let listed = w.stored().await;
+    assert_eq!(listed.len(), 4);
+    for ((uuid, events), item) in seed.iter().zip(&listed) {
+        assert_eq!(item["uuid"], *uuid);
+        assert_eq!(item["transportName"], "WEBHOOK");
+        assert_eq!(item["eventNames"], json!(events));
+        assert_eq!(item["destination"], w.receiver.url());
+        assert_eq!(item["contactEmail"], "integrations@example.com");
+        assert_eq!(item["status"], "ACTIVE");
+        assert_eq!(item["signingKey"].as_str().unwrap().len(), 64);
+        assert!(item["updated"].as_str().unwrap().ends_with('Z'));
+    }
+}
+
+#[tokio::test]
+async fn list_without_credentials_is_401_and_empty_list_is_200() {
+    let w = world().await;
+    let (status, _, _) = call(&w.stack, Method::GET, SUBS, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = call(&w.stack, Method::GET, SUBS, Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "[]");
+}
+
+// ---------------------------------------------------------------- update
+
+#[tokio::test]
+async fn update_example_from_the_seed() {
+    let w = world().await;
+    let id = "df209936-8f31-11eb-8dcd-0242ac130003";
+    let (_, created) = w.create(id, &["ProductCreated"]).await;
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let path = format!("/organizations/self/subscriptions/{id}");
+
+    // The seed's request names CardPaymentInvalid, which its own event table does not list;
+    // the table's rule wins: unsupported events are 400 and nothing changes.
+    let (status, _, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": ["ProductUpdated", "CardPaymentInvalid"]}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(message(&text).contains("CardPaymentInvalid"));
+    assert_eq!(w.stored().await, vec![created.clone()]);
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, _, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": ["ProductUpdated"]}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, "", "200 OK without content");
+    let after = &w.stored().await[0];
+    assert_eq!(after["eventNames"], json!(["ProductUpdated"]));
+    assert_ne!(after["updated"], created["updated"]);
+    assert_eq!(after["signingKey"], created["signingKey"]);
+    assert_eq!(after["destination"], created["destination"]);
+}
+
+#[tokio::test]
+async fn update_every_field_and_the_uuid_path_variant() {
+    let w = world().await;
+    let id = v1();
+    w.create(&id, &["ProductCreated"]).await;
+    let other = Receiver::answering(200).await;
+    let (status, _, _) = call(
+        &w.stack,
+        Method::PUT,
+        &format!("{SUBS}/uuid/{id}"),
+        Some(&w.key),
+        Some(json!({"transportName": "WEBHOOK", "eventNames": [], "destination": other.url(), "contactEmail": "new@example.com"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let after = &w.stored().await[0];
+    assert_eq!(after["eventNames"], json!([]));
+    assert_eq!(after["destination"], other.url());
+    assert_eq!(after["contactEmail"], "new@example.com");
+    assert_eq!(after["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn update_errors_change_nothing() {
+    let w = world().await;
+    let id = v1();
+    w.create(&id, &["ProductCreated"]).await;
+    let before = w.stored().await;
+    let product_key = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    let path = format!("{SUBS}/{id}");
+
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (json!({"destination": ""}), StatusCode::UNPROCESSABLE_ENTITY, "destination"),
+        (json!({"destination": "ftp://example.com"}), StatusCode::UNPROCESSABLE_ENTITY, "destination"),
+        (json!({"destination": 7}), StatusCode::UNPROCESSABLE_ENTITY, "destination"),
+        (json!({"contactEmail": "nope"}), StatusCode::UNPROCESSABLE_ENTITY, "contactEmail"),
+        (json!({"contactEmail": format!("{}@example.com", "a".repeat(520))}), StatusCode::UNPROCESSABLE_ENTITY, "contactEmail"),
+        (json!({"transportName": "SMS"}), StatusCode::BAD_REQUEST, "transportName"),
+        (json!({"eventNames": ["NoSuchEvent"]}), StatusCode::BAD_REQUEST, "eventNames"),
+        (json!({"eventNames": "ProductCreated"}), StatusCode::BAD_REQUEST, "eventNames"),
+    ];
+    for (body, expected, field) in cases {
+        let (status, _, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {text}");
+        assert_eq!(violation(&text), field, "{text}");
+    }
+    // 403: the new events need a scope the key lacks.
+    let (status, _, _) = call(&w.stack, Method::PUT, &path, Some(&product_key), Some(json!({"eventNames": ["PurchaseCreated"]}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(&w.stack, Method::PUT, &path, Some(&product_key), Some(json!({"eventNames": []}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // 401
+    let (status, _, _) = call(&w.stack, Method::PUT, &path, None, Some(json!({"eventNames": []}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.stored().await, before);
+}
+
+#[tokio::test]
+async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
+    let stack = Stack::strict().await;
+    let org = new_org();
+    let key = stack.key(org, ALL_EVENT_SCOPES).await;
+    // Seed a subscription directly: strict mode cannot reach a public HTTPS receiver here.
+    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
+    let id = Uuid::now_v1(&[9; 6]);
+    stack.app.store.create_subscription(&tidings::domain::Subscription {
+        organization: org,
+        id,
+        dialect: tidings::domain::Dialect::Zettle,
+        transport: "WEBHOOK".into(),
+        event_names: vec!["ProductCreated".into()],
+        destination: "https://hooks.example.com/in".into(),
+        contact_email: "ops@example.com".into(),
+        status: tidings::domain::SubscriptionStatus::Active,
+        signing_key: signing::generate_signing_key(),
+        created_at: now,
+        updated_at: now,
+    }).await.unwrap();
+    let path = format!("{SUBS}/{id}");
+    for bad in ["http://hooks.example.com/in", "https://10.0.0.8/in", "https://[::1]/in"] {
+        let (status, _, text) = call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": bad}))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {text}");
+        assert!(message(&text).contains("HTTPS") || message(&text).contains("public"), "{text}");
+    }
+    let (status, _, _) = call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": "https://other.example.com/in"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list(&stack, &key).await[0]["destination"], "https://other.example.com/in");
+}
+
+#[tokio::test]
+async fn update_unknown_subscription_is_404_and_missing_uuid_is_405() {
+    let w = world().await;
+    let (status, _, text) = call(&w.stack, Method::PUT, &format!("{SUBS}/{}", v1()), Some(&w.key), Some(json!({"eventNames": []}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    message(&text);
+    let (status, _, _) = call(&w.stack, Method::PUT, &format!("{SUBS}/not-a-uuid"), Some(&w.key), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in [SUBS.to_owned(), format!("{SUBS}/")] {
+        let (status, headers, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": []}))).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(headers["allow"], "GET, POST");
+        message(&text);
+    }
+}
+
+// ---------------------------------------------------------------- delete
+
+#[tokio::test]
+async fn delete_example_from_the_seed() {
+    let w = world().await;
+    w.create(SEED_UUID, &["ProductUpdated"]).await;
+    let (status, _, text) = call(&w.stack, Method::DELETE, &format!("/organizations/self/subscriptions/uuid/{SEED_UUID}"), Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(text, "");
+    assert!(w.stored().await.is_empty());
+    // Gone: a second delete is 404, and the uuid can be used again.
+    let (status, _, _) = call(&w.stack, Method::DELETE, &format!("{SUBS}/{SEED_UUID}"), Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(w.create(SEED_UUID, &["ProductUpdated"]).await.0, StatusCode::OK);
+    let (status, _, _) = call(&w.stack, Method::DELETE, &format!("{SUBS}/{SEED_UUID}"), Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn delete_errors() {
+    let w = world().await;
+    w.create(SEED_UUID, &["ProductUpdated"]).await;
+    let (status, _, text) = call(&w.stack, Method::DELETE, SUBS, Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "missing subscriptionUuid");
+    assert!(message(&text).contains("subscriptionUuid"));
+    let (status, _, _) = call(&w.stack, Method::DELETE, &format!("{SUBS}/{}", v1()), Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&w.stack, Method::DELETE, &format!("{SUBS}/{SEED_UUID}"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.stored().await.len(), 1);
+}
+
+#[tokio::test]
+async fn other_methods_are_405_with_allow() {
+    let w = world().await;
+    let (status, headers, _) = call(&w.stack, Method::PATCH, SUBS, Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, POST");
+    let (status, headers, _) = call(&w.stack, Method::GET, &format!("{SUBS}/{SEED_UUID}"), Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "PUT, DELETE");
+    let (status, _, text) = call(&w.stack, Method::GET, "/nowhere", Some(&w.key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    message(&text);
+}
+
+// ---------------------------------------------------------------- tenants
+
+#[tokio::test]
+async fn organizations_never_see_each_other() {
+    let w = world().await;
+    w.create(SEED_UUID, &["ProductUpdated"]).await;
+    let before = w.stored().await;
+    let other_org = new_org();
+    let other = w.stack.key(other_org, ALL_EVENT_SCOPES).await;
+
+    assert!(list(&w.stack, &other).await.is_empty());
+    for path in [format!("{SUBS}/{SEED_UUID}"), format!("/organizations/{}/subscriptions/{SEED_UUID}", w.org)] {
+        let (status, _, _) = call(&w.stack, Method::PUT, &path, Some(&other), Some(json!({"eventNames": []}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "PUT {path}");
+        let (status, _, _) = call(&w.stack, Method::DELETE, &path, Some(&other), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "DELETE {path}");
+    }
+    let (status, _, _) = call(&w.stack, Method::GET, &format!("/organizations/{}/subscriptions", w.org), Some(&other), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&w.stack, Method::POST, &format!("/organizations/{}/subscriptions", w.org), Some(&other), Some(create_body(&v1(), &[], &w.receiver.url()))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The same uuid in another organization is a different subscription.
+    let (status, _, _) = call(&w.stack, Method::POST, SUBS, Some(&other), Some(create_body(SEED_UUID, &["ProductCreated"], &w.receiver.url()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.stored().await, before);
+    assert_eq!(list(&w.stack, &other).await[0]["eventNames"], json!(["ProductCreated"]));
+}

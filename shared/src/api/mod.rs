@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::app::MAX_BODY_BYTES;
 use crate::domain::api_key::hash_secret;
@@ -20,18 +21,22 @@ pub type Response = http::Response<Bytes>;
 /// Routes a request to its dialect.
 pub async fn handle(app: &App, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let span = tracing::info_span!("request", method = %request.method(), path = %path);
-    let _guard = span.enter();
-    if request.body().len() > MAX_BODY_BYTES {
-        return zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    async move {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let response = if request.body().len() > MAX_BODY_BYTES {
+            zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
+        } else {
+            match segments.first() {
+                Some(&"organizations") => zettle::handle(app, request, &segments).await,
+                _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
+            }
+        };
+        tracing::info!(status = response.status().as_u16(), "handled");
+        response
     }
-    let response = match segments.first() {
-        Some(&"organizations") => zettle::handle(app, request, &segments).await,
-        _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
-    };
-    tracing::info!(status = response.status().as_u16(), "handled");
-    response
+    .instrument(span)
+    .await
 }
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
