@@ -1,1 +1,205 @@
+//! The `tidings` binary as users run it: help, argument errors, key management, and
+//! `tidings serve` keeping its data across a restart and stopping cleanly on Ctrl-C.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use tidings_tests::{tidings_binary, Receiver};
+
+fn tidings(args: &[&str]) -> Output {
+    Command::new(tidings_binary()).args(args).output().expect("run tidings")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
+
+fn create_key(data_dir: &Path, scopes: &[&str]) -> (String, String) {
+    let mut args = vec!["keys", "create", "--data-dir", data_dir.to_str().unwrap(), "--org", ORG];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let output = tidings(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let secret = text.lines().last().unwrap().to_owned();
+    let id = text.split_whitespace().nth(3).unwrap().to_owned();
+    (id, secret)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(tidings_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tidings serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Server { child, base }
+    }
+
+    /// Ctrl-C, then wait: the process must exit successfully and say it stopped.
+    fn interrupt(mut self) -> String {
+        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        let mut out = BufReader::new(self.child.stdout.take().unwrap());
+        while out.read_line(&mut rest).unwrap() > 0 {}
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "tidings serve exited with {exit}");
+        rest
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+    ] {
+        let output = tidings(&args);
+        assert!(output.status.success(), "{args:?}");
+        assert!(stdout(&output).contains("Usage:"), "{args:?}: {}", stdout(&output));
+    }
+    assert!(stdout(&tidings(&["keys", "create", "--help"])).contains("--scope"));
+}
+
+#[test]
+fn bad_flags_and_values_exit_non_zero_with_one_line() {
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["serve", "--bogus"], "--bogus"),
+        (vec!["serve", "--listen", "nowhere"], "nowhere"),
+        (vec!["keys", "create", "--org", "not-a-uuid"], "not-a-uuid"),
+        (vec!["keys", "create"], "--org"),
+        (vec!["keys", "create", "--org", ORG, "--scope", "READ:EVERYTHING"], "READ:EVERYTHING"),
+        (vec!["keys", "create", "--org", ORG, "--expires-at", "tomorrow"], "tomorrow"),
+        (vec!["keys", "revoke", "123"], "123"),
+        (vec!["launch"], "launch"),
+        (vec![], "subcommand"),
+        (vec!["keys"], "subcommand"),
+    ];
+    for (args, mentions) in cases {
+        let output = tidings(&args);
+        assert!(!output.status.success(), "{args:?} should fail");
+        let err = stderr(&output);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(mentions), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn keys_create_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, secret) = create_key(dir.path(), &["READ:PURCHASE", "read:product"]);
+    assert!(secret.starts_with("tdk_"), "{secret}");
+
+    let listed = stdout(&tidings(&["keys", "list", "--data-dir", dir.path().to_str().unwrap()]));
+    let row = listed.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{id} not in {listed}"));
+    assert!(row.contains(ORG) && row.contains("active") && row.contains("READ:PURCHASE READ:PRODUCT"), "{row}");
+    assert!(!listed.contains(&secret), "secrets are never listed");
+    let other_org = stdout(&tidings(&[
+        "keys",
+        "list",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--org",
+        "00000000-0000-1000-8000-000000000000",
+    ]));
+    assert!(!other_org.contains(&id));
+
+    let revoked = tidings(&["keys", "revoke", "--data-dir", dir.path().to_str().unwrap(), &id]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let listed = stdout(&tidings(&["keys", "list", "--data-dir", dir.path().to_str().unwrap()]));
+    assert!(listed.lines().find(|l| l.starts_with(&id)).unwrap().contains("revoked"));
+
+    let unknown = tidings(&[
+        "keys",
+        "revoke",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "00000000-0000-4000-8000-000000000000",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no API key"));
+
+    let past = tidings(&[
+        "keys",
+        "create",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--org",
+        ORG,
+        "--expires-at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert!(!past.status.success());
+}
+
+#[tokio::test]
+async fn serve_keeps_data_across_a_restart_and_honours_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, key) = create_key(dir.path(), &["READ:PRODUCT"]);
+    let receiver = Receiver::answering(200).await;
+    let http = reqwest::Client::new();
+
+    let server = Server::start(dir.path());
+    let subscriptions = format!("{}/organizations/self/subscriptions", server.base);
+    let created = http
+        .post(&subscriptions)
+        .bearer_auth(&key)
+        .json(&json!({
+            "uuid": "f02f80f8-8f35-11eb-8dcd-0242ac130003",
+            "transportName": "WEBHOOK",
+            "eventNames": ["ProductUpdated"],
+            "destination": receiver.url(),
+            "contactEmail": "integrations@example.com"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let created: Value = created.json().await.unwrap();
+    let said = server.interrupt();
+    assert!(said.contains("stopped"), "{said}");
+
+    let server = Server::start(dir.path());
+    let subscriptions = format!("{}/organizations/self/subscriptions", server.base);
+    let listed: Value = http.get(&subscriptions).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed, json!([created]));
+
+    // Keys revoked with the CLI while the server runs stop working at once.
+    assert!(tidings(&["keys", "revoke", "--data-dir", dir.path().to_str().unwrap(), &id]).status.success());
+    let response = http.get(&subscriptions).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    server.interrupt();
+}

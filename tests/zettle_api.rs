@@ -11,7 +11,13 @@ use uuid::Uuid;
 const SEED_UUID: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
 const SUBS: &str = "/organizations/self/subscriptions";
 
-async fn call(stack: &Stack, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+async fn call(
+    stack: &Stack,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
     let mut request = stack.http.request(method, stack.url(path));
     if let Some(key) = key {
         request = request.bearer_auth(key);
@@ -25,8 +31,15 @@ async fn call(stack: &Stack, method: Method, path: &str, key: Option<&str>, body
     (status, headers, response.text().await.unwrap())
 }
 
-async fn call_raw(stack: &Stack, method: Method, path: &str, key: &str, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
-    let response = stack.http.request(method, stack.url(path)).bearer_auth(key).body(body).send().await.expect("request");
+async fn call_raw(
+    stack: &Stack,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, String) {
+    let response =
+        stack.http.request(method, stack.url(path)).bearer_auth(key).body(body).send().await.expect("request");
     let status = response.status();
     (status, response.text().await.unwrap())
 }
@@ -80,8 +93,14 @@ async fn world() -> World {
 
 impl World {
     async fn create(&self, uuid: &str, events: &[&str]) -> (StatusCode, String) {
-        let (status, _, body) =
-            call(&self.stack, Method::POST, SUBS, Some(&self.key), Some(create_body(uuid, events, &self.receiver.url()))).await;
+        let (status, _, body) = call(
+            &self.stack,
+            Method::POST,
+            SUBS,
+            Some(&self.key),
+            Some(create_body(uuid, events, &self.receiver.url())),
+        )
+        .await;
         (status, body)
     }
 
@@ -91,7 +110,8 @@ impl World {
     }
 
     async fn put(&self, id: &str, body: Value) -> (StatusCode, String) {
-        let (status, _, text) = call(&self.stack, Method::PUT, &format!("{SUBS}/{id}"), Some(&self.key), Some(body)).await;
+        let (status, _, text) =
+            call(&self.stack, Method::PUT, &format!("{SUBS}/{id}"), Some(&self.key), Some(body)).await;
         (status, text)
     }
 
@@ -117,7 +137,8 @@ async fn create_example_from_the_seed() {
     assert_eq!(headers["content-type"], "application/json");
     let created: Value = serde_json::from_str(&body).unwrap();
     let keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected = vec!["uuid", "transportName", "eventNames", "updated", "destination", "contactEmail", "status", "signingKey"];
+    let mut expected =
+        vec!["uuid", "transportName", "eventNames", "updated", "destination", "contactEmail", "status", "signingKey"];
     expected.sort();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -136,10 +157,19 @@ async fn create_example_from_the_seed() {
     time::OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339).unwrap();
 
     // The response order matches the seed's response example.
-    let text_positions: Vec<usize> = ["\"uuid\"", "\"transportName\"", "\"eventNames\"", "\"updated\"", "\"destination\"", "\"contactEmail\"", "\"status\"", "\"signingKey\""]
-        .iter()
-        .map(|k| body.find(k).unwrap())
-        .collect();
+    let text_positions: Vec<usize> = [
+        "\"uuid\"",
+        "\"transportName\"",
+        "\"eventNames\"",
+        "\"updated\"",
+        "\"destination\"",
+        "\"contactEmail\"",
+        "\"status\"",
+        "\"signingKey\"",
+    ]
+    .iter()
+    .map(|k| body.find(k).unwrap())
+    .collect();
     assert!(text_positions.windows(2).all(|w| w[0] < w[1]), "{body}");
 
     // It was stored as answered.
@@ -176,7 +206,14 @@ async fn create_checks_the_destination_with_a_signed_test_message() {
 async fn create_with_the_organization_uuid_in_the_path() {
     let w = world().await;
     let path = format!("/organizations/{}/subscriptions", w.org);
-    let (status, _, body) = call(&w.stack, Method::POST, &path, Some(&w.key), Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url()))).await;
+    let (status, _, body) = call(
+        &w.stack,
+        Method::POST,
+        &path,
+        Some(&w.key),
+        Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url())),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) = call(&w.stack, Method::GET, &path, Some(&w.key), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -220,7 +257,10 @@ async fn duplicate_event_names_are_stored_once() {
     let w = world().await;
     let (status, body) = w.create(&v1(), &["ProductCreated", "ProductCreated", "ProductDeleted"]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["eventNames"], json!(["ProductCreated", "ProductDeleted"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["eventNames"],
+        json!(["ProductCreated", "ProductDeleted"])
+    );
 }
 
 // ---------------------------------------------------------------- create: 401
@@ -228,7 +268,9 @@ async fn duplicate_event_names_are_stored_once() {
 #[tokio::test]
 async fn create_without_credentials_is_401() {
     let w = world().await;
-    let (status, headers, body) = call(&w.stack, Method::POST, SUBS, None, Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url()))).await;
+    let (status, headers, body) =
+        call(&w.stack, Method::POST, SUBS, None, Some(create_body(&v1(), &["ProductCreated"], &w.receiver.url())))
+            .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Bearer");
     assert!(message(&body).contains("missing"), "{body}");
@@ -238,11 +280,24 @@ async fn create_without_credentials_is_401() {
 #[tokio::test]
 async fn invalid_expired_revoked_and_malformed_credentials_are_401() {
     let w = world().await;
-    let expired = w.stack.key_expiring(w.org, ALL_EVENT_SCOPES, Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(1))).await;
+    let expired = w
+        .stack
+        .key_expiring(w.org, ALL_EVENT_SCOPES, Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(1)))
+        .await;
     let revoked = w.stack.key(w.org, ALL_EVENT_SCOPES).await;
-    let revoked_id = w.stack.app.store.find_api_key_by_hash(&tidings::domain::api_key::hash_secret(&revoked)).await.unwrap().unwrap().id;
+    let revoked_id = w
+        .stack
+        .app
+        .store
+        .find_api_key_by_hash(&tidings::domain::api_key::hash_secret(&revoked))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     assert!(w.stack.app.store.revoke_api_key(revoked_id, time::OffsetDateTime::now_utc()).await.unwrap());
-    for (key, expected) in [("tdk_not-a-real-key", "invalid"), (expired.as_str(), "expired"), (revoked.as_str(), "revoked")] {
+    for (key, expected) in
+        [("tdk_not-a-real-key", "invalid"), (expired.as_str(), "expired"), (revoked.as_str(), "revoked")]
+    {
         for method in [Method::POST, Method::GET] {
             let body = (method == Method::POST).then(|| create_body(&v1(), &["ProductCreated"], &w.receiver.url()));
             let (status, _, text) = call(&w.stack, method.clone(), SUBS, Some(key), body).await;
@@ -250,7 +305,8 @@ async fn invalid_expired_revoked_and_malformed_credentials_are_401() {
             assert!(message(&text).contains(expected), "{text}");
         }
     }
-    let response = w.stack.http.get(w.stack.url(SUBS)).header("authorization", format!("Basic {}", w.key)).send().await.unwrap();
+    let response =
+        w.stack.http.get(w.stack.url(SUBS)).header("authorization", format!("Basic {}", w.key)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(w.stored().await.is_empty());
 }
@@ -277,7 +333,8 @@ async fn create_without_the_events_scope_is_403() {
 async fn all_events_without_every_scope_is_403() {
     let w = world().await;
     let partial = w.stack.key(w.org, &[Scope::ReadProduct, Scope::ReadPurchase]).await;
-    let (status, _, text) = call(&w.stack, Method::POST, SUBS, Some(&partial), Some(create_body(&v1(), &[], &w.receiver.url()))).await;
+    let (status, _, text) =
+        call(&w.stack, Method::POST, SUBS, Some(&partial), Some(create_body(&v1(), &[], &w.receiver.url()))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(message(&text).contains("READ:USERINFO"), "{text}");
     assert!(w.stored().await.is_empty());
@@ -430,8 +487,14 @@ async fn strict_mode_wants_a_public_https_destination() {
     let org = new_org();
     let key = stack.key(org, ALL_EVENT_SCOPES).await;
     let receiver = Receiver::answering(200).await;
-    for bad in [receiver.url(), "https://127.0.0.1/hook".to_owned(), "https://169.254.169.254/latest".to_owned(), "https://localhost/x".to_owned()] {
-        let (status, _, text) = call(&stack, Method::POST, SUBS, Some(&key), Some(create_body(&v1(), &["ProductCreated"], &bad))).await;
+    for bad in [
+        receiver.url(),
+        "https://127.0.0.1/hook".to_owned(),
+        "https://169.254.169.254/latest".to_owned(),
+        "https://localhost/x".to_owned(),
+    ] {
+        let (status, _, text) =
+            call(&stack, Method::POST, SUBS, Some(&key), Some(create_body(&v1(), &["ProductCreated"], &bad))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {text}");
     }
     assert!(receiver.requests().is_empty());
@@ -540,13 +603,21 @@ async fn update_example_from_the_seed() {
 
     // The seed's request names CardPaymentInvalid, which its own event table does not list;
     // the table's rule wins: unsupported events are 400 and nothing changes.
-    let (status, _, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": ["ProductUpdated", "CardPaymentInvalid"]}))).await;
+    let (status, _, text) = call(
+        &w.stack,
+        Method::PUT,
+        &path,
+        Some(&w.key),
+        Some(json!({"eventNames": ["ProductUpdated", "CardPaymentInvalid"]})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(message(&text).contains("CardPaymentInvalid"));
     assert_eq!(w.stored().await, vec![created.clone()]);
 
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let (status, _, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": ["ProductUpdated"]}))).await;
+    let (status, _, text) =
+        call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": ["ProductUpdated"]}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(text, "", "200 OK without content");
     let after = &w.stored().await[0];
@@ -592,7 +663,11 @@ async fn update_errors_change_nothing() {
         (json!({"destination": "ftp://example.com"}), StatusCode::UNPROCESSABLE_ENTITY, "destination"),
         (json!({"destination": 7}), StatusCode::UNPROCESSABLE_ENTITY, "destination"),
         (json!({"contactEmail": "nope"}), StatusCode::UNPROCESSABLE_ENTITY, "contactEmail"),
-        (json!({"contactEmail": format!("{}@example.com", "a".repeat(520))}), StatusCode::UNPROCESSABLE_ENTITY, "contactEmail"),
+        (
+            json!({"contactEmail": format!("{}@example.com", "a".repeat(520))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "contactEmail",
+        ),
         (json!({"transportName": "SMS"}), StatusCode::BAD_REQUEST, "transportName"),
         (json!({"eventNames": ["NoSuchEvent"]}), StatusCode::BAD_REQUEST, "eventNames"),
         (json!({"eventNames": "ProductCreated"}), StatusCode::BAD_REQUEST, "eventNames"),
@@ -603,7 +678,8 @@ async fn update_errors_change_nothing() {
         assert_eq!(violation(&text), field, "{text}");
     }
     // 403: the new events need a scope the key lacks.
-    let (status, _, _) = call(&w.stack, Method::PUT, &path, Some(&product_key), Some(json!({"eventNames": ["PurchaseCreated"]}))).await;
+    let (status, _, _) =
+        call(&w.stack, Method::PUT, &path, Some(&product_key), Some(json!({"eventNames": ["PurchaseCreated"]}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = call(&w.stack, Method::PUT, &path, Some(&product_key), Some(json!({"eventNames": []}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -621,26 +697,33 @@ async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
     // Seed a subscription directly: strict mode cannot reach a public HTTPS receiver here.
     let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
     let id = Uuid::now_v1(&[9; 6]);
-    stack.app.store.create_subscription(&tidings::domain::Subscription {
-        organization: org,
-        id,
-        dialect: tidings::domain::Dialect::Zettle,
-        transport: "WEBHOOK".into(),
-        event_names: vec!["ProductCreated".into()],
-        destination: "https://hooks.example.com/in".into(),
-        contact_email: "ops@example.com".into(),
-        status: tidings::domain::SubscriptionStatus::Active,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
-    }).await.unwrap();
+    stack
+        .app
+        .store
+        .create_subscription(&tidings::domain::Subscription {
+            organization: org,
+            id,
+            dialect: tidings::domain::Dialect::Zettle,
+            transport: "WEBHOOK".into(),
+            event_names: vec!["ProductCreated".into()],
+            destination: "https://hooks.example.com/in".into(),
+            contact_email: "ops@example.com".into(),
+            status: tidings::domain::SubscriptionStatus::Active,
+            signing_key: signing::generate_signing_key(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
     let path = format!("{SUBS}/{id}");
     for bad in ["http://hooks.example.com/in", "https://10.0.0.8/in", "https://[::1]/in"] {
         let (status, _, text) = call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": bad}))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {text}");
         assert!(message(&text).contains("HTTPS") || message(&text).contains("public"), "{text}");
     }
-    let (status, _, _) = call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": "https://other.example.com/in"}))).await;
+    let (status, _, _) =
+        call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": "https://other.example.com/in"})))
+            .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list(&stack, &key).await[0]["destination"], "https://other.example.com/in");
 }
@@ -648,13 +731,16 @@ async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
 #[tokio::test]
 async fn update_unknown_subscription_is_404_and_missing_uuid_is_405() {
     let w = world().await;
-    let (status, _, text) = call(&w.stack, Method::PUT, &format!("{SUBS}/{}", v1()), Some(&w.key), Some(json!({"eventNames": []}))).await;
+    let (status, _, text) =
+        call(&w.stack, Method::PUT, &format!("{SUBS}/{}", v1()), Some(&w.key), Some(json!({"eventNames": []}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
     message(&text);
-    let (status, _, _) = call(&w.stack, Method::PUT, &format!("{SUBS}/not-a-uuid"), Some(&w.key), Some(json!({}))).await;
+    let (status, _, _) =
+        call(&w.stack, Method::PUT, &format!("{SUBS}/not-a-uuid"), Some(&w.key), Some(json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     for path in [SUBS.to_owned(), format!("{SUBS}/")] {
-        let (status, headers, text) = call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": []}))).await;
+        let (status, headers, text) =
+            call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": []}))).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
         assert_eq!(headers["allow"], "GET, POST");
         message(&text);
@@ -667,7 +753,14 @@ async fn update_unknown_subscription_is_404_and_missing_uuid_is_405() {
 async fn delete_example_from_the_seed() {
     let w = world().await;
     w.create(SEED_UUID, &["ProductUpdated"]).await;
-    let (status, _, text) = call(&w.stack, Method::DELETE, &format!("/organizations/self/subscriptions/uuid/{SEED_UUID}"), Some(&w.key), None).await;
+    let (status, _, text) = call(
+        &w.stack,
+        Method::DELETE,
+        &format!("/organizations/self/subscriptions/uuid/{SEED_UUID}"),
+        Some(&w.key),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(text, "");
     assert!(w.stored().await.is_empty());
@@ -724,13 +817,28 @@ async fn organizations_never_see_each_other() {
         let (status, _, _) = call(&w.stack, Method::DELETE, &path, Some(&other), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "DELETE {path}");
     }
-    let (status, _, _) = call(&w.stack, Method::GET, &format!("/organizations/{}/subscriptions", w.org), Some(&other), None).await;
+    let (status, _, _) =
+        call(&w.stack, Method::GET, &format!("/organizations/{}/subscriptions", w.org), Some(&other), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = call(&w.stack, Method::POST, &format!("/organizations/{}/subscriptions", w.org), Some(&other), Some(create_body(&v1(), &[], &w.receiver.url()))).await;
+    let (status, _, _) = call(
+        &w.stack,
+        Method::POST,
+        &format!("/organizations/{}/subscriptions", w.org),
+        Some(&other),
+        Some(create_body(&v1(), &[], &w.receiver.url())),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The same uuid in another organization is a different subscription.
-    let (status, _, _) = call(&w.stack, Method::POST, SUBS, Some(&other), Some(create_body(SEED_UUID, &["ProductCreated"], &w.receiver.url()))).await;
+    let (status, _, _) = call(
+        &w.stack,
+        Method::POST,
+        SUBS,
+        Some(&other),
+        Some(create_body(SEED_UUID, &["ProductCreated"], &w.receiver.url())),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(w.stored().await, before);
     assert_eq!(list(&w.stack, &other).await[0]["eventNames"], json!(["ProductCreated"]));

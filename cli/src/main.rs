@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use time::OffsetDateTime;
 use tidings::destination::DestinationPolicy;
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{utc_timestamp, OrganizationId, Scope};
 use tidings::embedded::SqliteBackend;
 use tidings::ports::{Store, SystemClock};
 use tidings::App;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -103,11 +103,16 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => err.exit(), // --help and --version
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("tidings: a subcommand is required (see --help)");
+            return ExitCode::from(2);
+        }
         Err(err) => {
-            // One line: clap's first line says what was wrong.
+            // One line: clap's first paragraph says what was wrong.
             let rendered = err.to_string();
-            let reason = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("tidings: {reason} (see --help)");
+            let reason: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let reason = reason.join(" ");
+            eprintln!("tidings: {} (see --help)", reason.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };
@@ -130,9 +135,7 @@ async fn run(command: Command) -> Result<(), String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
@@ -194,7 +197,10 @@ async fn manage_keys(command: KeysCommand) -> Result<(), String> {
             let store = open_store(&data)?;
             let keys = store.list_api_keys(org).await.map_err(|e| e.to_string())?;
             let now = OffsetDateTime::now_utc();
-            println!("{:<36}  {:<36}  {:<8}  {:<27}  {:<27}  SCOPES", "ID", "ORGANIZATION", "STATUS", "CREATED", "EXPIRES");
+            println!(
+                "{:<36}  {:<36}  {:<8}  {:<27}  {:<27}  SCOPES",
+                "ID", "ORGANIZATION", "STATUS", "CREATED", "EXPIRES"
+            );
             for key in keys {
                 let status = if key.revoked_at.is_some() {
                     "revoked"

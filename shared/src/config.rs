@@ -26,7 +26,9 @@ pub fn destination_policy() -> Result<DestinationPolicy> {
     match optional("TIDINGS_DESTINATIONS").as_deref() {
         None | Some("strict") => Ok(DestinationPolicy::STRICT),
         Some("local") => Ok(DestinationPolicy::LOCAL),
-        Some(other) => Err(Error::internal(format!("TIDINGS_DESTINATIONS must be \"strict\" or \"local\", not {other:?}"))),
+        Some(other) => {
+            Err(Error::internal(format!("TIDINGS_DESTINATIONS must be \"strict\" or \"local\", not {other:?}")))
+        }
     }
 }
 

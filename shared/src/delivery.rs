@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(body["eventName"], "ProductUpdated");
         assert_eq!(body["timestamp"], "2021-03-17T16:53:20Z");
         let header = |n: &str| hook.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
-        assert_eq!(header("x-izettle-signature"), signing::zettle_signature(&sub.signing_key, "2021-03-17T16:53:20Z", r#"{"uuid":"p"}"#));
+        assert_eq!(
+            header("x-izettle-signature"),
+            signing::zettle_signature(&sub.signing_key, "2021-03-17T16:53:20Z", r#"{"uuid":"p"}"#)
+        );
         assert!(signing::verify_standard_webhooks(
             sub.signing_key.as_bytes(),
             &header("webhook-id"),

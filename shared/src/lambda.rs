@@ -16,7 +16,10 @@ pub fn init_tracing() {
 }
 
 /// An API Gateway request (REST or HTTP API) through the shared router.
-pub async fn handle_http(app: &App, request: lambda_http::Request) -> Result<lambda_http::Response<Body>, std::convert::Infallible> {
+pub async fn handle_http(
+    app: &App,
+    request: lambda_http::Request,
+) -> Result<lambda_http::Response<Body>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
     let bytes = match body {
         Body::Empty => Bytes::new(),

@@ -94,7 +94,13 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = standard_webhooks_signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert!(verify_standard_webhooks(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, &format!("v1,bogus {sig}")));
+        assert!(verify_standard_webhooks(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+            &format!("v1,bogus {sig}")
+        ));
         assert!(!verify_standard_webhooks(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body, &sig));
     }
 

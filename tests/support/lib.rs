@@ -61,8 +61,14 @@ impl Stack {
         self.key_expiring(org, scopes, None).await
     }
 
-    pub async fn key_expiring(&self, org: OrganizationId, scopes: &[Scope], expires_at: Option<OffsetDateTime>) -> String {
-        let key = NewApiKey::generate(org, scopes.to_vec(), OffsetDateTime::now_utc() - time::Duration::days(1), expires_at);
+    pub async fn key_expiring(
+        &self,
+        org: OrganizationId,
+        scopes: &[Scope],
+        expires_at: Option<OffsetDateTime>,
+    ) -> String {
+        let key =
+            NewApiKey::generate(org, scopes.to_vec(), OffsetDateTime::now_utc() - time::Duration::days(1), expires_at);
         self.app.store.put_api_key(&key.record).await.expect("store key");
         key.secret
     }
@@ -132,7 +138,9 @@ impl Receiver {
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

@@ -41,10 +41,11 @@ pub async fn handle(app: &App, request: Request) -> Response {
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Error::Unauthenticated("authentication information is missing: send Authorization: Bearer <api key>".into()))?;
-    let value = value.to_str().map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthenticated("authentication information is missing: send Authorization: Bearer <api key>".into())
+    })?;
+    let value =
+        value.to_str().map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
         _ => return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into())),

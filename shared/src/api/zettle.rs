@@ -12,10 +12,15 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization, Request, Response};
+use super::{
+    authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization, Request,
+    Response,
+};
 use crate::delivery::{self, Message};
 use crate::domain::subscription::TRANSPORT_WEBHOOK;
-use crate::domain::{catalog, to_micros, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::domain::{
+    catalog, to_micros, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus,
+};
 use crate::{signing, App, Error, Result};
 
 /// Longest accepted `contactEmail`.
@@ -216,26 +221,38 @@ fn json_type(value: &Value) -> &'static str {
 fn subscription_uuid(raw: &str) -> Result<Uuid> {
     let id = Uuid::parse_str(raw).map_err(|_| Error::bad_request("uuid", format!("uuid {raw:?} is not a UUID")))?;
     if id.get_version_num() != 1 {
-        return Err(Error::bad_request("uuid", format!("uuid must be a version-1 UUID; {raw} is version {}", id.get_version_num())));
+        return Err(Error::bad_request(
+            "uuid",
+            format!("uuid must be a version-1 UUID; {raw} is version {}", id.get_version_num()),
+        ));
     }
     Ok(id)
 }
 
 fn check_transport(raw: &str) -> Result<()> {
     if raw != TRANSPORT_WEBHOOK {
-        return Err(Error::bad_request("transportName", format!("transportName {raw:?} is not supported; use \"WEBHOOK\"")));
+        return Err(Error::bad_request(
+            "transportName",
+            format!("transportName {raw:?} is not supported; use \"WEBHOOK\""),
+        ));
     }
     Ok(())
 }
 
 fn event_names(value: &Value) -> Result<Vec<String>> {
     let Value::Array(items) = value else {
-        return Err(Error::bad_request("eventNames", format!("eventNames must be an array of event names, not {}", json_type(value))));
+        return Err(Error::bad_request(
+            "eventNames",
+            format!("eventNames must be an array of event names, not {}", json_type(value)),
+        ));
     };
     let mut names: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(name) = item else {
-            return Err(Error::bad_request("eventNames", format!("eventNames must contain strings, not {}", json_type(item))));
+            return Err(Error::bad_request(
+                "eventNames",
+                format!("eventNames must contain strings, not {}", json_type(item)),
+            ));
         };
         if catalog::find(name).is_none() {
             let known: Vec<_> = catalog::CATALOG.iter().map(|e| e.name).collect();
@@ -262,7 +279,10 @@ fn contact_email(raw: &str) -> Result<String> {
         return Err(Error::unprocessable("contactEmail", "contactEmail must not be empty"));
     }
     if raw.chars().count() > MAX_CONTACT_EMAIL_LEN {
-        return Err(Error::unprocessable("contactEmail", format!("contactEmail must not exceed {MAX_CONTACT_EMAIL_LEN} characters")));
+        return Err(Error::unprocessable(
+            "contactEmail",
+            format!("contactEmail must not exceed {MAX_CONTACT_EMAIL_LEN} characters"),
+        ));
     }
     if !EmailAddress::is_valid(raw) {
         return Err(Error::unprocessable("contactEmail", format!("contactEmail {raw:?} is not a valid email address")));
@@ -284,7 +304,10 @@ fn check_scopes(key: &ApiKey, event_names: &[String]) -> Result<()> {
                 catalog::ScopeRequirement::AnyScope => "at least one scope".to_owned(),
             };
             let what = if event_names.is_empty() { "all events" } else { "the event" };
-            return Err(Error::Forbidden(format!("the API key lacks {needed}, needed to subscribe to {what} ({})", event.name)));
+            return Err(Error::Forbidden(format!(
+                "the API key lacks {needed}, needed to subscribe to {what} ({})",
+                event.name
+            )));
         }
     }
     Ok(())

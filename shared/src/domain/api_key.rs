@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn secret_is_hashed_and_not_kept() {
         let org = OrganizationId(Uuid::new_v4());
-        let key = NewApiKey::generate(org, vec![Scope::ReadProduct, Scope::ReadProduct], OffsetDateTime::now_utc(), None);
+        let key =
+            NewApiKey::generate(org, vec![Scope::ReadProduct, Scope::ReadProduct], OffsetDateTime::now_utc(), None);
         assert!(key.secret.starts_with(SECRET_PREFIX));
         assert_eq!(key.secret.len(), SECRET_PREFIX.len() + 48);
         assert_eq!(key.record.hash, hash_secret(&key.secret));
@@ -158,7 +159,9 @@ mod tests {
     #[test]
     fn expiry_and_revocation() {
         let now = OffsetDateTime::now_utc();
-        let mut key = NewApiKey::generate(OrganizationId(Uuid::new_v4()), vec![], now, Some(now + time::Duration::hours(1))).record;
+        let mut key =
+            NewApiKey::generate(OrganizationId(Uuid::new_v4()), vec![], now, Some(now + time::Duration::hours(1)))
+                .record;
         assert!(key.is_usable_at(now));
         assert!(!key.is_usable_at(now + time::Duration::hours(2)));
         key.revoked_at = Some(now);

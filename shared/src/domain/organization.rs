@@ -20,8 +20,6 @@ impl FromStr for OrganizationId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s)
-            .map(OrganizationId)
-            .map_err(|_| format!("{s:?} is not an organization UUID"))
+        Uuid::parse_str(s).map(OrganizationId).map_err(|_| format!("{s:?} is not an organization UUID"))
     }
 }

@@ -60,7 +60,11 @@ mod tests {
     async fn writes_a_parseable_eml_file() {
         let dir = tempfile::tempdir().unwrap();
         let mailer = OutboxMailer::new(dir.path().join("outbox"), "alerts@tidings.local");
-        let email = Email { to: "ops@example.com".into(), subject: "Subscription failing".into(), text: "Line one\nLine two".into() };
+        let email = Email {
+            to: "ops@example.com".into(),
+            subject: "Subscription failing".into(),
+            text: "Line one\nLine two".into(),
+        };
         mailer.send(&email).await.unwrap();
         let files: Vec<_> = std::fs::read_dir(mailer.dir()).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(files.len(), 1);

@@ -87,8 +87,8 @@ impl SqliteBackend {
     }
 
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+        let conn =
+            Connection::open(path).map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -144,16 +144,14 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
     })
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, signing_key, created_at, updated_at";
+const SUBSCRIPTION_COLUMNS: &str =
+    "org, id, dialect, transport, event_names, destination, contact_email, status, signing_key, created_at, updated_at";
 
 fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
     let scopes: String = row.get(3)?;
     let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| corrupt("scopes", e))?;
-    let scopes = scopes
-        .iter()
-        .map(|s| Scope::from_str(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt("scopes", e))?;
+    let scopes =
+        scopes.iter().map(|s| Scope::from_str(s)).collect::<Result<Vec<_>, _>>().map_err(|e| corrupt("scopes", e))?;
     Ok(ApiKey {
         id: Uuid::parse_str(&row.get::<_, String>(0)?).map_err(|e| corrupt("key id", e))?,
         hash: row.get(1)?,
@@ -180,8 +178,9 @@ fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> R
     let org = subscription.organization.to_string();
     let id = subscription.id.to_string();
     tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
-    let mut insert =
-        tx.prepare_cached("INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)",
+    )?;
     for event in index_keys(subscription) {
         insert.execute(params![org, event, id])?;
     }
@@ -224,8 +223,8 @@ impl Store for SqliteBackend {
 
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
         let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
         match rows.next()? {
             Some(row) => Ok(Some(subscription_from_row(row)?)),
@@ -340,7 +339,10 @@ impl Store for SqliteBackend {
             None => Ok(false),
             Some(Some(_)) => Ok(true),
             Some(None) => {
-                conn.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id.to_string(), to_nanos(at)])?;
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                    params![id.to_string(), to_nanos(at)],
+                )?;
                 Ok(true)
             }
         }
@@ -348,9 +350,8 @@ impl Store for SqliteBackend {
 }
 
 fn parse_receipt(receipt: &str) -> Result<(i64, i64)> {
-    let (id, count) = receipt
-        .split_once(':')
-        .ok_or_else(|| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
+    let (id, count) =
+        receipt.split_once(':').ok_or_else(|| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
     let id = id.parse().map_err(|_| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
     let count = count.parse().map_err(|_| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
     Ok((id, count))
@@ -380,12 +381,14 @@ impl Queue for SqliteBackend {
         let tx = conn.transaction()?;
         let mut taken = Vec::new();
         {
-            let mut select =
-                tx.prepare_cached("SELECT id, job, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2")?;
+            let mut select = tx.prepare_cached(
+                "SELECT id, job, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+            )?;
             let rows = select.query_map(params![now, max as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
             })?;
-            let mut update = tx.prepare_cached("UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4 WHERE id = ?1")?;
+            let mut update =
+                tx.prepare_cached("UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4 WHERE id = ?1")?;
             for row in rows {
                 let (id, job, count) = row?;
                 let count = count + 1;
@@ -423,7 +426,10 @@ impl Queue for SqliteBackend {
         let removed = tx.execute("DELETE FROM queue WHERE id = ?1 AND receipt = ?2", params![id, receipt])?;
         // Only the current holder of the receipt may move it, so a job is never dead-lettered twice.
         if removed == 1 {
-            tx.execute("INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)", params![serde_json::to_string(job)?, now])?;
+            tx.execute(
+                "INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)",
+                params![serde_json::to_string(job)?, now],
+            )?;
         }
         tx.commit()?;
         Ok(())
