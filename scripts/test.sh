@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one command that runs every test. It installs what it needs and starts (and stops)
+# whatever servers the tests use, so it passes on a fresh machine; CI calls it via .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# System tools the black-box tests call.
+missing=()
+for tool in curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+
+# One profile (dev) for build, lint and tests, so nothing is compiled twice.
+step "build"
+cargo build --workspace --locked
+
+step "format"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "README walk-through against tidings serve"
+bash tests/walkthrough.sh
