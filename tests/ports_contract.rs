@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::{DeliveryJob, Queue, Store};
+use tidings::ports::{AttemptRecord, DeliveryJob, PublishRecord, Queue, Store};
 use tidings::{signing, Error};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -140,53 +140,115 @@ fn job(n: u32) -> DeliveryJob {
         event_name: "ProductCreated".into(),
         payload: format!("{{\"n\":{n}}}"),
         published_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        attempt: 0,
     }
 }
 
-/// Queue behaviour that needs time to pass: `advance` moves the backend's clock.
-pub async fn queue_delays_redelivers_and_dead_letters(queue: &dyn Queue, advance: &dyn Fn(Duration)) {
-    queue.enqueue(&[job(1), job(2)], Duration::ZERO).await.unwrap();
-    queue.enqueue(&[job(3)], Duration::from_secs(60)).await.unwrap();
+fn sorted(mut jobs: Vec<DeliveryJob>) -> Vec<DeliveryJob> {
+    jobs.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    jobs
+}
 
-    let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(
-        got.iter().map(|r| r.job.clone()).collect::<Vec<_>>(),
-        vec![job(1), job(2)],
-        "the delayed job is not visible yet"
-    );
+/// Queue behaviour that needs time to pass: `advance` moves the backend's clock (or waits).
+pub async fn queue_delays_redelivers_and_dead_letters<F, Fut>(queue: &dyn Queue, advance: F)
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let secs = Duration::from_secs;
+    queue.enqueue(&[job(1), job(2)], Duration::ZERO).await.unwrap();
+    queue.enqueue(&[job(3)], secs(4)).await.unwrap();
+
+    let mut got = queue.receive(10, secs(30)).await.unwrap();
+    got.sort_by(|a, b| a.job.message_id.cmp(&b.job.message_id));
+    assert_eq!(got.iter().map(|r| r.job.clone()).collect::<Vec<_>>(), vec![job(1), job(2)], "the delayed job is not visible yet");
     assert!(got.iter().all(|r| r.receive_count == 1));
-    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "received jobs are hidden");
+    assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "received jobs are hidden");
 
     queue.ack(&got[0].receipt).await.unwrap();
-    // A failed attempt: job 2 comes back after its delay with the updated attempt count.
-    let mut retried = got[1].job.clone();
-    retried.attempt = 1;
-    queue.retry_later(&got[1].receipt, &retried, Duration::from_secs(5)).await.unwrap();
-    advance(Duration::from_secs(6));
-    let again = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    // A failed attempt: job 2 comes back after its delay, received a second time.
+    queue.retry_later(&got[1].receipt, secs(1)).await.unwrap();
+    advance(secs(2)).await;
+    let again = queue.receive(10, secs(30)).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].job, retried);
+    assert_eq!(again[0].job, job(2));
     assert_eq!(again[0].receive_count, 2);
 
     // After the last attempt the job moves to the dead-letter queue intact.
     queue.dead_letter(&again[0].receipt, &again[0].job).await.unwrap();
-    assert_eq!(queue.dead_letters(10).await.unwrap(), vec![retried.clone()]);
+    assert_eq!(queue.dead_letters(10).await.unwrap(), vec![job(2)]);
 
     // A job nobody acknowledges reappears when its visibility runs out.
-    advance(Duration::from_secs(60));
-    let delayed = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    advance(secs(3)).await;
+    let delayed = queue.receive(10, secs(1)).await.unwrap();
     assert_eq!(delayed.iter().map(|r| r.job.clone()).collect::<Vec<_>>(), vec![job(3)]);
-    advance(Duration::from_secs(2));
-    let reappeared = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    advance(secs(2)).await;
+    let reappeared = queue.receive(10, secs(30)).await.unwrap();
     assert_eq!(reappeared.len(), 1);
     assert_eq!(reappeared[0].receive_count, 2);
-    // The stale receipt no longer acknowledges it.
-    queue.ack(&delayed[0].receipt).await.unwrap();
     queue.ack(&reappeared[0].receipt).await.unwrap();
-    advance(Duration::from_secs(60));
-    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty());
-    assert_eq!(queue.dead_letters(10).await.unwrap().len(), 1);
+    advance(secs(2)).await;
+    assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "acknowledged jobs are gone");
+    assert_eq!(queue.dead_letters(10).await.unwrap(), vec![job(2)], "peeking leaves dead letters in place");
+}
+
+/// More than one batch of jobs goes in and comes out whole.
+pub async fn queue_takes_many_jobs(queue: &dyn Queue) {
+    let jobs: Vec<DeliveryJob> = (0..25).map(job).collect();
+    queue.enqueue(&jobs, Duration::ZERO).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            queue.ack(&r.receipt).await.unwrap();
+            received.push(r.job);
+        }
+    }
+    assert_eq!(sorted(received), sorted(jobs));
+}
+
+pub async fn publish_claims_are_idempotent(store: &dyn Store) {
+    let org = org();
+    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    let day = time::Duration::hours(24);
+    let first = PublishRecord { organization: org, message_id: "m-1".into(), subscriptions: 3, created_at: now, expires_at: now + day };
+    assert_eq!(store.claim_publish(&first).await.unwrap(), None);
+    let repeat = PublishRecord { subscriptions: 5, created_at: now + time::Duration::hours(1), expires_at: now + day * 2, ..first.clone() };
+    assert_eq!(store.claim_publish(&repeat).await.unwrap(), Some(first.clone()), "the first answer is kept");
+    let elsewhere = PublishRecord { organization: self::org(), ..first.clone() };
+    assert_eq!(store.claim_publish(&elsewhere).await.unwrap(), None, "message ids are per organization");
+    let later = PublishRecord { created_at: now + day + time::Duration::seconds(1), expires_at: now + day * 3, ..first.clone() };
+    assert_eq!(store.claim_publish(&later).await.unwrap(), None, "an expired record does not block");
+    store.release_publish(org, "m-1").await.unwrap();
+    assert_eq!(store.claim_publish(&first).await.unwrap(), None, "a released claim can be made again");
+}
+
+pub async fn attempts_are_logged_newest_first(store: &dyn Store) {
+    let org = org();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let t0 = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    let attempt = |sub: Uuid, n: u32, status: Option<u16>| AttemptRecord {
+        organization: org,
+        subscription_id: sub,
+        message_id: format!("m-{n}"),
+        event_name: "ProductCreated".into(),
+        attempt: n,
+        at: t0 + time::Duration::seconds(n as i64),
+        status,
+        latency_ms: 12 * n as u64,
+        response_excerpt: if status.is_some() { "busy".into() } else { String::new() },
+        error: if status.is_none() { Some("connection failed: refused".into()) } else { None },
+    };
+    let log: Vec<AttemptRecord> = (1..=30).map(|n| attempt(a, n, if n % 2 == 0 { Some(503) } else { None })).collect();
+    store.record_attempts(&log).await.unwrap();
+    store.record_attempts(&[attempt(b, 1, Some(200))]).await.unwrap();
+    let recent = store.recent_attempts(org, a, 3).await.unwrap();
+    assert_eq!(recent, vec![log[29].clone(), log[28].clone(), log[27].clone()]);
+    assert_eq!(store.recent_attempts(org, a, 100).await.unwrap().len(), 30);
+    assert_eq!(store.recent_attempts(org, b, 10).await.unwrap(), vec![attempt(b, 1, Some(200))]);
+    assert!(store.recent_attempts(self::org(), a, 10).await.unwrap().is_empty());
 }
 
 mod embedded {
@@ -224,8 +286,26 @@ mod embedded {
     #[tokio::test]
     async fn queue_delays_redelivers_and_dead_letters() {
         let (backend, clock, _dir) = backend();
-        let advance = |by: std::time::Duration| clock.advance(time::Duration::try_from(by).unwrap());
-        super::queue_delays_redelivers_and_dead_letters(&backend, &advance).await;
+        let advance = |by: std::time::Duration| {
+            clock.advance(time::Duration::try_from(by).unwrap());
+            std::future::ready(())
+        };
+        super::queue_delays_redelivers_and_dead_letters(&backend, advance).await;
+    }
+
+    #[tokio::test]
+    async fn queue_takes_many_jobs() {
+        super::queue_takes_many_jobs(&backend().0).await;
+    }
+
+    #[tokio::test]
+    async fn publish_claims_are_idempotent() {
+        super::publish_claims_are_idempotent(&backend().0).await;
+    }
+
+    #[tokio::test]
+    async fn attempts_are_logged_newest_first() {
+        super::attempts_are_logged_newest_first(&backend().0).await;
     }
 
     #[tokio::test]
@@ -239,5 +319,96 @@ mod embedded {
         let reopened = SqliteBackend::open_in(dir.path(), clock).unwrap();
         assert_eq!(reopened.get_subscription(sub.organization, sub.id).await.unwrap(), Some(sub));
         assert_eq!(reopened.receive(10, std::time::Duration::from_secs(1)).await.unwrap()[0].job, super::job(1));
+    }
+}
+
+/// The same contracts against DynamoDB, SQS and SES v2 in the AWS-API emulator.
+mod aws {
+    use std::time::Duration;
+
+    use tidings::ports::{Email, Queue};
+    use tidings_tests::aws::{AwsFixture, SENDER};
+
+    #[tokio::test]
+    async fn subscription_crud() {
+        super::subscription_crud(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_subscription_is_refused() {
+        super::duplicate_subscription_is_refused(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn fan_out_matches_exactly() {
+        super::fan_out_matches_exactly(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn api_keys() {
+        super::api_keys(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn publish_claims_are_idempotent() {
+        super::publish_claims_are_idempotent(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn attempts_are_logged_newest_first() {
+        super::attempts_are_logged_newest_first(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn queue_delays_redelivers_and_dead_letters() {
+        let fixture = AwsFixture::new(10).await;
+        // SQS keeps its own time: wait for real (a few seconds in all).
+        super::queue_delays_redelivers_and_dead_letters(&fixture.queue(), tokio::time::sleep).await;
+    }
+
+    #[tokio::test]
+    async fn queue_takes_many_jobs() {
+        super::queue_takes_many_jobs(&AwsFixture::new(5).await.queue()).await;
+    }
+
+    #[tokio::test]
+    async fn redrive_moves_a_message_that_keeps_failing_to_the_dead_letter_queue() {
+        let fixture = AwsFixture::new(2).await;
+        let queue = fixture.queue();
+        queue.enqueue(&[super::job(7)], Duration::ZERO).await.unwrap();
+        // Received and never acknowledged, as when the consumer crashes every time.
+        for _ in 0..2 {
+            let got = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+            assert_eq!(got.len(), 1);
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        assert!(queue.receive(10, Duration::from_secs(1)).await.unwrap().is_empty(), "past maxReceiveCount");
+        assert_eq!(queue.dead_letters(10).await.unwrap(), vec![super::job(7)]);
+    }
+
+    #[tokio::test]
+    async fn ses_accepts_an_alert_email() {
+        let fixture = AwsFixture::new(5).await;
+        let app = fixture.app();
+        let subject = format!("Tidings: subscription failing {}", uuid::Uuid::new_v4());
+        app.mailer
+            .send(&Email { to: "ops@example.com".into(), subject: subject.clone(), text: "Deliveries keep failing.".into() })
+            .await
+            .unwrap();
+        let sent = fixture.sent_emails().await;
+        let mail = sent.iter().find(|m| m["subject"] == subject).unwrap_or_else(|| panic!("not sent: {sent:?}"));
+        assert_eq!(mail["source"], SENDER);
+        assert_eq!(mail["destinations"]["ToAddresses"][0], "ops@example.com");
+        assert_eq!(mail["body"], "Deliveries keep failing.");
+    }
+
+    #[tokio::test]
+    async fn ses_refuses_an_unverified_sender() {
+        let fixture = AwsFixture::new(5).await;
+        let mut settings = fixture.settings.clone();
+        settings.sender = "nobody@unverified.example.org".into();
+        let app = tidings::App::aws(&fixture.sdk, &settings, tidings::destination::DestinationPolicy::LOCAL).unwrap();
+        let email = Email { to: "ops@example.com".into(), subject: "x".into(), text: "y".into() };
+        assert!(app.mailer.send(&email).await.is_err());
     }
 }

@@ -37,6 +37,28 @@ impl App {
         })
     }
 
+    /// The AWS stack: DynamoDB, SQS and SES v2 clients built from one SDK configuration.
+    #[cfg(feature = "aws")]
+    pub fn aws(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::AwsSettings,
+        destinations: DestinationPolicy,
+    ) -> Result<App> {
+        use crate::aws::{DynamoStore, SesMailer, SqsQueue};
+        Ok(App {
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table)),
+            queue: Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                &settings.queue_url,
+                &settings.dead_letter_queue_url,
+            )),
+            mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk), &settings.sender)),
+            clock: Arc::new(SystemClock),
+            destinations,
+            http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+        })
+    }
+
     /// The embedded stack with the system clock.
     pub fn embedded_default(data_dir: &Path, destinations: DestinationPolicy) -> Result<App> {
         App::embedded(data_dir, destinations, Arc::new(SystemClock))

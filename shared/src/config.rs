@@ -34,13 +34,39 @@ pub fn destination_policy() -> Result<DestinationPolicy> {
 
 /// The application a Lambda binary runs, from its environment.
 ///
-/// `TIDINGS_BACKEND` selects the adapters. `embedded` (the only backend so far) keeps
-/// everything in the SQLite file under `TIDINGS_DATA_DIR`, which is what `cargo lambda watch`
-/// uses locally.
-pub fn app_from_env() -> Result<App> {
+/// `TIDINGS_BACKEND` selects the adapters: `aws` (the default) reads `TIDINGS_TABLE`,
+/// `TIDINGS_QUEUE_URL`, `TIDINGS_DEAD_LETTER_QUEUE_URL` and `TIDINGS_SENDER`; `embedded` keeps
+/// everything in the SQLite file under `TIDINGS_DATA_DIR` (for `cargo lambda watch`).
+#[cfg(feature = "aws")]
+pub async fn app_from_env() -> Result<App> {
     let policy = destination_policy()?;
-    match required("TIDINGS_BACKEND")?.as_str() {
+    match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
+        "aws" => {
+            let settings = AwsSettings::from_env()?;
+            Ok(App::aws(&crate::aws::load_config().await, &settings, policy)?)
+        }
         "embedded" => App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy),
-        other => Err(Error::internal(format!("TIDINGS_BACKEND must be \"embedded\", not {other:?}"))),
+        other => Err(Error::internal(format!("TIDINGS_BACKEND must be \"aws\" or \"embedded\", not {other:?}"))),
+    }
+}
+
+/// Where the AWS resources are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub table: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    /// The SES-verified sender of alert mail.
+    pub sender: String,
+}
+
+impl AwsSettings {
+    pub fn from_env() -> Result<AwsSettings> {
+        Ok(AwsSettings {
+            table: required("TIDINGS_TABLE")?,
+            queue_url: required("TIDINGS_QUEUE_URL")?,
+            dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
+            sender: required("TIDINGS_SENDER")?,
+        })
     }
 }

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
-use lambda_http::Body;
+use lambda_http::{Body, RequestExt};
 use lambda_runtime::LambdaEvent;
 
 use crate::delivery::{deliver_job, JobOutcome};
@@ -20,7 +20,19 @@ pub async fn handle_http(
     app: &App,
     request: lambda_http::Request,
 ) -> Result<lambda_http::Response<Body>, std::convert::Infallible> {
-    let (parts, body) = request.into_parts();
+    // API Gateway REST puts the stage in front of the path (`/Prod/organizations/...`); the
+    // router wants the resource path as clients wrote it.
+    let path = request.raw_http_path().to_owned();
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.path() != path {
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        if let Ok(uri) = http::Uri::builder().path_and_query(path_and_query).build() {
+            parts.uri = uri;
+        }
+    }
     let bytes = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),

@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod destination;

@@ -35,6 +35,49 @@ pub trait Store: Send + Sync {
     async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>>;
     /// Marks a key revoked; returns false if no such key exists.
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
+
+    /// Idempotent publishing: stores `record` unless a live (unexpired) record with the same
+    /// organization and message id exists, which is returned instead and nothing is written.
+    async fn claim_publish(&self, record: &PublishRecord) -> Result<Option<PublishRecord>>;
+    /// Forgets a claim whose publish could not be completed, so a retry can succeed.
+    async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()>;
+
+    /// Appends delivery attempts to the log.
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
+    /// A subscription's most recent attempts, newest first.
+    async fn recent_attempts(&self, org: OrganizationId, subscription_id: Uuid, limit: usize) -> Result<Vec<AttemptRecord>>;
+}
+
+/// The answer to a publish, kept for a while so a repeated message id gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRecord {
+    pub organization: OrganizationId,
+    pub message_id: String,
+    /// How many subscriptions the message reached.
+    pub subscriptions: u32,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// One delivery attempt, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub organization: OrganizationId,
+    pub subscription_id: Uuid,
+    pub message_id: String,
+    pub event_name: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The destination's HTTP status, if it answered.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the response body.
+    pub response_excerpt: String,
+    /// Why there was no answer.
+    pub error: Option<String>,
 }
 
 /// One delivery of one message to one subscription: the unit the queue carries.
@@ -49,9 +92,6 @@ pub struct DeliveryJob {
     pub payload: String,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
-    /// Attempts made so far.
-    #[serde(default)]
-    pub attempt: u32,
 }
 
 /// A job taken from the queue; hidden from other consumers until acknowledged, retried or
@@ -60,7 +100,8 @@ pub struct DeliveryJob {
 pub struct ReceivedJob {
     pub receipt: String,
     pub job: DeliveryJob,
-    /// How many times this job has been received, this time included.
+    /// How many times this job has been received, this time included: attempt number
+    /// `receive_count` is being made now.
     pub receive_count: u32,
 }
 
@@ -73,8 +114,8 @@ pub trait Queue: Send + Sync {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;
     /// The job is done; remove it.
     async fn ack(&self, receipt: &str) -> Result<()>;
-    /// Make the job visible again after `delay`, carrying the updated job (attempt count).
-    async fn retry_later(&self, receipt: &str, job: &DeliveryJob, delay: Duration) -> Result<()>;
+    /// Make the job visible again after `delay` (its receive count keeps growing).
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
     /// Move the job, intact, to the dead-letter queue.
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
     /// Jobs in the dead-letter queue, oldest first.

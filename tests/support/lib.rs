@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub mod aws;
+
 /// A running stack on a temporary data directory.
 pub struct Stack {
     pub base: String,

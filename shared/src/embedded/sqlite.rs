@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
-use crate::ports::{Clock, DeliveryJob, Queue, ReceivedJob, Store};
+use crate::ports::{AttemptRecord, Clock, DeliveryJob, PublishRecord, Queue, ReceivedJob, Store};
 use crate::{Error, Result};
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
@@ -59,6 +59,28 @@ CREATE TABLE IF NOT EXISTS queue (
     receipt       TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue (visible_at);
+CREATE TABLE IF NOT EXISTS publishes (
+    org           TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    subscriptions INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (org, message_id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    org              TEXT NOT NULL,
+    subscription_id  TEXT NOT NULL,
+    message_id       TEXT NOT NULL,
+    event_name       TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    at               INTEGER NOT NULL,
+    status           INTEGER,
+    latency_ms       INTEGER NOT NULL,
+    response_excerpt TEXT NOT NULL,
+    error            TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (org, subscription_id, at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     job     TEXT NOT NULL,
@@ -330,6 +352,94 @@ impl Store for SqliteBackend {
         Ok(out)
     }
 
+    async fn claim_publish(&self, record: &PublishRecord) -> Result<Option<PublishRecord>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let org = record.organization.to_string();
+        let existing = tx
+            .query_row(
+                "SELECT subscriptions, created_at, expires_at FROM publishes WHERE org = ?1 AND message_id = ?2",
+                params![org, record.message_id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()?;
+        if let Some((subscriptions, created_at, expires_at)) = existing {
+            if expires_at > to_nanos(record.created_at) {
+                return Ok(Some(PublishRecord {
+                    organization: record.organization,
+                    message_id: record.message_id.clone(),
+                    subscriptions: subscriptions as u32,
+                    created_at: from_nanos(created_at)?,
+                    expires_at: from_nanos(expires_at)?,
+                }));
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO publishes (org, message_id, subscriptions, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![org, record.message_id, record.subscriptions, to_nanos(record.created_at), to_nanos(record.expires_at)],
+        )?;
+        tx.commit()?;
+        Ok(None)
+    }
+
+    async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM publishes WHERE org = ?1 AND message_id = ?2", params![org.to_string(), message_id])?;
+        Ok(())
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for a in attempts {
+                insert.execute(params![
+                    a.organization.to_string(),
+                    a.subscription_id.to_string(),
+                    a.message_id,
+                    a.event_name,
+                    a.attempt,
+                    to_nanos(a.at),
+                    a.status,
+                    a.latency_ms as i64,
+                    a.response_excerpt,
+                    a.error,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn recent_attempts(&self, org: OrganizationId, subscription_id: Uuid, limit: usize) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
+             WHERE org = ?1 AND subscription_id = ?2 ORDER BY at DESC, id DESC LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![org.to_string(), subscription_id.to_string(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(AttemptRecord {
+                organization: org,
+                subscription_id,
+                message_id: r.get(0)?,
+                event_name: r.get(1)?,
+                attempt: r.get(2)?,
+                at: from_nanos(r.get(3)?)?,
+                status: r.get(4)?,
+                latency_ms: r.get::<_, i64>(5)? as u64,
+                response_excerpt: r.get(6)?,
+                error: r.get(7)?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
         let conn = self.conn();
         let exists: Option<Option<i64>> = conn
@@ -408,13 +518,11 @@ impl Queue for SqliteBackend {
         Ok(())
     }
 
-    async fn retry_later(&self, receipt: &str, job: &DeliveryJob, delay: Duration) -> Result<()> {
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
-        self.conn().execute(
-            "UPDATE queue SET visible_at = ?3, job = ?4 WHERE id = ?1 AND receipt = ?2",
-            params![id, receipt, visible_at, serde_json::to_string(job)?],
-        )?;
+        self.conn()
+            .execute("UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2", params![id, receipt, visible_at])?;
         Ok(())
     }
 

@@ -1,0 +1,181 @@
+//! The delivery queue on SQS, with a dead-letter queue.
+//!
+//! The receipt is the SQS receipt handle; the receive count is SQS's
+//! `ApproximateReceiveCount`. Delays up to 15 minutes ride on `DelaySeconds`; a retry waits by
+//! changing the message's visibility (up to 12 hours), so nothing busy-loops. The main queue's
+//! redrive policy is the safety net: a message that keeps failing without being dead-lettered
+//! explicitly (a crash, a poison message) still reaches the DLQ after `maxReceiveCount`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+
+use super::sdk_error;
+use crate::ports::{DeliveryJob, Queue, ReceivedJob};
+use crate::{Error, Result};
+
+/// SQS's limits.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+pub const MAX_BATCH: usize = 10;
+
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    dead_letter_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
+        SqsQueue { client, queue_url: queue_url.into(), dead_letter_url: dead_letter_url.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn seconds(d: Duration, max: Duration) -> i32 {
+    d.min(max).as_secs() as i32
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()> {
+        if delay > MAX_DELAY {
+            tracing::warn!(delay_s = delay.as_secs(), "SQS delays stop at 15 minutes; enqueuing with the maximum");
+        }
+        for chunk in jobs.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(job)?)
+                        .delay_seconds(seconds(delay, MAX_DELAY))
+                        .build()
+                        .map_err(Error::internal)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("SQS SendMessageBatch", e))?;
+            if let Some(failed) = out.failed.first() {
+                return Err(Error::internal(format!(
+                    "SQS SendMessageBatch refused {} of {} messages: {} {}",
+                    out.failed.len(),
+                    chunk.len(),
+                    failed.code,
+                    failed.message.as_deref().unwrap_or("")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+            .visibility_timeout(seconds(visibility, MAX_VISIBILITY))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS ReceiveMessage", e))?;
+        let mut jobs = Vec::new();
+        for message in out.messages.unwrap_or_default() {
+            let receipt = message.receipt_handle.clone().unwrap_or_default();
+            let receive_count = message
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
+                Some(Ok(job)) => jobs.push(ReceivedJob { receipt, job, receive_count }),
+                // Left alone: the redrive policy moves it to the dead-letter queue.
+                _ => tracing::error!(message = ?message.message_id, "SQS message is not a delivery job"),
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS DeleteMessage", e))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds(delay, MAX_VISIBILITY))
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
+        // Copy first, then delete: a crash in between leaves a duplicate, never a loss.
+        self.client
+            .send_message()
+            .queue_url(&self.dead_letter_url)
+            .message_body(serde_json::to_string(job)?)
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS SendMessage (dead-letter queue)", e))?;
+        self.ack(receipt).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {
+        // A peek: received with visibility 0 so they stay available for replay.
+        let mut seen = HashSet::new();
+        let mut jobs = Vec::new();
+        while jobs.len() < limit {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dead_letter_url)
+                .max_number_of_messages(MAX_BATCH as i32)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(|e| sdk_error("SQS ReceiveMessage (dead-letter queue)", e))?;
+            let mut fresh = 0;
+            for message in out.messages.unwrap_or_default() {
+                let id = message.message_id.clone().unwrap_or_default();
+                if !seen.insert(id) {
+                    continue;
+                }
+                fresh += 1;
+                if let Some(Ok(job)) = message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
+                    jobs.push(job);
+                }
+            }
+            if fresh == 0 {
+                break;
+            }
+        }
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}

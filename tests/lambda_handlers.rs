@@ -1,0 +1,133 @@
+//! The Lambda handlers fed recorded API Gateway (REST and HTTP API) and SQS events, running
+//! on the AWS adapters against the AWS-API emulator.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::ports::DeliveryJob;
+use tidings::{signing, App};
+use tidings_tests::aws::AwsFixture;
+use tidings_tests::{new_org, Receiver};
+use uuid::Uuid;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn api_key(app: &App, org: OrganizationId) -> String {
+    let key = tidings::domain::api_key::NewApiKey::generate(org, vec![Scope::ReadProduct], time::OffsetDateTime::now_utc(), None);
+    app.store.put_api_key(&key.record).await.unwrap();
+    key.secret
+}
+
+async fn http_event(app: &App, event: &str) -> (u16, Value) {
+    let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
+    let response = tidings::lambda::handle_http(app, request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        lambda_http::Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn api_gateway_events_create_and_list_subscriptions_in_dynamodb() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let org = new_org();
+    let key = api_key(&app, org).await;
+    let receiver = Receiver::answering(200).await;
+
+    // REST API (v1) event, stage "Prod" in requestContext.path: the router sees the resource path.
+    let create = fixture("apigw-rest-create-subscription.json").replace("{{API_KEY}}", &key).replace("{{DESTINATION}}", &receiver.url());
+    let (status, created) = http_event(&app, &create).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["uuid"], "f02f80f8-8f35-11eb-8dcd-0242ac130003");
+    assert_eq!(created["status"], "ACTIVE");
+    assert_eq!(receiver.requests().len(), 1, "the destination check reached the receiver");
+    let stored = app.store.get_subscription(org, Uuid::parse_str("f02f80f8-8f35-11eb-8dcd-0242ac130003").unwrap()).await.unwrap();
+    assert_eq!(stored.unwrap().signing_key, created["signingKey"].as_str().unwrap());
+
+    // Replaying the same event is refused by the table's condition: 400, still one subscription.
+    let (status, error) = http_event(&app, &create).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["errorType"], "SUBSCRIPTION_ALREADY_EXISTS");
+
+    // HTTP API (v2) event.
+    let list = fixture("apigw-http-list-subscriptions.json").replace("{{API_KEY}}", &key);
+    let (status, listed) = http_event(&app, &list).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed, Value::Array(vec![created]));
+
+    // Without a valid key: 401 in the Zettle error shape.
+    let (status, error) = http_event(&app, &list.replace(&key, "tdk_wrong")).await;
+    assert_eq!(status, 401);
+    assert_eq!(error["errorType"], "UNAUTHORIZED");
+}
+
+fn subscription(org: OrganizationId, destination: String) -> Subscription {
+    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
+    Subscription {
+        organization: org,
+        id: Uuid::now_v1(&[3; 6]),
+        dialect: Dialect::Zettle,
+        transport: "WEBHOOK".into(),
+        event_names: vec!["ProductCreated".into()],
+        destination,
+        contact_email: "ops@example.com".into(),
+        status: SubscriptionStatus::Active,
+        signing_key: signing::generate_signing_key(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
+    DeliveryJob {
+        message_id: message_id.into(),
+        organization: sub.organization,
+        subscription_id: sub.id,
+        event_name: "ProductCreated".into(),
+        payload: r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#.into(),
+        published_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+#[tokio::test]
+async fn sqs_batches_report_only_the_records_that_failed() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let org = new_org();
+    let ok = Receiver::answering(204).await;
+    let broken = Receiver::answering(503).await;
+    let delivered = subscription(org, ok.url());
+    let failing = subscription(org, broken.url());
+    app.store.create_subscription(&delivered).await.unwrap();
+    app.store.create_subscription(&failing).await.unwrap();
+
+    let mut event: Value = serde_json::from_str(&fixture("sqs-delivery-batch.json")).unwrap();
+    event["Records"][0]["body"] = Value::String(serde_json::to_string(&job(&delivered, "m-ok")).unwrap());
+    event["Records"][1]["body"] = Value::String(serde_json::to_string(&job(&failing, "m-fail")).unwrap());
+    let event: SqsEvent = serde_json::from_value(event).unwrap();
+
+    let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(event, Context::default())).await.unwrap();
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da", "4a8d2c7e-0b1f-4c3d-9e8f-7a6b5c4d3e2f"]);
+
+    let got = ok.requests();
+    assert_eq!(got.len(), 1);
+    let envelope: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(envelope["messageId"], "m-ok");
+    assert_eq!(envelope["eventName"], "ProductCreated");
+    assert!(signing::verify_standard_webhooks(
+        delivered.signing_key.as_bytes(),
+        &got[0].header("webhook-id"),
+        got[0].header("webhook-timestamp").parse().unwrap(),
+        &got[0].body,
+        &got[0].header("webhook-signature"),
+    ));
+    assert_eq!(broken.requests().len(), 1);
+}

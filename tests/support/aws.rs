@@ -1,0 +1,136 @@
+//! Resources in the AWS-API emulator (moto server) that `scripts/test.sh` starts: a table, a
+//! delivery queue with its dead-letter queue and a verified SES sender, shaped as
+//! `infra/template.yaml` shapes them, with unique names so tests run in parallel.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use tidings::config::AwsSettings;
+use tidings::destination::DestinationPolicy;
+use tidings::App;
+
+/// The emulator's address; `scripts/test.sh` exports it.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: the AWS adapter tests need the emulator that ./scripts/test.sh starts")
+    })
+}
+
+pub const SENDER: &str = "alerts@tidings.example.com";
+
+pub struct AwsFixture {
+    pub sdk: aws_config::SdkConfig,
+    pub settings: AwsSettings,
+}
+
+impl AwsFixture {
+    /// Fresh resources; `max_receive_count` is the main queue's redrive threshold.
+    pub async fn new(max_receive_count: u32) -> AwsFixture {
+        endpoint();
+        let sdk = tidings::aws::load_config().await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let table = format!("tidings-{suffix}");
+        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let dlq_url = sqs.create_queue().queue_name(format!("tidings-dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("tidings-deliveries-{suffix}"))
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, "60")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+
+        let ses = aws_sdk_sesv2::Client::new(&sdk);
+        // Idempotent in the emulator: every fixture verifies the same sender.
+        let _ = ses.create_email_identity().email_identity(SENDER).send().await;
+
+        AwsFixture { sdk, settings: AwsSettings { table, queue_url, dead_letter_queue_url: dlq_url, sender: SENDER.into() } }
+    }
+
+    pub fn app(&self) -> App {
+        App::aws(&self.sdk, &self.settings, DestinationPolicy::LOCAL).expect("AWS app")
+    }
+
+    pub fn store(&self) -> Arc<tidings::aws::DynamoStore> {
+        Arc::new(tidings::aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.settings.table))
+    }
+
+    pub fn queue(&self) -> tidings::aws::SqsQueue {
+        tidings::aws::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&self.sdk),
+            &self.settings.queue_url,
+            &self.settings.dead_letter_queue_url,
+        )
+    }
+
+    /// Messages the emulator says SES sent, as JSON.
+    pub async fn sent_emails(&self) -> Vec<serde_json::Value> {
+        let data: serde_json::Value =
+            reqwest::get(format!("{}/moto-api/data.json", endpoint())).await.unwrap().json().await.unwrap();
+        data["ses"]["Message"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap()
+}
+
+/// The table of `infra/template.yaml`: PK/SK, GSI1 (GSI1PK/GSI1SK, all attributes), TTL on
+/// `expires_at`.
+async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("PK"))
+        .attribute_definitions(attr("SK"))
+        .attribute_definitions(attr("GSI1PK"))
+        .attribute_definitions(attr("GSI1SK"))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(tidings::aws::dynamodb::GSI1)
+                .key_schema(key("GSI1PK", KeyType::Hash))
+                .key_schema(key("GSI1SK", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
