@@ -14,6 +14,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
+step "Python tools (moto server, cfn-lint) in .venv"
+if ! python3 -m venv .venv 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+
+step "SAM template: cfn-lint and the checks against the code"
+.venv/bin/cfn-lint infra/template.yaml
+.venv/bin/python tests/template_check.py
+
 # One profile (dev) for build, lint and tests, so nothing is compiled twice.
 step "build"
 cargo build --workspace --locked
@@ -24,7 +34,9 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests"
+step "tests (the AWS adapters against the AWS-API emulator)"
+source scripts/aws-emulator.sh
+aws_emulator_start
 cargo test --workspace --locked
 
 step "README walk-through against tidings serve"

@@ -16,7 +16,12 @@ fn fixture(name: &str) -> String {
 }
 
 async fn api_key(app: &App, org: OrganizationId) -> String {
-    let key = tidings::domain::api_key::NewApiKey::generate(org, vec![Scope::ReadProduct], time::OffsetDateTime::now_utc(), None);
+    let key = tidings::domain::api_key::NewApiKey::generate(
+        org,
+        vec![Scope::ReadProduct],
+        time::OffsetDateTime::now_utc(),
+        None,
+    );
     app.store.put_api_key(&key.record).await.unwrap();
     key.secret
 }
@@ -42,13 +47,19 @@ async fn api_gateway_events_create_and_list_subscriptions_in_dynamodb() {
     let receiver = Receiver::answering(200).await;
 
     // REST API (v1) event, stage "Prod" in requestContext.path: the router sees the resource path.
-    let create = fixture("apigw-rest-create-subscription.json").replace("{{API_KEY}}", &key).replace("{{DESTINATION}}", &receiver.url());
+    let create = fixture("apigw-rest-create-subscription.json")
+        .replace("{{API_KEY}}", &key)
+        .replace("{{DESTINATION}}", &receiver.url());
     let (status, created) = http_event(&app, &create).await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["uuid"], "f02f80f8-8f35-11eb-8dcd-0242ac130003");
     assert_eq!(created["status"], "ACTIVE");
     assert_eq!(receiver.requests().len(), 1, "the destination check reached the receiver");
-    let stored = app.store.get_subscription(org, Uuid::parse_str("f02f80f8-8f35-11eb-8dcd-0242ac130003").unwrap()).await.unwrap();
+    let stored = app
+        .store
+        .get_subscription(org, Uuid::parse_str("f02f80f8-8f35-11eb-8dcd-0242ac130003").unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored.unwrap().signing_key, created["signingKey"].as_str().unwrap());
 
     // Replaying the same event is refused by the table's condition: 400, still one subscription.

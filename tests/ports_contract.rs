@@ -160,7 +160,11 @@ where
 
     let mut got = queue.receive(10, secs(30)).await.unwrap();
     got.sort_by(|a, b| a.job.message_id.cmp(&b.job.message_id));
-    assert_eq!(got.iter().map(|r| r.job.clone()).collect::<Vec<_>>(), vec![job(1), job(2)], "the delayed job is not visible yet");
+    assert_eq!(
+        got.iter().map(|r| r.job.clone()).collect::<Vec<_>>(),
+        vec![job(1), job(2)],
+        "the delayed job is not visible yet"
+    );
     assert!(got.iter().all(|r| r.receive_count == 1));
     assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "received jobs are hidden");
 
@@ -213,13 +217,28 @@ pub async fn publish_claims_are_idempotent(store: &dyn Store) {
     let org = org();
     let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
     let day = time::Duration::hours(24);
-    let first = PublishRecord { organization: org, message_id: "m-1".into(), subscriptions: 3, created_at: now, expires_at: now + day };
+    let first = PublishRecord {
+        organization: org,
+        message_id: "m-1".into(),
+        subscriptions: 3,
+        created_at: now,
+        expires_at: now + day,
+    };
     assert_eq!(store.claim_publish(&first).await.unwrap(), None);
-    let repeat = PublishRecord { subscriptions: 5, created_at: now + time::Duration::hours(1), expires_at: now + day * 2, ..first.clone() };
+    let repeat = PublishRecord {
+        subscriptions: 5,
+        created_at: now + time::Duration::hours(1),
+        expires_at: now + day * 2,
+        ..first.clone()
+    };
     assert_eq!(store.claim_publish(&repeat).await.unwrap(), Some(first.clone()), "the first answer is kept");
     let elsewhere = PublishRecord { organization: self::org(), ..first.clone() };
     assert_eq!(store.claim_publish(&elsewhere).await.unwrap(), None, "message ids are per organization");
-    let later = PublishRecord { created_at: now + day + time::Duration::seconds(1), expires_at: now + day * 3, ..first.clone() };
+    let later = PublishRecord {
+        created_at: now + day + time::Duration::seconds(1),
+        expires_at: now + day * 3,
+        ..first.clone()
+    };
     assert_eq!(store.claim_publish(&later).await.unwrap(), None, "an expired record does not block");
     store.release_publish(org, "m-1").await.unwrap();
     assert_eq!(store.claim_publish(&first).await.unwrap(), None, "a released claim can be made again");
@@ -392,7 +411,11 @@ mod aws {
         let app = fixture.app();
         let subject = format!("Tidings: subscription failing {}", uuid::Uuid::new_v4());
         app.mailer
-            .send(&Email { to: "ops@example.com".into(), subject: subject.clone(), text: "Deliveries keep failing.".into() })
+            .send(&Email {
+                to: "ops@example.com".into(),
+                subject: subject.clone(),
+                text: "Deliveries keep failing.".into(),
+            })
             .await
             .unwrap();
         let sent = fixture.sent_emails().await;

@@ -45,7 +45,12 @@ pub trait Store: Send + Sync {
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
     /// A subscription's most recent attempts, newest first.
-    async fn recent_attempts(&self, org: OrganizationId, subscription_id: Uuid, limit: usize) -> Result<Vec<AttemptRecord>>;
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>>;
 }
 
 /// The answer to a publish, kept for a while so a repeated message id gets the same answer.

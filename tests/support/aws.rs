@@ -37,7 +37,8 @@ impl AwsFixture {
         create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let dlq_url = sqs.create_queue().queue_name(format!("tidings-dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
+        let dlq_url =
+            sqs.create_queue().queue_name(format!("tidings-dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
         let dlq_arn = sqs
             .get_queue_attributes()
             .queue_url(&dlq_url)
@@ -64,7 +65,10 @@ impl AwsFixture {
         // Idempotent in the emulator: every fixture verifies the same sender.
         let _ = ses.create_email_identity().email_identity(SENDER).send().await;
 
-        AwsFixture { sdk, settings: AwsSettings { table, queue_url, dead_letter_queue_url: dlq_url, sender: SENDER.into() } }
+        AwsFixture {
+            sdk,
+            settings: AwsSettings { table, queue_url, dead_letter_queue_url: dlq_url, sender: SENDER.into() },
+        }
     }
 
     pub fn app(&self) -> App {

@@ -195,7 +195,9 @@ fn get_s(item: &Item, name: &str) -> Result<String> {
 
 fn get_n<T: FromStr>(item: &Item, name: &str) -> Result<T> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().map_err(|_| Error::internal(format!("attribute {name} is not a number"))),
+        Some(AttributeValue::N(v)) => {
+            v.parse().map_err(|_| Error::internal(format!("attribute {name} is not a number")))
+        }
         _ => Err(Error::internal(format!("stored item lacks number attribute {name}"))),
     }
 }
@@ -434,8 +436,9 @@ impl Store for DynamoStore {
     }
 
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
-        let items =
-            self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("KEYS")), (":id", s(id.to_string()))], Some("id = :id")).await?;
+        let items = self
+            .query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("KEYS")), (":id", s(id.to_string()))], Some("id = :id"))
+            .await?;
         let Some(item) = items.first() else { return Ok(false) };
         self.client
             .update_item()
@@ -474,7 +477,8 @@ impl Store for DynamoStore {
         match result {
             Ok(_) => Ok(None),
             Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                let existing = self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
+                let existing =
+                    self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
                 Ok(Some(PublishRecord {
                     organization: record.organization,
                     message_id: record.message_id.clone(),
@@ -526,7 +530,12 @@ impl Store for DynamoStore {
         self.batch_put(items).await
     }
 
-    async fn recent_attempts(&self, org: OrganizationId, subscription_id: Uuid, limit: usize) -> Result<Vec<AttemptRecord>> {
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>> {
         let out = self
             .client
             .query()

@@ -383,8 +383,10 @@ impl Store for SqliteBackend {
     }
 
     async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM publishes WHERE org = ?1 AND message_id = ?2", params![org.to_string(), message_id])?;
+        self.conn().execute(
+            "DELETE FROM publishes WHERE org = ?1 AND message_id = ?2",
+            params![org.to_string(), message_id],
+        )?;
         Ok(())
     }
 
@@ -415,7 +417,12 @@ impl Store for SqliteBackend {
         Ok(())
     }
 
-    async fn recent_attempts(&self, org: OrganizationId, subscription_id: Uuid, limit: usize) -> Result<Vec<AttemptRecord>> {
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
@@ -521,8 +528,10 @@ impl Queue for SqliteBackend {
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
-        self.conn()
-            .execute("UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2", params![id, receipt, visible_at])?;
+        self.conn().execute(
+            "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+            params![id, receipt, visible_at],
+        )?;
         Ok(())
     }
 
