@@ -203,3 +203,28 @@ async fn serve_keeps_data_across_a_restart_and_honours_revocation() {
     assert_eq!(response.status(), 401);
     server.interrupt();
 }
+
+#[tokio::test]
+async fn keys_are_managed_in_a_deployed_stacks_table() {
+    let aws = tidings_tests::aws::AwsFixture::new(5).await;
+    let table = aws.settings.table.clone();
+    let output = tidings(&["keys", "create", "--table", &table, "--org", ORG, "--scope", "READ:PRODUCT"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let secret = stdout(&output).lines().last().unwrap().to_owned();
+    let id = stdout(&output).split_whitespace().nth(3).unwrap().to_owned();
+
+    // The deployed API accepts it: the router on the AWS adapters authenticates against DynamoDB.
+    let app = aws.app();
+    let stored =
+        app.store.find_api_key_by_hash(&tidings::domain::api_key::hash_secret(&secret)).await.unwrap().unwrap();
+    assert_eq!(stored.organization.to_string(), ORG);
+
+    let listed = stdout(&tidings(&["keys", "list", "--table", &table]));
+    assert!(listed.lines().any(|l| l.starts_with(&id) && l.contains("active")), "{listed}");
+    assert!(tidings(&["keys", "revoke", "--table", &table, &id]).status.success());
+    let listed = stdout(&tidings(&["keys", "list", "--table", &table, "--org", ORG]));
+    assert!(listed.lines().any(|l| l.starts_with(&id) && l.contains("revoked")), "{listed}");
+
+    let both = tidings(&["keys", "list", "--table", &table, "--data-dir", "/tmp/x"]);
+    assert!(!both.status.success(), "--table and --data-dir exclude each other");
+}

@@ -90,6 +90,7 @@ fn subscription(org: OrganizationId, destination: String) -> Subscription {
         destination,
         contact_email: "ops@example.com".into(),
         status: SubscriptionStatus::Active,
+        failing_since: None,
         signing_key: signing::generate_signing_key(),
         created_at: now,
         updated_at: now,
@@ -102,7 +103,7 @@ fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
         organization: sub.organization,
         subscription_id: sub.id,
         event_name: "ProductCreated".into(),
-        payload: r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#.into(),
+        payload: Some(r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#.into()),
         published_at: time::OffsetDateTime::now_utc(),
     }
 }

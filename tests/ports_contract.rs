@@ -21,6 +21,7 @@ fn subscription(org: OrganizationId, events: &[&str]) -> Subscription {
         destination: "https://hooks.example.com/in".into(),
         contact_email: "ops@example.com".into(),
         status: SubscriptionStatus::Active,
+        failing_since: None,
         signing_key: signing::generate_signing_key(),
         created_at: now,
         updated_at: now,
@@ -138,7 +139,7 @@ fn job(n: u32) -> DeliveryJob {
         organization: OrganizationId(Uuid::nil()),
         subscription_id: Uuid::nil(),
         event_name: "ProductCreated".into(),
-        payload: format!("{{\"n\":{n}}}"),
+        payload: Some(format!("{{\"n\":{n}}}")),
         published_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
     }
 }
@@ -220,28 +221,68 @@ pub async fn publish_claims_are_idempotent(store: &dyn Store) {
     let first = PublishRecord {
         organization: org,
         message_id: "m-1".into(),
+        event_name: "ProductCreated".into(),
+        payload: r#"{"uuid": "p-1", "name": "Kaffe"}"#.into(),
         subscriptions: 3,
         created_at: now,
-        expires_at: now + day,
+        expires_at: now + day * 7,
     };
-    assert_eq!(store.claim_publish(&first).await.unwrap(), None);
+    assert_eq!(store.claim_publish(&first, day).await.unwrap(), None);
+    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), Some(first.clone()), "the message is kept for replay");
     let repeat = PublishRecord {
         subscriptions: 5,
+        payload: "{}".into(),
         created_at: now + time::Duration::hours(1),
-        expires_at: now + day * 2,
         ..first.clone()
     };
-    assert_eq!(store.claim_publish(&repeat).await.unwrap(), Some(first.clone()), "the first answer is kept");
+    assert_eq!(store.claim_publish(&repeat, day).await.unwrap(), Some(first.clone()), "the first answer is kept");
+    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), Some(first.clone()), "and the first message");
     let elsewhere = PublishRecord { organization: self::org(), ..first.clone() };
-    assert_eq!(store.claim_publish(&elsewhere).await.unwrap(), None, "message ids are per organization");
-    let later = PublishRecord {
-        created_at: now + day + time::Duration::seconds(1),
-        expires_at: now + day * 3,
-        ..first.clone()
-    };
-    assert_eq!(store.claim_publish(&later).await.unwrap(), None, "an expired record does not block");
+    assert_eq!(store.claim_publish(&elsewhere, day).await.unwrap(), None, "message ids are per organization");
+    let later = PublishRecord { created_at: now + day + time::Duration::seconds(1), ..first.clone() };
+    assert_eq!(store.claim_publish(&later, day).await.unwrap(), None, "after the window the id is new again");
     store.release_publish(org, "m-1").await.unwrap();
-    assert_eq!(store.claim_publish(&first).await.unwrap(), None, "a released claim can be made again");
+    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), None);
+    assert_eq!(store.claim_publish(&first, day).await.unwrap(), None, "a released claim can be made again");
+    let expired =
+        PublishRecord { message_id: "m-old".into(), created_at: now - day * 8, expires_at: now - day, ..first.clone() };
+    store.claim_publish(&expired, day).await.unwrap();
+    assert_eq!(store.get_publish(org, "m-old").await.unwrap(), None, "past retention a message is gone");
+}
+
+pub async fn alerts_are_claimed_once_per_window(store: &dyn Store) {
+    let (org, sub) = (org(), Uuid::new_v4());
+    let now = OffsetDateTime::now_utc();
+    let day = time::Duration::hours(24);
+    assert!(store.claim_alert(org, sub, now, day).await.unwrap());
+    assert!(!store.claim_alert(org, sub, now + time::Duration::hours(23), day).await.unwrap());
+    assert!(store.claim_alert(org, Uuid::new_v4(), now, day).await.unwrap(), "per subscription");
+    assert!(store.claim_alert(org, sub, now + day, day).await.unwrap(), "again after the window");
+    assert!(!store.claim_alert(org, sub, now + day + time::Duration::hours(1), day).await.unwrap());
+}
+
+pub async fn subscription_health_is_written_alone(store: &dyn Store) {
+    let org = org();
+    let original = subscription(org, &["ProductCreated"]);
+    store.create_subscription(&original).await.unwrap();
+    // The owner changes the destination meanwhile; the health write must not undo it.
+    let mut edited = original.clone();
+    edited.destination = "https://new.example.com/in".into();
+    store.update_subscription(&edited).await.unwrap();
+    let mut health = original.clone();
+    health.status = SubscriptionStatus::Failing;
+    health.failing_since = Some(tidings::domain::to_micros(OffsetDateTime::now_utc()));
+    store.set_subscription_health(&health).await.unwrap();
+    let stored = store.get_subscription(org, original.id).await.unwrap().unwrap();
+    assert_eq!(stored.destination, "https://new.example.com/in");
+    assert_eq!((stored.status, stored.failing_since), (health.status, health.failing_since));
+    // Fan-out sees the new status too.
+    assert_eq!(
+        store.subscriptions_for_event(org, "ProductCreated").await.unwrap()[0].status,
+        SubscriptionStatus::Failing
+    );
+    store.delete_subscription(org, original.id).await.unwrap();
+    assert!(matches!(store.set_subscription_health(&health).await, Err(Error::NotFound(_))));
 }
 
 pub async fn attempts_are_logged_newest_first(store: &dyn Store) {
@@ -323,6 +364,16 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn alerts_are_claimed_once_per_window() {
+        super::alerts_are_claimed_once_per_window(&backend().0).await;
+    }
+
+    #[tokio::test]
+    async fn subscription_health_is_written_alone() {
+        super::subscription_health_is_written_alone(&backend().0).await;
+    }
+
+    #[tokio::test]
     async fn attempts_are_logged_newest_first() {
         super::attempts_are_logged_newest_first(&backend().0).await;
     }
@@ -371,6 +422,16 @@ mod aws {
     #[tokio::test]
     async fn publish_claims_are_idempotent() {
         super::publish_claims_are_idempotent(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn alerts_are_claimed_once_per_window() {
+        super::alerts_are_claimed_once_per_window(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn subscription_health_is_written_alone() {
+        super::subscription_health_is_written_alone(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]

@@ -709,6 +709,7 @@ async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
             destination: "https://hooks.example.com/in".into(),
             contact_email: "ops@example.com".into(),
             status: tidings::domain::SubscriptionStatus::Active,
+            failing_since: None,
             signing_key: signing::generate_signing_key(),
             created_at: now,
             updated_at: now,

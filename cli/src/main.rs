@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use tidings::aws::DynamoStore;
 use tidings::destination::DestinationPolicy;
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{utc_timestamp, OrganizationId, Scope};
@@ -39,6 +40,17 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
+/// Where keys live: the local data directory, or a deployed stack's DynamoDB table.
+#[derive(Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    local: DataDir,
+    /// Manage the keys of a deployed stack: its DynamoDB table (the stack's TableName output).
+    /// Uses the standard AWS configuration (profile, region, AWS_ENDPOINT_URL).
+    #[arg(long, env = "TIDINGS_TABLE", conflicts_with = "data_dir")]
+    table: Option<String>,
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the address is printed).
@@ -53,7 +65,7 @@ enum KeysCommand {
     /// Create an API key for an organization; prints the key alone on the last line.
     Create {
         #[command(flatten)]
-        data: DataDir,
+        data: StoreArgs,
         /// The organization (a UUID) the key belongs to.
         #[arg(long, value_parser = parse_org)]
         org: OrganizationId,
@@ -67,7 +79,7 @@ enum KeysCommand {
     /// List API keys (never the secrets).
     List {
         #[command(flatten)]
-        data: DataDir,
+        data: StoreArgs,
         /// Only this organization's keys.
         #[arg(long, value_parser = parse_org)]
         org: Option<OrganizationId>,
@@ -75,7 +87,7 @@ enum KeysCommand {
     /// Revoke an API key by its id (from `keys list`); requests with it then get 401.
     Revoke {
         #[command(flatten)]
-        data: DataDir,
+        data: StoreArgs,
         /// The key's id.
         #[arg(value_parser = parse_uuid)]
         id: Uuid,
@@ -169,14 +181,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn open_store(data: &DataDir) -> Result<SqliteBackend, String> {
-    SqliteBackend::open_in(&data.data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())
+async fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, String> {
+    match &args.table {
+        Some(table) => {
+            let sdk = tidings::aws::load_config().await;
+            Ok(Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)))
+        }
+        None => Ok(Box::new(
+            SqliteBackend::open_in(&args.local.data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
+        )),
+    }
 }
 
 async fn manage_keys(command: KeysCommand) -> Result<(), String> {
     match command {
         KeysCommand::Create { data, org, scopes, expires_at } => {
-            let store = open_store(&data)?;
+            let store = open_store(&data).await?;
             let now = OffsetDateTime::now_utc();
             if expires_at.is_some_and(|at| at <= now) {
                 return Err("--expires-at is in the past".into());
@@ -194,7 +214,7 @@ async fn manage_keys(command: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::List { data, org } => {
-            let store = open_store(&data)?;
+            let store = open_store(&data).await?;
             let keys = store.list_api_keys(org).await.map_err(|e| e.to_string())?;
             let now = OffsetDateTime::now_utc();
             println!(
@@ -223,7 +243,7 @@ async fn manage_keys(command: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::Revoke { data, id } => {
-            let store = open_store(&data)?;
+            let store = open_store(&data).await?;
             if store.revoke_api_key(id, OffsetDateTime::now_utc()).await.map_err(|e| e.to_string())? {
                 println!("Revoked API key {id}");
                 Ok(())

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::delivery::DeliverySettings;
 use crate::destination::{self, DestinationPolicy};
 use crate::embedded::{OutboxMailer, SqliteBackend};
 use crate::ports::{Clock, Mailer, Queue, Store, SystemClock};
@@ -21,6 +22,9 @@ pub struct App {
     pub destinations: DestinationPolicy,
     /// The one HTTP client (keep-alive pool) for destination checks and deliveries.
     pub http: reqwest::Client,
+    pub delivery: DeliverySettings,
+    /// Wakes the local worker when jobs were queued (unused on Lambda).
+    pub worker_wake: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -34,6 +38,8 @@ impl App {
             clock,
             destinations,
             http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+            delivery: DeliverySettings::default(),
+            worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -56,6 +62,8 @@ impl App {
             clock: Arc::new(SystemClock),
             destinations,
             http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+            delivery: DeliverySettings::default(),
+            worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

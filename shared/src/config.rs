@@ -32,6 +32,15 @@ pub fn destination_policy() -> Result<DestinationPolicy> {
     }
 }
 
+/// `TIDINGS_RETRY_SCHEDULE`: waits before each attempt, e.g. `0s,5s,5m,30m,2h,5h,10h,10h` (the
+/// default).
+pub fn retry_schedule() -> Result<crate::delivery::RetrySchedule> {
+    match optional("TIDINGS_RETRY_SCHEDULE") {
+        None => Ok(Default::default()),
+        Some(raw) => raw.parse().map_err(|e| Error::internal(format!("TIDINGS_RETRY_SCHEDULE: {e}"))),
+    }
+}
+
 /// The application a Lambda binary runs, from its environment.
 ///
 /// `TIDINGS_BACKEND` selects the adapters: `aws` (the default) reads `TIDINGS_TABLE`,
@@ -43,9 +52,15 @@ pub async fn app_from_env() -> Result<App> {
     match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
         "aws" => {
             let settings = AwsSettings::from_env()?;
-            Ok(App::aws(&crate::aws::load_config().await, &settings, policy)?)
+            let mut app = App::aws(&crate::aws::load_config().await, &settings, policy)?;
+            app.delivery.schedule = retry_schedule()?;
+            Ok(app)
         }
-        "embedded" => App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy),
+        "embedded" => {
+            let mut app = App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy)?;
+            app.delivery.schedule = retry_schedule()?;
+            Ok(app)
+        }
         other => Err(Error::internal(format!("TIDINGS_BACKEND must be \"aws\" or \"embedded\", not {other:?}"))),
     }
 }

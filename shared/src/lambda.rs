@@ -1,13 +1,14 @@
 //! Glue between the Lambda runtime's event types and the shared router / delivery routine.
 //! Enabled by the `lambda` feature so the CLI does not build the Lambda runtime.
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
+use futures::StreamExt;
 use lambda_http::{Body, RequestExt};
 use lambda_runtime::LambdaEvent;
 
-use crate::delivery::{deliver_job, JobOutcome};
-use crate::ports::DeliveryJob;
+use crate::delivery::process;
+use crate::ports::{DeliveryJob, ReceivedJob};
 use crate::{api, App};
 
 /// JSON logs (one object a line, with the span fields) for CloudWatch.
@@ -47,36 +48,46 @@ pub async fn handle_http(
     }))
 }
 
-/// An SQS batch through the delivery routine. Records that were not delivered are reported
-/// as batch item failures, so SQS makes them visible again (and, after the queue's
-/// maxReceiveCount, moves them to the dead-letter queue) while the rest are deleted.
+/// An SQS batch through the delivery routine, records concurrently. A record whose retry was
+/// arranged (its visibility changed) is reported as a batch item failure so SQS keeps it; the
+/// rest are deleted by the runtime. Records that cannot be read are failures too, so the
+/// queue's redrive policy moves them to the dead-letter queue.
 pub async fn handle_sqs(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let mut response = SqsBatchResponse::default();
-    for record in event.payload.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let delivered = match record.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
-            Some(Ok(job)) => match deliver_job(app, &job).await {
-                Ok(JobOutcome::Delivered(_) | JobOutcome::Skipped(_)) => true,
-                Ok(JobOutcome::Failed(_)) => false,
+    let outcomes = futures::stream::iter(event.payload.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let received = match received_job(record) {
+                Ok(received) => received,
+                Err(why) => {
+                    tracing::error!(message = %id, "{why}");
+                    return (id, false);
+                }
+            };
+            match process(app, &received).await {
+                Ok(disposition) => (id, disposition.is_finished()),
                 Err(err) => {
                     tracing::error!(message = %id, error = %err, "delivery could not run");
-                    false
+                    (id, false)
                 }
-            },
-            Some(Err(err)) => {
-                tracing::error!(message = %id, error = %err, "SQS record is not a delivery job");
-                false
             }
-            None => {
-                tracing::error!(message = %id, "SQS record has no body");
-                false
-            }
-        };
-        if !delivered {
+        })
+        .buffered(10)
+        .collect::<Vec<_>>()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, finished) in outcomes {
+        if !finished {
             let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
         }
     }
     Ok(response)
+}
+
+fn received_job(record: SqsMessage) -> Result<ReceivedJob, String> {
+    let body = record.body.ok_or("SQS record has no body")?;
+    let job: DeliveryJob = serde_json::from_str(&body).map_err(|e| format!("SQS record is not a delivery job: {e}"))?;
+    let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+    Ok(ReceivedJob { receipt: record.receipt_handle.unwrap_or_default(), job, receive_count })
 }

@@ -21,11 +21,13 @@ pub mod destination;
 pub mod domain;
 pub mod embedded;
 pub mod error;
+pub mod ingest;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;
 pub mod server;
 pub mod signing;
+pub mod worker;
 
 pub use app::App;
 pub use error::{Error, Result};

@@ -36,11 +36,27 @@ pub trait Store: Send + Sync {
     /// Marks a key revoked; returns false if no such key exists.
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
 
-    /// Idempotent publishing: stores `record` unless a live (unexpired) record with the same
-    /// organization and message id exists, which is returned instead and nothing is written.
-    async fn claim_publish(&self, record: &PublishRecord) -> Result<Option<PublishRecord>>;
+    /// Writes only a subscription's health: `status` and `failing_since` (a concurrent update of
+    /// its other fields is never overwritten). [`crate::Error::NotFound`] if it is gone.
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()>;
+
+    /// Idempotent publishing: stores `record` unless a record with the same organization and
+    /// message id was stored less than `window` before `record.created_at`; that record is then
+    /// returned and nothing is written.
+    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>>;
     /// Forgets a claim whose publish could not be completed, so a retry can succeed.
     async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()>;
+    /// A published message, while it is retained.
+    async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>>;
+
+    /// At most one alert per subscription per `window`: true if this caller may send one now.
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool>;
 
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
@@ -53,11 +69,15 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<AttemptRecord>>;
 }
 
-/// The answer to a publish, kept for a while so a repeated message id gets the same answer.
+/// A published message and the answer its publish got. Kept until `expires_at`, so a
+/// repeated message id gets the same answer and past messages can be replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRecord {
     pub organization: OrganizationId,
     pub message_id: String,
+    pub event_name: String,
+    /// The event JSON, exactly as published.
+    pub payload: String,
     /// How many subscriptions the message reached.
     pub subscriptions: u32,
     pub created_at: OffsetDateTime,
@@ -93,8 +113,10 @@ pub struct DeliveryJob {
     pub organization: OrganizationId,
     pub subscription_id: Uuid,
     pub event_name: String,
-    /// The event's JSON, exactly as published.
-    pub payload: String,
+    /// The event's JSON, exactly as published; `None` when it is too large for the queue and
+    /// is read from the message's [`PublishRecord`] instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
 }

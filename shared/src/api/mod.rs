@@ -2,6 +2,7 @@
 //! `http::Response`. The Lambda binaries wrap it with `lambda_http`; `tidings serve` wraps it
 //! with a local HTTP server ([`crate::server`]).
 
+pub mod operations;
 pub mod zettle;
 
 use bytes::Bytes;
@@ -27,8 +28,11 @@ pub async fn handle(app: &App, request: Request) -> Response {
         let response = if request.body().len() > MAX_BODY_BYTES {
             zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
         } else {
-            match segments.first() {
-                Some(&"organizations") => zettle::handle(app, request, &segments).await,
+            match segments.as_slice() {
+                ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "attempts" | "replay"] => {
+                    operations::handle(app, request, &segments).await
+                }
+                ["organizations", ..] => zettle::handle(app, request, &segments).await,
                 _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
             }
         };

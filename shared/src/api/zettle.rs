@@ -125,6 +125,7 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
         destination,
         contact_email,
         status: SubscriptionStatus::Active,
+        failing_since: None,
         signing_key: signing::generate_signing_key(),
         created_at: now,
         updated_at: now,
@@ -157,6 +158,7 @@ async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[
     subscription.updated_at = to_micros(app.clock.now());
     // Updating a subscription is how its owner says "try again": it re-enables a failing one.
     subscription.status = SubscriptionStatus::Active;
+    subscription.failing_since = None;
     app.store.update_subscription(&subscription).await?;
     tracing::info!(org = %org, subscription = %subscription.id, "subscription updated");
     Ok(empty_response(StatusCode::OK))

@@ -5,13 +5,14 @@
 //! | subscription | `ORG#<org>` | `SUB#<id>` | | |
 //! | fan-out entry (one per event, `*` for all events) | `ORG#<org>` | `IDX#<event>#<id>` | `ORG#<org>#EVT#<event>` | `<created>#<id>` |
 //! | API key | `KEY#<sha256>` | `KEY` | `KEYS` | `<org>#<created>#<id>` |
-//! | publish (idempotency) | `ORG#<org>` | `PUB#<message id>` | | |
+//! | published message (idempotency, replay) | `ORG#<org>` | `PUB#<message id>` | | |
+//! | last alert of a subscription | `ORG#<org>` | `ALERT#<id>` | | |
 //! | delivery attempt | `ORG#<org>#SUB#<id>#ATT` | `<at>#<message id>#<attempt>` | | |
 //!
 //! Fan-out entries carry a full copy of the subscription, so fan-out is a Query on GSI1 (one
 //! for the event, one for `*`, issued together), never a Scan. A subscription and its entries
-//! are written in one transaction whose condition refuses duplicates. Publish and attempt
-//! items carry `expires_at` (epoch seconds), the table's TTL attribute.
+//! are written in one transaction whose condition refuses duplicates. Message, alert and
+//! attempt items carry `expires_at` (epoch seconds), the table's TTL attribute.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -19,7 +20,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, PutRequest, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -247,6 +248,7 @@ fn subscription_attributes(sub: &Subscription) -> Item {
         ("signing_key".to_owned(), s(&sub.signing_key)),
         ("created_at".to_owned(), n(nanos(sub.created_at))),
         ("updated_at".to_owned(), n(nanos(sub.updated_at))),
+        ("failing_since".to_owned(), sub.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true))),
     ])
 }
 
@@ -291,6 +293,7 @@ fn subscription_from(item: &Item) -> Result<Subscription> {
         signing_key: get_s(item, "signing_key")?,
         created_at: time_from(get_n(item, "created_at")?)?,
         updated_at: time_from(get_n(item, "updated_at")?)?,
+        failing_since: get_opt_n::<i64>(item, "failing_since")?.map(time_from).transpose()?,
     })
 }
 
@@ -328,6 +331,18 @@ fn api_key_from(item: &Item) -> Result<ApiKey> {
         created_at: time_from(get_n(item, "created_at")?)?,
         expires_at: get_opt_n::<i64>(item, "key_expires_at")?.map(time_from).transpose()?,
         revoked_at: get_opt_n::<i64>(item, "revoked_at")?.map(time_from).transpose()?,
+    })
+}
+
+fn publish_from(org: OrganizationId, message_id: &str, item: &Item) -> Result<PublishRecord> {
+    Ok(PublishRecord {
+        organization: org,
+        message_id: message_id.to_owned(),
+        event_name: get_s(item, "event_name")?,
+        payload: get_s(item, "payload")?,
+        subscriptions: get_n(item, "subscriptions")?,
+        created_at: time_from(get_n(item, "created_at")?)?,
+        expires_at: time_from(get_n(item, "retain_until")?)?,
     })
 }
 
@@ -453,25 +468,55 @@ impl Store for DynamoStore {
         Ok(true)
     }
 
-    async fn claim_publish(&self, record: &PublishRecord) -> Result<Option<PublishRecord>> {
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let org = subscription.organization;
+        let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
+        // The fan-out entries carry a copy of the status, so they change with the subscription.
+        let update = |sk: String, condition: Option<&str>| -> Result<TransactWriteItem> {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(org_pk(org)))
+                .key("SK", s(sk))
+                .update_expression("SET #status = :status, failing_since = :failing")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(subscription.status.as_str()))
+                .expression_attribute_values(":failing", failing_since.clone())
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map_err(Error::internal)?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        let mut writes = vec![update(format!("SUB#{}", subscription.id), Some("attribute_exists(PK)"))?];
+        for event in index_keys(&subscription.event_names) {
+            writes.push(update(index_sk(event, subscription.id), Some("attribute_exists(PK)"))?);
+        }
+        if self.transact(writes).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("subscription {} not found", subscription.id)))
+        }
+    }
+
+    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
         let pk = org_pk(record.organization);
         let sk = format!("PUB#{}", record.message_id);
         let item = HashMap::from([
             ("PK".to_owned(), s(&pk)),
             ("SK".to_owned(), s(&sk)),
+            ("event_name".to_owned(), s(&record.event_name)),
+            ("payload".to_owned(), s(&record.payload)),
             ("subscriptions".to_owned(), n(record.subscriptions)),
             ("created_at".to_owned(), n(nanos(record.created_at))),
-            ("live_until".to_owned(), n(nanos(record.expires_at))),
+            ("retain_until".to_owned(), n(nanos(record.expires_at))),
             ("expires_at".to_owned(), n(record.expires_at.unix_timestamp())),
         ]);
-        // TTL deletion lags, so an expired record must not block a new claim.
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK) OR live_until <= :now")
-            .expression_attribute_values(":now", n(nanos(record.created_at)))
+            .condition_expression("attribute_not_exists(PK) OR created_at <= :cutoff")
+            .expression_attribute_values(":cutoff", n(nanos(record.created_at - window)))
             .send()
             .await;
         match result {
@@ -479,13 +524,7 @@ impl Store for DynamoStore {
             Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
                 let existing =
                     self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
-                Ok(Some(PublishRecord {
-                    organization: record.organization,
-                    message_id: record.message_id.clone(),
-                    subscriptions: get_n(&existing, "subscriptions")?,
-                    created_at: time_from(get_n(&existing, "created_at")?)?,
-                    expires_at: time_from(get_n(&existing, "live_until")?)?,
-                }))
+                Ok(Some(publish_from(record.organization, &record.message_id, &existing)?))
             }
             Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
@@ -501,6 +540,41 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
         Ok(())
+    }
+
+    async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+        let Some(item) = self.get_item(org_pk(org), format!("PUB#{message_id}")).await? else { return Ok(None) };
+        let record = publish_from(org, message_id, &item)?;
+        // TTL deletion lags; an expired record is gone as far as callers know.
+        Ok(Some(record).filter(|r| r.expires_at > OffsetDateTime::now_utc()))
+    }
+
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(org_pk(org)))
+            .item("SK", s(format!("ALERT#{subscription_id}")))
+            .item("sent_at", n(nanos(at)))
+            .item("expires_at", n((at + window).unix_timestamp()))
+            .condition_expression("attribute_not_exists(PK) OR sent_at <= :cutoff")
+            .expression_attribute_values(":cutoff", n(nanos(at - window)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+        }
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {

@@ -21,6 +21,24 @@ use crate::{Error, Result};
 pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 pub const MAX_BATCH: usize = 10;
+/// The total size SQS accepts in one SendMessageBatch (and one message).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits message bodies into SendMessageBatch calls: at most 10 entries and 256 KiB each.
+fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut size = 0;
+    for body in bodies {
+        let fits = out.last().is_some_and(|b| b.len() < MAX_BATCH && size + body.len() <= MAX_BATCH_BYTES);
+        if !fits {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += body.len();
+        out.last_mut().expect("a batch was just pushed").push(body);
+    }
+    out
+}
 
 pub struct SqsQueue {
     client: Client,
@@ -48,14 +66,15 @@ impl Queue for SqsQueue {
         if delay > MAX_DELAY {
             tracing::warn!(delay_s = delay.as_secs(), "SQS delays stop at 15 minutes; enqueuing with the maximum");
         }
-        for chunk in jobs.chunks(MAX_BATCH) {
+        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+        for chunk in batches(bodies) {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, job)| {
+                .map(|(i, body)| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(serde_json::to_string(job)?)
+                        .message_body(body)
                         .delay_seconds(seconds(delay, MAX_DELAY))
                         .build()
                         .map_err(Error::internal)
@@ -177,5 +196,19 @@ impl Queue for SqsQueue {
         }
         jobs.truncate(limit);
         Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_ten_messages_and_256_kib_at_most() {
+        let small: Vec<String> = (0..25).map(|i| format!("{i}")).collect();
+        assert_eq!(batches(small).iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        let big: Vec<String> = (0..10).map(|_| "x".repeat(100 * 1024)).collect();
+        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2, 2, 2, 2]);
     }
 }

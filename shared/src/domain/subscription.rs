@@ -87,6 +87,8 @@ pub struct Subscription {
     pub destination: String,
     pub contact_email: String,
     pub status: SubscriptionStatus,
+    /// Since when every delivery attempt has failed (cleared by a success or an update).
+    pub failing_since: Option<OffsetDateTime>,
     /// 64 alphanumerics; the HMAC key of every delivery.
     pub signing_key: String,
     pub created_at: OffsetDateTime,

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     destination   TEXT NOT NULL,
     contact_email TEXT NOT NULL,
     status        TEXT NOT NULL,
+    failing_since INTEGER,
     signing_key   TEXT NOT NULL,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
@@ -62,10 +63,18 @@ CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue (visible_at);
 CREATE TABLE IF NOT EXISTS publishes (
     org           TEXT NOT NULL,
     message_id    TEXT NOT NULL,
+    event_name    TEXT NOT NULL,
+    payload       TEXT NOT NULL,
     subscriptions INTEGER NOT NULL,
     created_at    INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL,
     PRIMARY KEY (org, message_id)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    org             TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    sent_at         INTEGER NOT NULL,
+    PRIMARY KEY (org, subscription_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,11 +172,12 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
         signing_key: get(8)?,
         created_at: from_nanos(row.get(9)?)?,
         updated_at: from_nanos(row.get(10)?)?,
+        failing_since: row.get::<_, Option<i64>>(11)?.map(from_nanos).transpose()?,
     })
 }
 
-const SUBSCRIPTION_COLUMNS: &str =
-    "org, id, dialect, transport, event_names, destination, contact_email, status, signing_key, created_at, updated_at";
+const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
+                                    signing_key, created_at, updated_at, failing_since";
 
 fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
     let scopes: String = row.get(3)?;
@@ -209,7 +219,7 @@ fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> R
     Ok(())
 }
 
-fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 11]> {
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12]> {
     Ok([
         Box::new(s.organization.to_string()),
         Box::new(s.id.to_string()),
@@ -222,6 +232,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 11
         Box::new(s.signing_key.clone()),
         Box::new(to_nanos(s.created_at)),
         Box::new(to_nanos(s.updated_at)),
+        Box::new(s.failing_since.map(to_nanos)),
     ])
 }
 
@@ -232,7 +243,7 @@ impl Store for SqliteBackend {
         let tx = conn.transaction()?;
         let values = subscription_params(subscription)?;
         let inserted = tx.execute(
-            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             rusqlite::params_from_iter(values.iter()),
         )?;
         if inserted == 0 {
@@ -273,7 +284,7 @@ impl Store for SqliteBackend {
         let values = subscription_params(subscription)?;
         let updated = tx.execute(
             "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
-             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11 \
+             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12 \
              WHERE org = ?1 AND id = ?2",
             rusqlite::params_from_iter(values.iter()),
         )?;
@@ -352,31 +363,43 @@ impl Store for SqliteBackend {
         Ok(out)
     }
 
-    async fn claim_publish(&self, record: &PublishRecord) -> Result<Option<PublishRecord>> {
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let updated = self.conn().execute(
+            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2",
+            params![
+                subscription.organization.to_string(),
+                subscription.id.to_string(),
+                subscription.status.as_str(),
+                subscription.failing_since.map(to_nanos)
+            ],
+        )?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+        }
+        Ok(())
+    }
+
+    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let org = record.organization.to_string();
-        let existing = tx
-            .query_row(
-                "SELECT subscriptions, created_at, expires_at FROM publishes WHERE org = ?1 AND message_id = ?2",
-                params![org, record.message_id],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
-            )
-            .optional()?;
-        if let Some((subscriptions, created_at, expires_at)) = existing {
-            if expires_at > to_nanos(record.created_at) {
-                return Ok(Some(PublishRecord {
-                    organization: record.organization,
-                    message_id: record.message_id.clone(),
-                    subscriptions: subscriptions as u32,
-                    created_at: from_nanos(created_at)?,
-                    expires_at: from_nanos(expires_at)?,
-                }));
+        let existing = read_publish(&tx, record.organization, &record.message_id)?;
+        if let Some(existing) = existing {
+            if existing.created_at + window > record.created_at {
+                return Ok(Some(existing));
             }
         }
         tx.execute(
-            "INSERT OR REPLACE INTO publishes (org, message_id, subscriptions, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![org, record.message_id, record.subscriptions, to_nanos(record.created_at), to_nanos(record.expires_at)],
+            "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                record.organization.to_string(),
+                record.message_id,
+                record.event_name,
+                record.payload,
+                record.subscriptions,
+                to_nanos(record.created_at),
+                to_nanos(record.expires_at)
+            ],
         )?;
         tx.commit()?;
         Ok(None)
@@ -388,6 +411,27 @@ impl Store for SqliteBackend {
             params![org.to_string(), message_id],
         )?;
         Ok(())
+    }
+
+    async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+        let conn = self.conn();
+        Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
+    }
+
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        // One statement: the insert or the update happens only if no alert went out within the window.
+        let changed = self.conn().execute(
+            "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
+            params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
+        )?;
+        Ok(changed == 1)
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
@@ -464,6 +508,30 @@ impl Store for SqliteBackend {
             }
         }
     }
+}
+
+fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+    let row = conn
+        .query_row(
+            "SELECT event_name, payload, subscriptions, created_at, expires_at FROM publishes WHERE org = ?1 AND message_id = ?2",
+            params![org.to_string(), message_id],
+            |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            },
+        )
+        .optional()?;
+    row.map(|(event_name, payload, subscriptions, created_at, expires_at)| {
+        Ok(PublishRecord {
+            organization: org,
+            message_id: message_id.to_owned(),
+            event_name,
+            payload,
+            subscriptions,
+            created_at: from_nanos(created_at)?,
+            expires_at: from_nanos(expires_at)?,
+        })
+    })
+    .transpose()
 }
 
 fn parse_receipt(receipt: &str) -> Result<(i64, i64)> {

@@ -1,13 +1,13 @@
 //! Building and sending one webhook request: the dialect's envelope and headers, the Standard
-//! Webhooks headers on top, and the POST itself. Used by the destination check on create, the
-//! SQS-triggered Lambda and the local worker.
+//! Webhooks headers on top, and the POST itself. Used by the destination check on create and by
+//! every delivery.
 
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{utc_timestamp, Dialect, Subscription};
+use crate::domain::{utc_timestamp, Dialect, OrganizationId, Subscription};
 use crate::signing;
 
 /// How much of a response body is kept with an attempt.
@@ -120,10 +120,17 @@ pub async fn send(client: &reqwest::Client, destination: &str, webhook: &Webhook
     }
 }
 
+/// The id a receiver de-duplicates on: the same for every retry of one message to one
+/// subscription, different across subscriptions.
+pub fn message_uuid(organization: OrganizationId, subscription: Uuid, message_id: &str) -> Uuid {
+    let name = format!("{organization}/{subscription}/{message_id}");
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrganizationId, SubscriptionStatus};
+    use crate::domain::SubscriptionStatus;
 
     fn subscription() -> Subscription {
         Subscription {
@@ -135,6 +142,7 @@ mod tests {
             destination: "https://example.com".into(),
             contact_email: "ops@example.com".into(),
             status: SubscriptionStatus::Active,
+            failing_since: None,
             signing_key: "k".repeat(64),
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
@@ -169,51 +177,4 @@ mod tests {
             &header("webhook-signature"),
         ));
     }
-}
-
-/// What became of one delivery job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// The destination accepted it.
-    Delivered(Attempt),
-    /// The destination refused it or could not be reached; try again later.
-    Failed(Attempt),
-    /// Nothing to do: the subscription is gone or disabled.
-    Skipped(&'static str),
-}
-
-/// The id a receiver de-duplicates on: the same for every retry of one message to one
-/// subscription, different across subscriptions.
-pub fn message_uuid(job: &crate::ports::DeliveryJob) -> Uuid {
-    let name = format!("{}/{}/{}", job.organization, job.subscription_id, job.message_id);
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
-}
-
-/// Delivers one job: looks up its subscription, builds the signed request, sends it.
-pub async fn deliver_job(app: &crate::App, job: &crate::ports::DeliveryJob) -> crate::Result<JobOutcome> {
-    let Some(subscription) = app.store.get_subscription(job.organization, job.subscription_id).await? else {
-        return Ok(JobOutcome::Skipped("subscription deleted"));
-    };
-    if subscription.status == crate::domain::SubscriptionStatus::Disabled {
-        return Ok(JobOutcome::Skipped("subscription disabled"));
-    }
-    let message = Message {
-        message_uuid: message_uuid(job),
-        message_id: &job.message_id,
-        event_name: &job.event_name,
-        payload: &job.payload,
-        timestamp: app.clock.now(),
-    };
-    let webhook = build(&subscription, &message);
-    let attempt = send(&app.http, &subscription.destination, &webhook).await;
-    tracing::info!(
-        org = %job.organization,
-        subscription = %job.subscription_id,
-        message_id = %job.message_id,
-        status = ?attempt.status,
-        latency_ms = attempt.latency.as_millis() as u64,
-        error = ?attempt.error,
-        "delivery attempt"
-    );
-    Ok(if attempt.succeeded() { JobOutcome::Delivered(attempt) } else { JobOutcome::Failed(attempt) })
 }

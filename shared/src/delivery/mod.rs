@@ -1,0 +1,163 @@
+//! The delivery routine, shared by the SQS-triggered Lambda and the local worker of
+//! `tidings serve`: one received job → one signed POST → the attempt recorded → delivered,
+//! retried later, or dead-lettered with an alert.
+
+pub mod alerts;
+pub mod schedule;
+pub mod webhook;
+
+use std::time::Duration;
+
+pub use schedule::RetrySchedule;
+pub use webhook::{build, message_uuid, send, Attempt, Message, Webhook};
+
+use crate::domain::SubscriptionStatus;
+use crate::ports::{AttemptRecord, ReceivedJob};
+use crate::{App, Error, Result};
+
+/// How deliveries behave; the defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub schedule: RetrySchedule,
+    /// A subscription whose deliveries have all failed for this long is disabled.
+    pub disable_after: time::Duration,
+    /// At most one alert email per subscription per window.
+    pub alert_window: time::Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            schedule: RetrySchedule::default(),
+            disable_after: time::Duration::days(5),
+            alert_window: time::Duration::hours(24),
+        }
+    }
+}
+
+/// What became of a received job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// The destination accepted it; the caller removes it from the queue.
+    Delivered,
+    /// It failed and will be visible again after this wait (already arranged on the queue).
+    Retry(Duration),
+    /// It was moved, intact, to the dead-letter queue (already done).
+    DeadLettered,
+    /// Nothing to deliver (the subscription was deleted, the message is no longer kept); the
+    /// caller removes it from the queue.
+    Skipped(&'static str),
+}
+
+impl Disposition {
+    /// Whether the queue host should delete the message now.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Disposition::Retry(_))
+    }
+}
+
+/// Processes one received job. Retries and dead letters are arranged on the queue here;
+/// removing a delivered or skipped job is the caller's part (the local worker acknowledges it,
+/// the Lambda lets SQS delete it by reporting success).
+pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
+    let job = &received.job;
+    let org = job.organization;
+    let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {
+        return Ok(Disposition::Skipped("the subscription was deleted"));
+    };
+    if subscription.status == SubscriptionStatus::Disabled {
+        // Kept, not dropped: replayable once the owner re-enables the subscription.
+        app.queue.dead_letter(&received.receipt, job).await?;
+        return Ok(Disposition::DeadLettered);
+    }
+    let payload = match &job.payload {
+        Some(payload) => payload.clone(),
+        None => match app.store.get_publish(org, &job.message_id).await? {
+            Some(message) => message.payload,
+            None => return Ok(Disposition::Skipped("the message is no longer retained")),
+        },
+    };
+
+    let now = app.clock.now();
+    let message = Message {
+        message_uuid: message_uuid(org, subscription.id, &job.message_id),
+        message_id: &job.message_id,
+        event_name: &job.event_name,
+        payload: &payload,
+        timestamp: now,
+    };
+    let webhook = build(&subscription, &message);
+    let attempt = send(&app.http, &subscription.destination, &webhook).await;
+    tracing::info!(
+        org = %org,
+        subscription = %subscription.id,
+        message_id = %job.message_id,
+        attempt = received.receive_count,
+        status = ?attempt.status,
+        latency_ms = attempt.latency.as_millis() as u64,
+        error = ?attempt.error,
+        "delivery attempt"
+    );
+    app.store.record_attempts(&[attempt_record(received, &attempt, now)]).await?;
+
+    if attempt.succeeded() {
+        if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() {
+            subscription.status = SubscriptionStatus::Active;
+            subscription.failing_since = None;
+            set_health(app, &subscription).await?;
+        }
+        return Ok(Disposition::Delivered);
+    }
+
+    let settings = &app.delivery;
+    let first_failure = subscription.failing_since.is_none();
+    let failing_since = *subscription.failing_since.get_or_insert(now);
+    if now - failing_since >= settings.disable_after {
+        subscription.status = SubscriptionStatus::Disabled;
+        set_health(app, &subscription).await?;
+        app.queue.dead_letter(&received.receipt, job).await?;
+        alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Disabled).await;
+        return Ok(Disposition::DeadLettered);
+    }
+    match settings.schedule.next_delay(received.receive_count) {
+        Some(delay) => {
+            if first_failure {
+                set_health(app, &subscription).await?;
+            }
+            app.queue.retry_later(&received.receipt, delay).await?;
+            Ok(Disposition::Retry(delay))
+        }
+        None => {
+            app.queue.dead_letter(&received.receipt, job).await?;
+            if first_failure || subscription.status != SubscriptionStatus::Failing {
+                subscription.status = SubscriptionStatus::Failing;
+                set_health(app, &subscription).await?;
+            }
+            alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Exhausted).await;
+            Ok(Disposition::DeadLettered)
+        }
+    }
+}
+
+/// A subscription deleted meanwhile is not an error.
+async fn set_health(app: &App, subscription: &crate::domain::Subscription) -> Result<()> {
+    match app.store.set_subscription_health(subscription).await {
+        Err(Error::NotFound(_)) | Ok(()) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn attempt_record(received: &ReceivedJob, attempt: &Attempt, at: time::OffsetDateTime) -> AttemptRecord {
+    AttemptRecord {
+        organization: received.job.organization,
+        subscription_id: received.job.subscription_id,
+        message_id: received.job.message_id.clone(),
+        event_name: received.job.event_name.clone(),
+        attempt: received.receive_count,
+        at,
+        status: attempt.status,
+        latency_ms: attempt.latency.as_millis() as u64,
+        response_excerpt: attempt.response_excerpt.clone(),
+        error: attempt.error.clone(),
+    }
+}

@@ -1,0 +1,111 @@
+//! Publishing: validate, fan out to every matching subscription, enqueue one delivery job per
+//! subscription in batches, answer once per message id.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::domain::{EventDefinition, OrganizationId, SubscriptionStatus};
+use crate::ports::{DeliveryJob, PublishRecord};
+use crate::{App, Result};
+
+/// A repeated message id within this window is accepted once and answered the same.
+pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
+/// How long published messages are kept for replay.
+pub const RETENTION: time::Duration = time::Duration::days(7);
+/// Payloads up to this size travel inside the queue message; larger ones are read from the
+/// stored message at delivery time (SQS messages and batches have size limits).
+pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
+
+/// The answer to a publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    pub message_id: String,
+    /// How many subscriptions the message was queued for.
+    pub subscriptions: u32,
+    /// True when this message id was already published (nothing was queued again).
+    #[serde(skip)]
+    pub repeated: bool,
+}
+
+/// Publishes `payload` (JSON text) as `event` for `org`.
+pub async fn publish(
+    app: &App,
+    org: OrganizationId,
+    event: &EventDefinition,
+    payload: &str,
+    message_id: Option<String>,
+) -> Result<Published> {
+    let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+    // Lifecycle events reach every subscription of the organization, whatever it chose.
+    let subscriptions = if event.delivered_to_all {
+        app.store.list_subscriptions(org).await?
+    } else {
+        app.store.subscriptions_for_event(org, event.name).await?
+    };
+    let targets: Vec<_> = subscriptions.into_iter().filter(|s| s.status != SubscriptionStatus::Disabled).collect();
+
+    let now = app.clock.now();
+    let record = PublishRecord {
+        organization: org,
+        message_id: message_id.clone(),
+        event_name: event.name.to_owned(),
+        payload: payload.to_owned(),
+        subscriptions: targets.len() as u32,
+        created_at: now,
+        expires_at: now + RETENTION,
+    };
+    if let Some(first) = app.store.claim_publish(&record, IDEMPOTENCY_WINDOW).await? {
+        return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
+    }
+
+    let inline = payload.len() <= INLINE_PAYLOAD_LIMIT;
+    let jobs: Vec<DeliveryJob> = targets
+        .iter()
+        .map(|s| DeliveryJob {
+            message_id: message_id.clone(),
+            organization: org,
+            subscription_id: s.id,
+            event_name: event.name.to_owned(),
+            payload: inline.then(|| payload.to_owned()),
+            published_at: now,
+        })
+        .collect();
+    if let Err(err) = app.queue.enqueue(&jobs, Duration::ZERO).await {
+        // Not published after all: let the producer's retry through.
+        if let Err(release) = app.store.release_publish(org, &message_id).await {
+            tracing::error!(message_id = %message_id, error = %release, "cannot release the publish claim");
+        }
+        return Err(err);
+    }
+    app.worker_wake.notify_one();
+    tracing::info!(org = %org, message_id = %message_id, event = event.name, subscriptions = jobs.len(), "published");
+    Ok(Published { message_id, subscriptions: record.subscriptions, repeated: false })
+}
+
+/// Queues one stored message again for one subscription (operators' replay).
+pub async fn replay(app: &App, org: OrganizationId, subscription_id: Uuid, message_id: &str) -> Result<()> {
+    let subscription = app
+        .store
+        .get_subscription(org, subscription_id)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound(format!("subscription {subscription_id} not found")))?;
+    let message = app.store.get_publish(org, message_id).await?.ok_or_else(|| {
+        crate::Error::NotFound(format!(
+            "message {message_id} is not retained (messages are kept {} days)",
+            RETENTION.whole_days()
+        ))
+    })?;
+    let job = DeliveryJob {
+        message_id: message.message_id,
+        organization: org,
+        subscription_id: subscription.id,
+        event_name: message.event_name,
+        payload: (message.payload.len() <= INLINE_PAYLOAD_LIMIT).then_some(message.payload),
+        published_at: message.created_at,
+    };
+    app.queue.enqueue(&[job], Duration::ZERO).await?;
+    app.worker_wake.notify_one();
+    Ok(())
+}
