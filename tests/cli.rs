@@ -1,12 +1,11 @@
 //! The `tidings` binary as users run it: help, argument errors, key management, and
 //! `tidings serve` keeping its data across a restart and stopping cleanly on Ctrl-C.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use tidings_tests::{tidings_binary, Receiver};
+use tidings_tests::{tidings_binary, Receiver, ServeProcess};
 
 fn tidings(args: &[&str]) -> Output {
     Command::new(tidings_binary()).args(args).output().expect("run tidings")
@@ -33,48 +32,6 @@ fn create_key(data_dir: &Path, scopes: &[&str]) -> (String, String) {
     let secret = text.lines().last().unwrap().to_owned();
     let id = text.split_whitespace().nth(3).unwrap().to_owned();
     (id, secret)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(tidings_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tidings serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Server { child, base }
-    }
-
-    /// Ctrl-C, then wait: the process must exit successfully and say it stopped.
-    fn interrupt(mut self) -> String {
-        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let mut rest = String::new();
-        let mut out = BufReader::new(self.child.stdout.take().unwrap());
-        while out.read_line(&mut rest).unwrap() > 0 {}
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "tidings serve exited with {exit}");
-        rest
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 #[test]
@@ -172,7 +129,7 @@ async fn serve_keeps_data_across_a_restart_and_honours_revocation() {
     let receiver = Receiver::answering(200).await;
     let http = reqwest::Client::new();
 
-    let server = Server::start(dir.path());
+    let server = ServeProcess::start(dir.path(), &[]);
     let subscriptions = format!("{}/organizations/self/subscriptions", server.base);
     let created = http
         .post(&subscriptions)
@@ -192,7 +149,7 @@ async fn serve_keeps_data_across_a_restart_and_honours_revocation() {
     let said = server.interrupt();
     assert!(said.contains("stopped"), "{said}");
 
-    let server = Server::start(dir.path());
+    let server = ServeProcess::start(dir.path(), &[]);
     let subscriptions = format!("{}/organizations/self/subscriptions", server.base);
     let listed: Value = http.get(&subscriptions).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, json!([created]));

@@ -5,7 +5,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::DeliveryJob;
+use tidings::ports::{DeliveryJob, Queue};
 use tidings::{signing, App};
 use tidings_tests::aws::AwsFixture;
 use tidings_tests::{new_org, Receiver};
@@ -142,4 +142,113 @@ async fn sqs_batches_report_only_the_records_that_failed() {
         &got[0].header("webhook-signature"),
     ));
     assert_eq!(broken.requests().len(), 1);
+}
+
+/// Receives from the real queue and shapes the messages as the Lambda SQS event source does.
+async fn sqs_event_from_queue(aws: &AwsFixture) -> SqsEvent {
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let out = sqs
+        .receive_message()
+        .queue_url(&aws.settings.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let records: Vec<Value> = out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v)))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tidings-deliveries",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The next non-empty batch, waiting (bounded) for a retry to become due.
+async fn next_batch(aws: &AwsFixture) -> SqsEvent {
+    for _ in 0..40 {
+        let event = sqs_event_from_queue(aws).await;
+        if !event.records.is_empty() {
+            return event;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no message became visible")
+}
+
+#[tokio::test]
+async fn on_aws_retries_wait_on_visibility_then_dead_letter_with_one_ses_alert() {
+    let aws = AwsFixture::new(12).await;
+    let mut app = aws.app();
+    app.delivery.schedule = "0s,1s".parse().unwrap();
+    let org = new_org();
+    let receiver = Receiver::answering(503).await;
+    let sub = subscription(org, receiver.url());
+    app.store.create_subscription(&sub).await.unwrap();
+
+    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let published = tidings::ingest::publish(&app, org, event, r#"{"n":1}"#, Some("m-aws".into())).await.unwrap();
+    assert_eq!(published.subscriptions, 1);
+
+    // Attempt 1 fails: reported as a batch item failure, hidden for the schedule's wait.
+    let first = sqs_event_from_queue(&aws).await;
+    assert_eq!(first.records.len(), 1);
+    let id = first.records[0].message_id.clone().unwrap();
+    let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(first, Context::default())).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, id);
+    assert!(sqs_event_from_queue(&aws).await.records.is_empty(), "hidden until the retry is due");
+
+    // Attempt 2, the last, fails: dead-lettered intact, subscription FAILING, one email via SES.
+    let second = next_batch(&aws).await;
+    assert_eq!(second.records[0].attributes.get("ApproximateReceiveCount").map(String::as_str), Some("2"));
+    let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(second, Context::default())).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "finished: the runtime deletes it");
+    let dead = aws.queue().dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].message_id.as_str(), dead[0].payload.as_deref()), ("m-aws", Some(r#"{"n":1}"#)));
+    assert_eq!(receiver.deliveries().len(), 2);
+    let stored = app.store.get_subscription(org, sub.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, SubscriptionStatus::Failing);
+    let attempts = app.store.recent_attempts(org, sub.id, 10).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
+        vec![(2, Some(503)), (1, Some(503))]
+    );
+    let mails: Vec<Value> = aws
+        .sent_emails()
+        .await
+        .into_iter()
+        .filter(|m| m["body"].as_str().unwrap_or_default().contains(&sub.id.to_string()))
+        .collect();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["destinations"]["ToAddresses"][0], "ops@example.com");
+
+    // A second exhausted message within the day: dead-lettered, no second email.
+    tidings::ingest::publish(&app, org, event, r#"{"n":2}"#, Some("m-aws-2".into())).await.unwrap();
+    for _ in 0..2 {
+        let batch = next_batch(&aws).await;
+        tidings::lambda::handle_sqs(&app, LambdaEvent::new(batch, Context::default())).await.unwrap();
+    }
+    assert_eq!(aws.queue().dead_letters(10).await.unwrap().len(), 2);
+    let mails = aws
+        .sent_emails()
+        .await
+        .into_iter()
+        .filter(|m| m["body"].as_str().unwrap_or_default().contains(&sub.id.to_string()))
+        .count();
+    assert_eq!(mails, 1);
 }

@@ -194,6 +194,13 @@ where
     advance(secs(2)).await;
     assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "acknowledged jobs are gone");
     assert_eq!(queue.dead_letters(10).await.unwrap(), vec![job(2)], "peeking leaves dead letters in place");
+
+    // Replaying dead letters puts them back on the queue with fresh attempts.
+    assert_eq!(queue.redrive_dead_letters(100).await.unwrap(), 1);
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+    let back = queue.receive(10, secs(30)).await.unwrap();
+    assert_eq!(back.iter().map(|r| (r.job.clone(), r.receive_count)).collect::<Vec<_>>(), vec![(job(2), 1)]);
+    queue.ack(&back[0].receipt).await.unwrap();
 }
 
 /// More than one batch of jobs goes in and comes out whole.

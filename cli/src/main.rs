@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tidings::aws::DynamoStore;
+use tidings::delivery::RetrySchedule;
 use tidings::destination::DestinationPolicy;
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{utc_timestamp, OrganizationId, Scope};
@@ -31,6 +32,77 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List a subscription's recent delivery attempts, newest first.
+    Attempts(AttemptsArgs),
+    /// Deliver a past message to a subscription again, or replay every dead-lettered message.
+    Replay(ReplayArgs),
+    /// Check a received webhook's signatures (Standard Webhooks and X-iZettle-Signature).
+    Verify(VerifyArgs),
+}
+
+/// Where a stack's data lives: the local data directory, or a deployed stack's resources.
+#[derive(Args)]
+struct StackArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The deployed stack's delivery queue (the DeliveryQueueUrl output).
+    #[arg(long, env = "TIDINGS_QUEUE_URL", requires = "table")]
+    queue_url: Option<String>,
+    /// The deployed stack's dead-letter queue (the DeadLetterQueueUrl output).
+    #[arg(long, env = "TIDINGS_DEAD_LETTER_QUEUE_URL", requires = "table")]
+    dead_letter_queue_url: Option<String>,
+}
+
+#[derive(Args)]
+struct AttemptsArgs {
+    #[command(flatten)]
+    stack: StoreArgs,
+    /// The subscription's organization.
+    #[arg(long, value_parser = parse_org)]
+    org: OrganizationId,
+    /// The subscription's uuid.
+    #[arg(long, value_parser = parse_uuid)]
+    subscription: Uuid,
+    /// How many attempts to show.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The subscription's organization.
+    #[arg(long, value_parser = parse_org, required_unless_present = "dead_letters")]
+    org: Option<OrganizationId>,
+    /// The subscription to deliver to.
+    #[arg(long, value_parser = parse_uuid, required_unless_present = "dead_letters")]
+    subscription: Option<Uuid>,
+    /// The message id to deliver again (kept 7 days after it was published).
+    #[arg(long, required_unless_present = "dead_letters")]
+    message: Option<String>,
+    /// Instead: move every dead-lettered job back onto the delivery queue.
+    #[arg(long, conflicts_with_all = ["org", "subscription", "message"])]
+    dead_letters: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The subscription's signingKey, or its whsec_ form.
+    #[arg(long, env = "TIDINGS_WEBHOOK_SECRET")]
+    secret: String,
+    /// File holding the exact body received.
+    #[arg(long)]
+    body: PathBuf,
+    /// A received header, "Name: value"; repeat for each.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// File of received headers, one "Name: value" a line (as `curl -D` writes them).
+    #[arg(long = "headers")]
+    headers_file: Option<PathBuf>,
+    /// How far webhook-timestamp may be from now, in seconds.
+    #[arg(long, default_value_t = 300)]
+    tolerance: i64,
 }
 
 #[derive(Args)]
@@ -58,6 +130,12 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDir,
+    /// Waits before each delivery attempt, comma-separated.
+    #[arg(long, env = "TIDINGS_RETRY_SCHEDULE", default_value = tidings::delivery::schedule::DEFAULT_SCHEDULE, value_parser = parse_schedule)]
+    retry_schedule: RetrySchedule,
+    /// Connect + total timeout of each delivery (and of the destination check).
+    #[arg(long, env = "TIDINGS_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    delivery_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +170,10 @@ enum KeysCommand {
         #[arg(value_parser = parse_uuid)]
         id: Uuid,
     },
+}
+
+fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
+    s.parse()
 }
 
 fn parse_org(s: &str) -> Result<OrganizationId, String> {
@@ -142,6 +224,9 @@ async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Keys(keys) => manage_keys(keys).await,
+        Command::Attempts(args) => attempts(args).await,
+        Command::Replay(args) => replay(args).await,
+        Command::Verify(args) => verify(args),
     }
 }
 
@@ -150,11 +235,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
+    let mut app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
+    app.delivery.schedule = args.retry_schedule;
+    app.set_request_timeout(args.delivery_timeout).map_err(|e| e.to_string())?;
     let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("Tidings listening on http://{addr} (data in {})", args.data.data_dir.display());
-    tidings::server::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    // One signal stops both the server and the delivery worker; each finishes what is in flight.
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut server_stop = stop.subscribe();
+    let mut worker_stop = stop.subscribe();
+    let worker = tokio::spawn(tidings::worker::run(app.clone(), async move {
+        let _ = worker_stop.recv().await;
+    }));
+    let server = tidings::server::serve(listener, app, async move {
+        let _ = server_stop.recv().await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.map_err(|e| e.to_string())?,
+        _ = shutdown_signal() => {
+            let _ = stop.send(());
+            server.await.map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = stop.send(());
+    worker.await.map_err(|e| e.to_string())?;
     println!("Tidings stopped");
     Ok(())
 }
@@ -190,6 +296,93 @@ async fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, String> {
         None => Ok(Box::new(
             SqliteBackend::open_in(&args.local.data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
         )),
+    }
+}
+
+/// The embedded stack in a data directory, or a deployed stack's table and queues.
+async fn open_stack(args: &StackArgs) -> Result<App, String> {
+    match &args.store.table {
+        Some(table) => {
+            let settings = tidings::config::AwsSettings {
+                table: table.clone(),
+                queue_url: args.queue_url.clone().ok_or("--queue-url (or TIDINGS_QUEUE_URL) is needed with --table")?,
+                dead_letter_queue_url: args
+                    .dead_letter_queue_url
+                    .clone()
+                    .ok_or("--dead-letter-queue-url (or TIDINGS_DEAD_LETTER_QUEUE_URL) is needed with --table")?,
+                // The CLI sends no mail.
+                sender: String::new(),
+            };
+            App::aws(&tidings::aws::load_config().await, &settings, DestinationPolicy::STRICT)
+                .map_err(|e| e.to_string())
+        }
+        None => App::embedded_default(&args.store.local.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string()),
+    }
+}
+
+async fn attempts(args: AttemptsArgs) -> Result<(), String> {
+    let store = open_store(&args.stack).await?;
+    if store.get_subscription(args.org, args.subscription).await.map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("no subscription {} in organization {}", args.subscription, args.org));
+    }
+    let attempts = store.recent_attempts(args.org, args.subscription, args.limit).await.map_err(|e| e.to_string())?;
+    println!("{:<27}  {:>3}  {:<6}  {:>7}  {:<36}  RESULT", "AT", "#", "STATUS", "MS", "MESSAGE");
+    for a in attempts {
+        let status = a.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let result = match (&a.error, a.status) {
+            (Some(error), _) => error.clone(),
+            (None, Some(s)) if (200..300).contains(&s) => "delivered".into(),
+            (None, _) => a.response_excerpt.chars().take(80).collect::<String>().replace('\n', " "),
+        };
+        println!(
+            "{:<27}  {:>3}  {:<6}  {:>7}  {:<36}  {}",
+            utc_timestamp(a.at),
+            a.attempt,
+            status,
+            a.latency_ms,
+            a.message_id,
+            result
+        );
+    }
+    Ok(())
+}
+
+async fn replay(args: ReplayArgs) -> Result<(), String> {
+    let app = open_stack(&args.stack).await?;
+    if args.dead_letters {
+        let moved = app.queue.redrive_dead_letters(usize::MAX).await.map_err(|e| e.to_string())?;
+        println!("Moved {moved} dead-lettered deliveries back onto the queue");
+        return Ok(());
+    }
+    let (org, subscription, message) =
+        (args.org.expect("required"), args.subscription.expect("required"), args.message.expect("required"));
+    tidings::ingest::replay(&app, org, subscription, &message).await.map_err(|e| e.to_string())?;
+    println!("Queued message {message} for subscription {subscription}");
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<(), String> {
+    let body = std::fs::read(&args.body).map_err(|e| format!("cannot read {}: {e}", args.body.display()))?;
+    let mut lines = args.headers.clone();
+    if let Some(file) = &args.headers_file {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let headers: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| !name.contains(' '))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let verification = tidings::signing::verify_webhook(&args.secret, &headers, &body, now, args.tolerance)?;
+    for finding in &verification.findings {
+        println!("{finding}");
+    }
+    if verification.valid {
+        Ok(())
+    } else {
+        Err("the webhook did not verify".into())
     }
 }
 

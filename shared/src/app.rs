@@ -34,7 +34,7 @@ impl App {
         Ok(App {
             store: backend.clone(),
             queue: backend,
-            mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings <alerts@tidings.local>")),
+            mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings", "alerts@tidings.local")),
             clock,
             destinations,
             http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
@@ -65,6 +65,12 @@ impl App {
             delivery: DeliverySettings::default(),
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Replaces the HTTP client with one whose connect and total timeout is `timeout`.
+    pub fn set_request_timeout(&mut self, timeout: std::time::Duration) -> Result<()> {
+        self.http = destination::http_client(self.destinations, timeout)?;
+        Ok(())
     }
 
     /// The embedded stack with the system clock.

@@ -147,6 +147,9 @@ pub trait Queue: Send + Sync {
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
     /// Jobs in the dead-letter queue, oldest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>>;
+    /// Moves up to `limit` dead-lettered jobs back onto the queue, visible at once, with fresh
+    /// attempts; returns how many moved.
+    async fn redrive_dead_letters(&self, limit: usize) -> Result<usize>;
 }
 
 /// A plain-text notification email.

@@ -126,3 +126,111 @@ mod tests {
         );
     }
 }
+
+/// What a received webhook's signatures said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// One line per signature found, e.g. "Standard Webhooks signature: valid".
+    pub findings: Vec<String>,
+    pub valid: bool,
+}
+
+/// Verifies a received webhook (integrators' tool): the Standard Webhooks headers, and
+/// `X-iZettle-Signature` when present. `headers` are (lowercase name, value) pairs; `secret` is
+/// the subscription's signingKey or its `whsec_` form; `now` and `tolerance` bound the
+/// timestamp (replay protection).
+pub fn verify_webhook(
+    secret: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    now: i64,
+    tolerance: i64,
+) -> Result<Verification, String> {
+    let key = key_bytes(secret)?;
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.trim());
+    let mut findings = Vec::new();
+    let mut valid = true;
+    match (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")) {
+        (Some(id), Some(ts), Some(sig)) => {
+            let ts: i64 = ts.parse().map_err(|_| format!("webhook-timestamp {ts:?} is not a number"))?;
+            if (now - ts).abs() > tolerance {
+                valid = false;
+                findings.push(format!(
+                    "webhook-timestamp {ts} is {}s away from now (tolerance {tolerance}s): invalid",
+                    now - ts
+                ));
+            }
+            if verify_standard_webhooks(&key, id, ts, body, sig) {
+                findings.push("Standard Webhooks signature: valid".into());
+            } else {
+                valid = false;
+                findings.push("Standard Webhooks signature: INVALID".into());
+            }
+        }
+        (None, None, None) => {}
+        _ => {
+            valid = false;
+            findings.push(
+                "Standard Webhooks headers incomplete: need webhook-id, webhook-timestamp and webhook-signature".into(),
+            );
+        }
+    }
+    if let Some(sig) = header("x-izettle-signature") {
+        let envelope: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not a Zettle envelope (JSON): {e}"))?;
+        let (Some(timestamp), Some(payload)) = (envelope["timestamp"].as_str(), envelope["payload"].as_str()) else {
+            return Err("the body lacks the Zettle envelope's timestamp and payload".into());
+        };
+        let expected = hmac_parts(&key, &[timestamp.as_bytes(), b".", payload.as_bytes()]);
+        let given = (0..sig.len() / 2)
+            .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>();
+        let ok = given.is_ok_and(|given| {
+            let mut m = mac(&key);
+            m.update(timestamp.as_bytes());
+            m.update(b".");
+            m.update(payload.as_bytes());
+            given.len() == expected.len() && m.verify_slice(&given).is_ok()
+        });
+        valid &= ok;
+        findings.push(format!("X-iZettle-Signature: {}", if ok { "valid" } else { "INVALID" }));
+    }
+    if findings.is_empty() {
+        return Err("no signature headers found (webhook-signature or x-izettle-signature)".into());
+    }
+    Ok(Verification { findings, valid })
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn verifies_both_signatures_and_catches_tampering() {
+        let key = generate_signing_key();
+        let body = br#"{"timestamp":"2026-11-23T18:00:00Z","payload":"{\"a\":1}"}"#;
+        let sw = standard_webhooks_signature(key.as_bytes(), "msg_1", 1_800_000_000, body);
+        let zettle = zettle_signature(&key, "2026-11-23T18:00:00Z", "{\"a\":1}");
+        let h = headers(&[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "1800000000"),
+            ("webhook-signature", &sw),
+            ("x-izettle-signature", &zettle),
+        ]);
+        let ok = verify_webhook(&key, &h, body, 1_800_000_010, 300).unwrap();
+        assert!(ok.valid, "{:?}", ok.findings);
+        assert_eq!(ok.findings.len(), 2);
+        assert!(verify_webhook(&standard_webhooks_secret(&key), &h, body, 1_800_000_010, 300).unwrap().valid);
+
+        let tampered = br#"{"timestamp":"2026-11-23T18:00:00Z","payload":"{\"a\":2}"}"#;
+        let bad = verify_webhook(&key, &h, tampered, 1_800_000_010, 300).unwrap();
+        assert!(!bad.valid);
+        assert!(bad.findings.iter().all(|f| f.contains("INVALID")), "{:?}", bad.findings);
+        assert!(!verify_webhook(&key, &h, body, 1_800_001_000, 300).unwrap().valid, "stale timestamp");
+        assert!(verify_webhook(&key, &[], body, 0, 300).is_err());
+    }
+}

@@ -97,12 +97,24 @@ pub struct Received {
 }
 
 impl Received {
+    /// The signed TestMessage Tidings sends when a subscription is created.
+    pub fn is_destination_check(&self) -> bool {
+        serde_json::from_slice::<serde_json::Value>(&self.body).is_ok_and(|v| v["eventName"] == "TestMessage")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
     pub fn header(&self, name: &str) -> String {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     }
 }
 
-/// A webhook receiver on loopback answering every request with one status.
+/// How a receiver answers its n-th request (0-based): a status, after a delay.
+pub type Behaviour = Arc<dyn Fn(usize) -> (u16, std::time::Duration) + Send + Sync>;
+
+/// A webhook receiver on loopback that records every request.
 pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -110,7 +122,27 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Answers everything, the destination check included, with `status`.
     pub async fn answering(status: u16) -> Receiver {
+        Receiver::start(Arc::new(move |_| (status, std::time::Duration::ZERO)), false).await
+    }
+
+    /// Fails `times` times with `status`, then answers 200.
+    pub async fn failing(times: usize, status: u16) -> Receiver {
+        Receiver::behaving(Arc::new(move |n| (if n < times { status } else { 200 }, std::time::Duration::ZERO))).await
+    }
+
+    /// Answers 200, but only after `delay`.
+    pub async fn slow(delay: std::time::Duration) -> Receiver {
+        Receiver::behaving(Arc::new(move |_| (200, delay))).await
+    }
+
+    /// Scripted deliveries; the destination check on create always gets 200.
+    pub async fn behaving(behaviour: Behaviour) -> Receiver {
+        Receiver::start(behaviour, true).await
+    }
+
+    async fn start(behaviour: Behaviour, checks_pass: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -123,18 +155,31 @@ impl Receiver {
                     _ = &mut stopped => break,
                 };
                 let log = log.clone();
+                let behaviour = behaviour.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                         let log = log.clone();
+                        let behaviour = behaviour.clone();
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            log.lock().unwrap().push(Received {
+                            let received = Received {
                                 method: parts.method.to_string(),
                                 path: parts.uri.path().to_owned(),
                                 headers: parts.headers,
                                 body,
-                            });
+                            };
+                            // The destination check on create always succeeds; the behaviour
+                            // scripts the deliveries.
+                            let check = received.is_destination_check();
+                            let n = {
+                                let mut log = log.lock().unwrap();
+                                log.push(received);
+                                log.iter().filter(|r| !r.is_destination_check()).count().saturating_sub(1)
+                            };
+                            let (status, delay) =
+                                if check && checks_pass { (200, std::time::Duration::ZERO) } else { behaviour(n) };
+                            tokio::time::sleep(delay).await;
                             let mut response = http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
                             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                             Ok::<_, std::convert::Infallible>(response)
@@ -156,6 +201,23 @@ impl Receiver {
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+
+    /// The deliveries received (every request but the destination check).
+    pub fn deliveries(&self) -> Vec<Received> {
+        self.requests().into_iter().filter(|r| !r.is_destination_check()).collect()
+    }
+
+    /// Waits (up to `within`) until at least `count` deliveries arrived; returns them.
+    pub async fn wait_for(&self, count: usize, within: std::time::Duration) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let got = self.deliveries();
+            if got.len() >= count || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A loopback URL nothing listens on.
@@ -176,4 +238,110 @@ pub fn tidings_binary() -> PathBuf {
     let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("tidings");
     assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first", bin.display());
     bin
+}
+
+/// Runs the `tidings` binary to completion.
+pub fn tidings_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tidings_binary()).args(args).output().expect("run tidings")
+}
+
+/// `tidings keys create` in a data directory: (key id, secret).
+pub fn cli_key(data_dir: &std::path::Path, org: &str, scopes: &[&str]) -> (String, String) {
+    let mut args = vec!["keys", "create", "--data-dir", data_dir.to_str().unwrap(), "--org", org];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let output = tidings_cli(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let secret = text.lines().last().unwrap().to_owned();
+    let id = text.split_whitespace().nth(3).unwrap().to_owned();
+    (id, secret)
+}
+
+/// A running `tidings serve` process.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `tidings serve` on a free port with `extra` flags and waits until it listens.
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tidings_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tidings serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        ServeProcess { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Ctrl-C, then wait: the process must exit successfully. Returns what it printed after.
+    pub fn interrupt(mut self) -> String {
+        use std::io::BufRead;
+        let status = std::process::Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        let mut out = std::io::BufReader::new(self.child.stdout.take().unwrap());
+        while out.read_line(&mut rest).unwrap() > 0 {}
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "tidings serve exited with {exit}");
+        rest
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An alert email as a reader sees it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// Parses an RFC 5322 message (an outbox `.eml` file) with a real MIME parser.
+pub fn parse_mail(raw: &[u8]) -> Mail {
+    let message = mail_parser::MessageParser::default().parse(raw).expect("an RFC 5322 message");
+    let address = |a: Option<&mail_parser::Address<'_>>| {
+        a.and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_owned()
+    };
+    Mail {
+        from: address(message.from()),
+        to: address(message.to()),
+        subject: message.subject().unwrap_or_default().to_owned(),
+        text: message.body_text(0).unwrap_or_default().into_owned(),
+    }
+}
+
+/// The alert emails in a data directory's outbox.
+pub fn outbox(data_dir: &std::path::Path) -> Vec<Mail> {
+    match std::fs::read_dir(data_dir.join("outbox")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .map(|p| parse_mail(&std::fs::read(p).unwrap()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }

@@ -56,8 +56,9 @@ impl SqsQueue {
     }
 }
 
+/// Whole seconds for SQS, rounded up so a short wait never becomes none.
 fn seconds(d: Duration, max: Duration) -> i32 {
-    d.min(max).as_secs() as i32
+    d.min(max).as_secs_f64().ceil() as i32
 }
 
 #[async_trait]
@@ -163,6 +164,46 @@ impl Queue for SqsQueue {
             .await
             .map_err(|e| sdk_error("SQS SendMessage (dead-letter queue)", e))?;
         self.ack(receipt).await
+    }
+
+    async fn redrive_dead_letters(&self, limit: usize) -> Result<usize> {
+        let mut moved = 0;
+        while moved < limit {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dead_letter_url)
+                .max_number_of_messages((limit - moved).min(MAX_BATCH) as i32)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .map_err(|e| sdk_error("SQS ReceiveMessage (dead-letter queue)", e))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                // Back onto the queue first, then off the DLQ: a crash leaves a duplicate, not a loss.
+                if let Some(body) = &message.body {
+                    self.client
+                        .send_message()
+                        .queue_url(&self.queue_url)
+                        .message_body(body)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("SQS SendMessage", e))?;
+                }
+                self.client
+                    .delete_message()
+                    .queue_url(&self.dead_letter_url)
+                    .receipt_handle(message.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("SQS DeleteMessage (dead-letter queue)", e))?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {

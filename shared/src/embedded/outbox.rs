@@ -11,12 +11,13 @@ use crate::{Error, Result};
 
 pub struct OutboxMailer {
     dir: PathBuf,
-    from: String,
+    from_name: String,
+    from_address: String,
 }
 
 impl OutboxMailer {
-    pub fn new(dir: impl Into<PathBuf>, from: impl Into<String>) -> Self {
-        OutboxMailer { dir: dir.into(), from: from.into() }
+    pub fn new(dir: impl Into<PathBuf>, from_name: impl Into<String>, from_address: impl Into<String>) -> Self {
+        OutboxMailer { dir: dir.into(), from_name: from_name.into(), from_address: from_address.into() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -28,7 +29,7 @@ impl OutboxMailer {
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &Email) -> Result<()> {
         let message = MessageBuilder::new()
-            .from(self.from.as_str())
+            .from((self.from_name.as_str(), self.from_address.as_str()))
             .to(email.to.as_str())
             .subject(email.subject.as_str())
             .text_body(email.text.as_str())
@@ -59,7 +60,7 @@ mod tests {
     #[tokio::test]
     async fn writes_a_parseable_eml_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = OutboxMailer::new(dir.path().join("outbox"), "alerts@tidings.local");
+        let mailer = OutboxMailer::new(dir.path().join("outbox"), "Tidings", "alerts@tidings.local");
         let email = Email {
             to: "ops@example.com".into(),
             subject: "Subscription failing".into(),
@@ -70,7 +71,7 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].extension().unwrap(), "eml");
         let text = std::fs::read_to_string(&files[0]).unwrap();
-        assert!(text.contains("From: <alerts@tidings.local>") || text.contains("From: alerts@tidings.local"), "{text}");
+        assert!(text.contains("From: \"Tidings\" <alerts@tidings.local>"), "{text}");
         assert!(text.contains("ops@example.com"));
         assert!(text.contains("Subject: Subscription failing"));
         assert!(text.contains("Line two"));

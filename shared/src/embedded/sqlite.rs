@@ -620,6 +620,22 @@ impl Queue for SqliteBackend {
         Ok(())
     }
 
+    async fn redrive_dead_letters(&self, limit: usize) -> Result<usize> {
+        let now = self.now_nanos();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let moved = tx.execute(
+            "INSERT INTO queue (job, visible_at) SELECT job, ?1 FROM dead_letters ORDER BY id LIMIT ?2",
+            params![now, limit as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?1)",
+            params![moved as i64],
+        )?;
+        tx.commit()?;
+        Ok(moved)
+    }
+
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT job FROM dead_letters ORDER BY id LIMIT ?1")?;

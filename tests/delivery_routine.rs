@@ -1,0 +1,185 @@
+//! The delivery routine with an injectable clock (days pass in microseconds): disabling after
+//! five days of failures, recovery, lifecycle events, large payloads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tidings::delivery::{self, Disposition};
+use tidings::destination::DestinationPolicy;
+use tidings::domain::{catalog, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use tidings::ports::{Clock, ManualClock, ReceivedJob};
+use tidings::{ingest, signing, App};
+use tidings_tests::{new_org, Receiver, ALL_EVENT_SCOPES};
+use uuid::Uuid;
+
+struct World {
+    app: App,
+    clock: Arc<ManualClock>,
+    org: OrganizationId,
+    _dir: tempfile::TempDir,
+}
+
+fn world(schedule: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let mut app = App::embedded(dir.path(), DestinationPolicy::LOCAL, clock.clone()).unwrap();
+    app.delivery.schedule = schedule.parse().unwrap();
+    World { app, clock, org: new_org(), _dir: dir }
+}
+
+impl World {
+    async fn subscribe(&self, events: &[&str], destination: String) -> Subscription {
+        let now = tidings::domain::to_micros(self.clock.now());
+        let subscription = Subscription {
+            organization: self.org,
+            id: Uuid::now_v1(&[7; 6]),
+            dialect: Dialect::Zettle,
+            transport: "WEBHOOK".into(),
+            event_names: events.iter().map(|e| e.to_string()).collect(),
+            destination,
+            contact_email: "ops@example.com".into(),
+            status: SubscriptionStatus::Active,
+            failing_since: None,
+            signing_key: signing::generate_signing_key(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.app.store.create_subscription(&subscription).await.unwrap();
+        subscription
+    }
+
+    async fn publish(&self, event: &str, payload: &str, message_id: &str) -> u32 {
+        let event = catalog::find(event).unwrap();
+        ingest::publish(&self.app, self.org, event, payload, Some(message_id.into())).await.unwrap().subscriptions
+    }
+
+    async fn due(&self) -> Vec<ReceivedJob> {
+        self.app.queue.receive(100, Duration::from_secs(60)).await.unwrap()
+    }
+
+    /// Processes every due job; returns the dispositions.
+    async fn run_due(&self) -> Vec<Disposition> {
+        let mut out = Vec::new();
+        for received in self.due().await {
+            let disposition = delivery::process(&self.app, &received).await.unwrap();
+            if matches!(disposition, Disposition::Delivered | Disposition::Skipped(_)) {
+                self.app.queue.ack(&received.receipt).await.unwrap();
+            }
+            out.push(disposition);
+        }
+        out
+    }
+
+    async fn status(&self, id: Uuid) -> (SubscriptionStatus, Option<time::OffsetDateTime>) {
+        let s = self.app.store.get_subscription(self.org, id).await.unwrap().unwrap();
+        (s.status, s.failing_since)
+    }
+
+    fn advance(&self, by: time::Duration) {
+        self.clock.advance(by);
+    }
+
+    fn outbox(&self) -> Vec<tidings_tests::Mail> {
+        tidings_tests::outbox(self._dir.path())
+    }
+}
+
+#[tokio::test]
+async fn five_days_of_nothing_but_failures_disable_a_subscription_until_it_is_updated() {
+    let w = world("0s,1h");
+    let receiver = Receiver::answering(500).await;
+    let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    let t0 = w.clock.now();
+
+    w.publish("ProductCreated", "{}", "m-1").await;
+    assert!(matches!(w.run_due().await[..], [Disposition::Retry(_)]));
+    assert_eq!(w.status(sub.id).await, (SubscriptionStatus::Active, Some(t0)), "failing, not yet exhausted");
+    w.advance(time::Duration::hours(2));
+    assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
+    assert_eq!(w.status(sub.id).await.0, SubscriptionStatus::Failing);
+    assert_eq!(w.outbox().len(), 1);
+
+    w.advance(time::Duration::days(5));
+    w.publish("ProductCreated", "{}", "m-2").await;
+    assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
+    assert_eq!(w.status(sub.id).await.0, SubscriptionStatus::Disabled);
+    let mail = w.outbox();
+    assert_eq!(mail.len(), 2, "the alert window had passed");
+    assert!(mail.iter().any(|m| m.subject.contains("has been disabled") && m.text.contains("DISABLED")), "{mail:?}");
+    assert_eq!(w.app.queue.dead_letters(10).await.unwrap().len(), 2, "nothing is dropped");
+
+    // Disabled: no more attempts.
+    assert_eq!(w.publish("ProductCreated", "{}", "m-3").await, 0);
+    assert!(w.due().await.is_empty());
+    let attempts_before = receiver.deliveries().len();
+
+    // An update through the API re-enables it.
+    let key = tidings::domain::api_key::NewApiKey::generate(w.org, ALL_EVENT_SCOPES.to_vec(), w.clock.now(), None);
+    w.app.store.put_api_key(&key.record).await.unwrap();
+    let request = http::Request::builder()
+        .method("PUT")
+        .uri(format!("/organizations/self/subscriptions/{}", sub.id))
+        .header("authorization", format!("Bearer {}", key.secret))
+        .body(Bytes::from(json!({"contactEmail": "new-ops@example.com"}).to_string()))
+        .unwrap();
+    assert_eq!(tidings::api::handle(&w.app, request).await.status(), 200);
+    assert_eq!(w.status(sub.id).await, (SubscriptionStatus::Active, None));
+    assert_eq!(w.publish("ProductCreated", "{}", "m-4").await, 1);
+    assert_eq!(w.run_due().await.len(), 1);
+    assert_eq!(receiver.deliveries().len(), attempts_before + 1);
+}
+
+#[tokio::test]
+async fn a_later_success_clears_failing() {
+    let w = world("0s");
+    let healthy = Arc::new(AtomicBool::new(false));
+    let switch = healthy.clone();
+    let receiver =
+        Receiver::behaving(Arc::new(move |_| (if switch.load(Ordering::SeqCst) { 200 } else { 502 }, Duration::ZERO)))
+            .await;
+    let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    w.publish("ProductCreated", "{}", "m-1").await;
+    assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
+    assert_eq!(w.status(sub.id).await.0, SubscriptionStatus::Failing);
+
+    healthy.store(true, Ordering::SeqCst);
+    w.advance(time::Duration::minutes(1));
+    w.publish("ProductCreated", "{}", "m-2").await;
+    assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
+    assert_eq!(w.status(sub.id).await, (SubscriptionStatus::Active, None));
+}
+
+#[tokio::test]
+async fn lifecycle_events_reach_every_subscription_of_the_organization() {
+    let w = world("0s");
+    let receiver = Receiver::answering(200).await;
+    w.subscribe(&["ProductCreated"], receiver.url()).await;
+    w.subscribe(&["PurchaseCreated"], receiver.url()).await;
+    w.subscribe(&[], receiver.url()).await;
+    assert_eq!(w.publish("ProductCreated", "{}", "m-1").await, 2);
+    assert_eq!(w.publish("ApplicationConnectionRemoved", "{}", "m-2").await, 3);
+    assert_eq!(w.publish("PersonalAssertionDeleted", "{}", "m-3").await, 3);
+    assert_eq!(w.publish("OrganizationUpdated", "{}", "m-4").await, 1);
+    let runs = w.run_due().await;
+    assert_eq!(runs.len(), 9);
+    assert!(runs.iter().all(|d| *d == Disposition::Delivered));
+}
+
+#[tokio::test]
+async fn payloads_over_the_queue_limit_are_stored_and_referenced_not_truncated() {
+    let w = world("0s");
+    let receiver = Receiver::answering(200).await;
+    w.subscribe(&["ProductCreated"], receiver.url()).await;
+    let big = json!({"description": "x".repeat(200 * 1024)}).to_string();
+    w.publish("ProductCreated", &big, "m-big").await;
+    let due = w.due().await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].job.payload, None, "referenced, not inline");
+    w.app.queue.retry_later(&due[0].receipt, Duration::ZERO).await.unwrap();
+    assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
+    let got = receiver.deliveries();
+    assert_eq!(got[0].json()["payload"].as_str().unwrap(), big);
+}
