@@ -50,15 +50,43 @@ impl App {
         settings: &crate::config::AwsSettings,
         destinations: DestinationPolicy,
     ) -> Result<App> {
+        App::aws_counted(sdk, settings, destinations, None)
+    }
+
+    /// The AWS stack, with every API call counted by `counter` (benchmarks).
+    #[cfg(feature = "aws")]
+    pub fn aws_counted(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::AwsSettings,
+        destinations: DestinationPolicy,
+        counter: Option<crate::aws::CallCounter>,
+    ) -> Result<App> {
         use crate::aws::{DynamoStore, SesMailer, SqsQueue};
+        let dynamodb = {
+            let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+            if let Some(counter) = &counter {
+                config = config.interceptor(counter.clone());
+            }
+            aws_sdk_dynamodb::Client::from_conf(config.build())
+        };
+        let sqs = {
+            let mut config = aws_sdk_sqs::config::Builder::from(sdk);
+            if let Some(counter) = &counter {
+                config = config.interceptor(counter.clone());
+            }
+            aws_sdk_sqs::Client::from_conf(config.build())
+        };
+        let ses = {
+            let mut config = aws_sdk_sesv2::config::Builder::from(sdk);
+            if let Some(counter) = &counter {
+                config = config.interceptor(counter.clone());
+            }
+            aws_sdk_sesv2::Client::from_conf(config.build())
+        };
         Ok(App {
-            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table)),
-            queue: Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                &settings.queue_url,
-                &settings.dead_letter_queue_url,
-            )),
-            mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk), &settings.sender)),
+            store: Arc::new(DynamoStore::new(dynamodb, &settings.table)),
+            queue: Arc::new(SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url)),
+            mailer: Arc::new(SesMailer::new(ses, &settings.sender)),
             clock: Arc::new(SystemClock),
             destinations,
             http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,

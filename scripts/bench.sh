@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmarks (figures printed, nothing asserted): local throughput and latency of the
+# embedded stack, and AWS API calls per event against the AWS-API emulator. Release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+source scripts/aws-emulator.sh
+aws_emulator_start
+RUST_LOG=warn cargo bench -p tidings-tests --bench delivery

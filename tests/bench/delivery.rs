@@ -1,0 +1,301 @@
+//! Delivery benchmark: prints figures, asserts nothing.
+//!
+//! Local (`tidings serve`'s stack in-process: the same server, worker and SQLite file):
+//! publishes/s, deliveries/s and publish→receipt latency percentiles with 1, 10 and 100
+//! matching subscriptions, flat out and at a fixed publish rate.
+//! AWS (when AWS_ENDPOINT_URL names an emulator, as `scripts/bench.sh` arranges): AWS API calls
+//! per published event and per delivery attempt, by operation, as subscriptions grow.
+//!
+//! Run: `./scripts/bench.sh` (or `cargo bench -p tidings-tests --bench delivery`).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tidings::destination::DestinationPolicy;
+use tidings::domain::api_key::NewApiKey;
+use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::ports::SystemClock;
+use tidings::{signing, App};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Receives webhooks, answers 204, and keeps publish→receipt latencies (from `sentAt` in the
+/// payload).
+#[derive(Clone, Default)]
+struct Sink {
+    latencies: Arc<Mutex<Vec<u64>>>,
+    count: Arc<AtomicU64>,
+}
+
+impl Sink {
+    async fn start(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                        let sink = sink.clone();
+                        async move {
+                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            if let Ok(envelope) = serde_json::from_slice::<Value>(&body) {
+                                let payload: Value = envelope["payload"]
+                                    .as_str()
+                                    .and_then(|p| serde_json::from_str(p).ok())
+                                    .unwrap_or_default();
+                                if let Some(sent) = payload["sentAt"].as_u64() {
+                                    sink.latencies.lock().unwrap().push(now_nanos().saturating_sub(sent));
+                                    sink.count.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = http::StatusCode::NO_CONTENT;
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}/hook")
+    }
+
+    fn reset(&self) {
+        self.latencies.lock().unwrap().clear();
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1e6
+}
+
+fn subscription(org: OrganizationId, destination: &str) -> Subscription {
+    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
+    Subscription {
+        organization: org,
+        id: Uuid::now_v1(&[5; 6]),
+        dialect: Dialect::Zettle,
+        transport: "WEBHOOK".into(),
+        event_names: vec!["ProductUpdated".into()],
+        destination: destination.into(),
+        contact_email: "ops@example.com".into(),
+        status: SubscriptionStatus::Active,
+        failing_since: None,
+        signing_key: signing::generate_signing_key(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+struct LocalStack {
+    base: String,
+    key: String,
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+async fn local_stack() -> LocalStack {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::embedded(dir.path(), DestinationPolicy::LOCAL, Arc::new(SystemClock)).unwrap();
+    let org = OrganizationId(Uuid::new_v4());
+    let key = NewApiKey::generate(org, vec![Scope::ReadProduct], time::OffsetDateTime::now_utc(), None);
+    app.store.put_api_key(&key.record).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tidings::server::serve(listener, app.clone(), std::future::pending()));
+    tokio::spawn(tidings::worker::run(app.clone(), std::future::pending()));
+    LocalStack { base, key: key.secret, app, _dir: dir }
+}
+
+/// Publishes for `duration`, paced at `rate` per second (or flat out with 32 publishers when
+/// `rate` is None); waits for every delivery; prints one line.
+async fn run(stack: &LocalStack, sink: &Sink, fan_out: usize, rate: Option<u64>, duration: Duration) {
+    sink.reset();
+    let client = reqwest::Client::new();
+    let url = format!("{}/organizations/self/events", stack.base);
+    let published = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let publish = |client: reqwest::Client, url: String, key: String, published: Arc<AtomicU64>| async move {
+        let body = json!({"eventName": "ProductUpdated", "payload": {"sentAt": now_nanos(), "name": "Kaffe"}});
+        let response = client.post(&url).bearer_auth(&key).json(&body).send().await;
+        if response.is_ok_and(|r| r.status() == 202) {
+            published.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    match rate {
+        Some(rate) => {
+            let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+            let mut tasks = tokio::task::JoinSet::new();
+            while started.elapsed() < duration {
+                tick.tick().await;
+                tasks.spawn(publish(client.clone(), url.clone(), stack.key.clone(), published.clone()));
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        None => {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..32 {
+                let (client, url, key, published) = (client.clone(), url.clone(), stack.key.clone(), published.clone());
+                tasks.spawn(async move {
+                    while started.elapsed() < duration {
+                        publish(client.clone(), url.clone(), key.clone(), published.clone()).await;
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let expected = published.load(Ordering::Relaxed) * fan_out as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let mut latencies = sink.latencies.lock().unwrap().clone();
+    latencies.sort_unstable();
+    let published = published.load(Ordering::Relaxed);
+    println!(
+        "{:>7}  {:>10}  {:>11.0}  {:>12.0}  {:>10}  {:>8.1}  {:>8.1}  {:>8.1}",
+        fan_out,
+        rate.map(|r| format!("{r}/s")).unwrap_or_else(|| "flat out".into()),
+        published as f64 / publish_secs,
+        latencies.len() as f64 / total_secs,
+        format!("{}/{}", latencies.len(), expected),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    );
+    // Keep the file small between runs: acknowledged jobs are gone; attempts stay.
+    let _ = &stack.app;
+}
+
+async fn local() {
+    println!("Local stack (embedded SQLite, in-process server and worker; receiver on loopback), this machine:");
+    println!(
+        "{:>7}  {:>10}  {:>11}  {:>12}  {:>10}  {:>8}  {:>8}  {:>8}",
+        "fan-out", "publishing", "publishes/s", "deliveries/s", "delivered", "p50 ms", "p99 ms", "max ms"
+    );
+    for fan_out in [1, 10, 100] {
+        let stack = local_stack().await;
+        let sink = Sink::default();
+        let destination = sink.start().await;
+        let org = stack.app.store.list_api_keys(None).await.unwrap()[0].organization;
+        for _ in 0..fan_out {
+            stack.app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
+        }
+        run(&stack, &sink, fan_out, None, Duration::from_secs(5)).await;
+        let paced = match fan_out {
+            1 | 10 => 650,
+            _ => 50,
+        };
+        run(&stack, &sink, fan_out, Some(paced), Duration::from_secs(5)).await;
+    }
+}
+
+async fn aws_calls() {
+    use tidings::aws::CallCounter;
+    use tidings_tests::aws::AwsFixture;
+    println!();
+    println!("AWS API calls (against the AWS-API emulator; counted by an SDK interceptor):");
+    println!(
+        "{:>13}  {:>17}  {:>18}  breakdown per publish",
+        "subscriptions", "calls per publish", "calls per delivery"
+    );
+    for n in [0usize, 1, 10, 100, 250] {
+        let fixture = AwsFixture::new(12).await;
+        let counter = CallCounter::default();
+        let app =
+            App::aws_counted(&fixture.sdk, &fixture.settings, DestinationPolicy::LOCAL, Some(counter.clone())).unwrap();
+        let sink = Sink::default();
+        let destination = sink.start().await;
+        let org = OrganizationId(Uuid::new_v4());
+        let key = NewApiKey::generate(org, vec![Scope::ReadProduct], time::OffsetDateTime::now_utc(), None);
+        app.store.put_api_key(&key.record).await.unwrap();
+        for _ in 0..n {
+            app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
+        }
+        counter.reset();
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/organizations/self/events")
+            .header("authorization", format!("Bearer {}", key.secret))
+            .body(Bytes::from(json!({"eventName": "ProductUpdated", "payload": {"sentAt": now_nanos()}}).to_string()))
+            .unwrap();
+        assert_eq!(tidings::api::handle(&app, request).await.status(), 202);
+        let per_publish = counter.snapshot();
+        let publish_total: u64 = per_publish.values().sum();
+
+        // Deliver through the Lambda handler, as the SQS event source would hand batches over.
+        counter.reset();
+        let mut delivered = 0;
+        let mut batches = 0;
+        while delivered < n {
+            let sqs = aws_sdk_sqs::Client::new(&fixture.sdk);
+            let out = sqs
+                .receive_message()
+                .queue_url(&fixture.settings.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let records: Vec<Value> = out
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| {
+                    json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                                 "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                                 "eventSource": "aws:sqs", "awsRegion": "us-east-1"})
+                })
+                .collect();
+            delivered += records.len();
+            batches += 1;
+            let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
+            tidings::lambda::handle_sqs(
+                &app,
+                lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+            )
+            .await
+            .unwrap();
+            if batches > n + 10 {
+                break;
+            }
+        }
+        let per_delivery = if n == 0 { 0.0 } else { counter.total() as f64 / n as f64 };
+        let breakdown: Vec<String> = per_publish.iter().map(|(op, c)| format!("{op} {c}")).collect();
+        println!("{n:>13}  {publish_total:>17}  {per_delivery:>18.2}  {}", breakdown.join(", "));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    local().await;
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+        aws_calls().await;
+    } else {
+        println!("\n(AWS call counts skipped: set AWS_ENDPOINT_URL to an emulator, as scripts/bench.sh does)");
+    }
+}
