@@ -1,10 +1,8 @@
 //! Configuration from environment variables, with a message naming the variable on a bad or
 //! missing value. Used by the Lambda binaries.
 
-use std::path::PathBuf;
-
 use crate::destination::DestinationPolicy;
-use crate::{App, Error, Result};
+use crate::{Error, Result};
 
 /// A variable that must be set.
 pub fn required(name: &str) -> Result<String> {
@@ -47,7 +45,10 @@ pub fn retry_schedule() -> Result<crate::delivery::RetrySchedule> {
 /// `TIDINGS_QUEUE_URL`, `TIDINGS_DEAD_LETTER_QUEUE_URL` and `TIDINGS_SENDER`; `embedded` keeps
 /// everything in the SQLite file under `TIDINGS_DATA_DIR` (for `cargo lambda watch`).
 #[cfg(feature = "aws")]
-pub async fn app_from_env() -> Result<App> {
+pub async fn app_from_env() -> Result<crate::App> {
+    use std::path::PathBuf;
+
+    use crate::App;
     let policy = destination_policy()?;
     match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
         "aws" => {

@@ -27,6 +27,10 @@ pub enum Error {
     /// The request is well-formed but a value is unacceptable.
     #[error("{message}")]
     Unprocessable { field: Field, message: String },
+    /// Several fields are invalid at once: (field, reason) pairs, for dialects that report them
+    /// together (Metro's `invalidParams`).
+    #[error("invalid fields: {}", .0.iter().map(|(f, r)| format!("{f}: {r}")).collect::<Vec<_>>().join("; "))]
+    InvalidParams(Vec<(String, String)>),
     /// A resource with this identifier already exists.
     #[error("{0}")]
     Duplicate(String),
@@ -63,6 +67,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::BadRequest { field, .. } | Error::Unprocessable { field, .. } => field.as_deref(),
+            Error::InvalidParams(params) => params.first().map(|(f, _)| f.as_str()),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::domain::{EventDefinition, OrganizationId, SubscriptionStatus};
+use crate::domain::{EventDefinition, OrganizationId};
 use crate::ports::{DeliveryJob, PublishRecord};
 use crate::{App, Result};
 
@@ -44,7 +44,9 @@ pub async fn publish(
     } else {
         app.store.subscriptions_for_event(org, event.name).await?
     };
-    let targets: Vec<_> = subscriptions.into_iter().filter(|s| s.status != SubscriptionStatus::Disabled).collect();
+    // Only subscriptions of the event's API, and only those switched on and not disabled.
+    let targets: Vec<_> =
+        subscriptions.into_iter().filter(|s| s.dialect == event.dialect && s.status.receives()).collect();
 
     let now = app.clock.now();
     let record = PublishRecord {

@@ -74,6 +74,13 @@ pub fn zettle_signature(signing_key: &str, timestamp: &str, payload: &str) -> St
     sig.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Metro Markets' `x-signature`: lowercase hex HMAC-SHA256 keyed by the signing key over
+/// `x-timestamp + "." + body` (the exact body bytes).
+pub fn metro_signature(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
+    let sig = hmac_parts(signing_key.as_bytes(), &[timestamp.as_bytes(), b".", body]);
+    sig.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

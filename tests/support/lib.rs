@@ -48,6 +48,8 @@ impl Stack {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let served = app.clone();
+        // The delivery worker, as in `tidings serve`; it ends with the test's runtime.
+        tokio::spawn(tidings::worker::run(app.clone(), std::future::pending()));
         tokio::spawn(async move {
             tidings::server::serve(listener, served, async {
                 let _ = stopped.await;
@@ -99,7 +101,8 @@ pub struct Received {
 impl Received {
     /// The signed TestMessage Tidings sends when a subscription is created.
     pub fn is_destination_check(&self) -> bool {
-        serde_json::from_slice::<serde_json::Value>(&self.body).is_ok_and(|v| v["eventName"] == "TestMessage")
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .is_ok_and(|v| v["eventName"] == "TestMessage" || v["event"] == "test_connection")
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -124,7 +127,12 @@ pub struct Receiver {
 impl Receiver {
     /// Answers everything, the destination check included, with `status`.
     pub async fn answering(status: u16) -> Receiver {
-        Receiver::start(Arc::new(move |_| (status, std::time::Duration::ZERO)), false).await
+        Receiver::answering_with(status, "{\"ok\":true}").await
+    }
+
+    /// Answers everything with `status` and `body` (a Metro receiver answers 200 `{"status":"OK"}`).
+    pub async fn answering_with(status: u16, body: &'static str) -> Receiver {
+        Receiver::start(Arc::new(move |_| (status, std::time::Duration::ZERO)), false, body).await
     }
 
     /// Fails `times` times with `status`, then answers 200.
@@ -139,10 +147,10 @@ impl Receiver {
 
     /// Scripted deliveries; the destination check on create always gets 200.
     pub async fn behaving(behaviour: Behaviour) -> Receiver {
-        Receiver::start(behaviour, true).await
+        Receiver::start(behaviour, true, "{\"ok\":true}").await
     }
 
-    async fn start(behaviour: Behaviour, checks_pass: bool) -> Receiver {
+    async fn start(behaviour: Behaviour, checks_pass: bool, answer: &'static str) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -180,7 +188,7 @@ impl Receiver {
                             let (status, delay) =
                                 if check && checks_pass { (200, std::time::Duration::ZERO) } else { behaviour(n) };
                             tokio::time::sleep(delay).await;
-                            let mut response = http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                            let mut response = http::Response::new(Full::new(Bytes::from_static(answer.as_bytes())));
                             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                             Ok::<_, std::convert::Infallible>(response)
                         }

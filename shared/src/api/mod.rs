@@ -2,6 +2,7 @@
 //! `http::Response`. The Lambda binaries wrap it with `lambda_http`; `tidings serve` wraps it
 //! with a local HTTP server ([`crate::server`]).
 
+pub mod metro;
 pub mod operations;
 pub mod zettle;
 
@@ -33,6 +34,7 @@ pub async fn handle(app: &App, request: Request) -> Response {
                     operations::handle(app, request, &segments).await
                 }
                 ["organizations", ..] => zettle::handle(app, request, &segments).await,
+                ["openapi", "v1", "subscriptions", ..] => metro::handle(app, request, &segments).await,
                 _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
             }
         };
@@ -45,14 +47,32 @@ pub async fn handle(app: &App, request: Request) -> Response {
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        Error::Unauthenticated("authentication information is missing: send Authorization: Bearer <api key>".into())
-    })?;
-    let value =
-        value.to_str().map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-        _ => return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into())),
+    authenticate_with(app, headers, None).await
+}
+
+/// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).
+pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Option<&str>) -> Result<ApiKey> {
+    let plain = key_header.and_then(|name| headers.get(name)).and_then(|v| v.to_str().ok()).map(str::trim);
+    let token = match (headers.get(header::AUTHORIZATION), plain) {
+        (None, Some(token)) if !token.is_empty() => token,
+        (None, _) => {
+            return Err(Error::Unauthenticated(
+                "authentication information is missing: send Authorization: Bearer <api key>".into(),
+            ))
+        }
+        (Some(value), _) => {
+            let value = value
+                .to_str()
+                .map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
+            match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    token.trim()
+                }
+                _ => {
+                    return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into()))
+                }
+            }
+        }
     };
     let key = app
         .store

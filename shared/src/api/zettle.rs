@@ -94,7 +94,9 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
 }
 
 async fn list(app: &App, org: OrganizationId) -> Result<Response> {
-    let subscriptions = app.store.list_subscriptions(org).await?;
+    // Each API shows the subscriptions made through it.
+    let subscriptions: Vec<Subscription> =
+        app.store.list_subscriptions(org).await?.into_iter().filter(|s| s.dialect == Dialect::Zettle).collect();
     let views: Vec<SubscriptionView<'_>> = subscriptions.iter().map(SubscriptionView::from).collect();
     Ok(json_response(StatusCode::OK, &views))
 }
@@ -179,7 +181,11 @@ fn not_found(id: &str) -> Error {
 
 async fn find(app: &App, org: OrganizationId, id: &str) -> Result<Subscription> {
     let id = Uuid::parse_str(id).map_err(|_| not_found(id))?;
-    app.store.get_subscription(org, id).await?.ok_or_else(|| not_found(&id.to_string()))
+    app.store
+        .get_subscription(org, id)
+        .await?
+        .filter(|s| s.dialect == Dialect::Zettle)
+        .ok_or_else(|| not_found(&id.to_string()))
 }
 
 /// Which status a field's errors carry (the seed gives uuid / transportName errors 400 and
@@ -256,8 +262,8 @@ fn event_names(value: &Value) -> Result<Vec<String>> {
                 format!("eventNames must contain strings, not {}", json_type(item)),
             ));
         };
-        if catalog::find(name).is_none() {
-            let known: Vec<_> = catalog::CATALOG.iter().map(|e| e.name).collect();
+        if catalog::find_for(Dialect::Zettle, name).is_none() {
+            let known: Vec<_> = catalog::of(Dialect::Zettle).map(|e| e.name).collect();
             return Err(Error::bad_request(
                 "eventNames",
                 format!("event {name:?} is not supported; supported events: {}", known.join(", ")),
@@ -295,9 +301,9 @@ fn contact_email(raw: &str) -> Result<String> {
 /// The key must carry the scope of every event; an empty list (all events) needs them all.
 fn check_scopes(key: &ApiKey, event_names: &[String]) -> Result<()> {
     let events: Vec<&catalog::EventDefinition> = if event_names.is_empty() {
-        catalog::CATALOG.iter().collect()
+        catalog::of(Dialect::Zettle).collect()
     } else {
-        event_names.iter().filter_map(|n| catalog::find(n)).collect()
+        event_names.iter().filter_map(|n| catalog::find_for(Dialect::Zettle, n)).collect()
     };
     for event in events {
         if !catalog::allows(&key.scopes, event) {
@@ -326,6 +332,7 @@ async fn check_destination(app: &App, subscription: &Subscription) -> Result<()>
         message_id: &message_id,
         event_name: TEST_EVENT_NAME,
         payload: &payload,
+        published_at: app.clock.now(),
         timestamp: app.clock.now(),
     };
     let webhook = delivery::build(subscription, &message);
@@ -346,7 +353,7 @@ pub fn error_response(err: &Error) -> Response {
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
         Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
-        Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        Error::BadRequest { .. } | Error::InvalidParams(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
         Error::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
         Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXISTS"),
         Error::DestinationUnreachable(_) => (StatusCode::BAD_REQUEST, "DESTINATION_NOT_ACCESSIBLE"),

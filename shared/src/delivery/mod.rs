@@ -65,7 +65,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
     let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {
         return Ok(Disposition::Skipped("the subscription was deleted"));
     };
-    if subscription.status == SubscriptionStatus::Disabled {
+    if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
         app.queue.dead_letter(&received.receipt, job).await?;
         return Ok(Disposition::DeadLettered);
@@ -84,6 +84,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
         message_id: &job.message_id,
         event_name: &job.event_name,
         payload: &payload,
+        published_at: job.published_at,
         timestamp: now,
     };
     let webhook = build(&subscription, &message);

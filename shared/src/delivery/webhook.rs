@@ -22,6 +22,9 @@ pub struct Message<'a> {
     pub event_name: &'a str,
     /// The event JSON, as published.
     pub payload: &'a str,
+    /// When the event was published (Metro's `emittedAt`).
+    pub published_at: OffsetDateTime,
+    /// When this attempt is made (signature timestamps).
     pub timestamp: OffsetDateTime,
 }
 
@@ -44,6 +47,16 @@ struct ZettleEnvelope<'a> {
     timestamp: &'a str,
 }
 
+/// The Metro Markets envelope: `payload` is the event JSON itself.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetroEnvelope<'a> {
+    message_id: &'a str,
+    event: &'a str,
+    payload: &'a serde_json::value::RawValue,
+    emitted_at: String,
+}
+
 /// Builds the signed request for `subscription` in its dialect.
 pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
     let timestamp = utc_timestamp(message.timestamp);
@@ -63,6 +76,24 @@ pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
                 signing::zettle_signature(&subscription.signing_key, &timestamp, message.payload),
             ));
             serde_json::to_vec(&envelope).expect("the envelope always serializes")
+        }
+        Dialect::Metro => {
+            // Published payloads are validated JSON; anything else travels as a JSON string.
+            let raw = serde_json::value::RawValue::from_string(message.payload.to_owned()).unwrap_or_else(|_| {
+                serde_json::value::to_raw_value(message.payload).expect("a string always serializes")
+            });
+            let envelope = MetroEnvelope {
+                message_id: message.message_id,
+                event: message.event_name,
+                payload: &raw,
+                emitted_at: utc_timestamp(message.published_at),
+            };
+            let body = serde_json::to_vec(&envelope).expect("the envelope always serializes");
+            let unix = message.timestamp.unix_timestamp().to_string();
+            headers.push(("x-client", subscription.organization.to_string()));
+            headers.push(("x-signature", signing::metro_signature(&subscription.signing_key, &unix, &body)));
+            headers.push(("x-timestamp", unix));
+            body
         }
     };
     let webhook_id = message.message_uuid.to_string();
@@ -157,6 +188,7 @@ mod tests {
             message_id: "m-1",
             event_name: "ProductUpdated",
             payload: r#"{"uuid":"p"}"#,
+            published_at: OffsetDateTime::from_unix_timestamp(1_616_000_000).unwrap(),
             timestamp: OffsetDateTime::from_unix_timestamp(1_616_000_000).unwrap(),
         };
         let hook = build(&sub, &message);

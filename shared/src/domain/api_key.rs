@@ -30,10 +30,13 @@ pub enum Scope {
     ReadPayment,
     #[serde(rename = "WRITE:PAYMENT")]
     WritePayment,
+    /// Metro Markets order events.
+    #[serde(rename = "READ:ORDER")]
+    ReadOrder,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::ReadPurchase,
         Scope::ReadProduct,
         Scope::WriteProduct,
@@ -42,6 +45,7 @@ impl Scope {
         Scope::ReadFinance,
         Scope::ReadPayment,
         Scope::WritePayment,
+        Scope::ReadOrder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Scope {
             Scope::ReadFinance => "READ:FINANCE",
             Scope::ReadPayment => "READ:PAYMENT",
             Scope::WritePayment => "WRITE:PAYMENT",
+            Scope::ReadOrder => "READ:ORDER",
         }
     }
 }

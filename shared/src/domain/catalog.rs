@@ -1,7 +1,8 @@
-//! The events Tidings knows and the scope a subscriber needs for each (seed 000, "Supported
-//! events").
+//! The events Tidings knows, which dialect's subscribers receive them, and the scope a
+//! subscriber needs for each (seed 000 "Supported events"; seed 004 "List of events").
 
 use super::api_key::Scope;
+use super::Dialect;
 
 /// What an API key must hold to subscribe to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,17 +16,33 @@ pub enum ScopeRequirement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventDefinition {
     pub name: &'static str,
+    /// The API whose subscriptions can receive it.
+    pub dialect: Dialect,
     pub requires: ScopeRequirement,
     /// Delivered to every subscription of the organization, whatever events it chose.
     pub delivered_to_all: bool,
 }
 
 const fn event(name: &'static str, scope: Scope) -> EventDefinition {
-    EventDefinition { name, requires: ScopeRequirement::Scope(scope), delivered_to_all: false }
+    EventDefinition {
+        name,
+        dialect: Dialect::Zettle,
+        requires: ScopeRequirement::Scope(scope),
+        delivered_to_all: false,
+    }
 }
 
 const fn lifecycle(name: &'static str) -> EventDefinition {
-    EventDefinition { name, requires: ScopeRequirement::AnyScope, delivered_to_all: true }
+    EventDefinition { name, dialect: Dialect::Zettle, requires: ScopeRequirement::AnyScope, delivered_to_all: true }
+}
+
+const fn metro(name: &'static str) -> EventDefinition {
+    EventDefinition {
+        name,
+        dialect: Dialect::Metro,
+        requires: ScopeRequirement::Scope(Scope::ReadOrder),
+        delivered_to_all: false,
+    }
 }
 
 /// The Zettle Pusher events, in the seed's order.
@@ -40,10 +57,24 @@ pub const CATALOG: &[EventDefinition] = &[
     event("InventoryTrackingStopped", Scope::ReadProduct),
     lifecycle("ApplicationConnectionRemoved"),
     lifecycle("PersonalAssertionDeleted"),
+    // Metro Markets order events.
+    metro("order_created"),
+    metro("order_line_shipped"),
+    metro("order_line_canceled"),
 ];
 
 pub fn find(name: &str) -> Option<&'static EventDefinition> {
     CATALOG.iter().find(|e| e.name == name)
+}
+
+/// An event a subscription of `dialect` may name.
+pub fn find_for(dialect: Dialect, name: &str) -> Option<&'static EventDefinition> {
+    find(name).filter(|e| e.dialect == dialect)
+}
+
+/// The events of one dialect, in catalog order.
+pub fn of(dialect: Dialect) -> impl Iterator<Item = &'static EventDefinition> {
+    CATALOG.iter().filter(move |e| e.dialect == dialect)
 }
 
 /// Whether a key holding `scopes` may subscribe to `event`.
@@ -72,7 +103,7 @@ mod tests {
             ("ApplicationConnectionRemoved", None),
             ("PersonalAssertionDeleted", None),
         ];
-        assert_eq!(CATALOG.len(), expected.len());
+        assert_eq!(of(Dialect::Zettle).count(), expected.len());
         for (name, scope) in expected {
             let def = find(name).unwrap_or_else(|| panic!("{name} missing"));
             match scope {

@@ -13,12 +13,14 @@ use super::OrganizationId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Dialect {
     Zettle,
+    Metro,
 }
 
 impl Dialect {
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Zettle => "zettle",
+            Dialect::Metro => "metro",
         }
     }
 }
@@ -28,6 +30,7 @@ impl FromStr for Dialect {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "zettle" => Ok(Dialect::Zettle),
+            "metro" => Ok(Dialect::Metro),
             other => Err(format!("unknown dialect {other:?}")),
         }
     }
@@ -43,6 +46,8 @@ pub enum SubscriptionStatus {
     Failing,
     /// No more attempts until the owner updates or re-enables it.
     Disabled,
+    /// Switched off by its owner (Metro `isActive: false`, or DELETE there).
+    Inactive,
 }
 
 impl SubscriptionStatus {
@@ -51,7 +56,15 @@ impl SubscriptionStatus {
             SubscriptionStatus::Active => "ACTIVE",
             SubscriptionStatus::Failing => "FAILING",
             SubscriptionStatus::Disabled => "DISABLED",
+            SubscriptionStatus::Inactive => "INACTIVE",
         }
+    }
+}
+
+impl SubscriptionStatus {
+    /// Whether new messages are queued for it.
+    pub fn receives(self) -> bool {
+        matches!(self, SubscriptionStatus::Active | SubscriptionStatus::Failing)
     }
 }
 
@@ -68,6 +81,7 @@ impl FromStr for SubscriptionStatus {
             "ACTIVE" => Ok(SubscriptionStatus::Active),
             "FAILING" => Ok(SubscriptionStatus::Failing),
             "DISABLED" => Ok(SubscriptionStatus::Disabled),
+            "INACTIVE" => Ok(SubscriptionStatus::Inactive),
             other => Err(format!("unknown subscription status {other:?}")),
         }
     }

@@ -1,0 +1,323 @@
+//! The Metro Markets service event subscription API (seed 004): `POST|GET
+//! /openapi/v1/subscriptions`, `PATCH|DELETE /openapi/v1/subscriptions/{id}`.
+//!
+//! Creating or changing a subscription first sends a signed `test_connection` message to the
+//! url; the receiver must answer 200 with `{"status":"OK"}`, otherwise the request fails with
+//! 412 and `invalidParams: [{name: "url", reason: "Server response is not valid"}]` and nothing
+//! is stored. Errors use the seed's problem bodies; validation errors are 412 and list every
+//! invalid field. DELETE deactivates (`isActive: false`) rather than erasing.
+
+use email_address::EmailAddress;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{authenticate_with, json_response, parse_object, Request, Response};
+use crate::delivery::{self, Message};
+use crate::domain::subscription::TRANSPORT_WEBHOOK;
+use crate::domain::{catalog, to_micros, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::{signing, App, Error, Result};
+
+const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];
+/// The event name of the connection check.
+pub const TEST_EVENT: &str = "test_connection";
+const NOT_VALID_RESPONSE: &str = "Server response is not valid";
+
+/// A subscription as Metro lists it. `signingKey` is Tidings' addition: the key of the
+/// `x-signature` HMAC (see README).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionView<'a> {
+    id: String,
+    url: &'a str,
+    event: &'a str,
+    fallback_email: &'a str,
+    is_active: bool,
+    signing_key: &'a str,
+}
+
+impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
+    fn from(s: &'a Subscription) -> Self {
+        SubscriptionView {
+            id: s.id.to_string(),
+            url: &s.destination,
+            event: s.event_names.first().map(String::as_str).unwrap_or_default(),
+            fallback_email: &s.contact_email,
+            is_active: s.status != SubscriptionStatus::Inactive,
+            signing_key: &s.signing_key,
+        }
+    }
+}
+
+pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response {
+    match route(app, &request, segments).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
+    let key = authenticate_with(app, request.headers(), Some("x-api-key")).await?;
+    let org = key.organization;
+    match (segments, request.method()) {
+        (["openapi", "v1", "subscriptions"], &Method::GET) => list(app, org).await,
+        (["openapi", "v1", "subscriptions"], &Method::POST) => create(app, &key, request.body()).await,
+        (["openapi", "v1", "subscriptions"], _) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+        (["openapi", "v1", "subscriptions", id], &Method::PATCH) => update(app, &key, id, request.body()).await,
+        (["openapi", "v1", "subscriptions", id], &Method::DELETE) => deactivate(app, org, id).await,
+        (["openapi", "v1", "subscriptions", _], _) => Err(Error::MethodNotAllowed { allow: "PATCH, DELETE" }),
+        _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
+    }
+}
+
+fn event_label(event: &str) -> String {
+    format!("events.names.{event}")
+}
+
+async fn list(app: &App, org: OrganizationId) -> Result<Response> {
+    let subscriptions: Vec<Subscription> =
+        app.store.list_subscriptions(org).await?.into_iter().filter(|s| s.dialect == Dialect::Metro).collect();
+    let views: Vec<SubscriptionView<'_>> = subscriptions.iter().map(SubscriptionView::from).collect();
+    Ok(json_response(StatusCode::OK, &views))
+}
+
+/// The body's fields, checked together: every invalid one is reported.
+#[derive(Default)]
+struct Fields {
+    url: Option<String>,
+    event: Option<&'static catalog::EventDefinition>,
+    fallback_email: Option<String>,
+    is_active: Option<bool>,
+}
+
+fn validate(app: &App, body: &Map<String, Value>) -> Result<Fields> {
+    let mut invalid: Vec<(String, String)> = Vec::new();
+    let mut fields = Fields::default();
+    for (name, value) in body {
+        match (name.as_str(), value) {
+            ("url", Value::String(url)) => match app.destinations.check(url) {
+                Ok(_) => fields.url = Some(url.trim().to_owned()),
+                Err(reason) => invalid.push(("url".into(), format!("This value is not a valid URL: {reason}."))),
+            },
+            ("event", Value::String(event)) => match catalog::find_for(Dialect::Metro, event) {
+                Some(definition) => fields.event = Some(definition),
+                None => {
+                    let known: Vec<_> = catalog::of(Dialect::Metro).map(|e| e.name).collect();
+                    invalid.push((
+                        "event".into(),
+                        format!("This value is not valid. Choose one of: {}.", known.join(", ")),
+                    ))
+                }
+            },
+            ("fallbackEmail", Value::String(email)) => {
+                if email.chars().count() > crate::api::zettle::MAX_CONTACT_EMAIL_LEN || !EmailAddress::is_valid(email) {
+                    invalid.push(("fallbackEmail".into(), "This value is not a valid email address.".into()));
+                } else {
+                    fields.fallback_email = Some(email.clone());
+                }
+            }
+            ("isActive", Value::Bool(active)) => fields.is_active = Some(*active),
+            ("isActive", _) => invalid.push(("isActive".into(), "This value should be of type bool.".into())),
+            (known, _) if FIELDS.contains(&known) => {
+                invalid.push((known.into(), "This value should be of type string.".into()))
+            }
+            (unknown, _) => invalid.push((unknown.into(), "This field was not expected.".into())),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(fields)
+    } else {
+        Err(Error::InvalidParams(invalid))
+    }
+}
+
+fn check_scope(key: &ApiKey, event: &catalog::EventDefinition) -> Result<()> {
+    if catalog::allows(&key.scopes, event) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("the API key lacks the scope of {}", event.name)))
+    }
+}
+
+async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
+    let body = parse_object(body)?;
+    let fields = validate(app, &body)?;
+    let mut missing = Vec::new();
+    for (name, present) in [
+        ("url", fields.url.is_some()),
+        ("event", fields.event.is_some()),
+        ("fallbackEmail", fields.fallback_email.is_some()),
+    ] {
+        if !present && !body.contains_key(name) {
+            missing.push((name.to_owned(), "This value should not be blank.".to_owned()));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::InvalidParams(missing));
+    }
+    let (Some(url), Some(event), Some(fallback_email)) = (fields.url, fields.event, fields.fallback_email) else {
+        return Err(Error::internal("validated fields went missing"));
+    };
+    check_scope(key, event)?;
+    let now = to_micros(app.clock.now());
+    let active = fields.is_active.unwrap_or(true);
+    let subscription = Subscription {
+        organization: key.organization,
+        id: Uuid::new_v4(),
+        dialect: Dialect::Metro,
+        transport: TRANSPORT_WEBHOOK.to_owned(),
+        event_names: vec![event.name.to_owned()],
+        destination: url,
+        contact_email: fallback_email,
+        status: if active { SubscriptionStatus::Active } else { SubscriptionStatus::Inactive },
+        failing_since: None,
+        signing_key: signing::generate_signing_key(),
+        created_at: now,
+        updated_at: now,
+    };
+    test_connection(app, &subscription).await?;
+    app.store.create_subscription(&subscription).await?;
+    let state = if active { "active" } else { "inactive" };
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "id": subscription.id.to_string(),
+            "message": format!("Success. Subscription for \"{}\" event is {state}.", event_label(event.name)),
+            "signingKey": subscription.signing_key,
+        }),
+    ))
+}
+
+async fn find(app: &App, org: OrganizationId, id: &str) -> Result<Subscription> {
+    let not_found = || Error::NotFound("Subscription not found".into());
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    app.store.get_subscription(org, id).await?.filter(|s| s.dialect == Dialect::Metro).ok_or_else(not_found)
+}
+
+async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Response> {
+    let mut subscription = find(app, key.organization, id).await?;
+    let body = parse_object(body)?;
+    if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
+        let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
+        let mut invalid = vec![("body".to_owned(), reason)];
+        if let Err(Error::InvalidParams(more)) = validate(app, &body) {
+            invalid.extend(more);
+        }
+        return Err(Error::InvalidParams(invalid));
+    }
+    let fields = validate(app, &body)?;
+    if let Some(event) = fields.event {
+        check_scope(key, event)?;
+        subscription.event_names = vec![event.name.to_owned()];
+    }
+    if let Some(url) = fields.url {
+        subscription.destination = url;
+    }
+    if let Some(email) = fields.fallback_email {
+        subscription.contact_email = email;
+    }
+    // A change is the owner saying "try again": an active subscription is re-enabled.
+    subscription.status = match fields.is_active {
+        Some(false) => SubscriptionStatus::Inactive,
+        Some(true) => SubscriptionStatus::Active,
+        None if subscription.status == SubscriptionStatus::Inactive => SubscriptionStatus::Inactive,
+        None => SubscriptionStatus::Active,
+    };
+    subscription.failing_since = None;
+    subscription.updated_at = to_micros(app.clock.now());
+    test_connection(app, &subscription).await?;
+    app.store.update_subscription(&subscription).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &json!({ "message": "Subscription successfully updated." })))
+}
+
+async fn deactivate(app: &App, org: OrganizationId, id: &str) -> Result<Response> {
+    let mut subscription = find(app, org, id).await?;
+    subscription.status = SubscriptionStatus::Inactive;
+    subscription.updated_at = to_micros(app.clock.now());
+    app.store.update_subscription(&subscription).await?;
+    let event = subscription.event_names.first().cloned().unwrap_or_default();
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "message": format!("Success. Subscription for \"{}\" event is deactivated.", event_label(&event)) }),
+    ))
+}
+
+/// Sends `{messageId, event: "test_connection", payload: {foo: bar}}`, signed like every
+/// delivery; the receiver must answer 200 with `{"status":"OK"}`.
+async fn test_connection(app: &App, subscription: &Subscription) -> Result<()> {
+    let message_id = Uuid::new_v4().to_string();
+    let now = app.clock.now();
+    let message = Message {
+        message_uuid: Uuid::new_v4(),
+        message_id: &message_id,
+        event_name: TEST_EVENT,
+        payload: r#"{"foo":"bar"}"#,
+        published_at: now,
+        timestamp: now,
+    };
+    let webhook = delivery::build(subscription, &message);
+    let attempt = delivery::send(&app.http, &subscription.destination, &webhook).await;
+    let answered_ok = attempt.status == Some(200)
+        && serde_json::from_str::<Value>(&attempt.response_excerpt).is_ok_and(|v| v["status"] == "OK");
+    if answered_ok {
+        Ok(())
+    } else {
+        tracing::info!(url = %subscription.destination, status = ?attempt.status, error = ?attempt.error, "test_connection refused");
+        Err(Error::DestinationRejected { status: attempt.status.unwrap_or(0) })
+    }
+}
+
+/// The seed's problem bodies.
+pub fn error_response(err: &Error) -> Response {
+    let (status, body) = match err {
+        // The seed's message first, then what exactly was wrong (missing, unknown, revoked, expired).
+        Error::Unauthenticated(message) => (
+            StatusCode::UNAUTHORIZED,
+            json!({"type": "authorization", "title": "Authorization error", "status": 401,
+                   "detail": {"errors": ["Authentication openAPI key was not found", message]}}),
+        ),
+        Error::NotFound(_) => (
+            StatusCode::NOT_FOUND,
+            json!({"type": "about:blank", "title": "Subscription not found", "status": 404, "detail": ""}),
+        ),
+        Error::InvalidParams(params) => (StatusCode::PRECONDITION_FAILED, validation(params, "")),
+        Error::BadRequest { field: Some(field), message } | Error::Unprocessable { field: Some(field), message } => {
+            (StatusCode::PRECONDITION_FAILED, validation(&[(field.clone(), message.clone())], ""))
+        }
+        Error::DestinationRejected { .. } | Error::DestinationUnreachable(_) => (
+            StatusCode::PRECONDITION_FAILED,
+            validation(&[("url".to_owned(), NOT_VALID_RESPONSE.to_owned())], "Validation error"),
+        ),
+        other => {
+            let status = match other {
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
+                Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+                Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                Error::Duplicate(_) => StatusCode::CONFLICT,
+                Error::Internal(detail) => {
+                    tracing::error!(error = %detail, "internal error");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let detail = match other {
+                Error::Internal(_) => "Internal error; try again later".to_owned(),
+                other => other.to_string(),
+            };
+            let title = status.canonical_reason().unwrap_or("Error");
+            (status, json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail}))
+        }
+    };
+    let mut response = json_response(status, &body);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Error::MethodNotAllowed { allow } = err {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}
+
+fn validation(params: &[(String, String)], detail: &str) -> Value {
+    let invalid: Vec<Value> = params.iter().map(|(name, reason)| json!({"name": name, "reason": reason})).collect();
+    json!({"type": "about:blank", "title": "Validation error", "status": 412, "detail": detail, "instance": null, "invalidParams": invalid})
+}
