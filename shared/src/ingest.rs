@@ -17,6 +17,9 @@ pub const RETENTION: time::Duration = time::Duration::days(7);
 /// stored message at delivery time (SQS messages and batches have size limits).
 pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
 
+/// The event whose payload is a purchase.
+pub const PURCHASE_CREATED: &str = "PurchaseCreated";
+
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +41,18 @@ pub async fn publish(
     message_id: Option<String>,
 ) -> Result<Published> {
     let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+    // Purchases are delivered in the Purchase v2 shape: a v1 purchase is normalised, an
+    // invalid one refused naming the field.
+    let normalised;
+    let payload = if event.name == PURCHASE_CREATED {
+        normalised = crate::purchase::normalise(payload).map_err(|e| crate::Error::Unprocessable {
+            field: Some(if e.field == "payload" { e.field.clone() } else { format!("payload.{}", e.field) }),
+            message: format!("the purchase is not valid: {}", e.message),
+        })?;
+        normalised.as_str()
+    } else {
+        payload
+    };
     // Lifecycle events reach every subscription of the organization, whatever it chose.
     let subscriptions = if event.delivered_to_all {
         app.store.list_subscriptions(org).await?

@@ -25,6 +25,7 @@ pub mod ingest;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;
+pub mod purchase;
 pub mod server;
 pub mod signing;
 pub mod worker;
