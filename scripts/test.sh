@@ -43,3 +43,12 @@ cargo test --workspace --locked
 
 step "README walk-through against tidings serve"
 bash tests/walkthrough.sh
+
+# `sam build` cross-compiles the three functions for arm64 in release mode: a second build
+# profile that takes about 10 minutes cold on two cores, so it runs on request only.
+if [ "${TIDINGS_SAM_BUILD:-0}" = "1" ]; then
+  step "sam build (release, arm64, cargo-lambda)"
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-sam.txt
+  rustup target add aarch64-unknown-linux-gnu
+  PATH="$PWD/.venv/bin:$PATH" .venv/bin/sam build
+fi
