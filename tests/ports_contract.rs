@@ -257,6 +257,35 @@ pub async fn publish_claims_are_idempotent(store: &dyn Store) {
     assert_eq!(store.get_publish(org, "m-old").await.unwrap(), None, "past retention a message is gone");
 }
 
+pub async fn request_counts_are_per_client_and_window(store: &dyn Store) {
+    let client = format!("lagerkoll:{}", Uuid::new_v4());
+    let expires = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    for n in 1..=5 {
+        assert_eq!(store.count_request(&client, 60, expires).await.unwrap(), n);
+    }
+    assert_eq!(store.count_request("someone-else", 60, expires).await.unwrap(), 1);
+    assert_eq!(store.count_request(&client, 120, expires).await.unwrap(), 1, "a new window starts at 1");
+}
+
+pub async fn store_groups(store: &dyn Store) {
+    let (a, b, c) = (org(), org(), org());
+    let name = format!("north-{}", Uuid::new_v4().simple());
+    let mut members = vec![a, b];
+    members.sort();
+    store.put_store_group(&name, &members).await.unwrap();
+    let groups = store.store_groups_of(a).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].name.as_str(), groups[0].members.clone()), (name.as_str(), members.clone()));
+    assert!(store.store_groups_of(c).await.unwrap().is_empty());
+    // Replacing the members drops the old ones.
+    let mut replaced = vec![b, c];
+    replaced.sort();
+    store.put_store_group(&name, &replaced).await.unwrap();
+    assert!(store.store_groups_of(a).await.unwrap().is_empty());
+    assert_eq!(store.store_groups_of(c).await.unwrap()[0].members, replaced);
+    assert!(store.list_store_groups().await.unwrap().iter().any(|g| g.name == name));
+}
+
 pub async fn alerts_are_claimed_once_per_window(store: &dyn Store) {
     let (org, sub) = (org(), Uuid::new_v4());
     let now = OffsetDateTime::now_utc();
@@ -371,6 +400,16 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn request_counts_are_per_client_and_window() {
+        super::request_counts_are_per_client_and_window(&backend().0).await;
+    }
+
+    #[tokio::test]
+    async fn store_groups() {
+        super::store_groups(&backend().0).await;
+    }
+
+    #[tokio::test]
     async fn alerts_are_claimed_once_per_window() {
         super::alerts_are_claimed_once_per_window(&backend().0).await;
     }
@@ -429,6 +468,16 @@ mod aws {
     #[tokio::test]
     async fn publish_claims_are_idempotent() {
         super::publish_claims_are_idempotent(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn request_counts_are_per_client_and_window() {
+        super::request_counts_are_per_client_and_window(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn store_groups() {
+        super::store_groups(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]

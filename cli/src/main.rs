@@ -38,6 +38,29 @@ enum Command {
     Replay(ReplayArgs),
     /// Check a received webhook's signatures (Standard Webhooks and X-iZettle-Signature).
     Verify(VerifyArgs),
+    /// Manage store groups (Lagerkoll's enable_for_group creates a webhook for every store of
+    /// the caller's groups).
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// Create a group or replace its members.
+    Set {
+        #[command(flatten)]
+        data: StoreArgs,
+        /// The group's name.
+        name: String,
+        /// A member store (organization UUID); repeat for each.
+        #[arg(long = "org", value_parser = parse_org, required = true)]
+        orgs: Vec<OrganizationId>,
+    },
+    /// List the groups and their members.
+    List {
+        #[command(flatten)]
+        data: StoreArgs,
+    },
 }
 
 /// Where a stack's data lives: the local data directory, or a deployed stack's resources.
@@ -227,6 +250,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Attempts(args) => attempts(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Verify(args) => verify(args),
+        Command::Groups(command) => groups(command).await,
     }
 }
 
@@ -359,6 +383,28 @@ async fn replay(args: ReplayArgs) -> Result<(), String> {
     tidings::ingest::replay(&app, org, subscription, &message).await.map_err(|e| e.to_string())?;
     println!("Queued message {message} for subscription {subscription}");
     Ok(())
+}
+
+async fn groups(command: GroupsCommand) -> Result<(), String> {
+    match command {
+        GroupsCommand::Set { data, name, mut orgs } => {
+            if name.trim().is_empty() {
+                return Err("the group name must not be empty".into());
+            }
+            orgs.sort();
+            orgs.dedup();
+            open_store(&data).await?.put_store_group(&name, &orgs).await.map_err(|e| e.to_string())?;
+            println!("Group {name}: {} stores", orgs.len());
+            Ok(())
+        }
+        GroupsCommand::List { data } => {
+            for group in open_store(&data).await?.list_store_groups().await.map_err(|e| e.to_string())? {
+                let members: Vec<String> = group.members.iter().map(|m| m.to_string()).collect();
+                println!("{}  {}", group.name, members.join(" "));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn verify(args: VerifyArgs) -> Result<(), String> {

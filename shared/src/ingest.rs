@@ -101,6 +101,39 @@ pub async fn publish(
     Ok(Published { message_id, subscriptions: record.subscriptions, repeated: false })
 }
 
+/// Publishes `payload` to one subscription (Lagerkoll's execute-by-guid): kept for replay like
+/// every message, queued once. Returns the message id.
+pub async fn publish_to(
+    app: &App,
+    subscription: &crate::domain::Subscription,
+    event_name: &str,
+    payload: &str,
+) -> Result<String> {
+    let message_id = Uuid::new_v4().to_string();
+    let now = app.clock.now();
+    let record = PublishRecord {
+        organization: subscription.organization,
+        message_id: message_id.clone(),
+        event_name: event_name.to_owned(),
+        payload: payload.to_owned(),
+        subscriptions: 1,
+        created_at: now,
+        expires_at: now + RETENTION,
+    };
+    app.store.claim_publish(&record, IDEMPOTENCY_WINDOW).await?;
+    let job = DeliveryJob {
+        message_id: message_id.clone(),
+        organization: subscription.organization,
+        subscription_id: subscription.id,
+        event_name: event_name.to_owned(),
+        payload: (payload.len() <= INLINE_PAYLOAD_LIMIT).then(|| payload.to_owned()),
+        published_at: now,
+    };
+    app.queue.enqueue(&[job], Duration::ZERO).await?;
+    app.worker_wake.notify_one();
+    Ok(message_id)
+}
+
 /// Queues one stored message again for one subscription (operators' replay).
 pub async fn replay(app: &App, org: OrganizationId, subscription_id: Uuid, message_id: &str) -> Result<()> {
     let subscription = app

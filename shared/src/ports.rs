@@ -58,6 +58,17 @@ pub trait Store: Send + Sync {
         window: time::Duration,
     ) -> Result<bool>;
 
+    /// Adds one request to `client`'s count for the window starting at `window_start` (Unix
+    /// seconds) and returns the count including it. Atomic across processes (rate limiting).
+    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32>;
+
+    /// Replaces the members of a store group (Lagerkoll's `enable_for_group`).
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()>;
+    /// Every group, with its members.
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>>;
+    /// The groups `org` belongs to.
+    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>>;
+
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
     /// A subscription's most recent attempts, newest first.
@@ -67,6 +78,14 @@ pub trait Store: Send + Sync {
         subscription_id: Uuid,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>>;
+}
+
+/// A named set of organizations (Lagerkoll store groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreGroup {
+    pub name: String,
+    /// Sorted.
+    pub members: Vec<OrganizationId>,
 }
 
 /// A published message and the answer its publish got. Kept until `expires_at`, so a

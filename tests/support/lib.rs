@@ -44,6 +44,25 @@ impl Stack {
     pub async fn start(policy: DestinationPolicy) -> Stack {
         let data = tempfile::tempdir().expect("temp dir");
         let app = App::embedded(data.path(), policy, Arc::new(SystemClock)).expect("embedded app");
+        Stack::serve(app, data).await
+    }
+
+    /// A second instance on another stack's data directory and `clock` (shared counters,
+    /// restarts), as two processes on one file would be.
+    pub async fn beside(other: &Stack, clock: Arc<dyn tidings::ports::Clock>) -> Stack {
+        let data = tempfile::tempdir().expect("temp dir");
+        let app = App::embedded(other._data.path(), DestinationPolicy::LOCAL, clock).expect("embedded app");
+        Stack::serve(app, data).await
+    }
+
+    /// A stack whose clock the test holds.
+    pub async fn with_clock(clock: Arc<dyn tidings::ports::Clock>) -> Stack {
+        let data = tempfile::tempdir().expect("temp dir");
+        let app = App::embedded(data.path(), DestinationPolicy::LOCAL, clock).expect("embedded app");
+        Stack::serve(app, data).await
+    }
+
+    async fn serve(app: App, data: tempfile::TempDir) -> Stack {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! `http::Response`. The Lambda binaries wrap it with `lambda_http`; `tidings serve` wraps it
 //! with a local HTTP server ([`crate::server`]).
 
+pub mod lagerkoll;
 pub mod metro;
 pub mod operations;
 pub mod zettle;
@@ -35,6 +36,7 @@ pub async fn handle(app: &App, request: Request) -> Response {
                 }
                 ["organizations", ..] => zettle::handle(app, request, &segments).await,
                 ["openapi", "v1", "subscriptions", ..] => metro::handle(app, request, &segments).await,
+                ["v1", "webhooks", ..] => lagerkoll::handle(app, request, &segments).await,
                 _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
             }
         };

@@ -7,6 +7,8 @@
 //! | API key | `KEY#<sha256>` | `KEY` | `KEYS` | `<org>#<created>#<id>` |
 //! | published message (idempotency, replay) | `ORG#<org>` | `PUB#<message id>` | | |
 //! | last alert of a subscription | `ORG#<org>` | `ALERT#<id>` | | |
+//! | request count (rate limit) | `RATE#<client>` | `<window start>` | | |
+//! | store group member | `GROUP#<name>` | `ORG#<org>` | `GROUPS` | `<name>#<org>` |
 //! | delivery attempt | `ORG#<org>#SUB#<id>#ATT` | `<at>#<message id>#<attempt>` | | |
 //!
 //! Fan-out entries carry a full copy of the subscription, so fan-out is a Query on GSI1 (one
@@ -27,7 +29,7 @@ use uuid::Uuid;
 
 use super::sdk_error;
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
-use crate::ports::{AttemptRecord, PublishRecord, Store};
+use crate::ports::{AttemptRecord, PublishRecord, Store, StoreGroup};
 use crate::{Error, Result};
 
 /// The GSI fan-out and key listing use.
@@ -575,6 +577,75 @@ impl Store for DynamoStore {
             }
             Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
+        // One atomic counter per client and window, shared by every Lambda instance.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("RATE#{client}")))
+            .key("SK", s(window_start.to_string()))
+            .update_expression("ADD hits :one SET expires_at = :expires")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
+        let attributes = out.attributes.unwrap_or_default();
+        get_n(&attributes, "hits")
+    }
+
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let existing = self.query_all(None, "PK = :pk", &[(":pk", s(format!("GROUP#{name}")))], None).await?;
+        for item in existing {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(get_s(&item, "PK")?))
+                .key("SK", s(get_s(&item, "SK")?))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
+        }
+        let items = members
+            .iter()
+            .map(|org| {
+                HashMap::from([
+                    ("PK".to_owned(), s(format!("GROUP#{name}"))),
+                    ("SK".to_owned(), s(format!("ORG#{org}"))),
+                    ("GSI1PK".to_owned(), s("GROUPS")),
+                    ("GSI1SK".to_owned(), s(format!("{name}#{org}"))),
+                    ("group".to_owned(), s(name)),
+                    ("org".to_owned(), s(org.to_string())),
+                ])
+            })
+            .collect();
+        self.batch_put(items).await
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let items = self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("GROUPS"))], None).await?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for item in items {
+            let name = get_s(&item, "group")?;
+            let org = OrganizationId::from_str(&get_s(&item, "org")?).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
+            }
+        }
+        for group in &mut groups {
+            group.members.sort();
+        }
+        Ok(groups)
+    }
+
+    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
+        let all = self.list_store_groups().await?;
+        Ok(all.into_iter().filter(|g| g.members.contains(&org)).collect())
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {

@@ -95,6 +95,14 @@ pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
             headers.push(("x-timestamp", unix));
             body
         }
+        Dialect::Lagerkoll => {
+            // The executed body, as sent; the webhook and its feature in headers.
+            let feature = message.event_name.split_once('\u{1f}').unwrap_or((message.event_name, ""));
+            headers.push(("x-lagerkoll-guid", subscription.id.to_string()));
+            headers.push(("x-lagerkoll-feature-id", feature.0.to_owned()));
+            headers.push(("x-lagerkoll-feature-method", feature.1.to_owned()));
+            message.payload.as_bytes().to_vec()
+        }
     };
     let webhook_id = message.message_uuid.to_string();
     let unix = message.timestamp.unix_timestamp();

@@ -14,6 +14,7 @@ use super::OrganizationId;
 pub enum Dialect {
     Zettle,
     Metro,
+    Lagerkoll,
 }
 
 impl Dialect {
@@ -21,6 +22,7 @@ impl Dialect {
         match self {
             Dialect::Zettle => "zettle",
             Dialect::Metro => "metro",
+            Dialect::Lagerkoll => "lagerkoll",
         }
     }
 }
@@ -31,6 +33,7 @@ impl FromStr for Dialect {
         match s {
             "zettle" => Ok(Dialect::Zettle),
             "metro" => Ok(Dialect::Metro),
+            "lagerkoll" => Ok(Dialect::Lagerkoll),
             other => Err(format!("unknown dialect {other:?}")),
         }
     }

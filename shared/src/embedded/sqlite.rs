@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
-use crate::ports::{AttemptRecord, Clock, DeliveryJob, PublishRecord, Queue, ReceivedJob, Store};
+use crate::ports::{AttemptRecord, Clock, DeliveryJob, PublishRecord, Queue, ReceivedJob, Store, StoreGroup};
 use crate::{Error, Result};
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
@@ -69,6 +69,17 @@ CREATE TABLE IF NOT EXISTS publishes (
     created_at    INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL,
     PRIMARY KEY (org, message_id)
+);
+CREATE TABLE IF NOT EXISTS request_counts (
+    client       TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    hits         INTEGER NOT NULL,
+    PRIMARY KEY (client, window_start)
+);
+CREATE TABLE IF NOT EXISTS store_groups (
+    name TEXT NOT NULL,
+    org  TEXT NOT NULL,
+    PRIMARY KEY (name, org)
 );
 CREATE TABLE IF NOT EXISTS alerts (
     org             TEXT NOT NULL,
@@ -432,6 +443,57 @@ impl Store for SqliteBackend {
             params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
         )?;
         Ok(changed == 1)
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
+        let conn = self.conn();
+        // Old windows are useless once passed; dropping them keeps the table small.
+        conn.execute(
+            "DELETE FROM request_counts WHERE client = ?1 AND window_start < ?2",
+            params![client, window_start],
+        )?;
+        let hits = conn.query_row(
+            "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
+             ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+            params![client, window_start],
+            |r| r.get::<_, u32>(0),
+        )?;
+        Ok(hits)
+    }
+
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
+        for org in members {
+            tx.execute(
+                "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
+                params![name, org.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name, org FROM store_groups ORDER BY name, org")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for row in rows {
+            let (name, org) = row?;
+            let org = OrganizationId::from_str(&org).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
+        let all = self.list_store_groups().await?;
+        Ok(all.into_iter().filter(|g| g.members.contains(&org)).collect())
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
