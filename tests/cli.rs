@@ -185,3 +185,17 @@ async fn keys_are_managed_in_a_deployed_stacks_table() {
     let both = tidings(&["keys", "list", "--table", &table, "--data-dir", "/tmp/x"]);
     assert!(!both.status.success(), "--table and --data-dir exclude each other");
 }
+
+#[test]
+fn store_groups_are_set_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (a, b) = ("5b6a3f52-3c4e-11ee-be56-0242ac120002", "6c7b4063-3c4e-11ee-be56-0242ac120002");
+    let set = tidings(&["groups", "set", "--data-dir", data, "north", "--org", b, "--org", a, "--org", a]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(stdout(&set).contains("2 stores"));
+    let listed = stdout(&tidings(&["groups", "list", "--data-dir", data]));
+    assert_eq!(listed.trim(), format!("north  {a} {b}"));
+    assert!(!tidings(&["groups", "set", "--data-dir", data, "empty"]).status.success(), "a group needs members");
+    assert!(!tidings(&["groups", "set", "--data-dir", data, "bad", "--org", "nope"]).status.success());
+}

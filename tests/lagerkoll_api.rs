@@ -420,3 +420,22 @@ async fn the_201st_request_in_a_minute_gets_429_across_two_instances_on_dynamodb
     first.store.put_api_key(&key.record).await.unwrap();
     two_instances_share_the_limit(&first, &second, store, &key.secret).await;
 }
+
+#[tokio::test]
+async fn a_body_over_256_kib_is_refused_in_lagerkolls_format() {
+    let w = world().await;
+    let huge = format!(
+        r#"{{"featureId": "{}", "featureMethod": "m", "url": "{}"}}"#,
+        "x".repeat(300 * 1024),
+        w.receiver.url()
+    );
+    let response = w
+        .request(reqwest::Method::POST, BASE)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&response.json().await.unwrap()), 900101);
+}

@@ -384,3 +384,14 @@ async fn each_api_sees_only_its_own_subscriptions() {
             .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_body_over_256_kib_is_refused_as_a_problem() {
+    let w = world().await;
+    let huge = json!({"url": w.receiver.url(), "event": "order_created", "fallbackEmail": format!("{}@example.com", "a".repeat(300 * 1024))});
+    let (status, body, headers) = w.call(Method::POST, SUBS, Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["status"], 413);
+    assert!(w.list().await.is_empty());
+}

@@ -69,7 +69,7 @@ async fn handle(app: &App, request: http::Request<Incoming>, _peer: SocketAddr) 
     let response = match body {
         Ok(bytes) => api::handle(app, http::Request::from_parts(parts, bytes)).await,
         // Over the limit, or the client went away mid-body.
-        Err(()) => api::zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES }),
+        Err(()) => api::error_response_for(parts.uri.path(), &Error::PayloadTooLarge { limit: MAX_BODY_BYTES }),
     };
     response.map(Full::new)
 }

@@ -28,7 +28,7 @@ pub async fn handle(app: &App, request: Request) -> Response {
     async move {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let response = if request.body().len() > MAX_BODY_BYTES {
-            zettle::error_response(&Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
+            error_response_for(request.uri().path(), &Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
         } else {
             match segments.as_slice() {
                 ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "attempts" | "replay"] => {
@@ -45,6 +45,18 @@ pub async fn handle(app: &App, request: Request) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// An error in the error format of the dialect that owns `path` (Zettle's by default).
+pub fn error_response_for(path: &str, err: &Error) -> Response {
+    let path = path.trim_start_matches('/');
+    if path.starts_with("openapi/v1/subscriptions") {
+        metro::error_response(err)
+    } else if path.starts_with("v1/webhooks") {
+        lagerkoll::error_response(err)
+    } else {
+        zettle::error_response(err)
+    }
 }
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
