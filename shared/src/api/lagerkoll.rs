@@ -91,7 +91,8 @@ struct ErrorBody {
     error_data: Option<String>,
 }
 
-/// A webhook as Lagerkoll shows it, in the seed's field order.
+/// A webhook as Lagerkoll shows it, in the seed's field order. `signingKey` is Tidings'
+/// addition (as on the Metro routes): the key receivers verify deliveries with.
 #[derive(Serialize, Clone)]
 #[serde(rename_all = "camelCase")]
 struct WebhookView {
@@ -100,6 +101,7 @@ struct WebhookView {
     id: i64,
     feature_id: String,
     url: String,
+    signing_key: String,
 }
 
 impl From<&Subscription> for WebhookView {
@@ -111,6 +113,7 @@ impl From<&Subscription> for WebhookView {
             id: numeric_id(s.id),
             feature_id: feature_id.to_owned(),
             url: s.destination.clone(),
+            signing_key: s.signing_key.clone(),
         }
     }
 }
