@@ -9,9 +9,9 @@ use bytes::Bytes;
 use serde_json::json;
 use tidings::delivery::{self, Disposition};
 use tidings::destination::DestinationPolicy;
-use tidings::domain::{catalog, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use tidings::domain::{catalog, OrganizationId, Subscription, SubscriptionStatus};
 use tidings::ports::{Clock, ManualClock, ReceivedJob};
-use tidings::{ingest, signing, App};
+use tidings::{ingest, App};
 use tidings_tests::{new_org, Receiver, ALL_EVENT_SCOPES};
 use uuid::Uuid;
 
@@ -32,21 +32,9 @@ fn world(schedule: &str) -> World {
 
 impl World {
     async fn subscribe(&self, events: &[&str], destination: String) -> Subscription {
-        let now = tidings::domain::to_micros(self.clock.now());
-        let subscription = Subscription {
-            organization: self.org,
-            id: Uuid::now_v1(&[7; 6]),
-            dialect: Dialect::Zettle,
-            transport: "WEBHOOK".into(),
-            event_names: events.iter().map(|e| e.to_string()).collect(),
-            destination,
-            contact_email: "ops@example.com".into(),
-            status: SubscriptionStatus::Active,
-            failing_since: None,
-            signing_key: signing::generate_signing_key(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut subscription = tidings_tests::subscription(self.org, events, &destination);
+        subscription.created_at = tidings::domain::to_micros(self.clock.now());
+        subscription.updated_at = subscription.created_at;
         self.app.store.create_subscription(&subscription).await.unwrap();
         subscription
     }

@@ -4,7 +4,7 @@
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
 use tidings::ports::{DeliveryJob, Queue};
 use tidings::{signing, App};
 use tidings_tests::aws::AwsFixture;
@@ -80,21 +80,7 @@ async fn api_gateway_events_create_and_list_subscriptions_in_dynamodb() {
 }
 
 fn subscription(org: OrganizationId, destination: String) -> Subscription {
-    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
-    Subscription {
-        organization: org,
-        id: Uuid::now_v1(&[3; 6]),
-        dialect: Dialect::Zettle,
-        transport: "WEBHOOK".into(),
-        event_names: vec!["ProductCreated".into()],
-        destination,
-        contact_email: "ops@example.com".into(),
-        status: SubscriptionStatus::Active,
-        failing_since: None,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
-    }
+    tidings_tests::subscription(org, &["ProductCreated"], &destination)
 }
 
 fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
@@ -144,43 +130,10 @@ async fn sqs_batches_report_only_the_records_that_failed() {
     assert_eq!(broken.requests().len(), 1);
 }
 
-/// Receives from the real queue and shapes the messages as the Lambda SQS event source does.
-async fn sqs_event_from_queue(aws: &AwsFixture) -> SqsEvent {
-    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
-    let out = sqs
-        .receive_message()
-        .queue_url(&aws.settings.queue_url)
-        .max_number_of_messages(10)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let records: Vec<Value> = out
-        .messages
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| {
-            let attributes: serde_json::Map<String, Value> = m
-                .attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v)))
-                .collect();
-            serde_json::json!({
-                "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
-                "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
-                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tidings-deliveries",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
-
 /// The next non-empty batch, waiting (bounded) for a retry to become due.
 async fn next_batch(aws: &AwsFixture) -> SqsEvent {
     for _ in 0..40 {
-        let event = sqs_event_from_queue(aws).await;
+        let event = aws.sqs_event().await;
         if !event.records.is_empty() {
             return event;
         }
@@ -204,13 +157,13 @@ async fn on_aws_retries_wait_on_visibility_then_dead_letter_with_one_ses_alert()
     assert_eq!(published.subscriptions, 1);
 
     // Attempt 1 fails: reported as a batch item failure, hidden for the schedule's wait.
-    let first = sqs_event_from_queue(&aws).await;
+    let first = aws.sqs_event().await;
     assert_eq!(first.records.len(), 1);
     let id = first.records[0].message_id.clone().unwrap();
     let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(first, Context::default())).await.unwrap();
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, id);
-    assert!(sqs_event_from_queue(&aws).await.records.is_empty(), "hidden until the retry is due");
+    assert!(aws.sqs_event().await.records.is_empty(), "hidden until the retry is due");
 
     // Attempt 2, the last, fails: dead-lettered intact, subscription FAILING, one email via SES.
     let second = next_batch(&aws).await;

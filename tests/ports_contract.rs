@@ -4,28 +4,14 @@
 use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
-use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
 use tidings::ports::{AttemptRecord, DeliveryJob, PublishRecord, Queue, Store};
-use tidings::{signing, Error};
+use tidings::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn subscription(org: OrganizationId, events: &[&str]) -> Subscription {
-    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
-    Subscription {
-        organization: org,
-        id: Uuid::now_v1(&[1, 2, 3, 4, 5, 6]),
-        dialect: Dialect::Zettle,
-        transport: "WEBHOOK".into(),
-        event_names: events.iter().map(|e| e.to_string()).collect(),
-        destination: "https://hooks.example.com/in".into(),
-        contact_email: "ops@example.com".into(),
-        status: SubscriptionStatus::Active,
-        failing_since: None,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
-    }
+    tidings_tests::subscription(org, events, "https://hooks.example.com/in")
 }
 
 fn org() -> OrganizationId {

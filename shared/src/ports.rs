@@ -66,8 +66,10 @@ pub trait Store: Send + Sync {
     async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()>;
     /// Every group, with its members.
     async fn list_store_groups(&self) -> Result<Vec<StoreGroup>>;
-    /// The groups `org` belongs to.
-    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>>;
+    /// The groups `org` belongs to. (Groups are few and small: filtering the list is enough.)
+    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
+        Ok(self.list_store_groups().await?.into_iter().filter(|g| g.members.contains(&org)).collect())
+    }
 
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;

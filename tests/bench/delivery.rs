@@ -20,9 +20,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tidings::destination::DestinationPolicy;
 use tidings::domain::api_key::NewApiKey;
-use tidings::domain::{Dialect, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::domain::{OrganizationId, Scope, Subscription};
 use tidings::ports::SystemClock;
-use tidings::{signing, App};
+use tidings::App;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
@@ -91,21 +91,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn subscription(org: OrganizationId, destination: &str) -> Subscription {
-    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
-    Subscription {
-        organization: org,
-        id: Uuid::now_v1(&[5; 6]),
-        dialect: Dialect::Zettle,
-        transport: "WEBHOOK".into(),
-        event_names: vec!["ProductUpdated".into()],
-        destination: destination.into(),
-        contact_email: "ops@example.com".into(),
-        status: SubscriptionStatus::Active,
-        failing_since: None,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
-    }
+    tidings_tests::subscription(org, &["ProductUpdated"], destination)
 }
 
 struct LocalStack {
@@ -252,28 +238,10 @@ async fn aws_calls() {
         let mut delivered = 0;
         let mut batches = 0;
         while delivered < n {
-            let sqs = aws_sdk_sqs::Client::new(&fixture.sdk);
-            let out = sqs
-                .receive_message()
-                .queue_url(&fixture.settings.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .unwrap();
-            let records: Vec<Value> = out
-                .messages
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| {
-                    json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
-                                 "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                                 "eventSource": "aws:sqs", "awsRegion": "us-east-1"})
-                })
-                .collect();
-            delivered += records.len();
+            let event = fixture.sqs_event().await;
+            let records = event.records.len();
+            delivered += records;
             batches += 1;
-            let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
             tidings::lambda::handle_sqs(
                 &app,
                 lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),

@@ -87,6 +87,40 @@ impl AwsFixture {
         )
     }
 
+    /// Receives from the delivery queue and shapes the messages as the Lambda SQS event source
+    /// hands them to the function (real receipt handles and receive counts).
+    pub async fn sqs_event(&self) -> aws_lambda_events::sqs::SqsEvent {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let out = sqs
+            .receive_message()
+            .queue_url(&self.settings.queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let records: Vec<serde_json::Value> = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let attributes: serde_json::Map<String, serde_json::Value> = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v)))
+                    .collect();
+                serde_json::json!({
+                    "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                    "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
+                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tidings-deliveries",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
     /// Messages the emulator says SES sent, as JSON.
     pub async fn sent_emails(&self) -> Vec<serde_json::Value> {
         let data: serde_json::Value =

@@ -643,11 +643,6 @@ impl Store for DynamoStore {
         Ok(groups)
     }
 
-    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
-        let all = self.list_store_groups().await?;
-        Ok(all.into_iter().filter(|g| g.members.contains(&org)).collect())
-    }
-
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
         let items = attempts
             .iter()

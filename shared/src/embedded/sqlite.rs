@@ -491,11 +491,6 @@ impl Store for SqliteBackend {
         Ok(groups)
     }
 
-    async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
-        let all = self.list_store_groups().await?;
-        Ok(all.into_iter().filter(|g| g.members.contains(&org)).collect())
-    }
-
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
