@@ -3,11 +3,10 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
-use futures::StreamExt;
 use lambda_http::{Body, RequestExt};
 use lambda_runtime::LambdaEvent;
 
-use crate::delivery::process;
+use crate::delivery::process_batch;
 use crate::ports::{DeliveryJob, ReceivedJob};
 use crate::{api, App};
 
@@ -53,34 +52,39 @@ pub async fn handle_http(
 /// rest are deleted by the runtime. Records that cannot be read are failures too, so the
 /// queue's redrive policy moves them to the dead-letter queue.
 pub async fn handle_sqs(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let outcomes = futures::stream::iter(event.payload.records)
-        .map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            let received = match received_job(record) {
-                Ok(received) => received,
-                Err(why) => {
-                    tracing::error!(message = %id, "{why}");
-                    return (id, false);
-                }
-            };
-            match process(app, &received).await {
-                Ok(disposition) => (id, disposition.is_finished()),
-                Err(err) => {
-                    tracing::error!(message = %id, error = %err, "delivery could not run");
-                    (id, false)
-                }
+    // (position in the batch, message id) of every record SQS must keep.
+    let mut failed: Vec<(usize, String)> = Vec::new();
+    let mut jobs = Vec::new();
+    let mut readable = Vec::new();
+    for (position, record) in event.payload.records.into_iter().enumerate() {
+        let id = record.message_id.clone().unwrap_or_default();
+        match received_job(record) {
+            Ok(received) => {
+                jobs.push(received);
+                readable.push((position, id));
             }
-        })
-        .buffered(10)
-        .collect::<Vec<_>>()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, finished) in outcomes {
-        if !finished {
-            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            Err(why) => {
+                tracing::error!(message = %id, "{why}");
+                failed.push((position, id));
+            }
         }
+    }
+    for ((position, id), result) in readable.into_iter().zip(process_batch(app, &jobs, 10).await) {
+        match result {
+            Ok(disposition) if disposition.is_finished() => {}
+            Ok(_) => failed.push((position, id)),
+            Err(err) => {
+                tracing::error!(message = %id, error = %err, "delivery could not run");
+                failed.push((position, id));
+            }
+        }
+    }
+    failed.sort();
+    let mut response = SqsBatchResponse::default();
+    for (_, id) in failed {
+        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     Ok(response)
 }

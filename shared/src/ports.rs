@@ -162,6 +162,8 @@ pub trait Queue: Send + Sync {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;
     /// The job is done; remove it.
     async fn ack(&self, receipt: &str) -> Result<()>;
+    /// Several jobs are done (one write where the queue allows it).
+    async fn ack_many(&self, receipts: &[String]) -> Result<()>;
     /// Make the job visible again after `delay` (its receive count keeps growing).
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
     /// Move the job, intact, to the dead-letter queue.

@@ -4,8 +4,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
-
 use crate::delivery::{self, Disposition};
 use crate::App;
 
@@ -37,22 +35,21 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
             }
             continue;
         }
-        stream::iter(jobs)
-            .for_each_concurrent(CONCURRENCY, |received| {
-                let app = &app;
-                async move {
-                    match delivery::process(app, &received).await {
-                        Ok(disposition) if disposition.is_finished() && disposition != Disposition::DeadLettered => {
-                            if let Err(err) = app.queue.ack(&received.receipt).await {
-                                tracing::error!(error = %err, "cannot acknowledge a delivered job");
-                            }
-                        }
-                        Ok(_) => {}
-                        // Left hidden: it comes back when its visibility runs out.
-                        Err(err) => tracing::error!(message_id = %received.job.message_id, error = %err, "delivery failed to run"),
-                    }
+        let results = delivery::process_batch(&app, &jobs, CONCURRENCY).await;
+        let mut finished = Vec::new();
+        for (received, result) in jobs.iter().zip(results) {
+            match result {
+                // Dead letters already left the queue; retries wait on it.
+                Ok(Disposition::Delivered | Disposition::Skipped(_)) => finished.push(received.receipt.clone()),
+                Ok(_) => {}
+                // Left hidden: it comes back when its visibility runs out.
+                Err(err) => {
+                    tracing::error!(message_id = %received.job.message_id, error = %err, "delivery failed to run")
                 }
-            })
-            .await;
+            }
+        }
+        if let Err(err) = app.queue.ack_many(&finished).await {
+            tracing::error!(error = %err, "cannot acknowledge delivered jobs");
+        }
     }
 }

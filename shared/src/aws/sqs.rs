@@ -142,6 +142,38 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn ack_many(&self, receipts: &[String]) -> Result<()> {
+        for chunk in receipts.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(Error::internal)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("SQS DeleteMessageBatch", e))?;
+            if let Some(failed) = out.failed.first() {
+                return Err(Error::internal(format!(
+                    "SQS DeleteMessageBatch failed for {} messages: {}",
+                    out.failed.len(),
+                    failed.code
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         self.client
             .change_message_visibility()

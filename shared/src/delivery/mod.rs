@@ -56,25 +56,49 @@ impl Disposition {
     }
 }
 
-/// Processes one received job. Retries and dead letters are arranged on the queue here;
-/// removing a delivered or skipped job is the caller's part (the local worker acknowledges it,
-/// the Lambda lets SQS delete it by reporting success).
+/// Processes received jobs, up to `concurrency` at once, and records all their attempts in
+/// one write. Results come in the order of `jobs`. Retries and dead letters are arranged on
+/// the queue here; removing a delivered or skipped job is the caller's part (the local worker
+/// acknowledges it, the Lambda lets SQS delete it by reporting success).
+pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
+    use futures::stream::{self, StreamExt};
+    // The futures are made up front, so the stream only polls them (no closure over borrows).
+    let attempts: Vec<_> = jobs.iter().map(|received| attempt(app, received)).collect();
+    let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> =
+        stream::iter(attempts).buffered(concurrency.max(1)).collect().await;
+    let records: Vec<AttemptRecord> =
+        outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
+    if !records.is_empty() {
+        if let Err(err) = app.store.record_attempts(&records).await {
+            // The deliveries happened; only their log entries are lost.
+            tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts");
+        }
+    }
+    outcomes.into_iter().map(|o| o.map(|(disposition, _)| disposition)).collect()
+}
+
+/// Processes one received job (see [`process_batch`]).
 pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
+    process_batch(app, std::slice::from_ref(received), 1).await.pop().expect("one job, one result")
+}
+
+/// One attempt: the disposition, and the attempt to record if a request was made.
+async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
     let job = &received.job;
     let org = job.organization;
     let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {
-        return Ok(Disposition::Skipped("the subscription was deleted"));
+        return Ok((Disposition::Skipped("the subscription was deleted"), None));
     };
     if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
         app.queue.dead_letter(&received.receipt, job).await?;
-        return Ok(Disposition::DeadLettered);
+        return Ok((Disposition::DeadLettered, None));
     }
     let payload = match &job.payload {
         Some(payload) => payload.clone(),
         None => match app.store.get_publish(org, &job.message_id).await? {
             Some(message) => message.payload,
-            None => return Ok(Disposition::Skipped("the message is no longer retained")),
+            None => return Ok((Disposition::Skipped("the message is no longer retained"), None)),
         },
     };
 
@@ -99,7 +123,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
         error = ?attempt.error,
         "delivery attempt"
     );
-    app.store.record_attempts(&[attempt_record(received, &attempt, now)]).await?;
+    let record = Some(attempt_record(received, &attempt, now));
 
     if attempt.succeeded() {
         if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() {
@@ -107,7 +131,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
             subscription.failing_since = None;
             set_health(app, &subscription).await?;
         }
-        return Ok(Disposition::Delivered);
+        return Ok((Disposition::Delivered, record));
     }
 
     let settings = &app.delivery;
@@ -118,7 +142,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
         set_health(app, &subscription).await?;
         app.queue.dead_letter(&received.receipt, job).await?;
         alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Disabled).await;
-        return Ok(Disposition::DeadLettered);
+        return Ok((Disposition::DeadLettered, record));
     }
     match settings.schedule.next_delay(received.receive_count) {
         Some(delay) => {
@@ -126,7 +150,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
                 set_health(app, &subscription).await?;
             }
             app.queue.retry_later(&received.receipt, delay).await?;
-            Ok(Disposition::Retry(delay))
+            Ok((Disposition::Retry(delay), record))
         }
         None => {
             app.queue.dead_letter(&received.receipt, job).await?;
@@ -135,7 +159,7 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
                 set_health(app, &subscription).await?;
             }
             alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Exhausted).await;
-            Ok(Disposition::DeadLettered)
+            Ok((Disposition::DeadLettered, record))
         }
     }
 }

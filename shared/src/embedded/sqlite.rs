@@ -650,6 +650,20 @@ impl Queue for SqliteBackend {
         Ok(())
     }
 
+    async fn ack_many(&self, receipts: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2")?;
+            for receipt in receipts {
+                let (id, _) = parse_receipt(receipt)?;
+                delete.execute(params![id, receipt])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
