@@ -97,6 +97,7 @@ pub async fn publish(
         return Err(err);
     }
     app.worker_wake.notify_one();
+    crate::metrics::published(record.subscriptions);
     tracing::info!(org = %org, message_id = %message_id, event = event.name, subscriptions = jobs.len(), "published");
     Ok(Published { message_id, subscriptions: record.subscriptions, repeated: false })
 }

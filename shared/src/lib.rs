@@ -24,6 +24,7 @@ pub mod error;
 pub mod ingest;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod purchase;
 pub mod server;

@@ -1,0 +1,93 @@
+//! CloudWatch Embedded Metric Format: on Lambda, metrics are JSON lines on stdout that
+//! CloudWatch turns into metrics without any API call. Elsewhere nothing is printed.
+
+use serde_json::{json, Value};
+
+/// The namespace of every Tidings metric.
+pub const NAMESPACE: &str = "Tidings";
+
+/// Whether this process runs on Lambda (where stdout goes to CloudWatch Logs).
+fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+/// One EMF line: `values` are (metric name, unit, value or array of values).
+pub fn emf_line(timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, &str, Value)]) -> String {
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimensions.iter().map(|(name, _)| *name).collect::<Vec<_>>()],
+                "Metrics": values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }]
+        }
+    });
+    for (name, value) in dimensions {
+        line[*name] = json!(value);
+    }
+    for (name, _, value) in values {
+        line[*name] = value.clone();
+    }
+    line.to_string()
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// After a batch of deliveries: how many succeeded and failed, and each latency.
+pub fn deliveries(delivered: u64, failed: u64, latencies_ms: &[u64]) {
+    if on_lambda() && delivered + failed > 0 {
+        println!(
+            "{}",
+            emf_line(
+                now_ms(),
+                &[("Function", "delivery")],
+                &[
+                    ("Delivered", "Count", json!(delivered)),
+                    ("DeliveryFailed", "Count", json!(failed)),
+                    ("DeliveryLatency", "Milliseconds", json!(latencies_ms)),
+                ],
+            )
+        );
+    }
+}
+
+/// After a publish: how many subscriptions it reached.
+pub fn published(subscriptions: u32) {
+    if on_lambda() {
+        println!(
+            "{}",
+            emf_line(
+                now_ms(),
+                &[("Function", "ingest")],
+                &[("Published", "Count", json!(1)), ("FanOut", "Count", json!(subscriptions))],
+            )
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_declares_its_metrics_and_carries_their_values() {
+        let line = emf_line(
+            1_700_000_000_000,
+            &[("Function", "delivery")],
+            &[("Delivered", "Count", json!(3)), ("DeliveryLatency", "Milliseconds", json!([12, 40]))],
+        );
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        let directive = &value["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Tidings");
+        assert_eq!(directive["Dimensions"], json!([["Function"]]));
+        assert_eq!(directive["Metrics"][1], json!({"Name": "DeliveryLatency", "Unit": "Milliseconds"}));
+        assert_eq!(value["Function"], "delivery");
+        assert_eq!(value["Delivered"], 3);
+        assert_eq!(value["DeliveryLatency"], json!([12, 40]));
+        assert!(!line.contains('\n'), "one line");
+    }
+}
