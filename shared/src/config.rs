@@ -39,6 +39,22 @@ pub fn retry_schedule() -> Result<crate::delivery::RetrySchedule> {
     }
 }
 
+/// `TIDINGS_DELIVERY_TIMEOUT`: connect + total timeout of each delivery, e.g. `10s` (the
+/// default) or `2500ms`.
+pub fn delivery_timeout() -> Result<std::time::Duration> {
+    parse_timeout(optional("TIDINGS_DELIVERY_TIMEOUT").as_deref())
+}
+
+fn parse_timeout(raw: Option<&str>) -> Result<std::time::Duration> {
+    match raw {
+        None => Ok(crate::destination::DEFAULT_TIMEOUT),
+        Some(raw) => match humantime::parse_duration(raw.trim()) {
+            Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+            _ => Err(Error::internal(format!("TIDINGS_DELIVERY_TIMEOUT must be a duration such as 10s, not {raw:?}"))),
+        },
+    }
+}
+
 /// The application a Lambda binary runs, from its environment.
 ///
 /// `TIDINGS_BACKEND` selects the adapters: `aws` (the default) reads `TIDINGS_TABLE`,
@@ -55,11 +71,13 @@ pub async fn app_from_env() -> Result<crate::App> {
             let settings = AwsSettings::from_env()?;
             let mut app = App::aws(&crate::aws::load_config().await, &settings, policy)?;
             app.delivery.schedule = retry_schedule()?;
+            app.set_request_timeout(delivery_timeout()?)?;
             Ok(app)
         }
         "embedded" => {
             let mut app = App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy)?;
             app.delivery.schedule = retry_schedule()?;
+            app.set_request_timeout(delivery_timeout()?)?;
             Ok(app)
         }
         other => Err(Error::internal(format!("TIDINGS_BACKEND must be \"aws\" or \"embedded\", not {other:?}"))),
@@ -84,5 +102,19 @@ impl AwsSettings {
             dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
             sender: required("TIDINGS_SENDER")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_with_units_and_bad_ones_name_the_variable() {
+        assert_eq!(parse_timeout(None).unwrap(), crate::destination::DEFAULT_TIMEOUT);
+        assert_eq!(parse_timeout(Some("2500ms")).unwrap(), std::time::Duration::from_millis(2500));
+        let err = parse_timeout(Some("soon")).unwrap_err().to_string();
+        assert!(err.contains("TIDINGS_DELIVERY_TIMEOUT"), "{err}");
+        assert!(parse_timeout(Some("0s")).is_err());
     }
 }
