@@ -449,3 +449,27 @@ async fn delete(app: &App, org: OrganizationId, id: &str, format: Format) -> Res
     }
     Ok(webhooks_response(format, StatusCode::OK, vec![WebhookView::from(&subscription)]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_is_the_seeds_common_error_body() {
+        let response = error_response(&Error::Internal("disk on fire".into()));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"errorCode": 900101, "errorMessage": "Something went wrong on the server", "errorField": null, "errorData": null})
+        );
+    }
+
+    #[test]
+    fn numeric_ids_are_stable_and_fit_javascript_numbers() {
+        let guid = Uuid::new_v4();
+        assert_eq!(numeric_id(guid), numeric_id(guid));
+        assert!((0..(1i64 << 53)).contains(&numeric_id(guid)));
+        assert_eq!(split_feature(&feature_key("articles", "update")), ("articles", "update"));
+    }
+}
