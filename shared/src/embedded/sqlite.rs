@@ -108,6 +108,28 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 "#;
 
+/// The schema version this build writes (`PRAGMA user_version`). A new column or table means
+/// a new version and a step in [`migrate`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
+/// than misreading it.
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(Error::internal(format!(
+            "{} has schema version {other}; this build of Tidings reads version {SCHEMA_VERSION}",
+            path.display()
+        ))),
+    }
+}
+
 /// The SQLite file behind the store and queue ports.
 pub struct SqliteBackend {
     conn: Mutex<Connection>,
@@ -134,7 +156,7 @@ impl SqliteBackend {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn, path)?;
         Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned() })
     }
 
@@ -712,5 +734,22 @@ impl Queue for SqliteBackend {
         let mut stmt = conn.prepare_cached("SELECT job FROM dead_letters ORDER BY id LIMIT ?1")?;
         let rows = stmt.query_map(params![limit as i64], |r| r.get::<_, String>(0))?;
         rows.map(|job| serde_json::from_str(&job?).map_err(|e| corrupt("dead letter", e))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::SystemClock;
+
+    #[test]
+    fn a_file_from_another_schema_version_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = SqliteBackend::file_in(dir.path());
+        drop(SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap());
+        drop(SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap()); // the same version reopens
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = SqliteBackend::open(&path, Arc::new(SystemClock)).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
     }
 }
