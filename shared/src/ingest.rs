@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::domain::catalog::PayloadKind;
 use crate::domain::{EventDefinition, OrganizationId};
 use crate::ports::{DeliveryJob, PublishRecord};
 use crate::{App, Result};
@@ -16,9 +17,6 @@ pub const RETENTION: time::Duration = time::Duration::days(7);
 /// Payloads up to this size travel inside the queue message; larger ones are read from the
 /// stored message at delivery time (SQS messages and batches have size limits).
 pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
-
-/// The event whose payload is a purchase.
-pub const PURCHASE_CREATED: &str = "PurchaseCreated";
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -44,7 +42,7 @@ pub async fn publish(
     // Purchases are delivered in the Purchase v2 shape: a v1 purchase is normalised, an
     // invalid one refused naming the field.
     let normalised;
-    let payload = if event.name == PURCHASE_CREATED {
+    let payload = if event.payload == PayloadKind::Purchase {
         normalised = crate::purchase::normalise(payload).map_err(|e| crate::Error::Unprocessable {
             field: Some(if e.field == "payload" { e.field.clone() } else { format!("payload.{}", e.field) }),
             message: format!("the purchase is not valid: {}", e.message),

@@ -18,24 +18,12 @@ use uuid::Uuid;
 
 use super::{Request, Response};
 use crate::domain::api_key::hash_secret;
-use crate::domain::subscription::TRANSPORT_WEBHOOK;
+use crate::domain::subscription::{feature_key, split_feature, TRANSPORT_WEBHOOK};
 use crate::domain::{to_micros, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
 use crate::{ingest, signing, App, Error, Result};
 
 /// Requests a store may make per minute.
 pub const REQUESTS_PER_MINUTE: u32 = 200;
-
-/// Joins feature id and method into the subscription's one event name (a control character
-/// neither side can contain in practice).
-const FEATURE_SEPARATOR: char = '\u{1f}';
-
-pub fn feature_key(feature_id: &str, feature_method: &str) -> String {
-    format!("{feature_id}{FEATURE_SEPARATOR}{feature_method}")
-}
-
-fn split_feature(key: &str) -> (&str, &str) {
-    key.split_once(FEATURE_SEPARATOR).unwrap_or((key, ""))
-}
 
 /// The numeric id Lagerkoll clients use: 53 bits of the guid, so it survives JavaScript too.
 pub fn numeric_id(guid: Uuid) -> i64 {

@@ -126,9 +126,21 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
     }
 }
 
+/// Parses a body that must be one JSON object, keeping each field's exact bytes: for bodies
+/// that carry a payload to pass on untouched, parsed once.
+pub fn parse_raw_object(body: &[u8]) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(None, "the request body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::bad_request(None, "the request body must be a JSON object"),
+        _ => Error::bad_request(None, format!("the request body is not valid JSON: {e}")),
+    })
+}
+
 /// Refuses fields the dialect does not define, naming the first one.
-pub fn reject_unknown_fields(map: &Map<String, Value>, allowed: &[&str]) -> Result<()> {
-    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+pub fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
+    match keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
         Some(unknown) => Err(Error::BadRequest {
             field: Some(unknown.clone()),
             message: format!("unknown field {unknown:?}; allowed fields: {}", allowed.join(", ")),

@@ -8,12 +8,12 @@
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
 
 use http::{HeaderValue, Method, StatusCode};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    authenticate, json_response, parse_object, reject_unknown_fields, resolve_organization, Request, Response,
+    authenticate, json_response, parse_object, parse_raw_object, reject_unknown_fields, resolve_organization, Request,
+    Response,
 };
 use crate::domain::catalog;
 use crate::{ingest, App, Error, Result};
@@ -76,8 +76,14 @@ async fn publish(
     org: crate::domain::OrganizationId,
     body: &[u8],
 ) -> Result<Response> {
-    let fields = parse_object(body)?;
-    reject_unknown_fields(&fields, &["eventName", "payload", "messageId"])?;
+    // One parse: the payload stays raw bytes, the small fields become values.
+    let raw = parse_raw_object(body)?;
+    reject_unknown_fields(raw.keys(), &["eventName", "payload", "messageId"])?;
+    let fields: serde_json::Map<String, Value> = raw
+        .iter()
+        .filter(|(name, _)| name.as_str() != "payload")
+        .map(|(name, value)| (name.clone(), serde_json::from_str(value.get()).unwrap_or(Value::Null)))
+        .collect();
     let event_name = match fields.get("eventName") {
         Some(Value::String(name)) => name.as_str(),
         None | Some(Value::Null) => return Err(Error::bad_request("eventName", "eventName is required")),
@@ -90,9 +96,10 @@ async fn publish(
             format!("event {event_name:?} is not supported; supported events: {}", known.join(", ")),
         )
     })?;
-    if matches!(fields.get("payload"), None | Some(Value::Null)) {
-        return Err(Error::bad_request("payload", "payload is required (the event as JSON)"));
-    }
+    let payload = match raw.get("payload") {
+        Some(payload) if payload.get() != "null" => payload.get(),
+        _ => return Err(Error::bad_request("payload", "payload is required (the event as JSON)")),
+    };
     let message_id = message_id(&fields, false)?;
     if !catalog::allows(&key.scopes, event) {
         return Err(Error::Forbidden(format!(
@@ -100,14 +107,7 @@ async fn publish(
             event.name
         )));
     }
-    // The payload's exact bytes, as the producer sent them.
-    #[derive(serde::Deserialize)]
-    struct Raw<'a> {
-        #[serde(borrow)]
-        payload: &'a RawValue,
-    }
-    let raw: Raw<'_> = serde_json::from_slice(body).map_err(|e| Error::bad_request("payload", e))?;
-    let published = ingest::publish(app, org, event, raw.payload.get(), message_id).await?;
+    let published = ingest::publish(app, org, event, payload, message_id).await?;
     let mut response = json_response(StatusCode::ACCEPTED, &published);
     if published.repeated {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -135,7 +135,7 @@ async fn attempts(app: &App, org: crate::domain::OrganizationId, id: Uuid, query
 
 async fn replay(app: &App, org: crate::domain::OrganizationId, id: Uuid, body: &[u8]) -> Result<Response> {
     let fields = parse_object(body)?;
-    reject_unknown_fields(&fields, &["messageId"])?;
+    reject_unknown_fields(fields.keys(), &["messageId"])?;
     let message_id = message_id(&fields, true)?.expect("required");
     ingest::replay(app, org, id, &message_id).await?;
     Ok(json_response(

@@ -103,7 +103,7 @@ async fn list(app: &App, org: OrganizationId) -> Result<Response> {
 
 async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Result<Response> {
     let fields = parse_object(body)?;
-    reject_unknown_fields(&fields, CREATE_FIELDS)?;
+    reject_unknown_fields(fields.keys(), CREATE_FIELDS)?;
 
     let id = subscription_uuid(required_string(&fields, "uuid", Status::BadRequest)?)?;
     check_transport(required_string(&fields, "transportName", Status::BadRequest)?)?;
@@ -140,7 +140,7 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
 
 async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[u8]) -> Result<Response> {
     let fields = parse_object(body)?;
-    reject_unknown_fields(&fields, UPDATE_FIELDS)?;
+    reject_unknown_fields(fields.keys(), UPDATE_FIELDS)?;
     let mut subscription = find(app, org, id).await?;
 
     if let Some(transport) = optional_string(&fields, "transportName", Status::BadRequest)? {

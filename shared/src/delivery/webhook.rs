@@ -97,7 +97,7 @@ pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
         }
         Dialect::Lagerkoll => {
             // The executed body, as sent; the webhook and its feature in headers.
-            let feature = message.event_name.split_once('\u{1f}').unwrap_or((message.event_name, ""));
+            let feature = crate::domain::subscription::split_feature(message.event_name);
             headers.push(("x-lagerkoll-guid", subscription.id.to_string()));
             headers.push(("x-lagerkoll-feature-id", feature.0.to_owned()));
             headers.push(("x-lagerkoll-feature-method", feature.1.to_owned()));

@@ -13,8 +13,18 @@ pub enum ScopeRequirement {
     AnyScope,
 }
 
+/// What an event's payload must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// Any JSON, delivered as published.
+    Json,
+    /// A purchase (Purchase API v2; a v1 purchase is normalised to v2).
+    Purchase,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventDefinition {
+    pub payload: PayloadKind,
     pub name: &'static str,
     /// The API whose subscriptions can receive it.
     pub dialect: Dialect,
@@ -26,6 +36,7 @@ pub struct EventDefinition {
 const fn event(name: &'static str, scope: Scope) -> EventDefinition {
     EventDefinition {
         name,
+        payload: PayloadKind::Json,
         dialect: Dialect::Zettle,
         requires: ScopeRequirement::Scope(scope),
         delivered_to_all: false,
@@ -33,12 +44,23 @@ const fn event(name: &'static str, scope: Scope) -> EventDefinition {
 }
 
 const fn lifecycle(name: &'static str) -> EventDefinition {
-    EventDefinition { name, dialect: Dialect::Zettle, requires: ScopeRequirement::AnyScope, delivered_to_all: true }
+    EventDefinition {
+        name,
+        payload: PayloadKind::Json,
+        dialect: Dialect::Zettle,
+        requires: ScopeRequirement::AnyScope,
+        delivered_to_all: true,
+    }
+}
+
+const fn purchase(name: &'static str) -> EventDefinition {
+    EventDefinition { payload: PayloadKind::Purchase, ..event(name, Scope::ReadPurchase) }
 }
 
 const fn metro(name: &'static str) -> EventDefinition {
     EventDefinition {
         name,
+        payload: PayloadKind::Json,
         dialect: Dialect::Metro,
         requires: ScopeRequirement::Scope(Scope::ReadOrder),
         delivered_to_all: false,
@@ -47,7 +69,7 @@ const fn metro(name: &'static str) -> EventDefinition {
 
 /// The Zettle Pusher events, in the seed's order.
 pub const CATALOG: &[EventDefinition] = &[
-    event("PurchaseCreated", Scope::ReadPurchase),
+    purchase("PurchaseCreated"),
     event("OrganizationUpdated", Scope::ReadUserinfo),
     event("ProductCreated", Scope::ReadProduct),
     event("ProductUpdated", Scope::ReadProduct),
