@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::{AttemptRecord, DeliveryJob, PublishRecord, Queue, Store};
+use tidings::ports::{AttemptRecord, DeliveryJob, PublishLog, PublishRecord, Queue, Store};
 use tidings::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -131,7 +131,7 @@ fn job(n: u32) -> DeliveryJob {
 }
 
 fn sorted(mut jobs: Vec<DeliveryJob>) -> Vec<DeliveryJob> {
-    jobs.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    jobs.sort_by(|a, b| (&a.message_id, a.subscription_id).cmp(&(&b.message_id, b.subscription_id)));
     jobs
 }
 
@@ -207,39 +207,75 @@ pub async fn queue_takes_many_jobs(queue: &dyn Queue) {
     assert_eq!(sorted(received), sorted(jobs));
 }
 
-pub async fn publish_claims_are_idempotent(store: &dyn Store) {
-    let org = org();
-    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
-    let day = time::Duration::hours(24);
-    let first = PublishRecord {
+fn publish_record(org: OrganizationId, message_id: &str, created_at: OffsetDateTime) -> PublishRecord {
+    PublishRecord {
         organization: org,
-        message_id: "m-1".into(),
+        message_id: message_id.into(),
         event_name: "ProductCreated".into(),
         payload: r#"{"uuid": "p-1", "name": "Kaffe"}"#.into(),
         subscriptions: 3,
-        created_at: now,
-        expires_at: now + day * 7,
-    };
-    assert_eq!(store.claim_publish(&first, day).await.unwrap(), None);
+        created_at,
+        expires_at: created_at + time::Duration::days(7),
+    }
+}
+
+fn message_jobs(record: &PublishRecord, count: usize) -> Vec<DeliveryJob> {
+    (0..count)
+        .map(|_| DeliveryJob {
+            message_id: record.message_id.clone(),
+            organization: record.organization,
+            subscription_id: Uuid::new_v4(),
+            event_name: record.event_name.clone(),
+            payload: Some(record.payload.clone()),
+            published_at: record.created_at,
+        })
+        .collect()
+}
+
+/// Every job visible on the queue, taken and acknowledged.
+async fn drain(queue: &dyn Queue) -> Vec<DeliveryJob> {
+    let mut jobs = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        if batch.is_empty() {
+            return sorted(jobs);
+        }
+        for received in batch {
+            queue.ack(&received.receipt).await.unwrap();
+            jobs.push(received.job);
+        }
+    }
+}
+
+pub async fn publishes_are_idempotent(log: &dyn PublishLog, store: &dyn Store, queue: &dyn Queue) {
+    let org = org();
+    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    let day = time::Duration::hours(24);
+    let first = publish_record(org, "m-1", now);
+    let jobs = message_jobs(&first, 3);
+    assert_eq!(log.publish(&first, &jobs, day).await.unwrap(), None);
     assert_eq!(store.get_publish(org, "m-1").await.unwrap(), Some(first.clone()), "the message is kept for replay");
+    assert_eq!(drain(queue).await, sorted(jobs.clone()), "its jobs are queued with it");
+
     let repeat = PublishRecord {
         subscriptions: 5,
         payload: "{}".into(),
         created_at: now + time::Duration::hours(1),
         ..first.clone()
     };
-    assert_eq!(store.claim_publish(&repeat, day).await.unwrap(), Some(first.clone()), "the first answer is kept");
-    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), Some(first.clone()), "and the first message");
+    assert_eq!(log.publish(&repeat, &message_jobs(&repeat, 5), day).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), Some(first.clone()), "the first message is kept");
+    assert!(drain(queue).await.is_empty(), "a repeat queues nothing");
+
     let elsewhere = PublishRecord { organization: self::org(), ..first.clone() };
-    assert_eq!(store.claim_publish(&elsewhere, day).await.unwrap(), None, "message ids are per organization");
+    assert_eq!(log.publish(&elsewhere, &[], day).await.unwrap(), None, "message ids are per organization");
     let later = PublishRecord { created_at: now + day + time::Duration::seconds(1), ..first.clone() };
-    assert_eq!(store.claim_publish(&later, day).await.unwrap(), None, "after the window the id is new again");
-    store.release_publish(org, "m-1").await.unwrap();
-    assert_eq!(store.get_publish(org, "m-1").await.unwrap(), None);
-    assert_eq!(store.claim_publish(&first, day).await.unwrap(), None, "a released claim can be made again");
+    let later_jobs = message_jobs(&later, 1);
+    assert_eq!(log.publish(&later, &later_jobs, day).await.unwrap(), None, "after the window the id is new again");
+    assert_eq!(drain(queue).await, later_jobs);
     let expired =
-        PublishRecord { message_id: "m-old".into(), created_at: now - day * 8, expires_at: now - day, ..first.clone() };
-    store.claim_publish(&expired, day).await.unwrap();
+        PublishRecord { message_id: "m-old".into(), expires_at: now - day, ..publish_record(org, "", now - day * 8) };
+    log.publish(&expired, &[], day).await.unwrap();
     assert_eq!(store.get_publish(org, "m-old").await.unwrap(), None, "past retention a message is gone");
 }
 
@@ -381,8 +417,33 @@ mod embedded {
     }
 
     #[tokio::test]
-    async fn publish_claims_are_idempotent() {
-        super::publish_claims_are_idempotent(&backend().0).await;
+    async fn publishes_are_idempotent() {
+        let (backend, _, _dir) = backend();
+        super::publishes_are_idempotent(&backend, &backend, &backend).await;
+    }
+
+    /// A full disk (or any failure) while the jobs are written: nothing of the publish is kept,
+    /// so the producer's retry publishes it for real instead of being told it was a repeat.
+    #[tokio::test]
+    async fn a_publish_that_cannot_queue_its_jobs_leaves_no_claim_behind() {
+        let (backend, _, dir) = backend();
+        let sabotage = rusqlite::Connection::open(SqliteBackend::file_in(dir.path())).unwrap();
+        // The queue refuses new rows, and a claim, once written, could not be taken back.
+        sabotage
+            .execute_batch(
+                "CREATE TRIGGER full_queue BEFORE INSERT ON queue BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+                 CREATE TRIGGER stuck_claims BEFORE DELETE ON publishes BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        let record = super::publish_record(super::org(), "m-1", time::OffsetDateTime::now_utc());
+        let jobs = super::message_jobs(&record, 3);
+        let day = time::Duration::hours(24);
+        use tidings::ports::{PublishLog, Store};
+        assert!(backend.publish(&record, &jobs, day).await.is_err());
+        assert_eq!(backend.get_publish(record.organization, "m-1").await.unwrap(), None);
+        sabotage.execute_batch("DROP TRIGGER full_queue; DROP TRIGGER stuck_claims;").unwrap();
+        assert_eq!(backend.publish(&record, &jobs, day).await.unwrap(), None, "the retry is not a repeat");
+        assert_eq!(super::drain(&backend).await, super::sorted(jobs));
     }
 
     #[tokio::test]
@@ -452,8 +513,40 @@ mod aws {
     }
 
     #[tokio::test]
-    async fn publish_claims_are_idempotent() {
-        super::publish_claims_are_idempotent(&*AwsFixture::new(5).await.store()).await;
+    async fn publishes_are_idempotent() {
+        let fixture = AwsFixture::new(5).await;
+        let (store, queue) = (fixture.store(), std::sync::Arc::new(fixture.queue()));
+        let log = tidings::aws::ClaimThenQueue { store: store.clone(), queue: queue.clone() };
+        super::publishes_are_idempotent(&log, &*store, &*queue).await;
+    }
+
+    /// The claim is written, then SQS fails (here: a queue that does not exist). The producer's
+    /// retry must finish the publish, not be told it was a repeat.
+    #[tokio::test]
+    async fn a_publish_whose_jobs_did_not_reach_sqs_is_finished_by_its_retry() {
+        let fixture = AwsFixture::new(5).await;
+        let store = fixture.store();
+        let queue = std::sync::Arc::new(fixture.queue());
+        let missing_queue = std::sync::Arc::new(tidings::aws::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&fixture.sdk),
+            format!("{}/123456789012/no-such-queue", tidings_tests::aws::endpoint()),
+            &fixture.settings.dead_letter_queue_url,
+        ));
+        let broken = tidings::aws::ClaimThenQueue { store: store.clone(), queue: missing_queue };
+        let working = tidings::aws::ClaimThenQueue { store: store.clone(), queue: queue.clone() };
+        let record = super::publish_record(super::org(), "m-1", time::OffsetDateTime::now_utc());
+        let jobs = super::message_jobs(&record, 12);
+        let day = time::Duration::hours(24);
+        use tidings::ports::PublishLog;
+        assert!(broken.publish(&record, &jobs, day).await.is_err());
+        let retry = tidings::ports::PublishRecord {
+            created_at: record.created_at + time::Duration::seconds(2),
+            ..record.clone()
+        };
+        assert_eq!(working.publish(&retry, &jobs, day).await.unwrap(), None, "the retry is not a repeat");
+        assert_eq!(super::drain(&*queue).await, super::sorted(jobs.clone()));
+        assert_eq!(working.publish(&retry, &jobs, day).await.unwrap(), Some(retry), "once queued, a repeat is one");
+        assert!(super::drain(&*queue).await.is_empty());
     }
 
     #[tokio::test]

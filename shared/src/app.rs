@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::delivery::DeliverySettings;
 use crate::destination::{self, DestinationPolicy};
 use crate::embedded::{OutboxMailer, SqliteBackend};
-use crate::ports::{Clock, Mailer, Queue, Store, SystemClock};
+use crate::ports::{Clock, Mailer, PublishLog, Queue, Store, SystemClock};
 use crate::Result;
 
 /// Largest request body accepted; larger ones get 413.
@@ -17,6 +17,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct App {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
+    /// Idempotency claims and delivery jobs, recorded together.
+    pub publish_log: Arc<dyn PublishLog>,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     pub destinations: DestinationPolicy,
@@ -33,7 +35,8 @@ impl App {
         let backend = Arc::new(SqliteBackend::open_in(data_dir, clock.clone())?);
         Ok(App {
             store: backend.clone(),
-            queue: backend,
+            queue: backend.clone(),
+            publish_log: backend,
             mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings", "alerts@tidings.local")),
             clock,
             destinations,
@@ -61,7 +64,7 @@ impl App {
         destinations: DestinationPolicy,
         counter: Option<crate::aws::CallCounter>,
     ) -> Result<App> {
-        use crate::aws::{DynamoStore, SesMailer, SqsQueue};
+        use crate::aws::{ClaimThenQueue, DynamoStore, SesMailer, SqsQueue};
         let dynamodb = {
             let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
             if let Some(counter) = &counter {
@@ -83,9 +86,12 @@ impl App {
             }
             aws_sdk_sesv2::Client::from_conf(config.build())
         };
+        let store = Arc::new(DynamoStore::new(dynamodb, &settings.table));
+        let queue = Arc::new(SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url));
         Ok(App {
-            store: Arc::new(DynamoStore::new(dynamodb, &settings.table)),
-            queue: Arc::new(SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url)),
+            store: store.clone(),
+            queue: queue.clone(),
+            publish_log: Arc::new(ClaimThenQueue { store, queue }),
             mailer: Arc::new(SesMailer::new(ses, &settings.sender)),
             clock: Arc::new(SystemClock),
             destinations,

@@ -71,10 +71,6 @@ pub async fn publish(
         created_at: now,
         expires_at: now + RETENTION,
     };
-    if let Some(first) = app.store.claim_publish(&record, IDEMPOTENCY_WINDOW).await? {
-        return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
-    }
-
     let inline = payload.len() <= INLINE_PAYLOAD_LIMIT;
     let jobs: Vec<DeliveryJob> = targets
         .iter()
@@ -87,12 +83,8 @@ pub async fn publish(
             published_at: now,
         })
         .collect();
-    if let Err(err) = app.queue.enqueue(&jobs, Duration::ZERO).await {
-        // Not published after all: let the producer's retry through.
-        if let Err(release) = app.store.release_publish(org, &message_id).await {
-            tracing::error!(message_id = %message_id, error = %release, "cannot release the publish claim");
-        }
-        return Err(err);
+    if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
+        return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
     }
     app.worker_wake.notify_one();
     crate::metrics::published(record.subscriptions);
@@ -119,7 +111,6 @@ pub async fn publish_to(
         created_at: now,
         expires_at: now + RETENTION,
     };
-    app.store.claim_publish(&record, IDEMPOTENCY_WINDOW).await?;
     let job = DeliveryJob {
         message_id: message_id.clone(),
         organization: subscription.organization,
@@ -128,7 +119,8 @@ pub async fn publish_to(
         payload: (payload.len() <= INLINE_PAYLOAD_LIMIT).then(|| payload.to_owned()),
         published_at: now,
     };
-    app.queue.enqueue(&[job], Duration::ZERO).await?;
+    // A fresh message id: never a repeat.
+    app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
     app.worker_wake.notify_one();
     Ok(message_id)
 }

@@ -40,12 +40,6 @@ pub trait Store: Send + Sync {
     /// its other fields is never overwritten). [`crate::Error::NotFound`] if it is gone.
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()>;
 
-    /// Idempotent publishing: stores `record` unless a record with the same organization and
-    /// message id was stored less than `window` before `record.created_at`; that record is then
-    /// returned and nothing is written.
-    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>>;
-    /// Forgets a claim whose publish could not be completed, so a retry can succeed.
-    async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()>;
     /// A published message, while it is retained.
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>>;
 
@@ -80,6 +74,24 @@ pub trait Store: Send + Sync {
         subscription_id: Uuid,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>>;
+}
+
+/// Publishing's durable step: the message id's idempotency claim and the message's delivery
+/// jobs, recorded together. When [`PublishLog::publish`] returns `Ok(None)`, every job is on the
+/// queue: a 202 means each subscription gets the message at least once.
+#[async_trait]
+pub trait PublishLog: Send + Sync {
+    /// Claims `record`'s message id and queues `jobs`. If a record with the same organization
+    /// and message id was stored less than `window` before `record.created_at` and its jobs were
+    /// queued, that record is returned and nothing is written (the publish is a repeat). A claim
+    /// whose jobs never reached the queue (a crash, a failed enqueue) is taken over: the repeat
+    /// finishes the publish instead of answering for it.
+    async fn publish(
+        &self,
+        record: &PublishRecord,
+        jobs: &[DeliveryJob],
+        window: time::Duration,
+    ) -> Result<Option<PublishRecord>>;
 }
 
 /// A named set of organizations (Lagerkoll store groups).

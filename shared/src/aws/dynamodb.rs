@@ -36,6 +36,8 @@ use crate::{Error, Result};
 pub const GSI1: &str = "GSI1";
 /// Fan-out key of all-events subscriptions.
 const ALL_EVENTS: &str = "*";
+/// A published message whose jobs may not be on the queue yet (absent once they are).
+const PUBLISH_PENDING: &str = "pending";
 /// How long delivery attempts are kept.
 pub const ATTEMPT_RETENTION: time::Duration = time::Duration::days(30);
 
@@ -53,6 +55,58 @@ impl DynamoStore {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The first half of a publish on AWS: claims the message id with a record in state
+    /// `pending`. Returns the existing record instead when one younger than `window` has its
+    /// jobs queued; a `pending` record (its publish never finished) is taken over.
+    pub async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
+        let pk = org_pk(record.organization);
+        let sk = format!("PUB#{}", record.message_id);
+        let item = HashMap::from([
+            ("PK".to_owned(), s(&pk)),
+            ("SK".to_owned(), s(&sk)),
+            ("event_name".to_owned(), s(&record.event_name)),
+            ("payload".to_owned(), s(&record.payload)),
+            ("subscriptions".to_owned(), n(record.subscriptions)),
+            ("created_at".to_owned(), n(nanos(record.created_at))),
+            ("retain_until".to_owned(), n(nanos(record.expires_at))),
+            ("expires_at".to_owned(), n(record.expires_at.unix_timestamp())),
+            ("publish_state".to_owned(), s(PUBLISH_PENDING)),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK) OR created_at <= :cutoff OR publish_state = :pending")
+            .expression_attribute_values(":cutoff", n(nanos(record.created_at - window)))
+            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                let existing =
+                    self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
+                Ok(Some(publish_from(record.organization, &record.message_id, &existing)?))
+            }
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+        }
+    }
+
+    /// The second half: the message's jobs are on the queue, so a repeat is a repeat from now on.
+    pub async fn mark_publish_queued(&self, org: OrganizationId, message_id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(org_pk(org)))
+            .key("SK", s(format!("PUB#{message_id}")))
+            .update_expression("REMOVE publish_state")
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
+        Ok(())
     }
 
     async fn query_all(
@@ -497,51 +551,6 @@ impl Store for DynamoStore {
         } else {
             Err(Error::NotFound(format!("subscription {} not found", subscription.id)))
         }
-    }
-
-    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
-        let pk = org_pk(record.organization);
-        let sk = format!("PUB#{}", record.message_id);
-        let item = HashMap::from([
-            ("PK".to_owned(), s(&pk)),
-            ("SK".to_owned(), s(&sk)),
-            ("event_name".to_owned(), s(&record.event_name)),
-            ("payload".to_owned(), s(&record.payload)),
-            ("subscriptions".to_owned(), n(record.subscriptions)),
-            ("created_at".to_owned(), n(nanos(record.created_at))),
-            ("retain_until".to_owned(), n(nanos(record.expires_at))),
-            ("expires_at".to_owned(), n(record.expires_at.unix_timestamp())),
-        ]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK) OR created_at <= :cutoff")
-            .expression_attribute_values(":cutoff", n(nanos(record.created_at - window)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                let existing =
-                    self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
-                Ok(Some(publish_from(record.organization, &record.message_id, &existing)?))
-            }
-            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
-        }
-    }
-
-    async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("PK", s(org_pk(org)))
-            .key("SK", s(format!("PUB#{message_id}")))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
-        Ok(())
     }
 
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {

@@ -10,7 +10,41 @@ pub use dynamodb::DynamoStore;
 pub use ses::SesMailer;
 pub use sqs::SqsQueue;
 
-use crate::Error;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::ports::{DeliveryJob, PublishLog, PublishRecord, Queue};
+use crate::{Error, Result};
+
+/// Publishing on AWS, where the claim (DynamoDB) and the jobs (SQS) cannot share a transaction:
+/// the claim is written `pending`, the jobs are sent, then the claim is marked queued. A crash or
+/// a failed send leaves the claim pending, and the producer's retry finishes the publish (its
+/// jobs may then arrive twice; receivers de-duplicate on `webhook-id`). 2 + ⌈n/10⌉ calls.
+pub struct ClaimThenQueue {
+    pub store: Arc<DynamoStore>,
+    pub queue: Arc<SqsQueue>,
+}
+
+#[async_trait]
+impl PublishLog for ClaimThenQueue {
+    async fn publish(
+        &self,
+        record: &PublishRecord,
+        jobs: &[DeliveryJob],
+        window: time::Duration,
+    ) -> Result<Option<PublishRecord>> {
+        if let Some(existing) = self.store.claim_publish(record, window).await? {
+            return Ok(Some(existing));
+        }
+        self.queue.enqueue(jobs, std::time::Duration::ZERO).await?;
+        if let Err(err) = self.store.mark_publish_queued(record.organization, &record.message_id).await {
+            // The jobs are queued, so the publish stands; a repeat of this id re-sends them.
+            tracing::warn!(message_id = %record.message_id, error = %err, "cannot mark the publish as queued");
+        }
+        Ok(None)
+    }
+}
 
 /// An SDK error with its whole chain of causes, for logs and error messages.
 pub(crate) fn sdk_error(action: &str, err: impl std::error::Error) -> Error {

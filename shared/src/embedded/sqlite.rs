@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
-use crate::ports::{AttemptRecord, Clock, DeliveryJob, PublishRecord, Queue, ReceivedJob, Store, StoreGroup};
+use crate::ports::{
+    AttemptRecord, Clock, DeliveryJob, PublishLog, PublishRecord, Queue, ReceivedJob, Store, StoreGroup,
+};
 use crate::{Error, Result};
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
@@ -412,40 +414,6 @@ impl Store for SqliteBackend {
         Ok(())
     }
 
-    async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let existing = read_publish(&tx, record.organization, &record.message_id)?;
-        if let Some(existing) = existing {
-            if existing.created_at + window > record.created_at {
-                return Ok(Some(existing));
-            }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                record.organization.to_string(),
-                record.message_id,
-                record.event_name,
-                record.payload,
-                record.subscriptions,
-                to_nanos(record.created_at),
-                to_nanos(record.expires_at)
-            ],
-        )?;
-        tx.commit()?;
-        Ok(None)
-    }
-
-    async fn release_publish(&self, org: OrganizationId, message_id: &str) -> Result<()> {
-        self.conn().execute(
-            "DELETE FROM publishes WHERE org = ?1 AND message_id = ?2",
-            params![org.to_string(), message_id],
-        )?;
-        Ok(())
-    }
-
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
         let conn = self.conn();
         Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
@@ -589,6 +557,51 @@ impl Store for SqliteBackend {
     }
 }
 
+#[async_trait]
+impl PublishLog for SqliteBackend {
+    async fn publish(
+        &self,
+        record: &PublishRecord,
+        jobs: &[DeliveryJob],
+        window: time::Duration,
+    ) -> Result<Option<PublishRecord>> {
+        let visible_at = self.now_nanos();
+        let mut conn = self.conn();
+        // One transaction: the claim and the jobs commit together or not at all, so a crash or a
+        // full disk never leaves a claim without its jobs.
+        let tx = conn.transaction()?;
+        if let Some(existing) = read_publish(&tx, record.organization, &record.message_id)? {
+            if existing.created_at + window > record.created_at {
+                return Ok(Some(existing));
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                record.organization.to_string(),
+                record.message_id,
+                record.event_name,
+                record.payload,
+                record.subscriptions,
+                to_nanos(record.created_at),
+                to_nanos(record.expires_at)
+            ],
+        )?;
+        insert_jobs(&tx, jobs, visible_at)?;
+        tx.commit()?;
+        Ok(None)
+    }
+}
+
+fn insert_jobs(tx: &rusqlite::Transaction<'_>, jobs: &[DeliveryJob], visible_at: i64) -> Result<()> {
+    let mut insert = tx.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
+    for job in jobs {
+        insert.execute(params![serde_json::to_string(job)?, visible_at])?;
+    }
+    Ok(())
+}
+
 fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
     let row = conn
         .query_row(
@@ -628,12 +641,7 @@ impl Queue for SqliteBackend {
         let mut conn = self.conn();
         // One transaction per batch: one fsync however many subscriptions matched.
         let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
-            for job in jobs {
-                insert.execute(params![serde_json::to_string(job)?, visible_at])?;
-            }
-        }
+        insert_jobs(&tx, jobs, visible_at)?;
         tx.commit()?;
         Ok(())
     }
