@@ -258,13 +258,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is dropped, never fatal.
+        .log_internal_errors(false)
         .init();
     let mut app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
     app.delivery.schedule = args.retry_schedule;
     app.set_request_timeout(args.delivery_timeout).map_err(|e| e.to_string())?;
     let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("Tidings listening on http://{addr} (data in {})", args.data.data_dir.display());
+    say(format_args!("Tidings listening on http://{addr} (data in {})", args.data.data_dir.display()));
     // One signal stops both the server and the delivery worker; each finishes what is in flight.
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut server_stop = stop.subscribe();
@@ -285,8 +287,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let _ = stop.send(());
     worker.await.map_err(|e| e.to_string())?;
-    println!("Tidings stopped");
+    say(format_args!("Tidings stopped"));
     Ok(())
+}
+
+/// A line on stdout for a long-running server: unlike `println!`, a failed write (a closed
+/// pipe, a full disk) is ignored rather than fatal.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Ctrl-C or SIGTERM.

@@ -43,6 +43,10 @@ pub enum Error {
     /// The request body exceeds the size limit.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// Tidings cannot take the request now, through no fault of the request (the data disk is
+    /// full); the same request succeeds once the condition passes. 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything that is our fault: storage, serialization, a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,9 +77,18 @@ impl Error {
     }
 }
 
+/// What a client is told while the data disk is full.
+pub const DISK_FULL: &str = "Tidings' data disk is full: nothing was stored; retry once space is freed";
+
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
-        Error::Internal(format!("sqlite: {err}"))
+        match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => {
+                tracing::error!(error = %err, "the data disk is full");
+                Error::Unavailable(DISK_FULL.into())
+            }
+            _ => Error::Internal(format!("sqlite: {err}")),
+        }
     }
 }
 

@@ -295,12 +295,17 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `tidings serve` on a free port with `extra` flags and waits until it listens.
     pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
+        ServeProcess::start_with_log(data_dir, extra, std::process::Stdio::null())
+    }
+
+    /// As [`ServeProcess::start`], with the log (stderr) going to `log`.
+    pub fn start_with_log(data_dir: &std::path::Path, extra: &[&str], log: std::process::Stdio) -> ServeProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(tidings_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
             .args(extra)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start tidings serve");
         let mut line = String::new();
@@ -315,6 +320,22 @@ impl ServeProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("process status").is_none()
+    }
+
+    /// The operating system's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Ctrl-C, then wait: the process must exit successfully. Returns what it printed after.

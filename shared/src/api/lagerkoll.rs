@@ -59,6 +59,7 @@ impl From<Error> for Failure {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Common)
             }
             Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, Code::Common),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Common),
             Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, Code::Common),
             _ => (StatusCode::BAD_REQUEST, Code::Common),
         };

@@ -1,0 +1,135 @@
+//! Durability and hostile peers against `tidings serve` (the binary): a full data disk, `kill -9`
+//! during publishing, receivers that answer with endless bodies, and clients that hold
+//! connections open without finishing a request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tidings_tests::{cli_key, Receiver, ServeProcess};
+
+const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
+const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
+
+/// A small tmpfs, so the test can fill "the disk" without filling the machine's. Unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// None where this machine does not let the test mount (not root, no CAP_SYS_ADMIN).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk { path, _dir: dir })
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).and_then(|()| file.sync_data()).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+async fn subscribe(http: &reqwest::Client, serve: &ServeProcess, key: &str, destination: &str) {
+    let response = http
+        .post(serve.url("/organizations/self/subscriptions"))
+        .bearer_auth(key)
+        .json(&json!({"uuid": SUB, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                      "destination": destination, "contactEmail": "ops@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+async fn publish(http: &reqwest::Client, serve: &ServeProcess, key: &str, message_id: &str) -> reqwest::Result<u16> {
+    let response = http
+        .post(serve.url("/organizations/self/events"))
+        .bearer_auth(key)
+        .json(&json!({"eventName": "ProductCreated", "messageId": message_id, "payload": {"uuid": message_id}}))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+fn delivered_ids(receiver: &Receiver) -> std::collections::BTreeSet<String> {
+    receiver.deliveries().iter().map(|d| d.json()["messageId"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// With its data and its log on a disk that fills up, `tidings serve` keeps running, answers
+/// publishes with a clear 503 while the disk is full, and delivers everything it acknowledged
+/// before once space returns.
+#[tokio::test]
+async fn a_full_disk_is_survived_and_nothing_acknowledged_is_lost() {
+    let Some(disk) = SmallDisk::mount("6m") else {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    };
+    let data = disk.path.join("data");
+    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
+    // The receiver refuses deliveries until the disk has been full, so the jobs wait on it.
+    let accepting = Arc::new(AtomicBool::new(false));
+    let gate = accepting.clone();
+    let receiver =
+        Receiver::behaving(Arc::new(move |_| (if gate.load(Ordering::SeqCst) { 200 } else { 503 }, Duration::ZERO)))
+            .await;
+    let log = std::fs::File::create(disk.path.join("tidings.log")).unwrap();
+    // Enough attempts that nothing is dead-lettered while the receiver refuses.
+    let schedule = std::iter::once("0s").chain(std::iter::repeat_n("300ms", 100)).collect::<Vec<_>>().join(",");
+    let mut serve = ServeProcess::start_with_log(&data, &["--retry-schedule", &schedule], log.into());
+    let http = reqwest::Client::new();
+    subscribe(&http, &serve, &key, &receiver.url()).await;
+
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        let id = format!("before-{n}");
+        assert_eq!(publish(&http, &serve, &key, &id).await.unwrap(), 202);
+        acknowledged.push(id);
+    }
+
+    let filler = disk.fill();
+    let mut refused = 0;
+    for n in 0..20 {
+        let id = format!("during-{n}");
+        // A clear answer, never a dropped connection or a dead process.
+        match publish(&http, &serve, &key, &id).await.expect("an answer while the disk is full") {
+            202 => acknowledged.push(id),
+            503 => refused += 1,
+            other => panic!("publish while the disk is full answered {other}"),
+        }
+    }
+    assert!(refused > 0, "the disk was full, yet every publish was stored");
+    assert!(serve.is_running(), "tidings serve died with the disk full");
+
+    std::fs::remove_file(filler).unwrap();
+    accepting.store(true, Ordering::SeqCst);
+    let expected: std::collections::BTreeSet<String> = acknowledged.iter().cloned().collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !expected.is_subset(&delivered_ids(&receiver)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let missing: Vec<_> = expected.difference(&delivered_ids(&receiver)).cloned().collect();
+    assert!(missing.is_empty(), "acknowledged but never delivered: {missing:?}");
+    assert_eq!(publish(&http, &serve, &key, "after").await.unwrap(), 202, "publishing works again");
+    assert!(serve.is_running());
+    serve.kill();
+}
