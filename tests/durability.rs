@@ -133,3 +133,73 @@ async fn a_full_disk_is_survived_and_nothing_acknowledged_is_lost() {
     assert!(serve.is_running());
     serve.kill();
 }
+
+/// A receiver that answers 200 and then streams its body forever: reads the whole request
+/// first, as a real server would.
+async fn endless_receiver() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+/// A receiver that answers 2xx with an endless body: the destination check and the delivery
+/// succeed at once, keeping the first 1 KiB, instead of reading until the timeout.
+#[tokio::test]
+async fn a_receiver_with_an_endless_body_is_read_only_as_far_as_the_excerpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &["--retry-schedule", "0s", "--delivery-timeout", "5s"]);
+    let http = reqwest::Client::new();
+    let destination = endless_receiver().await;
+    subscribe(&http, &serve, &key, &destination).await;
+    assert_eq!(publish(&http, &serve, &key, "m-endless").await.unwrap(), 202);
+    let url = serve.url(&format!("/organizations/self/subscriptions/{SUB}/attempts"));
+    let mut attempts: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..200 {
+        attempts = http.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        if !attempts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0]["status"], 200, "{:?}", attempts[0]);
+    assert_eq!(attempts[0]["error"], serde_json::Value::Null);
+    assert_eq!(attempts[0]["responseExcerpt"].as_str().unwrap().len(), 1024);
+    assert!(attempts[0]["latencyMs"].as_u64().unwrap() < 5000, "read until the timeout: {:?}", attempts[0]);
+}

@@ -141,12 +141,11 @@ pub async fn send(client: &reqwest::Client, destination: &str, webhook: &Webhook
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            let bytes = response.bytes().await.unwrap_or_default();
-            let cut = bytes.len().min(RESPONSE_EXCERPT_BYTES);
+            let excerpt = read_excerpt(response).await;
             Attempt {
                 status: Some(status),
                 latency: started.elapsed(),
-                response_excerpt: String::from_utf8_lossy(&bytes[..cut]).into_owned(),
+                response_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
                 error: None,
             }
         }
@@ -157,6 +156,24 @@ pub async fn send(client: &reqwest::Client, destination: &str, webhook: &Webhook
             error: Some(crate::destination::describe_request_error(&err)),
         },
     }
+}
+
+/// The first [`RESPONSE_EXCERPT_BYTES`] of a response body. Reading stops there: a receiver that
+/// answers with an endless or huge body costs neither memory nor time (the connection is
+/// dropped rather than drained).
+async fn read_excerpt(mut response: reqwest::Response) -> Vec<u8> {
+    let mut excerpt = Vec::new();
+    while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(RESPONSE_EXCERPT_BYTES - excerpt.len());
+                excerpt.extend_from_slice(&chunk[..take]);
+            }
+            // The status already decided the attempt; a body cut short changes nothing.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    excerpt
 }
 
 /// The id a receiver de-duplicates on: the same for every retry of one message to one
