@@ -203,3 +203,107 @@ async fn a_receiver_with_an_endless_body_is_read_only_as_far_as_the_excerpt() {
     assert_eq!(attempts[0]["responseExcerpt"].as_str().unwrap().len(), 1024);
     assert!(attempts[0]["latencyMs"].as_u64().unwrap() < 5000, "read until the timeout: {:?}", attempts[0]);
 }
+
+/// Opens a connection that sends half a request and then nothing.
+async fn dribbler(serve: &ServeProcess) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = serve.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /organizations/self/subscriptions HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    stream
+}
+
+/// Whether the server closes `stream` within `within` (a read ends or fails).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // A response (408 or the like) before the close is fine: keep reading.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Clients that send half their headers, or go quiet after a request, are disconnected after
+/// the header timeout instead of holding their connection forever.
+#[tokio::test]
+async fn half_sent_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &["--header-timeout", "1s"]);
+    let mut dribblers = Vec::new();
+    for _ in 0..20 {
+        dribblers.push(dribbler(&serve).await);
+    }
+    // A keep-alive connection that made one request and then stays idle.
+    let mut idle = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(serve.base.trim_start_matches("http://")).await.unwrap();
+        let request =
+            format!("GET /organizations/self/subscriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        stream
+    };
+    for stream in dribblers.iter_mut() {
+        assert!(closed_by_server(stream, Duration::from_secs(10)).await, "a half-sent request kept its connection");
+    }
+    assert!(closed_by_server(&mut idle, Duration::from_secs(10)).await, "an idle connection was kept");
+}
+
+/// Over the connection cap, a new client waits until a connection closes; it is then served.
+#[tokio::test]
+async fn connections_over_the_cap_wait_for_a_free_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &["--max-connections", "4", "--header-timeout", "60s"]);
+    let mut dribblers = Vec::new();
+    for _ in 0..4 {
+        dribblers.push(dribbler(&serve).await);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
+    let list = serve.url("/organizations/self/subscriptions");
+    assert!(http.get(&list).bearer_auth(&key).send().await.is_err(), "served over the cap of 4 connections");
+    drop(dribblers.pop());
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
+}
+
+/// Out of file descriptors, the accept loop backs off and logs once per interval (it used to
+/// spin at full CPU, writing hundreds of megabytes of log), and serves again once they free up.
+#[tokio::test]
+async fn running_out_of_file_descriptors_is_logged_once_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
+    let log_path = dir.path().join("serve.log");
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 48 && exec \"$0\" \"$@\"")
+        .arg(tidings_tests::tidings_binary())
+        .args(ServeProcess::args(&data, &["--max-connections", "10000", "--header-timeout", "60s"]));
+    let serve = ServeProcess::spawn(command, std::fs::File::create(&log_path).unwrap().into());
+    let mut dribblers = Vec::new();
+    for _ in 0..80 {
+        dribblers.push(dribbler(&serve).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let accept_lines = log.lines().filter(|l| l.contains("accept")).count();
+    assert!(
+        (1..=2).contains(&accept_lines),
+        "{accept_lines} log lines about accepting:\n{}",
+        &log[..log.len().min(2000)]
+    );
+    dribblers.clear();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let list = serve.url("/organizations/self/subscriptions");
+    assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
+}

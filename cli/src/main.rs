@@ -159,6 +159,16 @@ struct ServeArgs {
     /// Connect + total timeout of each delivery (and of the destination check).
     #[arg(long, env = "TIDINGS_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     delivery_timeout: std::time::Duration,
+    /// Time a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body.
+    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Client connections open at once; more wait until one closes.
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 #[derive(Subcommand)]
@@ -274,7 +284,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let worker = tokio::spawn(tidings::worker::run(app.clone(), async move {
         let _ = worker_stop.recv().await;
     }));
-    let server = tidings::server::serve(listener, app, async move {
+    let limits = tidings::server::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let server = tidings::server::serve(listener, app, limits, async move {
         let _ = server_stop.recv().await;
     });
     tokio::pin!(server);

@@ -43,6 +43,9 @@ pub enum Error {
     /// The request body exceeds the size limit.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client took too long to send its request. 408.
+    #[error("{0}")]
+    Timeout(String),
     /// Tidings cannot take the request now, through no fault of the request (the data disk is
     /// full); the same request succeeds once the condition passes. 503.
     #[error("{0}")]

@@ -109,7 +109,12 @@ async fn local_stack() -> LocalStack {
     app.store.put_api_key(&key.record).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tidings::server::serve(listener, app.clone(), std::future::pending()));
+    tokio::spawn(tidings::server::serve(
+        listener,
+        app.clone(),
+        tidings::server::Limits::default(),
+        std::future::pending(),
+    ));
     tokio::spawn(tidings::worker::run(app.clone(), std::future::pending()));
     LocalStack { base, key: key.secret, app, _dir: dir }
 }

@@ -70,7 +70,7 @@ impl Stack {
         // The delivery worker, as in `tidings serve`; it ends with the test's runtime.
         tokio::spawn(tidings::worker::run(app.clone(), std::future::pending()));
         tokio::spawn(async move {
-            tidings::server::serve(listener, served, async {
+            tidings::server::serve(listener, served, tidings::server::Limits::default(), async {
                 let _ = stopped.await;
             })
             .await
@@ -300,14 +300,26 @@ impl ServeProcess {
 
     /// As [`ServeProcess::start`], with the log (stderr) going to `log`.
     pub fn start_with_log(data_dir: &std::path::Path, extra: &[&str], log: std::process::Stdio) -> ServeProcess {
+        let mut command = std::process::Command::new(tidings_binary());
+        command.args(ServeProcess::args(data_dir, extra));
+        ServeProcess::spawn(command, log)
+    }
+
+    /// The arguments of `tidings serve` on a free port.
+    pub fn args(data_dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// Runs `command` (which must start `tidings serve`, possibly through a wrapper) and waits
+    /// until it listens.
+    pub fn spawn(mut command: std::process::Command, log: std::process::Stdio) -> ServeProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(tidings_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start tidings serve");
+        let mut child = command.stdout(std::process::Stdio::piped()).stderr(log).spawn().expect("start tidings serve");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let base = line

@@ -60,6 +60,7 @@ impl From<Error> for Failure {
             }
             Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, Code::Common),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Common),
+            Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, Code::Common),
             Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, Code::Common),
             _ => (StatusCode::BAD_REQUEST, Code::Common),
         };

@@ -295,6 +295,7 @@ pub fn error_response(err: &Error) -> Response {
                 Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
                 Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
                 Error::Duplicate(_) => StatusCode::CONFLICT,
                 Error::Internal(detail) => {
                     tracing::error!(error = %detail, "internal error");

@@ -360,6 +360,7 @@ pub fn error_response(err: &Error) -> Response {
         Error::DestinationRejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "DESTINATION_UNSUCCESSFUL_RESPONSE"),
         Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     };
     let developer_message = match err {
