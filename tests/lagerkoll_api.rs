@@ -439,3 +439,55 @@ async fn a_body_over_256_kib_is_refused_in_lagerkolls_format() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&response.json().await.unwrap()), 900101);
 }
+
+fn counted_windows(data_dir: &std::path::Path) -> i64 {
+    let db = rusqlite::Connection::open(tidings::embedded::SqliteBackend::file_in(data_dir)).unwrap();
+    db.query_row("SELECT COUNT(*) FROM request_counts", [], |r| r.get(0)).unwrap()
+}
+
+/// Requests without valid credentials are refused before anything is written: huge `store`
+/// headers cannot fill the disk, and naming someone else's store does not spend its quota.
+#[tokio::test]
+async fn strangers_write_nothing_and_spend_no_stores_quota() {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc().replace_second(5).unwrap()));
+    let stack = Stack::with_clock(clock).await;
+    let huge_store = "s".repeat(100 * 1024);
+    for _ in 0..50 {
+        let response =
+            stack.http.get(stack.url("/v1/webhooks/articles")).header("store", &huge_store).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&response.json().await.unwrap()), 900001);
+    }
+    assert_eq!(counted_windows(stack.data_dir()), 0, "a stranger's request was counted (written)");
+
+    let victim = new_org();
+    let key = stack.key(victim, &[]).await;
+    for _ in 0..(REQUESTS + 1) {
+        let (status, _, _) = hit(&stack.app, victim, "tdk_not-the-key").await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(hit(&stack.app, victim, &key).await.0, 200, "strangers spent the store's quota");
+    assert_eq!(counted_windows(stack.data_dir()), 1);
+}
+
+const REQUESTS: usize = tidings::api::lagerkoll::REQUESTS_PER_MINUTE as usize;
+
+/// The store id is counted in its canonical form: an upper-case spelling is the same store.
+#[tokio::test]
+async fn another_spelling_of_the_store_shares_its_quota() {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc().replace_second(5).unwrap()));
+    let stack = Stack::with_clock(clock).await;
+    let store = new_org();
+    let key = stack.key(store, &[]).await;
+    for n in 0..REQUESTS {
+        assert_eq!(hit(&stack.app, store, &key).await.0, 200, "request {}", n + 1);
+    }
+    let request = http::Request::builder()
+        .method("GET")
+        .uri("/v1/webhooks/articles")
+        .header("store", store.to_string().to_uppercase())
+        .header("api_key", &key)
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(tidings::api::handle(&stack.app, request).await.status(), 429);
+}

@@ -457,6 +457,20 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn passed_rate_limit_windows_are_purged() {
+        use tidings::ports::Store;
+        let (backend, _, dir) = backend();
+        let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(2);
+        for client in ["a", "b", "c"] {
+            backend.count_request(client, 60, expires).await.unwrap();
+        }
+        backend.count_request("d", 120, expires).await.unwrap();
+        let db = rusqlite::Connection::open(SqliteBackend::file_in(dir.path())).unwrap();
+        let rows: i64 = db.query_row("SELECT COUNT(*) FROM request_counts", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1, "only the current window is kept");
+    }
+
+    #[tokio::test]
     async fn alerts_are_claimed_once_per_window() {
         super::alerts_are_claimed_once_per_window(&backend().0).await;
     }

@@ -99,6 +99,11 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The data directory (the SQLite file, the outbox).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
 }
 
 pub fn new_org() -> OrganizationId {

@@ -237,9 +237,10 @@ pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response 
 async fn route(app: &App, request: &Request, segments: &[&str], format: Format) -> Result<Response, Failure> {
     let store =
         request.headers().get("store").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default().to_owned();
-    rate_limit(app, &store).await?;
+    // Credentials first: a stranger's requests write nothing and spend no store's quota.
     let key = authenticate(app, request.headers(), &store).await?;
     let org = key.organization;
+    rate_limit(app, org).await?;
     Ok(match (&segments[2..], request.method()) {
         ([], &Method::GET) => list(app, org, None, format).await?,
         ([], &Method::POST) => create(app, &key, request, format).await?,
@@ -251,11 +252,12 @@ async fn route(app: &App, request: &Request, segments: &[&str], format: Format) 
     })
 }
 
-/// 200 requests per minute per store, counted in the store (shared by every instance).
-async fn rate_limit(app: &App, store: &str) -> Result<(), Failure> {
+/// 200 requests per minute per authenticated store, counted in the store (shared by every
+/// instance) under the store's canonical id, however the header spelled it.
+async fn rate_limit(app: &App, store: OrganizationId) -> Result<(), Failure> {
     let now = app.clock.now();
     let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
-    let client = format!("lagerkoll:{}", if store.is_empty() { "-" } else { store });
+    let client = format!("lagerkoll:{store}");
     let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
     let hits = app.store.count_request(&client, window_start, expires).await?;
     if hits > REQUESTS_PER_MINUTE {

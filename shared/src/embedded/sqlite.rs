@@ -437,11 +437,9 @@ impl Store for SqliteBackend {
 
     async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
         let conn = self.conn();
-        // Old windows are useless once passed; dropping them keeps the table small.
-        conn.execute(
-            "DELETE FROM request_counts WHERE client = ?1 AND window_start < ?2",
-            params![client, window_start],
-        )?;
+        // Passed windows are useless: dropping every client's keeps the table as small as the
+        // number of clients active in the current window.
+        conn.execute("DELETE FROM request_counts WHERE window_start < ?1", params![window_start])?;
         let hits = conn.query_row(
             "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
              ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
