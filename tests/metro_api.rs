@@ -395,3 +395,28 @@ async fn a_body_over_256_kib_is_refused_as_a_problem() {
     assert_eq!(body["status"], 413);
     assert!(w.list().await.is_empty());
 }
+
+/// The whole API needs READ:ORDER, as the README says: listing (with signing keys), changing
+/// and deactivating included.
+#[tokio::test]
+async fn every_route_needs_read_order() {
+    let w = world().await;
+    let (status, created) = w.create("order_created", &w.receiver.url()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let product_key = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    let attempts = [
+        (Method::GET, SUBS.to_owned(), None),
+        (Method::PATCH, format!("{SUBS}/{id}"), Some(json!({"url": w.receiver.url() + "/evil"}))),
+        (Method::DELETE, format!("{SUBS}/{id}"), None),
+    ];
+    for (method, path, body) in attempts {
+        let (status, problem, headers) = call(&w.stack, &product_key, method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {problem}");
+        assert_eq!(problem["status"], 403);
+        assert_eq!(headers["content-type"], "application/problem+json");
+    }
+    let listed = w.list().await;
+    assert_eq!(listed[0]["url"], w.receiver.url());
+    assert_eq!(listed[0]["isActive"], true);
+}

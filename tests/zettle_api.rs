@@ -844,3 +844,62 @@ async fn organizations_never_see_each_other() {
     assert_eq!(w.stored().await, before);
     assert_eq!(list(&w.stack, &other).await[0]["eventNames"], json!(["ProductCreated"]));
 }
+
+// ---------------------------------------------------------------- scopes inside an organization
+
+/// A key sees and changes only the subscriptions whose every event it holds the scope of: one
+/// without READ:PURCHASE can neither list a purchase subscription (nor its signing key), nor
+/// redirect it, delete it, read its attempts or replay purchases into it.
+#[tokio::test]
+async fn a_key_manages_only_subscriptions_whose_events_it_holds_the_scopes_of() {
+    let w = world().await;
+    let purchases = v1();
+    assert_eq!(w.create(&purchases, &["PurchaseCreated"]).await.0, StatusCode::OK);
+    let products = v1();
+    assert_eq!(w.create(&products, &["ProductCreated"]).await.0, StatusCode::OK);
+    let publish = json!({"eventName": "PurchaseCreated", "messageId": "purchase-1",
+                         "payload": serde_json::from_str::<Value>(include_str!("../shared/tests/fixtures/purchases/purchase_swish.json")).unwrap()});
+    let (status, _, body) =
+        call(&w.stack, Method::POST, "/organizations/self/events", Some(&w.key), Some(publish)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let product_key = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    let seen: Vec<String> =
+        list(&w.stack, &product_key).await.iter().map(|s| s["uuid"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen, vec![products.clone()], "the purchase subscription (and its signingKey) is hidden");
+    let no_scopes = w.stack.key(w.org, &[]).await;
+    assert!(list(&w.stack, &no_scopes).await.is_empty(), "a key without scopes sees nothing");
+
+    let attacker = w.stack.key(w.org, &[Scope::ReadProduct]).await;
+    let evil = w.receiver.url() + "/evil";
+    let refusals = [
+        (Method::PUT, format!("{SUBS}/{purchases}"), Some(json!({"destination": evil}))),
+        (Method::DELETE, format!("{SUBS}/{purchases}"), None),
+        (Method::GET, format!("{SUBS}/{purchases}/attempts"), None),
+        (Method::POST, format!("{SUBS}/{purchases}/replay"), Some(json!({"messageId": "purchase-1"}))),
+        // A purchase replayed into a subscription the key does manage.
+        (Method::POST, format!("{SUBS}/{products}/replay"), Some(json!({"messageId": "purchase-1"}))),
+    ];
+    for (method, path, body) in refusals {
+        let (status, _, text) = call(&w.stack, method.clone(), &path, Some(&attacker), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["errorType"], "FORBIDDEN");
+    }
+    let stored = w.stored().await;
+    let purchase_sub = stored.iter().find(|s| s["uuid"] == purchases.as_str()).expect("still there");
+    assert_eq!(purchase_sub["destination"], w.receiver.url(), "not redirected");
+
+    // The same key manages what it holds the scopes of.
+    let (status, _, text) =
+        call(&w.stack, Method::GET, &format!("{SUBS}/{products}/attempts"), Some(&attacker), None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _, text) = call(
+        &w.stack,
+        Method::PUT,
+        &format!("{SUBS}/{products}"),
+        Some(&attacker),
+        Some(json!({"contactEmail": "a@example.com"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}

@@ -405,7 +405,7 @@ async fn replay(args: ReplayArgs) -> Result<(), String> {
     }
     let (org, subscription, message) =
         (args.org.expect("required"), args.subscription.expect("required"), args.message.expect("required"));
-    tidings::ingest::replay(&app, org, subscription, &message).await.map_err(|e| e.to_string())?;
+    tidings::ingest::replay(&app, org, subscription, &message, None).await.map_err(|e| e.to_string())?;
     println!("Queued message {message} for subscription {subscription}");
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::domain::catalog::PayloadKind;
-use crate::domain::{EventDefinition, OrganizationId};
+use crate::domain::catalog::{self, PayloadKind};
+use crate::domain::{EventDefinition, OrganizationId, Scope};
 use crate::ports::{DeliveryJob, PublishRecord};
 use crate::{App, Result};
 
@@ -125,19 +125,39 @@ pub async fn publish_to(
     Ok(message_id)
 }
 
-/// Queues one stored message again for one subscription (operators' replay).
-pub async fn replay(app: &App, org: OrganizationId, subscription_id: Uuid, message_id: &str) -> Result<()> {
+/// Queues one stored message again for one subscription (operators' replay). With `scopes`
+/// (an API key's), the key must be able to manage the subscription and hold the message's
+/// event scope; without (an operator at the CLI), anything retained may be replayed.
+pub async fn replay(
+    app: &App,
+    org: OrganizationId,
+    subscription_id: Uuid,
+    message_id: &str,
+    scopes: Option<&[Scope]>,
+) -> Result<()> {
     let subscription = app
         .store
         .get_subscription(org, subscription_id)
         .await?
         .ok_or_else(|| crate::Error::NotFound(format!("subscription {subscription_id} not found")))?;
+    if let Some(scopes) = scopes {
+        catalog::check_may_manage(scopes, &subscription)?;
+    }
     let message = app.store.get_publish(org, message_id).await?.ok_or_else(|| {
         crate::Error::NotFound(format!(
             "message {message_id} is not retained (messages are kept {} days)",
             RETENTION.whole_days()
         ))
     })?;
+    let event = catalog::find(&message.event_name);
+    if let (Some(scopes), Some(event)) = (scopes, event) {
+        if !catalog::allows(scopes, event) {
+            return Err(crate::Error::Forbidden(format!(
+                "the API key may not replay {}: it lacks the event's scope",
+                event.name
+            )));
+        }
+    }
     let job = DeliveryJob {
         message_id: message.message_id,
         organization: org,

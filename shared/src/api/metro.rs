@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{authenticate_with, json_response, parse_object, Request, Response};
 use crate::delivery::{self, Message};
 use crate::domain::subscription::TRANSPORT_WEBHOOK;
-use crate::domain::{catalog, to_micros, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::domain::{catalog, to_micros, ApiKey, Dialect, Scope, Subscription, SubscriptionStatus};
 use crate::{signing, App, Error, Result};
 
 const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];
@@ -59,13 +59,16 @@ pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response 
 
 async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
     let key = authenticate_with(app, request.headers(), Some("x-api-key")).await?;
-    let org = key.organization;
+    // Every Metro event is an order event: the API is closed to keys without READ:ORDER.
+    if !key.scopes.contains(&Scope::ReadOrder) {
+        return Err(Error::Forbidden("the API key lacks READ:ORDER, needed for order event subscriptions".into()));
+    }
     match (segments, request.method()) {
-        (["openapi", "v1", "subscriptions"], &Method::GET) => list(app, org).await,
+        (["openapi", "v1", "subscriptions"], &Method::GET) => list(app, &key).await,
         (["openapi", "v1", "subscriptions"], &Method::POST) => create(app, &key, request.body()).await,
         (["openapi", "v1", "subscriptions"], _) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (["openapi", "v1", "subscriptions", id], &Method::PATCH) => update(app, &key, id, request.body()).await,
-        (["openapi", "v1", "subscriptions", id], &Method::DELETE) => deactivate(app, org, id).await,
+        (["openapi", "v1", "subscriptions", id], &Method::DELETE) => deactivate(app, &key, id).await,
         (["openapi", "v1", "subscriptions", _], _) => Err(Error::MethodNotAllowed { allow: "PATCH, DELETE" }),
         _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
     }
@@ -75,9 +78,14 @@ fn event_label(event: &str) -> String {
     format!("events.names.{event}")
 }
 
-async fn list(app: &App, org: OrganizationId) -> Result<Response> {
-    let subscriptions: Vec<Subscription> =
-        app.store.list_subscriptions(org).await?.into_iter().filter(|s| s.dialect == Dialect::Metro).collect();
+async fn list(app: &App, key: &ApiKey) -> Result<Response> {
+    let subscriptions: Vec<Subscription> = app
+        .store
+        .list_subscriptions(key.organization)
+        .await?
+        .into_iter()
+        .filter(|s| s.dialect == Dialect::Metro && catalog::may_manage(&key.scopes, s))
+        .collect();
     let views: Vec<SubscriptionView<'_>> = subscriptions.iter().map(SubscriptionView::from).collect();
     Ok(json_response(StatusCode::OK, &views))
 }
@@ -189,14 +197,22 @@ async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
     ))
 }
 
-async fn find(app: &App, org: OrganizationId, id: &str) -> Result<Subscription> {
+/// The subscription, if the key may manage it (403 otherwise).
+async fn find(app: &App, key: &ApiKey, id: &str) -> Result<Subscription> {
     let not_found = || Error::NotFound("Subscription not found".into());
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    app.store.get_subscription(org, id).await?.filter(|s| s.dialect == Dialect::Metro).ok_or_else(not_found)
+    let subscription = app
+        .store
+        .get_subscription(key.organization, id)
+        .await?
+        .filter(|s| s.dialect == Dialect::Metro)
+        .ok_or_else(not_found)?;
+    catalog::check_may_manage(&key.scopes, &subscription)?;
+    Ok(subscription)
 }
 
 async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Response> {
-    let mut subscription = find(app, key.organization, id).await?;
+    let mut subscription = find(app, key, id).await?;
     let body = parse_object(body)?;
     if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
         let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
@@ -231,8 +247,8 @@ async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Respon
     Ok(json_response(StatusCode::ACCEPTED, &json!({ "message": "Subscription successfully updated." })))
 }
 
-async fn deactivate(app: &App, org: OrganizationId, id: &str) -> Result<Response> {
-    let mut subscription = find(app, org, id).await?;
+async fn deactivate(app: &App, key: &ApiKey, id: &str) -> Result<Response> {
+    let mut subscription = find(app, key, id).await?;
     subscription.status = SubscriptionStatus::Inactive;
     subscription.updated_at = to_micros(app.clock.now());
     app.store.update_subscription(&subscription).await?;

@@ -44,8 +44,8 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
             let org = resolve_organization(org, &key)?;
             let id = Uuid::parse_str(id).map_err(|_| Error::NotFound(format!("subscription {id} not found")))?;
             match (*action, method) {
-                ("attempts", &Method::GET) => attempts(app, org, id, request.uri().query()).await,
-                ("replay", &Method::POST) => replay(app, org, id, request.body()).await,
+                ("attempts", &Method::GET) => attempts(app, &key, org, id, request.uri().query()).await,
+                ("replay", &Method::POST) => replay(app, &key, org, id, request.body()).await,
                 ("attempts", _) => Err(Error::MethodNotAllowed { allow: "GET" }),
                 _ => Err(Error::MethodNotAllowed { allow: "POST" }),
             }
@@ -115,7 +115,13 @@ async fn publish(
     Ok(response)
 }
 
-async fn attempts(app: &App, org: crate::domain::OrganizationId, id: Uuid, query: Option<&str>) -> Result<Response> {
+async fn attempts(
+    app: &App,
+    key: &crate::domain::ApiKey,
+    org: crate::domain::OrganizationId,
+    id: Uuid,
+    query: Option<&str>,
+) -> Result<Response> {
     let mut limit = 50;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if name == "limit" {
@@ -126,18 +132,27 @@ async fn attempts(app: &App, org: crate::domain::OrganizationId, id: Uuid, query
                 .ok_or_else(|| Error::bad_request("limit", format!("limit must be 1 to {MAX_ATTEMPTS_LISTED}")))?;
         }
     }
-    if app.store.get_subscription(org, id).await?.is_none() {
-        return Err(Error::NotFound(format!("subscription {id} not found")));
-    }
+    let subscription = app
+        .store
+        .get_subscription(org, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
+    catalog::check_may_manage(&key.scopes, &subscription)?;
     let attempts = app.store.recent_attempts(org, id, limit).await?;
     Ok(json_response(StatusCode::OK, &attempts))
 }
 
-async fn replay(app: &App, org: crate::domain::OrganizationId, id: Uuid, body: &[u8]) -> Result<Response> {
+async fn replay(
+    app: &App,
+    key: &crate::domain::ApiKey,
+    org: crate::domain::OrganizationId,
+    id: Uuid,
+    body: &[u8],
+) -> Result<Response> {
     let fields = parse_object(body)?;
     reject_unknown_fields(fields.keys(), &["messageId"])?;
     let message_id = message_id(&fields, true)?.expect("required");
-    ingest::replay(app, org, id, &message_id).await?;
+    ingest::replay(app, org, id, &message_id, Some(&key.scopes)).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "messageId": message_id, "subscriptionUuid": id.to_string() }),

@@ -75,7 +75,7 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
         ["organizations", org, "subscriptions"] => {
             let org = resolve_organization(org, &key)?;
             match *method {
-                Method::GET => list(app, org).await,
+                Method::GET => list(app, &key, org).await,
                 Method::POST => create(app, &key, org, request.body()).await,
                 Method::DELETE => Err(Error::NotFound("the subscriptionUuid is missing in the request".into())),
                 _ => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
@@ -85,7 +85,7 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
             let org = resolve_organization(org, &key)?;
             match *method {
                 Method::PUT => update(app, &key, org, id, request.body()).await,
-                Method::DELETE => delete(app, org, id).await,
+                Method::DELETE => delete(app, &key, org, id).await,
                 _ => Err(Error::MethodNotAllowed { allow: "PUT, DELETE" }),
             }
         }
@@ -93,10 +93,15 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
     }
 }
 
-async fn list(app: &App, org: OrganizationId) -> Result<Response> {
-    // Each API shows the subscriptions made through it.
-    let subscriptions: Vec<Subscription> =
-        app.store.list_subscriptions(org).await?.into_iter().filter(|s| s.dialect == Dialect::Zettle).collect();
+async fn list(app: &App, key: &ApiKey, org: OrganizationId) -> Result<Response> {
+    // Each API shows the subscriptions made through it, and a key only those it may manage.
+    let subscriptions: Vec<Subscription> = app
+        .store
+        .list_subscriptions(org)
+        .await?
+        .into_iter()
+        .filter(|s| s.dialect == Dialect::Zettle && catalog::may_manage(&key.scopes, s))
+        .collect();
     let views: Vec<SubscriptionView<'_>> = subscriptions.iter().map(SubscriptionView::from).collect();
     Ok(json_response(StatusCode::OK, &views))
 }
@@ -141,7 +146,7 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
 async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[u8]) -> Result<Response> {
     let fields = parse_object(body)?;
     reject_unknown_fields(fields.keys(), UPDATE_FIELDS)?;
-    let mut subscription = find(app, org, id).await?;
+    let mut subscription = find(app, key, org, id).await?;
 
     if let Some(transport) = optional_string(&fields, "transportName", Status::BadRequest)? {
         check_transport(transport)?;
@@ -166,8 +171,8 @@ async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[
     Ok(empty_response(StatusCode::OK))
 }
 
-async fn delete(app: &App, org: OrganizationId, id: &str) -> Result<Response> {
-    let subscription = find(app, org, id).await?;
+async fn delete(app: &App, key: &ApiKey, org: OrganizationId, id: &str) -> Result<Response> {
+    let subscription = find(app, key, org, id).await?;
     if !app.store.delete_subscription(org, subscription.id).await? {
         return Err(not_found(id));
     }
@@ -179,13 +184,17 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("subscription {id} not found"))
 }
 
-async fn find(app: &App, org: OrganizationId, id: &str) -> Result<Subscription> {
+/// The subscription, if the key may manage it (403 otherwise).
+async fn find(app: &App, key: &ApiKey, org: OrganizationId, id: &str) -> Result<Subscription> {
     let id = Uuid::parse_str(id).map_err(|_| not_found(id))?;
-    app.store
+    let subscription = app
+        .store
         .get_subscription(org, id)
         .await?
         .filter(|s| s.dialect == Dialect::Zettle)
-        .ok_or_else(|| not_found(&id.to_string()))
+        .ok_or_else(|| not_found(&id.to_string()))?;
+    catalog::check_may_manage(&key.scopes, &subscription)?;
+    Ok(subscription)
 }
 
 /// Which status a field's errors carry (the seed gives uuid / transportName errors 400 and

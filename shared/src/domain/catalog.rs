@@ -2,7 +2,7 @@
 //! subscriber needs for each (seed 000 "Supported events"; seed 004 "List of events").
 
 use super::api_key::Scope;
-use super::Dialect;
+use super::{Dialect, Subscription};
 
 /// What an API key must hold to subscribe to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +107,38 @@ pub fn allows(scopes: &[Scope], event: &EventDefinition) -> bool {
     }
 }
 
+/// The catalog events a subscription receives: those it names (every event of its API when it
+/// names none) and the lifecycle events every subscription of its API gets. Lagerkoll features
+/// are not catalog events.
+pub fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition> {
+    of(subscription.dialect)
+        .filter(|e| {
+            e.delivered_to_all
+                || subscription.event_names.is_empty()
+                || subscription.event_names.iter().any(|n| n == e.name)
+        })
+        .collect()
+}
+
+/// Whether a key holding `scopes` may see or change `subscription`, its signing key and its
+/// attempts: only with the scope of every event the subscription receives (so a key cannot
+/// read, redirect or replay events it could not subscribe to).
+pub fn may_manage(scopes: &[Scope], subscription: &Subscription) -> bool {
+    received_by(subscription).iter().all(|event| allows(scopes, event))
+}
+
+/// [`may_manage`] as a request's answer: 403 when the key may not.
+pub fn check_may_manage(scopes: &[Scope], subscription: &Subscription) -> crate::Result<()> {
+    if may_manage(scopes, subscription) {
+        Ok(())
+    } else {
+        Err(crate::Error::Forbidden(format!(
+            "the API key lacks the scope of an event subscription {} receives, needed to see or change it",
+            subscription.id
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +176,39 @@ mod tests {
         let purchase = find("PurchaseCreated").unwrap();
         assert!(!allows(&[Scope::ReadProduct], purchase));
         assert!(allows(&[Scope::ReadPurchase], purchase));
+    }
+
+    fn subscription(dialect: Dialect, events: &[&str]) -> Subscription {
+        Subscription {
+            organization: crate::domain::OrganizationId(uuid::Uuid::nil()),
+            id: uuid::Uuid::nil(),
+            dialect,
+            transport: "WEBHOOK".into(),
+            event_names: events.iter().map(|e| e.to_string()).collect(),
+            destination: "https://example.com".into(),
+            contact_email: "ops@example.com".into(),
+            status: crate::domain::SubscriptionStatus::Active,
+            failing_since: None,
+            signing_key: "k".repeat(64),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn managing_a_subscription_takes_the_scope_of_every_event_it_receives() {
+        let purchases = subscription(Dialect::Zettle, &["PurchaseCreated"]);
+        assert!(may_manage(&[Scope::ReadPurchase], &purchases));
+        assert!(!may_manage(&[Scope::ReadProduct], &purchases));
+        assert!(!may_manage(&[], &subscription(Dialect::Zettle, &["ProductCreated"])), "lifecycle events need a scope");
+        let everything = subscription(Dialect::Zettle, &[]);
+        assert!(!may_manage(&[Scope::ReadPurchase, Scope::ReadProduct], &everything));
+        assert!(may_manage(&[Scope::ReadPurchase, Scope::ReadProduct, Scope::ReadUserinfo], &everything));
+        assert!(!may_manage(&[Scope::ReadProduct], &subscription(Dialect::Metro, &["order_created"])));
+        assert!(may_manage(&[Scope::ReadOrder], &subscription(Dialect::Metro, &["order_created"])));
+        assert!(
+            may_manage(&[], &subscription(Dialect::Lagerkoll, &["articles\u{1f}update"])),
+            "Lagerkoll has no scopes"
+        );
     }
 }
