@@ -420,3 +420,39 @@ async fn every_route_needs_read_order() {
     assert_eq!(listed[0]["url"], w.receiver.url());
     assert_eq!(listed[0]["isActive"], true);
 }
+
+/// A DELETE that lands while a PATCH waits for its test_connection stays a DELETE: the PATCH
+/// writes only its own field over the newer version instead of its stale copy.
+#[tokio::test]
+async fn a_delete_during_a_patch_is_not_undone() {
+    let stack = Stack::local().await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadOrder]).await;
+    let receiver = Receiver::answering_slowly(200, r#"{"status":"OK"}"#, Duration::from_millis(400)).await;
+    let create = json!({"url": receiver.url(), "event": "order_created", "fallbackEmail": "a@example.com"});
+    let (status, created, _) = call(&stack, &key, Method::POST, SUBS, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("{SUBS}/{}", created["id"].as_str().unwrap());
+
+    let patch = {
+        let (stack_http, url, key) = (stack.http.clone(), stack.url(&path), key.clone());
+        tokio::spawn(async move {
+            stack_http
+                .patch(url)
+                .bearer_auth(key)
+                .json(&json!({"fallbackEmail": "b@example.com"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await; // the PATCH is in its test_connection
+    let (status, body, _) = call(&stack, &key, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(patch.await.unwrap(), StatusCode::ACCEPTED);
+
+    let (_, listed, _) = call(&stack, &key, Method::GET, SUBS, None).await;
+    assert_eq!(listed[0]["isActive"], false, "the PATCH undid the DELETE: {listed}");
+    assert_eq!(listed[0]["fallbackEmail"], "b@example.com", "the PATCH's own field is kept");
+}

@@ -33,16 +33,25 @@ pub async fn subscription_crud(store: &dyn Store) {
     store.create_subscription(&second).await.unwrap();
     assert_eq!(ids(&store.list_subscriptions(org).await.unwrap()), vec![sub.id, second.id]);
 
+    let read = sub.updated_at;
     sub.event_names = vec!["ProductDeleted".into()];
     sub.status = SubscriptionStatus::Failing;
     sub.updated_at += time::Duration::seconds(1);
-    store.update_subscription(&sub).await.unwrap();
+    assert!(store.update_subscription(&sub, read).await.unwrap());
     assert_eq!(store.get_subscription(org, sub.id).await.unwrap(), Some(sub.clone()));
+
+    // A write over a version that is no longer stored changes nothing: the writer must re-read.
+    let mut stale = sub.clone();
+    stale.destination = "https://stale.example.com".into();
+    stale.updated_at += time::Duration::seconds(1);
+    assert!(!store.update_subscription(&stale, read).await.unwrap(), "written over a newer version");
+    assert_eq!(store.get_subscription(org, sub.id).await.unwrap(), Some(sub.clone()));
+    assert_eq!(ids(&store.subscriptions_for_event(org, "ProductDeleted").await.unwrap()), vec![sub.id, second.id]);
 
     assert!(store.delete_subscription(org, sub.id).await.unwrap());
     assert!(!store.delete_subscription(org, sub.id).await.unwrap());
     assert_eq!(store.get_subscription(org, sub.id).await.unwrap(), None);
-    assert!(matches!(store.update_subscription(&sub).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.update_subscription(&sub, sub.updated_at).await, Err(Error::NotFound(_))));
     assert_eq!(ids(&store.list_subscriptions(org).await.unwrap()), vec![second.id]);
 }
 
@@ -85,7 +94,8 @@ pub async fn fan_out_matches_exactly(store: &dyn Store) {
     // Updates move a subscription between index entries; deletes remove it.
     let mut moved = product.clone();
     moved.event_names = vec!["ProductDeleted".into()];
-    store.update_subscription(&moved).await.unwrap();
+    moved.updated_at += time::Duration::seconds(1);
+    assert!(store.update_subscription(&moved, product.updated_at).await.unwrap());
     assert_eq!(ids(&store.subscriptions_for_event(org, "ProductCreated").await.unwrap()), vec![everything.id]);
     assert_eq!(
         ids(&store.subscriptions_for_event(org, "ProductDeleted").await.unwrap()),
@@ -326,7 +336,8 @@ pub async fn subscription_health_is_written_alone(store: &dyn Store) {
     // The owner changes the destination meanwhile; the health write must not undo it.
     let mut edited = original.clone();
     edited.destination = "https://new.example.com/in".into();
-    store.update_subscription(&edited).await.unwrap();
+    edited.updated_at += time::Duration::seconds(1);
+    assert!(store.update_subscription(&edited, original.updated_at).await.unwrap());
     let mut health = original.clone();
     health.status = SubscriptionStatus::Failing;
     health.failing_since = Some(tidings::domain::to_micros(OffsetDateTime::now_utc()));
@@ -339,6 +350,14 @@ pub async fn subscription_health_is_written_alone(store: &dyn Store) {
         store.subscriptions_for_event(org, "ProductCreated").await.unwrap()[0].status,
         SubscriptionStatus::Failing
     );
+    // A subscription its owner switched off stays off, whatever deliveries in flight report.
+    let mut off = store.get_subscription(org, original.id).await.unwrap().unwrap();
+    let read = off.updated_at;
+    off.status = SubscriptionStatus::Inactive;
+    off.updated_at += time::Duration::seconds(1);
+    assert!(store.update_subscription(&off, read).await.unwrap());
+    store.set_subscription_health(&health).await.unwrap();
+    assert_eq!(store.get_subscription(org, original.id).await.unwrap().unwrap().status, SubscriptionStatus::Inactive);
     store.delete_subscription(org, original.id).await.unwrap();
     assert!(matches!(store.set_subscription_health(&health).await, Err(Error::NotFound(_))));
 }

@@ -903,3 +903,25 @@ async fn a_key_manages_only_subscriptions_whose_events_it_holds_the_scopes_of() 
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
 }
+
+/// Two updates of different fields at once: both are kept, every time.
+#[tokio::test]
+async fn concurrent_updates_of_different_fields_both_stick() {
+    let w = world().await;
+    let id = v1();
+    assert_eq!(w.create(&id, &["ProductCreated"]).await.0, StatusCode::OK);
+    let path = w.stack.url(&format!("{SUBS}/{id}"));
+    for round in 0..30 {
+        let email = format!("round-{round}@example.com");
+        let destination = format!("{}/round-{round}", w.receiver.url());
+        let put = |body: Value| w.stack.http.put(&path).bearer_auth(&w.key).json(&body).send();
+        let (a, b) = tokio::join!(put(json!({"contactEmail": email})), put(json!({"destination": destination})));
+        assert_eq!((a.unwrap().status(), b.unwrap().status()), (StatusCode::OK, StatusCode::OK));
+        let stored = w.stored().await;
+        assert_eq!(
+            (stored[0]["contactEmail"].as_str(), stored[0]["destination"].as_str()),
+            (Some(email.as_str()), Some(destination.as_str())),
+            "round {round}"
+        );
+    }
+}

@@ -21,8 +21,10 @@ pub trait Store: Send + Sync {
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>>;
     /// The organization's subscriptions, oldest first.
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>>;
-    /// Replaces a stored subscription; [`crate::Error::NotFound`] if it is gone.
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<()>;
+    /// Replaces a stored subscription, if it is still the version read: its stored `updated_at`
+    /// must be `read_version`. `Ok(false)` when another write came first (nothing is written;
+    /// re-read and re-apply the change); [`crate::Error::NotFound`] if it is gone.
+    async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool>;
     /// Returns whether something was deleted.
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool>;
     /// Fan-out: the organization's subscriptions that receive `event_name` (explicitly or as
@@ -37,7 +39,8 @@ pub trait Store: Send + Sync {
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
 
     /// Writes only a subscription's health: `status` and `failing_since` (a concurrent update of
-    /// its other fields is never overwritten). [`crate::Error::NotFound`] if it is gone.
+    /// its other fields is never overwritten). A subscription its owner switched off
+    /// (`INACTIVE`) stays off: the write is skipped. [`crate::Error::NotFound`] if it is gone.
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()>;
 
     /// A published message, while it is retained.

@@ -159,6 +159,11 @@ impl Receiver {
         Receiver::start(Arc::new(move |_| (status, std::time::Duration::ZERO)), false, body).await
     }
 
+    /// Answers everything, the destination check included, with `status` and `body` after `delay`.
+    pub async fn answering_slowly(status: u16, body: &'static str, delay: std::time::Duration) -> Receiver {
+        Receiver::start(Arc::new(move |_| (status, delay)), false, body).await
+    }
+
     /// Fails `times` times with `status`, then answers 200.
     pub async fn failing(times: usize, status: u16) -> Receiver {
         Receiver::behaving(Arc::new(move |n| (if n < times { status } else { 200 }, std::time::Duration::ZERO))).await

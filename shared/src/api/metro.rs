@@ -212,7 +212,7 @@ async fn find(app: &App, key: &ApiKey, id: &str) -> Result<Subscription> {
 }
 
 async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Response> {
-    let mut subscription = find(app, key, id).await?;
+    let subscription = find(app, key, id).await?;
     let body = parse_object(body)?;
     if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
         let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
@@ -225,33 +225,38 @@ async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Respon
     let fields = validate(app, &body)?;
     if let Some(event) = fields.event {
         check_scope(key, event)?;
-        subscription.event_names = vec![event.name.to_owned()];
     }
-    if let Some(url) = fields.url {
-        subscription.destination = url;
-    }
-    if let Some(email) = fields.fallback_email {
-        subscription.contact_email = email;
-    }
-    // A change is the owner saying "try again": an active subscription is re-enabled.
-    subscription.status = match fields.is_active {
-        Some(false) => SubscriptionStatus::Inactive,
-        Some(true) => SubscriptionStatus::Active,
-        None if subscription.status == SubscriptionStatus::Inactive => SubscriptionStatus::Inactive,
-        None => SubscriptionStatus::Active,
+    let change = |s: &mut Subscription| {
+        if let Some(event) = fields.event {
+            s.event_names = vec![event.name.to_owned()];
+        }
+        if let Some(url) = &fields.url {
+            s.destination = url.clone();
+        }
+        if let Some(email) = &fields.fallback_email {
+            s.contact_email = email.clone();
+        }
+        // A change is the owner saying "try again": an active subscription is re-enabled.
+        s.status = match fields.is_active {
+            Some(false) => SubscriptionStatus::Inactive,
+            Some(true) => SubscriptionStatus::Active,
+            None if s.status == SubscriptionStatus::Inactive => SubscriptionStatus::Inactive,
+            None => SubscriptionStatus::Active,
+        };
+        s.failing_since = None;
     };
-    subscription.failing_since = None;
-    subscription.updated_at = to_micros(app.clock.now());
-    test_connection(app, &subscription).await?;
-    app.store.update_subscription(&subscription).await?;
+    let mut candidate = subscription.clone();
+    change(&mut candidate);
+    test_connection(app, &candidate).await?;
+    // Written over whatever changed meanwhile (a DELETE during the check stays a DELETE).
+    super::modify_subscription(app, subscription, change).await?;
     Ok(json_response(StatusCode::ACCEPTED, &json!({ "message": "Subscription successfully updated." })))
 }
 
 async fn deactivate(app: &App, key: &ApiKey, id: &str) -> Result<Response> {
-    let mut subscription = find(app, key, id).await?;
-    subscription.status = SubscriptionStatus::Inactive;
-    subscription.updated_at = to_micros(app.clock.now());
-    app.store.update_subscription(&subscription).await?;
+    let subscription = find(app, key, id).await?;
+    let subscription =
+        super::modify_subscription(app, subscription, |s| s.status = SubscriptionStatus::Inactive).await?;
     let event = subscription.event_names.first().cloned().unwrap_or_default();
     Ok(json_response(
         StatusCode::ACCEPTED,

@@ -102,6 +102,35 @@ pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Optio
     Ok(key)
 }
 
+/// Writes of one subscription that race are retried this often before giving up.
+const UPDATE_ROUNDS: usize = 8;
+
+/// Applies `change` to `current` and stores it without losing a concurrent write: when another
+/// update landed since `current` was read, the subscription is read again and `change` applied
+/// to that (so only the fields a request sent change). Returns what was stored.
+pub async fn modify_subscription(
+    app: &App,
+    mut current: crate::domain::Subscription,
+    change: impl Fn(&mut crate::domain::Subscription),
+) -> Result<crate::domain::Subscription> {
+    for _ in 0..UPDATE_ROUNDS {
+        let read_version = current.updated_at;
+        let mut next = current.clone();
+        change(&mut next);
+        // Every write is a new version, even within one clock tick.
+        next.updated_at = crate::domain::to_micros(app.clock.now()).max(read_version + time::Duration::microseconds(1));
+        if app.store.update_subscription(&next, read_version).await? {
+            return Ok(next);
+        }
+        current = app
+            .store
+            .get_subscription(current.organization, current.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", current.id)))?;
+    }
+    Err(Error::Unavailable("the subscription is being changed by other requests; try again".into()))
+}
+
 /// The organization a path names: `self` is the key's own; another organization is not found
 /// (tenants never learn of each other).
 pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {

@@ -146,28 +146,39 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
 async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[u8]) -> Result<Response> {
     let fields = parse_object(body)?;
     reject_unknown_fields(fields.keys(), UPDATE_FIELDS)?;
-    let mut subscription = find(app, key, org, id).await?;
+    let subscription = find(app, key, org, id).await?;
 
     if let Some(transport) = optional_string(&fields, "transportName", Status::BadRequest)? {
         check_transport(transport)?;
     }
-    if let Some(value) = fields.get("eventNames").filter(|v| !v.is_null()) {
-        let names = event_names(value)?;
-        check_scopes(key, &names)?;
-        subscription.event_names = names;
-    }
-    if let Some(raw) = optional_string(&fields, "destination", Status::Unprocessable)? {
-        subscription.destination = destination(app, raw)?;
-    }
-    if let Some(raw) = optional_string(&fields, "contactEmail", Status::Unprocessable)? {
-        subscription.contact_email = contact_email(raw)?;
-    }
-    subscription.updated_at = to_micros(app.clock.now());
-    // Updating a subscription is how its owner says "try again": it re-enables a failing one.
-    subscription.status = SubscriptionStatus::Active;
-    subscription.failing_since = None;
-    app.store.update_subscription(&subscription).await?;
-    tracing::info!(org = %org, subscription = %subscription.id, "subscription updated");
+    let new_events = match fields.get("eventNames").filter(|v| !v.is_null()) {
+        Some(value) => {
+            let names = event_names(value)?;
+            check_scopes(key, &names)?;
+            Some(names)
+        }
+        None => None,
+    };
+    let new_destination =
+        optional_string(&fields, "destination", Status::Unprocessable)?.map(|raw| destination(app, raw)).transpose()?;
+    let new_contact =
+        optional_string(&fields, "contactEmail", Status::Unprocessable)?.map(contact_email).transpose()?;
+    let updated = super::modify_subscription(app, subscription, |s| {
+        if let Some(names) = &new_events {
+            s.event_names = names.clone();
+        }
+        if let Some(destination) = &new_destination {
+            s.destination = destination.clone();
+        }
+        if let Some(contact) = &new_contact {
+            s.contact_email = contact.clone();
+        }
+        // Updating a subscription is how its owner says "try again": it re-enables a failing one.
+        s.status = SubscriptionStatus::Active;
+        s.failing_since = None;
+    })
+    .await?;
+    tracing::info!(org = %org, subscription = %updated.id, "subscription updated");
     Ok(empty_response(StatusCode::OK))
 }
 

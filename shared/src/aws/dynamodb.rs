@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::sdk_error;
-use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
+use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
 use crate::ports::{AttemptRecord, PublishRecord, Store, StoreGroup};
 use crate::{Error, Result};
 
@@ -432,13 +432,24 @@ impl Store for DynamoStore {
         Ok(by_creation(items.iter().map(subscription_from).collect::<Result<_>>()?))
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<()> {
+    async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
         let previous = self
             .get_subscription(subscription.organization, subscription.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("subscription {} not found", subscription.id)))?;
+        if previous.updated_at != read_version {
+            return Ok(false);
+        }
         let new_keys = index_keys(&subscription.event_names);
-        let mut writes = vec![self.put(subscription_item(subscription), Some("attribute_exists(PK)"))?];
+        // Written only over the version read (and so over the index entries of `previous`).
+        let guarded = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(subscription_item(subscription)))
+            .condition_expression("attribute_exists(PK) AND updated_at = :read")
+            .expression_attribute_values(":read", n(nanos(read_version)))
+            .build()
+            .map_err(Error::internal)?;
+        let mut writes = vec![TransactWriteItem::builder().put(guarded).build()];
         for event in index_keys(&previous.event_names) {
             if !new_keys.contains(&event) {
                 writes.push(self.delete(org_pk(subscription.organization), index_sk(event, subscription.id), None)?);
@@ -448,9 +459,11 @@ impl Store for DynamoStore {
             writes.push(self.put(index_item(subscription, event), None)?);
         }
         if self.transact(writes).await? {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("subscription {} not found", subscription.id)))
+            return Ok(true);
+        }
+        match self.get_subscription(subscription.organization, subscription.id).await? {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
         }
     }
 
@@ -537,19 +550,24 @@ impl Store for DynamoStore {
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":status", s(subscription.status.as_str()))
                 .expression_attribute_values(":failing", failing_since.clone())
+                .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
                 .set_condition_expression(condition.map(str::to_owned))
                 .build()
                 .map_err(Error::internal)?;
             Ok(TransactWriteItem::builder().update(update).build())
         };
-        let mut writes = vec![update(format!("SUB#{}", subscription.id), Some("attribute_exists(PK)"))?];
+        // An owner's switch-off wins over health.
+        let condition = Some("attribute_exists(PK) AND #status <> :inactive");
+        let mut writes = vec![update(format!("SUB#{}", subscription.id), condition)?];
         for event in index_keys(&subscription.event_names) {
-            writes.push(update(index_sk(event, subscription.id), Some("attribute_exists(PK)"))?);
+            writes.push(update(index_sk(event, subscription.id), condition)?);
         }
         if self.transact(writes).await? {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("subscription {} not found", subscription.id)))
+            return Ok(());
+        }
+        match self.get_subscription(org, subscription.id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
         }
     }
 

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, OrganizationId, Scope, Subscription};
+use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
 use crate::ports::{
     AttemptRecord, Clock, DeliveryJob, PublishLog, PublishRecord, Queue, ReceivedJob, Store, StoreGroup,
 };
@@ -254,6 +254,17 @@ fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> R
     Ok(())
 }
 
+fn subscription_exists(conn: &Connection, subscription: &Subscription) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM subscriptions WHERE org = ?1 AND id = ?2",
+            params![subscription.organization.to_string(), subscription.id.to_string()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12]> {
     Ok([
         Box::new(s.organization.to_string()),
@@ -313,22 +324,26 @@ impl Store for SqliteBackend {
         Ok(out)
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<()> {
+    async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let values = subscription_params(subscription)?;
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = subscription_params(subscription)?.into();
+        values.push(Box::new(to_nanos(read_version)));
         let updated = tx.execute(
             "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
              contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12 \
-             WHERE org = ?1 AND id = ?2",
+             WHERE org = ?1 AND id = ?2 AND updated_at = ?13",
             rusqlite::params_from_iter(values.iter()),
         )?;
         if updated == 0 {
-            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+            return match subscription_exists(&tx, subscription)? {
+                true => Ok(false),
+                false => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+            };
         }
         write_index(&tx, subscription)?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
@@ -399,16 +414,18 @@ impl Store for SqliteBackend {
     }
 
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
-        let updated = self.conn().execute(
-            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2",
+        let conn = self.conn();
+        let updated = conn.execute(
+            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
             params![
                 subscription.organization.to_string(),
                 subscription.id.to_string(),
                 subscription.status.as_str(),
-                subscription.failing_since.map(to_nanos)
+                subscription.failing_since.map(to_nanos),
+                SubscriptionStatus::Inactive.as_str(),
             ],
         )?;
-        if updated == 0 {
+        if updated == 0 && !subscription_exists(&conn, subscription)? {
             return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
         }
         Ok(())
