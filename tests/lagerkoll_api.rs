@@ -491,3 +491,24 @@ async fn another_spelling_of_the_store_shares_its_quota() {
         .unwrap();
     assert_eq!(tidings::api::handle(&stack.app, request).await.status(), 429);
 }
+
+/// Control characters in featureId or featureMethod (they would break the XML listing and the
+/// stored feature key) or in the url are refused with 900101 naming the field.
+#[tokio::test]
+async fn control_characters_in_webhook_fields_are_refused() {
+    let w = world().await;
+    let url = w.receiver.url();
+    for (field, body) in [
+        ("featureId", json!({"featureId": "arti\ncles", "featureMethod": "update", "url": url})),
+        ("featureId", json!({"featureId": "articles\u{1f}x", "featureMethod": "update", "url": url})),
+        ("featureMethod", json!({"featureId": "articles", "featureMethod": "up\u{0}date", "url": url})),
+        ("url", json!({"featureId": "articles", "featureMethod": "update", "url": format!("{url}\r\nx")})),
+    ] {
+        let response = w.request(reqwest::Method::POST, BASE).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error_code(&error), 900101);
+        assert_eq!(error["errorField"], field, "{error}");
+    }
+    assert_eq!(w.get(BASE).await.1, json!({"webhooks": []}), "nothing stored");
+}

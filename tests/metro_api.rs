@@ -456,3 +456,12 @@ async fn a_delete_during_a_patch_is_not_undone() {
     assert_eq!(listed[0]["isActive"], false, "the PATCH undid the DELETE: {listed}");
     assert_eq!(listed[0]["fallbackEmail"], "b@example.com", "the PATCH's own field is kept");
 }
+
+#[tokio::test]
+async fn a_url_with_control_characters_is_412() {
+    let w = world().await;
+    let (status, body) = w.create("order_created", &format!("{}\r\nx", w.receiver.url())).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(invalid_names(&body), vec!["url"]);
+    assert!(w.list().await.is_empty());
+}

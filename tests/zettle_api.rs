@@ -925,3 +925,51 @@ async fn concurrent_updates_of_different_fields_both_stick() {
         );
     }
 }
+
+// ---------------------------------------------------------------- input edges
+
+/// Control characters in a destination (a CR/LF would be copied into alert emails) or a
+/// contact are refused, on create and on update; nothing is stored.
+#[tokio::test]
+async fn control_characters_in_destination_or_contact_are_422() {
+    let w = world().await;
+    let id = v1();
+    for (field, value) in [
+        ("destination", format!("{}/a\r\nBcc: victim@example.com", w.receiver.url())),
+        ("destination", format!("{}/a\tb", w.receiver.url())),
+        ("contactEmail", "ops@example.com\r\nBcc: victim@example.com".to_owned()),
+    ] {
+        let mut body = create_body(&id, &["ProductCreated"], &w.receiver.url());
+        body[field] = json!(value);
+        let (status, text) = w.post(body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {text}");
+        assert_eq!(violation(&text), field);
+    }
+    assert!(w.stored().await.is_empty());
+    assert_eq!(w.create(&id, &["ProductCreated"]).await.0, StatusCode::OK);
+    let (status, text) = w.put(&id, json!({"destination": format!("{}/x\ny", w.receiver.url())})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert_eq!(w.stored().await[0]["destination"], w.receiver.url());
+}
+
+/// A payload nested past the documented limit, and a messageId JSON numbers cannot hold, are
+/// refused with 400 rather than accepted (or silently replaced by a made-up id).
+#[tokio::test]
+async fn publish_refuses_deep_payloads_and_unrepresentable_message_ids() {
+    let w = world().await;
+    let events = "/organizations/self/events";
+    let deep =
+        format!(r#"{{"eventName": "ProductCreated", "payload": {}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let (status, text) = call_raw(&w.stack, Method::POST, events, &w.key, deep).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(message(&text).contains("127 levels"), "{text}");
+    let limit = tidings::api::MAX_JSON_DEPTH;
+    let at_limit =
+        format!(r#"{{"eventName": "ProductCreated", "payload": {}{}}}"#, "[".repeat(limit - 1), "]".repeat(limit - 1));
+    assert_eq!(call_raw(&w.stack, Method::POST, events, &w.key, at_limit).await.0, StatusCode::ACCEPTED);
+
+    let huge_number = r#"{"eventName": "ProductCreated", "messageId": 1e999999, "payload": {}}"#;
+    let (status, text) = call_raw(&w.stack, Method::POST, events, &w.key, huge_number).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(violation(&text), "messageId");
+}

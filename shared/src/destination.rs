@@ -35,6 +35,11 @@ impl DestinationPolicy {
         if raw.is_empty() {
             return Err("destination must not be empty".into());
         }
+        // URL parsing would silently drop tabs and newlines; refuse them (and every other
+        // control character) so what is stored, shown and mailed is what was checked.
+        if raw.chars().any(char::is_control) {
+            return Err("destination must not contain control characters".into());
+        }
         let url = Url::parse(raw).map_err(|e| format!("destination is not a valid URL ({e})"))?;
         match url.scheme() {
             "https" => {}

@@ -342,7 +342,14 @@ fn parse_create(request: &Request) -> Result<CreateRequest> {
 async fn create(app: &App, key: &ApiKey, request: &Request, format: Format) -> Result<Response> {
     let body = parse_create(request)?;
     let required = |value: Option<String>, field: &'static str| {
-        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| Error::bad_request(field, format!("{field} is mandatory")))
+        let value = value
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| Error::bad_request(field, format!("{field} is mandatory")))?;
+        // Control characters would break the XML listing, the stored feature key and headers.
+        if value.chars().any(char::is_control) {
+            return Err(Error::bad_request(field, format!("{field} must not contain control characters")));
+        }
+        Ok(value)
     };
     let feature_id = required(body.feature_id, "featureId")?;
     let feature_method = required(body.feature_method, "featureMethod")?;

@@ -82,8 +82,15 @@ async fn publish(
     let fields: serde_json::Map<String, Value> = raw
         .iter()
         .filter(|(name, _)| name.as_str() != "payload")
-        .map(|(name, value)| (name.clone(), serde_json::from_str(value.get()).unwrap_or(Value::Null)))
-        .collect();
+        .map(|(name, value)| {
+            // A value serde_json cannot represent (a number like 1e999999) is refused, never dropped.
+            let parsed = serde_json::from_str(value.get()).map_err(|_| Error::BadRequest {
+                field: Some(name.clone()),
+                message: format!("{name} must be a string"),
+            })?;
+            Ok((name.clone(), parsed))
+        })
+        .collect::<Result<_>>()?;
     let event_name = match fields.get("eventName") {
         Some(Value::String(name)) => name.as_str(),
         None | Some(Value::Null) => return Err(Error::bad_request("eventName", "eventName is required")),
