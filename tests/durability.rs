@@ -307,3 +307,105 @@ async fn running_out_of_file_descriptors_is_logged_once_and_survived() {
     let list = serve.url("/organizations/self/subscriptions");
     assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
 }
+
+/// `tidings serve` on a fixed port (so producers can retry against the restarted process).
+fn serve_on(port: u16, data: &std::path::Path) -> ServeProcess {
+    let mut command = std::process::Command::new(tidings_tests::tidings_binary());
+    command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data.to_str().unwrap()]);
+    ServeProcess::spawn(command, std::process::Stdio::null())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `kill -9` five times while producers publish (retrying until they get a 202) and deliveries
+/// are in flight. Every acknowledged message reaches every subscription, and soon after the
+/// restart (not after the 60 s visibility timeout). Prints the duplicate rate.
+#[tokio::test]
+async fn kill_9_during_publishing_and_delivery_loses_nothing() {
+    const MESSAGES: usize = 400;
+    const KILLS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let receiver = Receiver::slow(Duration::from_millis(5)).await;
+    let port = free_port();
+    let mut serve = serve_on(port, dir.path());
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let subscriptions = [
+        "f02f80f8-8f35-11eb-8dcd-0242ac130003",
+        "6eefcb26-912c-11eb-a8b3-0242ac130003",
+        "7a1d7a52-912c-11eb-a8b3-0242ac130003",
+    ];
+    for uuid in subscriptions {
+        let response = http
+            .post(serve.url("/organizations/self/subscriptions"))
+            .bearer_auth(&key)
+            .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                          "destination": receiver.url(), "contactEmail": "ops@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    // Producers: 8 at a time, each retrying its message until it is acknowledged.
+    let base = serve.base.clone();
+    let producers = {
+        let (http, key) = (http.clone(), key.clone());
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            futures::stream::iter(0..MESSAGES)
+                .for_each_concurrent(8, |n| {
+                    let (http, key, base) = (http.clone(), key.clone(), base.clone());
+                    async move {
+                        let body =
+                            json!({"eventName": "ProductCreated", "messageId": format!("m-{n}"), "payload": {"n": n}});
+                        loop {
+                            let sent = http
+                                .post(format!("{base}/organizations/self/events"))
+                                .bearer_auth(&key)
+                                .json(&body)
+                                .send()
+                                .await;
+                            if sent.is_ok_and(|r| r.status() == 202) {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        serve.kill();
+        serve = serve_on(port, dir.path());
+    }
+    producers.await.unwrap();
+
+    let expected = MESSAGES * subscriptions.len();
+    let unique = || {
+        receiver.deliveries().iter().map(|d| d.header("webhook-id")).collect::<std::collections::BTreeSet<_>>().len()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while unique() < expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = receiver.deliveries().len();
+    assert_eq!(unique(), expected, "acknowledged messages were lost (or waited out a visibility timeout)");
+    eprintln!(
+        "kill -9 x{KILLS}: {expected} deliveries expected, {total} made: {} duplicates ({:.2} %)",
+        total - expected,
+        (total - expected) as f64 * 100.0 / expected as f64
+    );
+    // A second serve on the same data directory is refused, with the reason.
+    let second = std::process::Command::new(tidings_tests::tidings_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another tidings serve"));
+    serve.kill();
+}

@@ -475,6 +475,29 @@ mod embedded {
         super::store_groups(&backend().0).await;
     }
 
+    /// After a crash, the jobs the consumer held are visible again at once, their unfinished
+    /// receive not counted; finished, waiting and dead-lettered jobs are left alone.
+    #[tokio::test]
+    async fn jobs_in_flight_at_a_crash_are_recovered_at_once() {
+        use tidings::ports::Queue;
+        let (backend, _, _dir) = backend();
+        backend.enqueue(&[super::job(1), super::job(2), super::job(3)], std::time::Duration::ZERO).await.unwrap();
+        let taken = backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
+        assert_eq!(taken.len(), 3);
+        let receipt = |n: u32| taken.iter().find(|r| r.job == super::job(n)).unwrap().receipt.clone();
+        backend.ack(&receipt(1)).await.unwrap();
+        backend.retry_later(&receipt(2), std::time::Duration::from_secs(3600)).await.unwrap();
+        // Job 3 was being delivered when the process died.
+        assert_eq!(backend.recover_in_flight().await.unwrap(), 1);
+        let again = backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            again.iter().map(|r| (r.job.clone(), r.receive_count)).collect::<Vec<_>>(),
+            vec![(super::job(3), 1)]
+        );
+        assert_eq!(backend.recover_in_flight().await.unwrap(), 1, "taken again, in flight again");
+        assert_eq!(backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn passed_rate_limit_windows_are_purged() {
         use tidings::ports::Store;

@@ -271,7 +271,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         // A log line that cannot be written (stderr on a full disk) is dropped, never fatal.
         .log_internal_errors(false)
         .init();
+    // One serve per data directory: its queue has one consumer, so what that consumer left in
+    // flight when it last stopped (a crash, kill -9) is safe to deliver again at once.
+    let _lock = tidings::embedded::sqlite::DataDirLock::acquire(&args.data.data_dir).map_err(|e| e.to_string())?;
     let mut app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
+    let recovered = app.queue.recover_in_flight().await.map_err(|e| e.to_string())?;
+    if recovered > 0 {
+        tracing::warn!(jobs = recovered, "deliveries in flight when Tidings last stopped are queued again");
+    }
     app.delivery.schedule = args.retry_schedule;
     app.set_request_timeout(args.delivery_timeout).map_err(|e| e.to_string())?;
     let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;

@@ -179,12 +179,20 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, receipt: &str) -> Result<()>;
     /// Several jobs are done (one write where the queue allows it).
     async fn ack_many(&self, receipts: &[String]) -> Result<()>;
-    /// Make the job visible again after `delay` (its receive count keeps growing).
+    /// Make the job visible again after `delay` (its receive count keeps growing); it is no
+    /// longer in flight.
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
     /// Move the job, intact, to the dead-letter queue.
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
     /// Jobs in the dead-letter queue, oldest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>>;
+    /// Makes the jobs a previous run of the only consumer took and never finished (it crashed)
+    /// visible again at once, their unfinished receive not counted as an attempt; returns how
+    /// many. Only for a queue with one consumer process, which must hold it exclusively (the
+    /// embedded queue under `tidings serve`); SQS brings such jobs back by visibility timeout.
+    async fn recover_in_flight(&self) -> Result<usize> {
+        Ok(0)
+    }
     /// Moves up to `limit` dead-lettered jobs back onto the queue, visible at once, with fresh
     /// attempts; returns how many moved.
     async fn redrive_dead_letters(&self, limit: usize) -> Result<usize>;

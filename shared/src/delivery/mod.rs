@@ -82,8 +82,10 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
     process_batch(app, std::slice::from_ref(received), 1).await.pop().expect("one job, one result")
 }
 
-/// One attempt: the disposition, and the attempt to record if a request was made.
-async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
+/// One attempt: the disposition, and the attempt to record if a request was made. Retries and
+/// dead letters are arranged on the queue; recording the attempt and removing a delivered or
+/// skipped job are the caller's part, so callers can group those writes.
+pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
     let job = &received.job;
     let org = job.organization;
     let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {

@@ -132,6 +132,35 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     }
 }
 
+/// Exclusive use of a data directory by one `tidings serve`: held while the process runs (the
+/// operating system releases it when the process ends, however it ends).
+pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
+
+impl DataDirLock {
+    /// Takes the lock, or says which directory another process is using.
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataDirLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::internal(format!(
+                "{} is in use by another tidings serve; give each its own --data-dir",
+                data_dir.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::internal(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
 /// The SQLite file behind the store and queue ports.
 pub struct SqliteBackend {
     conn: Mutex<Connection>,
@@ -712,8 +741,9 @@ impl Queue for SqliteBackend {
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.conn().execute(
-            "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+            "UPDATE queue SET visible_at = ?3, receipt = NULL WHERE id = ?1 AND receipt = ?2",
             params![id, receipt, visible_at],
         )?;
         Ok(())
@@ -734,6 +764,15 @@ impl Queue for SqliteBackend {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    async fn recover_in_flight(&self) -> Result<usize> {
+        let recovered = self.conn().execute(
+            "UPDATE queue SET visible_at = ?1, receive_count = MAX(receive_count - 1, 0), receipt = NULL \
+             WHERE receipt IS NOT NULL",
+            params![self.now_nanos()],
+        )?;
+        Ok(recovered)
     }
 
     async fn redrive_dead_letters(&self, limit: usize) -> Result<usize> {
