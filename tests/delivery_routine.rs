@@ -171,3 +171,30 @@ async fn payloads_over_the_queue_limit_are_stored_and_referenced_not_truncated()
     let got = receiver.deliveries();
     assert_eq!(got[0].json()["payload"].as_str().unwrap(), big);
 }
+
+/// On the strict policy, a stored destination whose literal address is not public (written
+/// before the policy knew the form, or straight into the store) is refused at send time too:
+/// literal addresses never pass through the resolver, so the same check runs before connecting.
+#[tokio::test]
+async fn a_literal_private_address_is_refused_at_delivery_time_without_connecting() {
+    let mut w = world("0s");
+    w.app.destinations = DestinationPolicy::STRICT;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    for destination in [format!("https://[::ffff:127.0.0.1]:{port}/hook"), format!("https://[::7f00:1]:{port}/hook")] {
+        let subscription = w.subscribe(&["ProductCreated"], destination.clone()).await;
+        w.publish("ProductCreated", "{}", &format!("m-{destination}")).await;
+        assert_eq!(w.run_due().await, vec![Disposition::DeadLettered], "{destination}");
+        let attempts = w.app.store.recent_attempts(w.org, subscription.id, 10).await.unwrap();
+        assert!(attempts[0].error.as_deref().unwrap_or_default().starts_with("refused"), "{attempts:?}");
+        w.app.store.delete_subscription(w.org, subscription.id).await.unwrap();
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "a connection was made to a refused address");
+}

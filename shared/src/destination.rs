@@ -69,22 +69,48 @@ impl DestinationPolicy {
 }
 
 /// Whether an address is publicly routable (not loopback, private, link-local, metadata,
-/// shared, documentation, multicast or unspecified).
+/// shared, documentation, multicast or unspecified). An IPv6 address that embeds an IPv4 one
+/// (IPv4-mapped and -compatible, SIIT, NAT64, 6to4, Teredo) is judged by what it embeds, since
+/// that is where packets to it end up.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254 metadata
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0))
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let seg = ip.segments();
+    let v4_at = |high: u16, low: u16| Ipv4Addr::from(((high as u32) << 16) | low as u32);
+    // Forms that carry an IPv4 address in their low 32 bits.
+    let embeds_low_v4 = match seg {
+        [0, 0, 0, 0, 0, 0xffff, ..] => true,    // ::ffff:0:0/96, IPv4-mapped
+        [0, 0, 0, 0, 0, 0, ..] => true,         // ::/96, IPv4-compatible (also :: and ::1)
+        [0, 0, 0, 0, 0xffff, 0, ..] => true,    // ::ffff:0:0:0/96, SIIT IPv4-translated
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => true, // 64:ff9b::/96, NAT64 well-known prefix
+        _ => false,
+    };
+    if embeds_low_v4 {
+        return is_public_v4(v4_at(seg[6], seg[7]));
+    }
+    match seg {
+        // 6to4: the relay's IPv4 address in bits 16..48.
+        [0x2002, high, low, ..] => is_public_v4(v4_at(high, low)),
+        // Teredo: the server's IPv4 address in bits 32..64, the client's (inverted) in the last 32.
+        [0x2001, 0, high, low, _, _, c_high, c_low] => {
+            is_public_v4(v4_at(high, low)) && is_public_v4(v4_at(!c_high, !c_low))
+        }
+        _ => {
+            let first = seg[0];
+            !(ip.is_multicast()
+                || (first == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48, local-use NAT64
+                || (first == 0x100 && seg[1..4] == [0, 0, 0]) // 100::/64, discard only
+                || (first == 0x2001 && seg[1] < 0x200) // 2001::/23, IETF protocol assignments (Teredo above)
+                || (first == 0x2001 && seg[1] == 0x0db8) // 2001:db8::/32, documentation
+                || (first & 0xfff0) == 0x3ff0 // 3fff::/20, documentation
+                || (first & 0xfe00) == 0xfc00 // fc00::/7 unique local, includes fd00:ec2::254 metadata
+                || (first & 0xffc0) == 0xfe80 // fe80::/10 link-local
+                || (first & 0xffc0) == 0xfec0) // fec0::/10 site-local (deprecated, still routed locally)
         }
     }
 }
@@ -205,6 +231,53 @@ mod tests {
         assert!(p.check("http://localhost:9000/hook").is_ok());
         assert!(p.check("ftp://example.com").is_err());
         assert!(p.check("").is_err());
+    }
+
+    /// Every IPv6 form that embeds an IPv4 address is judged by it; the special ranges are refused.
+    #[test]
+    fn ipv6_addresses_are_judged_by_what_they_embed() {
+        let table = [
+            // (address, public?)
+            ("2606:4700::1111", true),
+            ("2a00:1450:4001:80b::200e", true),
+            ("::ffff:93.184.216.34", true),
+            ("::ffff:169.254.169.254", false),
+            ("::ffff:127.0.0.1", false),
+            ("::93.184.216.34", true),
+            ("::a9fe:a9fe", false), // IPv4-compatible 169.254.169.254
+            ("::127.0.0.1", false),
+            ("::", false),
+            ("::1", false),
+            ("::ffff:0:a9fe:a9fe", false), // SIIT 169.254.169.254
+            ("64:ff9b::5db8:d822", true),  // NAT64 of 93.184.216.34
+            ("64:ff9b::a9fe:a9fe", false), // NAT64 of 169.254.169.254
+            ("64:ff9b::a00:1", false),     // NAT64 of 10.0.0.1
+            ("64:ff9b::", false),
+            ("64:ff9b:1::5db8:d822", false),           // local-use NAT64: never public
+            ("2002:5db8:d822::1", true),               // 6to4 via 93.184.216.34
+            ("2002:a9fe:a9fe::1", false),              // 6to4 via 169.254.169.254
+            ("2002:7f00:1::1", false),                 // 6to4 via 127.0.0.1
+            ("2001:0:5db8:d822:0:0:a247:dd7d", true),  // Teredo, server and client public
+            ("2001:0:a9fe:a9fe::1", false),            // Teredo server 169.254.169.254
+            ("2001:0:5db8:d822:0:0:f5ff:fffe", false), // Teredo client 10.0.0.1 (inverted)
+            ("100::1", false),
+            ("100::1:0:0:1", false),
+            ("100:0:0:1::1", true), // 100::/64 is discard only; 100:0:0:1::/64 is not
+            ("2001:10::1", false),
+            ("2001:20::1", false),
+            ("2001:2::1", false),
+            ("2001:db8::1", false),
+            ("3fff::1", false),
+            ("fec0::1", false),
+            ("fd00:ec2::254", false),
+            ("fe80::1", false),
+            ("ff02::1", false),
+        ];
+        for (address, public) in table {
+            assert_eq!(is_public(address.parse().unwrap()), public, "{address}");
+            let url = format!("https://[{address}]/hook");
+            assert_eq!(DestinationPolicy::STRICT.check(&url).is_ok(), public, "{url}");
+        }
     }
 
     #[test]

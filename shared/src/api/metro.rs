@@ -278,7 +278,7 @@ async fn test_connection(app: &App, subscription: &Subscription) -> Result<()> {
         timestamp: now,
     };
     let webhook = delivery::build(subscription, &message);
-    let attempt = delivery::send(&app.http, &subscription.destination, &webhook).await;
+    let attempt = delivery::send(&app.http, app.destinations, &subscription.destination, &webhook).await;
     let answered_ok = attempt.status == Some(200)
         && serde_json::from_str::<Value>(&attempt.response_excerpt).is_ok_and(|v| v["status"] == "OK");
     if answered_ok {

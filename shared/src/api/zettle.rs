@@ -356,7 +356,7 @@ async fn check_destination(app: &App, subscription: &Subscription) -> Result<()>
         timestamp: app.clock.now(),
     };
     let webhook = delivery::build(subscription, &message);
-    let attempt = delivery::send(&app.http, &subscription.destination, &webhook).await;
+    let attempt = delivery::send(&app.http, app.destinations, &subscription.destination, &webhook).await;
     if attempt.succeeded() {
         return Ok(());
     }

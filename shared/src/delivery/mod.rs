@@ -114,7 +114,7 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         timestamp: now,
     };
     let webhook = build(&subscription, &message);
-    let attempt = send(&app.http, &subscription.destination, &webhook).await;
+    let attempt = send(&app.http, app.destinations, &subscription.destination, &webhook).await;
     tracing::info!(
         org = %org,
         subscription = %subscription.id,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::destination::DestinationPolicy;
 use crate::domain::{utc_timestamp, Dialect, OrganizationId, Subscription};
 use crate::signing;
 
@@ -132,8 +133,23 @@ impl Attempt {
 }
 
 /// POSTs the webhook and records the outcome. Never fails: every failure is an [`Attempt`].
-pub async fn send(client: &reqwest::Client, destination: &str, webhook: &Webhook) -> Attempt {
+/// The destination is checked against `policy` again first: a literal address never passes
+/// through the client's resolver, and the policy may have tightened since it was stored.
+pub async fn send(
+    client: &reqwest::Client,
+    policy: DestinationPolicy,
+    destination: &str,
+    webhook: &Webhook,
+) -> Attempt {
     let started = Instant::now();
+    if let Err(reason) = policy.check(destination) {
+        return Attempt {
+            status: None,
+            latency: started.elapsed(),
+            response_excerpt: String::new(),
+            error: Some(format!("refused: {reason}")),
+        };
+    }
     let mut request = client.post(destination).body(webhook.body.clone());
     for (name, value) in &webhook.headers {
         request = request.header(*name, value);
