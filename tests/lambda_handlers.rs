@@ -65,7 +65,7 @@ async fn api_gateway_events_create_and_list_subscriptions_in_dynamodb() {
     // Replaying the same event is refused by the table's condition: 400, still one subscription.
     let (status, error) = http_event(&app, &create).await;
     assert_eq!(status, 400, "{error}");
-    assert_eq!(error["errorType"], "SUBSCRIPTION_ALREADY_EXISTS");
+    assert_eq!(error["errorType"], "SUBSCRIPTION_ALREADY_EXIST");
 
     // HTTP API (v2) event.
     let list = fixture("apigw-http-list-subscriptions.json").replace("{{API_KEY}}", &key);

@@ -18,6 +18,9 @@ pub enum Error {
     /// The resource does not exist for this organization.
     #[error("{0}")]
     NotFound(String),
+    /// A published message is not (or no longer) kept.
+    #[error("{0}")]
+    MessageNotFound(String),
     /// The path exists but not for this method.
     #[error("method not allowed; allowed: {allow}")]
     MethodNotAllowed { allow: &'static str },

@@ -54,8 +54,19 @@ pub async fn publish(
     // Lifecycle events reach every subscription of the organization, whatever it chose.
     let subscriptions = if event.delivered_to_all {
         app.store.list_subscriptions(org).await?
-    } else {
+    } else if event.aliases.is_empty() {
         app.store.subscriptions_for_event(org, event.name).await?
+    } else {
+        // Subscriptions are indexed by the spelling they chose.
+        let mut all = Vec::new();
+        for spelling in event.spellings() {
+            for subscription in app.store.subscriptions_for_event(org, spelling).await? {
+                if !all.iter().any(|s: &crate::domain::Subscription| s.id == subscription.id) {
+                    all.push(subscription);
+                }
+            }
+        }
+        all
     };
     // Only subscriptions of the event's API, and only those switched on and not disabled.
     let targets: Vec<_> =
@@ -144,7 +155,7 @@ pub async fn replay(
         catalog::check_may_manage(scopes, &subscription)?;
     }
     let message = app.store.get_publish(org, message_id).await?.ok_or_else(|| {
-        crate::Error::NotFound(format!(
+        crate::Error::MessageNotFound(format!(
             "message {message_id} is not retained (messages are kept {} days)",
             RETENTION.whole_days()
         ))

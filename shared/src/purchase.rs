@@ -649,6 +649,7 @@ pub fn parse(payload: &str) -> Result<Purchase, PurchaseError> {
     let Value::Object(object) = &mut value else {
         return Err(PurchaseError::new("payload", "must be a JSON object"));
     };
+    adopt_service_spellings(object)?;
     let origins = upgrade_v1(object)?;
     let located = check_payment_attributes(object)
         .and_then(|()| serde_path_to_error::deserialize(value).map_err(|e| explain(steps_of(e.path()), e.inner())));
@@ -685,6 +686,38 @@ struct Origin {
 /// Keys that a v1 card or cash payment shares with a v2 payment; all other keys move into `attributes`.
 const PAYMENT_LEVEL_KEYS: [&str; 5] = ["uuid", "amount", "gratuityAmount", "type", "references"];
 
+/// Takes what Zettle's service sends beside what its documentation names: `purchaseUuid` for
+/// `purchaseUUID` (the Pusher API's own PurchaseCreated example), and `timestamp` / `created` as
+/// epoch milliseconds (the same example; production receivers report it too), which become the
+/// documented text form, e.g. `2018-01-17T09:02:27.754+0000`.
+fn adopt_service_spellings(purchase: &mut Map<String, Value>) -> Result<(), PurchaseError> {
+    for (seen, documented) in [("purchaseUuid", "purchaseUUID"), ("purchaseUuid1", "purchaseUUID1")] {
+        if !purchase.contains_key(documented) {
+            if let Some(value) = purchase.remove(seen) {
+                purchase.insert(documented.to_owned(), value);
+            }
+        }
+    }
+    for key in ["timestamp", "created"] {
+        if let Some(Value::Number(number)) = purchase.get(key) {
+            let text = number
+                .as_i64()
+                .and_then(epoch_millis_as_text)
+                .ok_or_else(|| PurchaseError::new(key, "must be a time: text, or epoch milliseconds"))?;
+            purchase.insert(key.to_owned(), Value::String(text));
+        }
+    }
+    Ok(())
+}
+
+/// Epoch milliseconds in the purchase API's text form, `2018-01-17T09:02:27.754+0000`.
+fn epoch_millis_as_text(millis: i64) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000");
+    at.format(&format).ok()
+}
+
 /// Rewrites a v1 purchase into the v2 shape in place; see [`parse`]. Returns where each payment
 /// came from, or `None` when the purchase already was v2.
 fn upgrade_v1(purchase: &mut Map<String, Value>) -> Result<Option<Vec<Origin>>, PurchaseError> {
@@ -698,7 +731,7 @@ fn upgrade_v1(purchase: &mut Map<String, Value>) -> Result<Option<Vec<Origin>>, 
             let Value::Object(fields) = entry else {
                 return Err(PurchaseError::new(format!("{list}[{index}]"), "must be an object"));
             };
-            payments.push(Value::Object(v1_payment(fields, payment_type)));
+            payments.push(Value::Object(v1_payment(fields, list, payment_type)));
             origins.push(Origin { list, index, moved: true });
         }
     }
@@ -719,8 +752,15 @@ fn take_list(purchase: &mut Map<String, Value>, key: &'static str) -> Result<Vec
     }
 }
 
-/// Turns one v1 `cardPayments` / `cashPayments` entry into a v2 payment.
-fn v1_payment(fields: Map<String, Value>, payment_type: &str) -> Map<String, Value> {
+/// Turns one v1 `cardPayments` / `cashPayments` entry into a v2 payment. The service names a
+/// v1 payment's id `cashPaymentUUID` / `cardPaymentUUID` as often as `uuid`; either is the uuid.
+fn v1_payment(mut fields: Map<String, Value>, list: &str, payment_type: &str) -> Map<String, Value> {
+    let service_id = format!("{}UUID", list.trim_end_matches('s'));
+    if !fields.contains_key("uuid") {
+        if let Some(id) = fields.remove(&service_id) {
+            fields.insert("uuid".to_owned(), id);
+        }
+    }
     let mut payment = Map::new();
     let mut attributes = Map::new();
     for (key, value) in fields {
@@ -898,6 +938,31 @@ mod tests {
     const REFUNDED: &str = include_str!("../tests/fixtures/purchases/refunded.json");
     const V1: &str = include_str!("../tests/fixtures/purchases/purchase_v1.json");
     const V1_AS_V2: &str = include_str!("../tests/fixtures/purchases/purchase_v1_as_v2.json");
+    const PUSHER_DOCS: &str = include_str!("../tests/fixtures/purchases/purchase_pusher_docs.json");
+
+    /// The Pusher API's own PurchaseCreated example: `purchaseUuid`, epoch-millisecond
+    /// `timestamp`, `cashPaymentUUID`. Accepted, and delivered in the v2 shape.
+    #[test]
+    fn the_pusher_apis_own_purchase_example_is_accepted_as_v2() {
+        let out: Value = serde_json::from_str(&normalise(PUSHER_DOCS).unwrap()).unwrap();
+        assert_eq!(out["purchaseUUID"], "244f60a0-fb65-11e7-ae57-406959a78d8a");
+        assert!(out.get("purchaseUuid").is_none());
+        assert_eq!(out["timestamp"], "2018-01-17T09:02:27.754+0000");
+        assert_eq!(out["created"], "2018-01-17T09:02:27.754+0000", "unchanged");
+        assert_eq!(
+            out["payments"],
+            serde_json::json!([{"uuid": "244638e0-fb65-11e7-a8b4-6445eeeb09b3", "amount": 8300, "type": "IZETTLE_CASH",
+                "attributes": {"handedAmount": 8300, "cashPaymentUUID1": "244638e0-fb65-11e7-a8b4-6445eeeb09b3"}}])
+        );
+        assert_eq!(out["userUuid"], "1b881020-fb65-11e7-bcf2-692e23651920", "unknown fields are kept");
+        // Still refused: a time that is neither text nor epoch milliseconds, a payment without an id.
+        let mut bad: Value = serde_json::from_str(PUSHER_DOCS).unwrap();
+        bad["timestamp"] = serde_json::json!(1.5);
+        assert_eq!(error_for(&bad.to_string()).field, "timestamp");
+        let mut bad: Value = serde_json::from_str(PUSHER_DOCS).unwrap();
+        bad["cashPayments"][0].as_object_mut().unwrap().remove("cashPaymentUUID");
+        assert_eq!(error_for(&bad.to_string()).message, "cashPayments[0].uuid is required");
+    }
 
     fn json(text: &str) -> Value {
         serde_json::from_str(text).expect("test JSON is valid")

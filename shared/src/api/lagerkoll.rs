@@ -53,7 +53,7 @@ impl From<Error> for Failure {
         let field = err.field().map(str::to_owned);
         let (status, code) = match &err {
             Error::Unauthenticated(_) | Error::Forbidden(_) => (StatusCode::UNAUTHORIZED, Code::Credentials),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, Code::GettingWebhook),
+            Error::NotFound(_) | Error::MessageNotFound(_) => (StatusCode::NOT_FOUND, Code::GettingWebhook),
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Common)

@@ -94,7 +94,8 @@ async fn list(app: &App, key: &ApiKey) -> Result<Response> {
 #[derive(Default)]
 struct Fields {
     url: Option<String>,
-    event: Option<&'static catalog::EventDefinition>,
+    /// The event, and the spelling the client used for it.
+    event: Option<(&'static catalog::EventDefinition, String)>,
     fallback_email: Option<String>,
     is_active: Option<bool>,
 }
@@ -109,7 +110,7 @@ fn validate(app: &App, body: &Map<String, Value>) -> Result<Fields> {
                 Err(reason) => invalid.push(("url".into(), format!("This value is not a valid URL: {reason}."))),
             },
             ("event", Value::String(event)) => match catalog::find_for(Dialect::Metro, event) {
-                Some(definition) => fields.event = Some(definition),
+                Some(definition) => fields.event = Some((definition, event.clone())),
                 None => {
                     let known: Vec<_> = catalog::of(Dialect::Metro).map(|e| e.name).collect();
                     invalid.push((
@@ -150,21 +151,22 @@ fn check_scope(key: &ApiKey, event: &catalog::EventDefinition) -> Result<()> {
 
 async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
     let body = parse_object(body)?;
-    let fields = validate(app, &body)?;
-    let mut missing = Vec::new();
-    for (name, present) in [
-        ("url", fields.url.is_some()),
-        ("event", fields.event.is_some()),
-        ("fallbackEmail", fields.fallback_email.is_some()),
-    ] {
-        if !present && !body.contains_key(name) {
-            missing.push((name.to_owned(), "This value should not be blank.".to_owned()));
+    // Every invalid field at once: the ones present and wrong, and the required ones missing.
+    let (fields, mut invalid) = match validate(app, &body) {
+        Ok(fields) => (fields, Vec::new()),
+        Err(Error::InvalidParams(invalid)) => (Fields::default(), invalid),
+        Err(other) => return Err(other),
+    };
+    for name in ["url", "event", "fallbackEmail"] {
+        if !body.contains_key(name) {
+            invalid.push((name.to_owned(), "This value should not be blank.".to_owned()));
         }
     }
-    if !missing.is_empty() {
-        return Err(Error::InvalidParams(missing));
+    if !invalid.is_empty() {
+        return Err(Error::InvalidParams(invalid));
     }
-    let (Some(url), Some(event), Some(fallback_email)) = (fields.url, fields.event, fields.fallback_email) else {
+    let (Some(url), Some((event, spelling)), Some(fallback_email)) = (fields.url, fields.event, fields.fallback_email)
+    else {
         return Err(Error::internal("validated fields went missing"));
     };
     check_scope(key, event)?;
@@ -175,7 +177,8 @@ async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
         id: Uuid::new_v4(),
         dialect: Dialect::Metro,
         transport: TRANSPORT_WEBHOOK.to_owned(),
-        event_names: vec![event.name.to_owned()],
+        // The spelling the client chose, which it is answered (and delivered) with.
+        event_names: vec![spelling.clone()],
         destination: url,
         contact_email: fallback_email,
         status: if active { SubscriptionStatus::Active } else { SubscriptionStatus::Inactive },
@@ -191,7 +194,7 @@ async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
         StatusCode::CREATED,
         &json!({
             "id": subscription.id.to_string(),
-            "message": format!("Success. Subscription for \"{}\" event is {state}.", event_label(event.name)),
+            "message": format!("Success. Subscription for \"{}\" event is {state}.", event_label(&spelling)),
             "signingKey": subscription.signing_key,
         }),
     ))
@@ -223,12 +226,12 @@ async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Respon
         return Err(Error::InvalidParams(invalid));
     }
     let fields = validate(app, &body)?;
-    if let Some(event) = fields.event {
+    if let Some((event, _)) = &fields.event {
         check_scope(key, event)?;
     }
     let change = |s: &mut Subscription| {
-        if let Some(event) = fields.event {
-            s.event_names = vec![event.name.to_owned()];
+        if let Some((_, spelling)) = &fields.event {
+            s.event_names = vec![spelling.clone()];
         }
         if let Some(url) = &fields.url {
             s.destination = url.clone();
@@ -298,7 +301,7 @@ pub fn error_response(err: &Error) -> Response {
             json!({"type": "authorization", "title": "Authorization error", "status": 401,
                    "detail": {"errors": ["Authentication openAPI key was not found", message]}}),
         ),
-        Error::NotFound(_) => (
+        Error::NotFound(_) | Error::MessageNotFound(_) => (
             StatusCode::NOT_FOUND,
             json!({"type": "about:blank", "title": "Subscription not found", "status": 404, "detail": ""}),
         ),

@@ -28,6 +28,8 @@ pub const MAX_CONTACT_EMAIL_LEN: usize = 512;
 
 /// The event name of the message sent to a destination when a subscription is created.
 pub const TEST_EVENT_NAME: &str = "TestMessage";
+/// Its payload, as Zettle documents it.
+pub const TEST_PAYLOAD: &str = r#"{"data":"payload"}"#;
 
 const CREATE_FIELDS: &[&str] = &["uuid", "transportName", "eventNames", "destination", "contactEmail"];
 const UPDATE_FIELDS: &[&str] = &["transportName", "eventNames", "destination", "contactEmail"];
@@ -346,12 +348,14 @@ fn check_scopes(key: &ApiKey, event_names: &[String]) -> Result<()> {
 /// a non-2xx answer → 500 (the seed's codes).
 async fn check_destination(app: &App, subscription: &Subscription) -> Result<()> {
     let message_id = Uuid::new_v4().to_string();
-    let payload = json!({ "subscriptionUuid": subscription.id.to_string(), "test": true }).to_string();
+    // The payload Zettle documents for its test message: receivers without a key yet (they get
+    // it in this very response) accept an unsigned test by exactly this payload.
+    let payload = TEST_PAYLOAD;
     let message = Message {
         message_uuid: Uuid::new_v4(),
         message_id: &message_id,
         event_name: TEST_EVENT_NAME,
-        payload: &payload,
+        payload,
         published_at: app.clock.now(),
         timestamp: app.clock.now(),
     };
@@ -371,11 +375,13 @@ pub fn error_response(err: &Error) -> Response {
     let (status, error_type) = match err {
         Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        // The error types Zettle's own service answers with, which clients recover by.
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND"),
+        Error::MessageNotFound(_) => (StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND"),
         Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
         Error::BadRequest { .. } | Error::InvalidParams(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
         Error::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-        Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXISTS"),
+        Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXIST"),
         Error::DestinationUnreachable(_) => (StatusCode::BAD_REQUEST, "DESTINATION_NOT_ACCESSIBLE"),
         Error::DestinationRejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "DESTINATION_UNSUCCESSFUL_RESPONSE"),
         Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),

@@ -83,9 +83,15 @@ pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
             let raw = serde_json::value::RawValue::from_string(message.payload.to_owned()).unwrap_or_else(|_| {
                 serde_json::value::to_raw_value(message.payload).expect("a string always serializes")
             });
+            // The event as the subscription spells it (Metro clients use both spellings of some).
+            let event = subscription
+                .event_names
+                .first()
+                .filter(|chosen| crate::domain::catalog::find(message.event_name).is_some_and(|e| e.is_named(chosen)))
+                .map_or(message.event_name, String::as_str);
             let envelope = MetroEnvelope {
                 message_id: message.message_id,
-                event: message.event_name,
+                event,
                 payload: &raw,
                 emitted_at: utc_timestamp(message.published_at),
             };

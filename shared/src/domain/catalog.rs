@@ -31,6 +31,20 @@ pub struct EventDefinition {
     pub requires: ScopeRequirement,
     /// Delivered to every subscription of the organization, whatever events it chose.
     pub delivered_to_all: bool,
+    /// Other spellings clients use for the same event; a subscription keeps the one it chose.
+    pub aliases: &'static [&'static str],
+}
+
+impl EventDefinition {
+    /// Whether `name` is this event, in its catalog spelling or an alias.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
+    }
+
+    /// Every spelling, the catalog's first.
+    pub fn spellings(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
 }
 
 const fn event(name: &'static str, scope: Scope) -> EventDefinition {
@@ -40,6 +54,7 @@ const fn event(name: &'static str, scope: Scope) -> EventDefinition {
         dialect: Dialect::Zettle,
         requires: ScopeRequirement::Scope(scope),
         delivered_to_all: false,
+        aliases: &[],
     }
 }
 
@@ -50,6 +65,7 @@ const fn lifecycle(name: &'static str) -> EventDefinition {
         dialect: Dialect::Zettle,
         requires: ScopeRequirement::AnyScope,
         delivered_to_all: true,
+        aliases: &[],
     }
 }
 
@@ -64,6 +80,7 @@ const fn metro(name: &'static str) -> EventDefinition {
         dialect: Dialect::Metro,
         requires: ScopeRequirement::Scope(Scope::ReadOrder),
         delivered_to_all: false,
+        aliases: &[],
     }
 }
 
@@ -82,11 +99,13 @@ pub const CATALOG: &[EventDefinition] = &[
     // Metro Markets order events.
     metro("order_created"),
     metro("order_line_shipped"),
-    metro("order_line_canceled"),
+    // Seed 004 spells it both ways (its event list, its GET example), and so do clients.
+    EventDefinition { aliases: &["order_line_cancelled"], ..metro("order_line_canceled") },
 ];
 
+/// An event by any of its spellings.
 pub fn find(name: &str) -> Option<&'static EventDefinition> {
-    CATALOG.iter().find(|e| e.name == name)
+    CATALOG.iter().find(|e| e.is_named(name))
 }
 
 /// An event a subscription of `dialect` may name.
@@ -115,7 +134,7 @@ pub fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition>
         .filter(|e| {
             e.delivered_to_all
                 || subscription.event_names.is_empty()
-                || subscription.event_names.iter().any(|n| n == e.name)
+                || subscription.event_names.iter().any(|n| e.is_named(n))
         })
         .collect()
 }
