@@ -186,6 +186,10 @@ enum KeysCommand {
         /// When the key stops working, as RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long, value_parser = parse_time)]
         expires_at: Option<OffsetDateTime>,
+        /// Also issue a client id and secret for signing requests the way Metro Markets API
+        /// clients do (X-Client-Id, X-Timestamp, X-Signature).
+        #[arg(long)]
+        metro_client: bool,
     },
     /// List API keys (never the secrets).
     List {
@@ -466,19 +470,26 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
 
 async fn manage_keys(command: KeysCommand) -> Result<(), String> {
     match command {
-        KeysCommand::Create { data, org, scopes, expires_at } => {
+        KeysCommand::Create { data, org, scopes, expires_at, metro_client } => {
             let store = open_store(&data).await?;
             let now = OffsetDateTime::now_utc();
             if expires_at.is_some_and(|at| at <= now) {
                 return Err("--expires-at is in the past".into());
             }
-            let key = NewApiKey::generate(org, scopes, now, expires_at);
+            let mut key = NewApiKey::generate(org, scopes, now, expires_at);
+            if metro_client {
+                key = key.with_client_secret();
+            }
             store.put_api_key(&key.record).await.map_err(|e| e.to_string())?;
             let scopes: Vec<&str> = key.record.scopes.iter().map(|s| s.as_str()).collect();
             println!("Created API key {} for organization {org}", key.record.id);
             println!("Scopes: {}", if scopes.is_empty() { "(none)".to_owned() } else { scopes.join(" ") });
             if let Some(at) = key.record.expires_at {
                 println!("Expires: {}", utc_timestamp(at));
+            }
+            if let Some(secret) = &key.record.client_secret {
+                println!("Metro request signing: X-Client-Id {}", key.record.client_id());
+                println!("Metro client secret (shown only this once): {secret}");
             }
             println!("Send it as \"Authorization: Bearer <key>\". It is shown only this once:");
             println!("{}", key.secret);

@@ -58,7 +58,7 @@ pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response 
 }
 
 async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
-    let key = authenticate_with(app, request.headers(), Some("x-api-key")).await?;
+    let key = authenticate(app, request).await?;
     // Every Metro event is an order event: the API is closed to keys without READ:ORDER.
     if !key.scopes.contains(&Scope::ReadOrder) {
         return Err(Error::Forbidden("the API key lacks READ:ORDER, needed for order event subscriptions".into()));
@@ -71,6 +71,47 @@ async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Respon
         (["openapi", "v1", "subscriptions", id], &Method::DELETE) => deactivate(app, &key, id).await,
         (["openapi", "v1", "subscriptions", _], _) => Err(Error::MethodNotAllowed { allow: "PATCH, DELETE" }),
         _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
+    }
+}
+
+/// How far a signed request's `X-Timestamp` may be from now (either way), against replays.
+pub const SIGNATURE_WINDOW_SECONDS: i64 = 300;
+
+/// The key of a request: signed the way Metro's API clients sign (`X-Client-Id`, `X-Timestamp`,
+/// `X-Signature`), or carrying the key itself (`Authorization: Bearer`, `X-Api-Key`).
+async fn authenticate(app: &App, request: &Request) -> Result<ApiKey> {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let Some(client_id) = text("x-client-id") else {
+        return authenticate_with(app, headers, Some("x-api-key")).await;
+    };
+    let refused = |why: &str| Error::Unauthenticated(format!("the request signature is not valid: {why}"));
+    let (Some(timestamp), Some(signature)) = (text("x-timestamp"), text("x-signature")) else {
+        return Err(refused("send X-Timestamp and X-Signature with X-Client-Id"));
+    };
+    let seconds: i64 = timestamp.parse().map_err(|_| refused("X-Timestamp must be Unix seconds"))?;
+    // Milliseconds are accepted too: clients differ.
+    let seconds = if seconds > 100_000_000_000 { seconds / 1000 } else { seconds };
+    if (app.clock.now().unix_timestamp() - seconds).abs() > SIGNATURE_WINDOW_SECONDS {
+        return Err(refused("X-Timestamp is more than 5 minutes from now"));
+    }
+    let key = app.store.find_api_key_by_hash(client_id).await?.ok_or_else(|| refused("unknown X-Client-Id"))?;
+    if !key.is_usable_at(app.clock.now()) {
+        return Err(refused("the key is revoked or expired"));
+    }
+    let secret = key.client_secret.as_deref().ok_or_else(|| refused("the key has no client secret"))?;
+    // The URI as the client saw it: the path (with query), or the whole URL.
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = text("host");
+    let mut uris = vec![path.to_owned()];
+    if let Some(host) = host {
+        uris.extend(["https", "http"].map(|scheme| format!("{scheme}://{host}{path}")));
+    }
+    let method = request.method().as_str();
+    if uris.iter().any(|uri| signing::verify_metro_request(secret, method, uri, request.body(), timestamp, signature)) {
+        Ok(key)
+    } else {
+        Err(refused("X-Signature does not match"))
     }
 }
 

@@ -371,6 +371,9 @@ fn api_key_item(key: &ApiKey) -> Item {
     if let Some(at) = key.revoked_at {
         item.insert("revoked_at".into(), n(nanos(at)));
     }
+    if let Some(secret) = &key.client_secret {
+        item.insert("client_secret".into(), s(secret));
+    }
     item
 }
 
@@ -387,6 +390,7 @@ fn api_key_from(item: &Item) -> Result<ApiKey> {
         created_at: time_from(get_n(item, "created_at")?)?,
         expires_at: get_opt_n::<i64>(item, "key_expires_at")?.map(time_from).transpose()?,
         revoked_at: get_opt_n::<i64>(item, "revoked_at")?.map(time_from).transpose()?,
+        client_secret: get_opt_s(item, "client_secret"),
     })
 }
 

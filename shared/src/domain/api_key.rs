@@ -92,9 +92,20 @@ pub struct ApiKey {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The client secret of Metro-style request signing (`X-Client-Id` = [`ApiKey::client_id`],
+    /// `X-Timestamp`, `X-Signature`), for keys issued with one. Kept as issued: an HMAC can only
+    /// be checked with its key. The API key itself is still stored only as its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 impl ApiKey {
+    /// The public client id of request signing: the key's SHA-256, which finds the key in one
+    /// lookup on every store and reveals nothing of the key.
+    pub fn client_id(&self) -> &str {
+        &self.hash
+    }
+
     pub fn is_usable_at(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
     }
@@ -128,10 +139,20 @@ impl NewApiKey {
             created_at: now,
             expires_at,
             revoked_at: None,
+            client_secret: None,
         };
         NewApiKey { record, secret }
     }
+
+    /// Also issues a client secret for signing requests the way Metro's API clients do.
+    pub fn with_client_secret(mut self) -> Self {
+        self.record.client_secret =
+            Some(format!("{CLIENT_SECRET_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 48)));
+        self
+    }
 }
+
+pub const CLIENT_SECRET_PREFIX: &str = "tds_";
 
 pub fn hash_secret(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());

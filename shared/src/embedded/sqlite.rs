@@ -112,24 +112,29 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: API keys may carry a request-signing client secret.
+const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    match version {
-        0 => {
-            conn.execute_batch(SCHEMA)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            Ok(())
+    let steps = match version {
+        0 => vec![SCHEMA, ADD_CLIENT_SECRET],
+        1 => vec![ADD_CLIENT_SECRET],
+        SCHEMA_VERSION => return Ok(()),
+        other => {
+            return Err(Error::internal(format!(
+                "{} has schema version {other}; this build of Tidings reads version {SCHEMA_VERSION}",
+                path.display()
+            )))
         }
-        SCHEMA_VERSION => Ok(()),
-        other => Err(Error::internal(format!(
-            "{} has schema version {other}; this build of Tidings reads version {SCHEMA_VERSION}",
-            path.display()
-        ))),
-    }
+    };
+    // Every step and the new version in one transaction: a file is at one version or the next.
+    conn.execute_batch(&format!("BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;", steps.concat()))?;
+    Ok(())
 }
 
 /// Exclusive use of a data directory by one `tidings serve`: held while the process runs (the
@@ -256,10 +261,11 @@ fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
         created_at: from_nanos(row.get(4)?)?,
         expires_at: row.get::<_, Option<i64>>(5)?.map(from_nanos).transpose()?,
         revoked_at: row.get::<_, Option<i64>>(6)?.map(from_nanos).transpose()?,
+        client_secret: row.get(7)?,
     })
 }
 
-const API_KEY_COLUMNS: &str = "id, hash, org, scopes, created_at, expires_at, revoked_at";
+const API_KEY_COLUMNS: &str = "id, hash, org, scopes, created_at, expires_at, revoked_at, client_secret";
 
 /// Rows of the fan-out index for one subscription.
 fn index_keys(subscription: &Subscription) -> Vec<&str> {
@@ -405,7 +411,7 @@ impl Store for SqliteBackend {
     async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
         self.conn().execute(
-            &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
             params![
                 key.id.to_string(),
                 key.hash,
@@ -414,6 +420,7 @@ impl Store for SqliteBackend {
                 to_nanos(key.created_at),
                 key.expires_at.map(to_nanos),
                 key.revoked_at.map(to_nanos),
+                key.client_secret,
             ],
         )?;
         Ok(())
@@ -803,6 +810,28 @@ impl Queue for SqliteBackend {
 mod tests {
     use super::*;
     use crate::ports::SystemClock;
+
+    #[tokio::test]
+    async fn a_version_1_file_is_upgraded_in_place_and_keeps_its_keys() {
+        use crate::ports::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let path = SqliteBackend::file_in(dir.path());
+        {
+            let v1 = Connection::open(&path).unwrap();
+            v1.execute_batch(SCHEMA).unwrap();
+            v1.pragma_update(None, "user_version", 1).unwrap();
+            v1.execute(
+                "INSERT INTO api_keys (id, hash, org, scopes, created_at) VALUES (?1, 'h', ?2, '[\"READ:ORDER\"]', 0)",
+                params![Uuid::nil().to_string(), Uuid::nil().to_string()],
+            )
+            .unwrap();
+        }
+        let backend = SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap();
+        let key = backend.find_api_key_by_hash("h").await.unwrap().unwrap();
+        assert_eq!((key.scopes, key.client_secret), (vec![Scope::ReadOrder], None));
+        let version: i64 = backend.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 
     #[test]
     fn a_file_from_another_schema_version_is_refused_with_a_clear_error() {
