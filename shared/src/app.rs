@@ -23,7 +23,7 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub destinations: DestinationPolicy,
     /// The one HTTP client (keep-alive pool) for destination checks and deliveries.
-    pub http: reqwest::Client,
+    pub http: destination::HttpClient,
     pub delivery: DeliverySettings,
     /// Wakes the local worker when jobs were queued (unused on Lambda).
     pub worker_wake: Arc<tokio::sync::Notify>,
@@ -40,7 +40,7 @@ impl App {
             mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings", "alerts@tidings.local")),
             clock,
             destinations,
-            http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+            http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
@@ -95,7 +95,7 @@ impl App {
             mailer: Arc::new(SesMailer::new(ses, &settings.sender)),
             clock: Arc::new(SystemClock),
             destinations,
-            http: destination::http_client(destinations, destination::DEFAULT_TIMEOUT)?,
+            http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
@@ -103,7 +103,7 @@ impl App {
 
     /// Replaces the HTTP client with one whose connect and total timeout is `timeout`.
     pub fn set_request_timeout(&mut self, timeout: std::time::Duration) -> Result<()> {
-        self.http = destination::http_client(self.destinations, timeout)?;
+        self.http = destination::HttpClient::new(self.destinations, timeout)?;
         Ok(())
     }
 

@@ -5,10 +5,19 @@
 //! made (after DNS resolution, so a name that later resolves to a private address is still
 //! refused). `tidings serve` allows http and loopback so integrators can test locally.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::{Host, Url};
 
 use crate::Error;
@@ -131,19 +140,35 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240)
 }
 
-/// A DNS resolver that drops non-public addresses, so the check holds at connect time.
-struct PublicOnlyResolver;
+/// Resolves destination host names; on the strict policy, drops every address that is not
+/// public, so the policy holds at connect time for names that resolve (or later re-resolve) to
+/// private addresses.
+#[derive(Clone, Copy)]
+pub struct DestinationResolver {
+    public_only: bool,
+}
 
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
+type Resolving = Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower_service::Service<Name> for DestinationResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let public_only = self.public_only;
         Box::pin(async move {
+            let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| is_public(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!("{host} does not resolve to a public address").into());
+            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| !public_only || is_public(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(std::io::Error::other(format!("{host} does not resolve to a public address")));
             }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }
@@ -151,32 +176,137 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
 /// Default connect + total timeout of a request to a destination.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The HTTP client for destinations: one keep-alive pool per process, no redirects (a redirect
-/// could lead to a refused address), the policy enforced at DNS time.
-pub fn http_client(policy: DestinationPolicy, timeout: Duration) -> Result<reqwest::Client, Error> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .user_agent(concat!("Tidings/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(60));
-    if !policy.allow_private {
-        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-    }
-    builder.build().map_err(|e| Error::internal(format!("cannot build HTTP client: {e}")))
+/// Header names as the dialects document them. On HTTP/1.1 they go out spelled exactly so:
+/// names are case-insensitive by the standard, but receivers written against the real services
+/// look some up case-sensitively (a PHP receiver reading `apache_request_headers()` finds
+/// `X-iZettle-Signature` and nothing else). Names not listed go out in lowercase.
+pub const DOCUMENTED_HEADER_SPELLINGS: &[&str] = &["Content-Type", "User-Agent", "X-iZettle-Signature"];
+
+/// What a request to a destination came back with.
+pub struct DestinationResponse {
+    pub status: u16,
+    /// The first `excerpt_limit` bytes of the body; reading stops there.
+    pub excerpt: Vec<u8>,
 }
 
-/// Describes a failed request without the URL noise, e.g. "connection refused" or "timed out".
-pub fn describe_request_error(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_redirect() {
-        "redirects are not followed"
-    } else {
-        "request failed"
-    };
+/// The HTTP client for destinations (destination checks and deliveries): one keep-alive pool per
+/// process, HTTP/1.1 and HTTP/2 over rustls, no redirects (a redirect could lead to a refused
+/// address), the policy enforced at DNS time, the documented header spellings on HTTP/1.1.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector<DestinationResolver>>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// The client for `policy`, with `timeout` for connecting and, separately, for the whole
+    /// exchange.
+    pub fn new(policy: DestinationPolicy, timeout: Duration) -> Result<HttpClient, Error> {
+        let mut http = HttpConnector::new_with_resolver(DestinationResolver { public_only: !policy.allow_private });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let tls = match HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(err) => {
+                // No trust store on this machine: plain-http destinations (local receivers) still work.
+                tracing::warn!(error = %err, "no root certificates found; HTTPS destinations will fail to verify");
+                let roots = rustls::RootCertStore::empty();
+                HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth(),
+                )
+            }
+        };
+        let https = tls.https_or_http().enable_http1().enable_http2().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Ok(HttpClient { client, timeout })
+    }
+
+    /// POSTs `body` with `headers` (lowercase names) to `destination` and reads at most
+    /// `excerpt_limit` bytes of the answer, all within the timeout. A receiver that answers with
+    /// an endless body costs neither memory nor time: the connection is dropped.
+    pub async fn post(
+        &self,
+        destination: &Url,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+        excerpt_limit: usize,
+    ) -> Result<DestinationResponse, String> {
+        let uri: http::Uri = destination.as_str().parse().map_err(|e| format!("request failed: {e}"))?;
+        let mut request = http::Request::post(uri)
+            .header(http::header::USER_AGENT, concat!("Tidings/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("request failed: {e}"))?;
+        for (name, value) in headers {
+            let value = http::HeaderValue::from_str(value).map_err(|e| format!("request failed: {e}"))?;
+            request.headers_mut().insert(*name, value);
+        }
+        *request.extensions_mut() = documented_spellings().clone();
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| describe(&e))?;
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut excerpt = Vec::new();
+            while excerpt.len() < excerpt_limit {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let take = data.len().min(excerpt_limit - excerpt.len());
+                            excerpt.extend_from_slice(&data[..take]);
+                        }
+                    }
+                    // The status already decided the outcome; a body cut short changes nothing.
+                    Some(Err(_)) | None => break,
+                }
+            }
+            Ok(DestinationResponse { status, excerpt })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {} ms", self.timeout.as_millis())))
+    }
+}
+
+/// The request extension that makes hyper write [`DOCUMENTED_HEADER_SPELLINGS`] as spelled.
+/// hyper keeps the spelling of the header names it parses (with `preserve_header_case`) in a
+/// request extension, and writes a request's headers in the spelling that extension records; its
+/// type is private, so one request naming every header is parsed once, in memory, for it.
+fn documented_spellings() -> &'static http::Extensions {
+    static SPELLINGS: std::sync::OnceLock<http::Extensions> = std::sync::OnceLock::new();
+    SPELLINGS.get_or_init(|| {
+        let head: String = DOCUMENTED_HEADER_SPELLINGS.iter().map(|name| format!("{name}: x\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\nHost: spelling\r\n{head}\r\n");
+        let (mut client, server) = tokio::io::duplex(4096);
+        let captured = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = captured.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            *keep.lock().expect("spelling lock") = Some(request.extensions().clone());
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new()))))
+        });
+        let serve = hyper::server::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .header_read_timeout(None)
+            .keep_alive(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(server), service);
+        let send = async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            client.write_all(raw.as_bytes()).await.expect("in-memory write");
+            let mut answer = Vec::new();
+            let _ = client.read_to_end(&mut answer).await;
+        };
+        let _ = futures::executor::block_on(futures::future::join(serve, send));
+        let extensions = captured.lock().expect("spelling lock").take();
+        extensions.expect("hyper parsed the spelling request")
+    })
+}
+
+/// Describes a failed request without the URL noise, e.g. "connection failed: Connection refused".
+fn describe(err: &hyper_util::client::legacy::Error) -> String {
+    let kind = if err.is_connect() { "connection failed" } else { "request failed" };
     let mut detail = String::new();
     let mut source = std::error::Error::source(err);
     while let Some(inner) = source {

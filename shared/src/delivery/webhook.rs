@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::destination::DestinationPolicy;
+use crate::destination::{DestinationPolicy, HttpClient};
 use crate::domain::{utc_timestamp, Dialect, OrganizationId, Subscription};
 use crate::signing;
 
@@ -140,62 +140,32 @@ impl Attempt {
 
 /// POSTs the webhook and records the outcome. Never fails: every failure is an [`Attempt`].
 /// The destination is checked against `policy` again first: a literal address never passes
-/// through the client's resolver, and the policy may have tightened since it was stored.
-pub async fn send(
-    client: &reqwest::Client,
-    policy: DestinationPolicy,
-    destination: &str,
-    webhook: &Webhook,
-) -> Attempt {
+/// through the client's resolver, and the policy may have tightened since it was stored. At most
+/// [`RESPONSE_EXCERPT_BYTES`] of the answer are read.
+pub async fn send(client: &HttpClient, policy: DestinationPolicy, destination: &str, webhook: &Webhook) -> Attempt {
     let started = Instant::now();
-    if let Err(reason) = policy.check(destination) {
-        return Attempt {
-            status: None,
-            latency: started.elapsed(),
-            response_excerpt: String::new(),
-            error: Some(format!("refused: {reason}")),
-        };
-    }
-    let mut request = client.post(destination).body(webhook.body.clone());
-    for (name, value) in &webhook.headers {
-        request = request.header(*name, value);
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let excerpt = read_excerpt(response).await;
-            Attempt {
-                status: Some(status),
+    let url = match policy.check(destination) {
+        Ok(url) => url,
+        Err(reason) => {
+            return Attempt {
+                status: None,
                 latency: started.elapsed(),
-                response_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
-                error: None,
+                response_excerpt: String::new(),
+                error: Some(format!("refused: {reason}")),
             }
         }
-        Err(err) => Attempt {
-            status: None,
+    };
+    match client.post(&url, &webhook.headers, webhook.body.clone(), RESPONSE_EXCERPT_BYTES).await {
+        Ok(response) => Attempt {
+            status: Some(response.status),
             latency: started.elapsed(),
-            response_excerpt: String::new(),
-            error: Some(crate::destination::describe_request_error(&err)),
+            response_excerpt: String::from_utf8_lossy(&response.excerpt).into_owned(),
+            error: None,
         },
-    }
-}
-
-/// The first [`RESPONSE_EXCERPT_BYTES`] of a response body. Reading stops there: a receiver that
-/// answers with an endless or huge body costs neither memory nor time (the connection is
-/// dropped rather than drained).
-async fn read_excerpt(mut response: reqwest::Response) -> Vec<u8> {
-    let mut excerpt = Vec::new();
-    while excerpt.len() < RESPONSE_EXCERPT_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let take = chunk.len().min(RESPONSE_EXCERPT_BYTES - excerpt.len());
-                excerpt.extend_from_slice(&chunk[..take]);
-            }
-            // The status already decided the attempt; a body cut short changes nothing.
-            Ok(None) | Err(_) => break,
+        Err(error) => {
+            Attempt { status: None, latency: started.elapsed(), response_excerpt: String::new(), error: Some(error) }
         }
     }
-    excerpt
 }
 
 /// The id a receiver de-duplicates on: the same for every retry of one message to one
