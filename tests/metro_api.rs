@@ -465,3 +465,41 @@ async fn a_url_with_control_characters_is_412() {
     assert_eq!(invalid_names(&body), vec!["url"]);
     assert!(w.list().await.is_empty());
 }
+
+/// The seed spells one event two ways and clients use both: either is accepted, the
+/// subscription is answered and delivered with the spelling it was created with, and a publish
+/// under either spelling reaches both.
+#[tokio::test]
+async fn both_spellings_of_order_line_canceled_are_accepted_and_kept() {
+    let w = world().await;
+    let (status, created) = w.create("order_line_cancelled", &w.receiver.url()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["message"], "Success. Subscription for \"events.names.order_line_cancelled\" event is active.");
+    let (status, _) = w.create("order_line_canceled", &w.receiver.url()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut spellings: Vec<String> = w.list().await.iter().map(|s| s["event"].as_str().unwrap().to_owned()).collect();
+    spellings.sort();
+    assert_eq!(spellings, vec!["order_line_canceled", "order_line_cancelled"]);
+
+    for (n, published_as) in ["order_line_canceled", "order_line_cancelled"].iter().enumerate() {
+        let body = json!({"eventName": published_as, "payload": {"orderLineId": n}});
+        let (status, published, _) = w.call(Method::POST, "/organizations/self/events", Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{published}");
+        assert_eq!(published["subscriptions"], 2, "{published_as} reaches both subscriptions");
+    }
+    let deliveries = w.receiver.wait_for(4, Duration::from_secs(10)).await;
+    let mut events: Vec<String> = deliveries.iter().map(|d| d.json()["event"].as_str().unwrap().to_owned()).collect();
+    events.sort();
+    assert_eq!(events, vec!["order_line_canceled", "order_line_canceled", "order_line_cancelled", "order_line_cancelled"]);
+}
+
+/// With unknown fields present, the missing required ones are listed too.
+#[tokio::test]
+async fn a_412_lists_unknown_and_missing_fields_together() {
+    let w = world().await;
+    let (status, body, _) = w.call(Method::POST, SUBS, Some(json!({"colour": "blue", "event": "order_created"}))).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let mut names = invalid_names(&body);
+    names.sort();
+    assert_eq!(names, vec!["colour", "fallbackEmail", "url"]);
+}
