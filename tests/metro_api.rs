@@ -490,7 +490,10 @@ async fn both_spellings_of_order_line_canceled_are_accepted_and_kept() {
     let deliveries = w.receiver.wait_for(4, Duration::from_secs(10)).await;
     let mut events: Vec<String> = deliveries.iter().map(|d| d.json()["event"].as_str().unwrap().to_owned()).collect();
     events.sort();
-    assert_eq!(events, vec!["order_line_canceled", "order_line_canceled", "order_line_cancelled", "order_line_cancelled"]);
+    assert_eq!(
+        events,
+        vec!["order_line_canceled", "order_line_canceled", "order_line_cancelled", "order_line_cancelled"]
+    );
 }
 
 /// With unknown fields present, the missing required ones are listed too.

@@ -304,11 +304,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let _ = server_stop.recv().await;
     });
     tokio::pin!(server);
+    // Requests in flight (a destination check takes up to the delivery timeout) get as long as
+    // deliveries in flight do; the stop never takes longer.
+    let grace = args.delivery_timeout + tidings::worker::SHUTDOWN_GRACE;
     tokio::select! {
         result = &mut server => result.map_err(|e| e.to_string())?,
         _ = shutdown_signal() => {
             let _ = stop.send(());
-            server.await.map_err(|e| e.to_string())?;
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result.map_err(|e| e.to_string())?,
+                Err(_) => tracing::warn!("requests still open at shutdown were cut off"),
+            }
         }
     }
     let _ = stop.send(());

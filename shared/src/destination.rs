@@ -187,6 +187,8 @@ pub struct DestinationResponse {
     pub status: u16,
     /// The first `excerpt_limit` bytes of the body; reading stops there.
     pub excerpt: Vec<u8>,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
 }
 
 /// The HTTP client for destinations (destination checks and deliveries): one keep-alive pool per
@@ -226,6 +228,11 @@ impl HttpClient {
         Ok(HttpClient { client, timeout })
     }
 
+    /// The connect and total timeout of one request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// POSTs `body` with `headers` (lowercase names) to `destination` and reads at most
     /// `excerpt_limit` bytes of the answer, all within the timeout. A receiver that answers with
     /// an endless body costs neither memory nor time: the connection is dropped.
@@ -249,6 +256,8 @@ impl HttpClient {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| describe(&e))?;
             let status = response.status().as_u16();
+            let retry_after =
+                response.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let mut body = response.into_body();
             let mut excerpt = Vec::new();
             while excerpt.len() < excerpt_limit {
@@ -263,7 +272,7 @@ impl HttpClient {
                     Some(Err(_)) | None => break,
                 }
             }
-            Ok(DestinationResponse { status, excerpt })
+            Ok(DestinationResponse { status, excerpt, retry_after })
         };
         tokio::time::timeout(self.timeout, exchange)
             .await

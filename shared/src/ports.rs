@@ -182,6 +182,9 @@ pub trait Queue: Send + Sync {
     /// Make the job visible again after `delay` (its receive count keeps growing); it is no
     /// longer in flight.
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
+    /// Make the job visible again after `delay` without counting this receive: no attempt was
+    /// made (the worker had no room for its subscription). Not an attempt, not a retry.
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<()>;
     /// Move the job, intact, to the dead-letter queue.
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
     /// Jobs in the dead-letter queue, oldest first.

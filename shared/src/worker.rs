@@ -1,23 +1,33 @@
 //! The local delivery worker of `tidings serve`: takes due jobs from the embedded queue as
 //! delivery slots free up and runs the shared delivery routine on each as its own task.
 //!
-//! No batch barrier: a job that finishes is acknowledged and its attempt recorded without
-//! waiting for any other job. Jobs that finish together share one write (a recorder task takes
-//! whatever has finished since its last write), so a slow receiver never holds back the
-//! bookkeeping of fast ones, and a crash re-sends only the few jobs whose write was pending.
+//! One tenant's bad endpoint never holds up another's deliveries:
+//! - No batch barrier: a job that finishes is acknowledged and its attempt recorded without
+//!   waiting for any other job. Jobs that finish together share one write (a recorder task takes
+//!   whatever has finished since its last write).
+//! - Fair shares: at most [`PER_SUBSCRIPTION`] deliveries to one subscription are in flight; a
+//!   subscription whose last attempt failed is probed with one request at a time until one
+//!   succeeds (a half-open circuit). A job over its subscription's share is put back on the queue
+//!   for about as long as the share takes to free up, without holding a slot and without counting
+//!   as an attempt, so its retry schedule is untouched.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
+use uuid::Uuid;
 
 use crate::delivery::{self, Disposition};
+use crate::domain::OrganizationId;
 use crate::ports::{AttemptRecord, ReceivedJob};
 use crate::{App, Result};
 
 /// Deliveries in flight at once.
 pub const CONCURRENCY: usize = 128;
+/// Deliveries in flight to one subscription at once, while its deliveries succeed.
+pub const PER_SUBSCRIPTION: usize = 4;
 /// Jobs taken per queue read, at most (never more than the free slots).
 pub const BATCH: usize = 256;
 /// How long a taken job stays hidden: longer than any delivery (timeout 10 s) plus bookkeeping.
@@ -27,6 +37,12 @@ pub const VISIBILITY: Duration = Duration::from_secs(60);
 pub const IDLE_POLL: Duration = Duration::from_millis(100);
 /// The most finished jobs written together.
 const RECORD_BATCH: usize = 512;
+/// How long a job over its subscription's share waits, at least and at most.
+const DEFER_MIN: Duration = Duration::from_millis(50);
+const DEFER_MAX: Duration = Duration::from_secs(30);
+/// Deliveries in flight when shutting down get this long beyond the delivery timeout to finish;
+/// what is still in flight then is delivered again after the restart.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A job whose attempt is over.
 struct Finished {
@@ -34,9 +50,70 @@ struct Finished {
     outcome: Result<(Disposition, Option<AttemptRecord>)>,
 }
 
-/// Runs until `shutdown` completes; jobs being delivered then are finished and recorded first.
+type SubscriptionKey = (OrganizationId, Uuid);
+
+/// Each subscription's share of the worker.
+#[derive(Default)]
+struct Lane {
+    in_flight: usize,
+    /// The last attempt failed: probe with one request at a time.
+    failing: bool,
+    /// A running average of how long its attempts take.
+    latency: Option<Duration>,
+}
+
+impl Lane {
+    fn share(&self) -> usize {
+        if self.failing {
+            1
+        } else {
+            PER_SUBSCRIPTION
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lanes(Mutex<HashMap<SubscriptionKey, Lane>>);
+
+impl Lanes {
+    /// Takes a place in the subscription's share, or says how long to put the job off for.
+    /// `waiting` counts the jobs of this subscription already put off in this round.
+    fn enter(&self, key: SubscriptionKey, waiting: usize) -> std::result::Result<(), Duration> {
+        let mut lanes = self.0.lock().expect("lanes lock");
+        let lane = lanes.entry(key).or_default();
+        if lane.in_flight < lane.share() {
+            lane.in_flight += 1;
+            return Ok(());
+        }
+        // About when its turn comes: the jobs ahead of it, a share at a time.
+        let latency = lane.latency.unwrap_or(DEFER_MIN);
+        let rounds = (waiting / lane.share() + 1) as u32;
+        Err((latency * rounds).clamp(DEFER_MIN, DEFER_MAX))
+    }
+
+    fn leave(&self, key: SubscriptionKey, outcome: &Result<(Disposition, Option<AttemptRecord>)>) {
+        let mut lanes = self.0.lock().expect("lanes lock");
+        let Some(lane) = lanes.get_mut(&key) else { return };
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        if let Ok((disposition, Some(attempt))) = outcome {
+            lane.failing = !matches!(disposition, Disposition::Delivered);
+            let latency = Duration::from_millis(attempt.latency_ms);
+            lane.latency = Some(match lane.latency {
+                Some(average) => (average * 3 + latency) / 4,
+                None => latency,
+            });
+        }
+        if lane.in_flight == 0 && !lane.failing {
+            lanes.remove(&key);
+        }
+    }
+}
+
+/// Runs until `shutdown` completes; deliveries in flight then get the delivery timeout (plus a
+/// little) to finish and be recorded.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let lanes = Arc::new(Lanes::default());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel::<Finished>();
     let recorder = tokio::spawn(record(app.clone(), finished_rx));
     tokio::pin!(shutdown);
@@ -54,34 +131,49 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                 Vec::new()
             }
         };
-        if jobs.is_empty() {
+        let mut first_slot = Some(first_slot);
+        let mut started = 0;
+        let mut waiting: HashMap<SubscriptionKey, usize> = HashMap::new();
+        for received in jobs {
+            let key = (received.job.organization, received.job.subscription_id);
+            let put_off = waiting.entry(key).or_default();
+            if let Err(wait) = lanes.enter(key, *put_off) {
+                *put_off += 1;
+                if let Err(err) = app.queue.defer(&received.receipt, wait).await {
+                    tracing::error!(message_id = %received.job.message_id, error = %err, "cannot put a job off");
+                }
+                continue;
+            }
+            let slot = match first_slot.take() {
+                Some(slot) => slot,
+                // Free by construction: only this loop takes slots.
+                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            started += 1;
+            let (app, finished, lanes) = (app.clone(), finished_tx.clone(), lanes.clone());
+            tokio::spawn(async move {
+                let outcome = delivery::attempt(&app, &received).await;
+                lanes.leave(key, &outcome);
+                let _ = finished.send(Finished { received, outcome });
+                drop(slot);
+            });
+        }
+        if started == 0 {
             drop(first_slot);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = app.worker_wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
             }
-            continue;
-        }
-        let mut first_slot = Some(first_slot);
-        for received in jobs {
-            let slot = match first_slot.take() {
-                Some(slot) => slot,
-                // Free by construction: only this loop takes slots.
-                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
-            };
-            let (app, finished) = (app.clone(), finished_tx.clone());
-            tokio::spawn(async move {
-                let outcome = delivery::attempt(&app, &received).await;
-                let _ = finished.send(Finished { received, outcome });
-                drop(slot);
-            });
         }
     }
     // Every slot back means every delivery in flight has finished and handed in its outcome.
-    let _ = slots.acquire_many(CONCURRENCY as u32).await;
+    let grace = app.http.timeout() + SHUTDOWN_GRACE;
+    if tokio::time::timeout(grace, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
+        tracing::warn!("deliveries still in flight at shutdown are delivered again after the restart");
+    }
     drop(finished_tx);
-    let _ = recorder.await;
+    let _ = tokio::time::timeout(grace, recorder).await;
 }
 
 /// Writes the outcomes of finished jobs: their attempts in one write, the acknowledgements of

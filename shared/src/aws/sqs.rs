@@ -186,6 +186,11 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
+        // SQS counts every receive; the attempt number never comes from that count.
+        self.retry_later(receipt, delay).await
+    }
+
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
         // Copy first, then delete: a crash in between leaves a duplicate, never a loss.
         self.client

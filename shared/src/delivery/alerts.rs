@@ -12,6 +12,8 @@ pub enum Reason {
     Exhausted,
     /// The subscription failed for so long that it was disabled.
     Disabled,
+    /// The receiver answered 410 Gone, so the subscription was disabled at once.
+    Gone,
 }
 
 /// Sends the alert unless one went out within the window. A mail failure is logged, never
@@ -71,6 +73,13 @@ pub fn compose(
             format!("Tidings: webhook subscription {id} has been disabled"),
             "Every delivery has failed for 5 days, so the subscription is now DISABLED: no more attempts \
              are made. Update the subscription (PUT) to enable it again."
+                .to_owned(),
+        ),
+        Reason::Gone => (
+            format!("Tidings: webhook subscription {id} has been disabled (410 Gone)"),
+            "The destination answered 410 Gone, which means it no longer takes webhooks, so the \
+             subscription is now DISABLED: no more attempts are made, and its messages are kept. Update \
+             the subscription (PUT) to enable it again."
                 .to_owned(),
         ),
     };

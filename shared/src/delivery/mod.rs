@@ -23,6 +23,8 @@ pub struct DeliverySettings {
     pub disable_after: time::Duration,
     /// At most one alert email per subscription per window.
     pub alert_window: time::Duration,
+    /// The longest wait a receiver's `Retry-After` can ask for.
+    pub max_retry_after: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -31,6 +33,7 @@ impl Default for DeliverySettings {
             schedule: RetrySchedule::default(),
             disable_after: time::Duration::days(5),
             alert_window: time::Duration::hours(24),
+            max_retry_after: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -137,6 +140,15 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
     }
 
     let settings = &app.delivery;
+    if attempt.status == Some(410) {
+        // 410 Gone: the receiver says this endpoint is no more (Standard Webhooks' meaning).
+        subscription.status = SubscriptionStatus::Disabled;
+        subscription.failing_since.get_or_insert(now);
+        set_health(app, &subscription).await?;
+        app.queue.dead_letter(&received.receipt, job).await?;
+        alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Gone).await;
+        return Ok((Disposition::DeadLettered, record));
+    }
     let first_failure = subscription.failing_since.is_none();
     let failing_since = *subscription.failing_since.get_or_insert(now);
     if now - failing_since >= settings.disable_after {
@@ -148,6 +160,8 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
     }
     match settings.schedule.next_delay(received.receive_count) {
         Some(delay) => {
+            // A receiver that says when to come back (429 / 503 with Retry-After) is not asked sooner.
+            let delay = delay.max(attempt.retry_after.unwrap_or_default().min(settings.max_retry_after));
             if first_failure {
                 set_health(app, &subscription).await?;
             }

@@ -130,12 +130,29 @@ pub struct Attempt {
     pub response_excerpt: String,
     /// Why no answer came (connection, DNS, TLS, timeout, refused address).
     pub error: Option<String>,
+    /// How long the receiver asked to be left alone (`Retry-After` on a 429 or 503).
+    pub retry_after: Option<Duration>,
 }
 
 impl Attempt {
     pub fn succeeded(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+
+    /// A failed attempt without an answer.
+    pub fn failed(error: String, latency: Duration) -> Attempt {
+        Attempt { status: None, latency, response_excerpt: String::new(), error: Some(error), retry_after: None }
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date, as a wait from `now`; `None` when unreadable.
+pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
 }
 
 /// POSTs the webhook and records the outcome. Never fails: every failure is an [`Attempt`].
@@ -146,14 +163,7 @@ pub async fn send(client: &HttpClient, policy: DestinationPolicy, destination: &
     let started = Instant::now();
     let url = match policy.check(destination) {
         Ok(url) => url,
-        Err(reason) => {
-            return Attempt {
-                status: None,
-                latency: started.elapsed(),
-                response_excerpt: String::new(),
-                error: Some(format!("refused: {reason}")),
-            }
-        }
+        Err(reason) => return Attempt::failed(format!("refused: {reason}"), started.elapsed()),
     };
     match client.post(&url, &webhook.headers, webhook.body.clone(), RESPONSE_EXCERPT_BYTES).await {
         Ok(response) => Attempt {
@@ -161,10 +171,12 @@ pub async fn send(client: &HttpClient, policy: DestinationPolicy, destination: &
             latency: started.elapsed(),
             response_excerpt: String::from_utf8_lossy(&response.excerpt).into_owned(),
             error: None,
+            // Only where the status means "later": 429 Too Many Requests, 503 Service Unavailable.
+            retry_after: matches!(response.status, 429 | 503)
+                .then(|| response.retry_after.as_deref().and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc())))
+                .flatten(),
         },
-        Err(error) => {
-            Attempt { status: None, latency: started.elapsed(), response_excerpt: String::new(), error: Some(error) }
-        }
+        Err(error) => Attempt::failed(error, started.elapsed()),
     }
 }
 
@@ -195,6 +207,16 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = OffsetDateTime::from_unix_timestamp(784_111_777).unwrap(); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now), Some(Duration::ZERO), "in the past");
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -756,6 +756,17 @@ impl Queue for SqliteBackend {
         Ok(())
     }
 
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
+        let (id, _) = parse_receipt(receipt)?;
+        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        self.conn().execute(
+            "UPDATE queue SET visible_at = ?3, receipt = NULL, receive_count = MAX(receive_count - 1, 0) \
+             WHERE id = ?1 AND receipt = ?2",
+            params![id, receipt, visible_at],
+        )?;
+        Ok(())
+    }
+
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let now = self.now_nanos();
