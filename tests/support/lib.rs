@@ -55,6 +55,16 @@ impl Stack {
         Stack::serve(app, data).await
     }
 
+    /// The local stack with its app adjusted by `configure` before it serves (the retry schedule,
+    /// say), so the worker runs with it.
+    pub async fn configured(configure: impl FnOnce(&mut App)) -> Stack {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut app =
+            App::embedded(data.path(), DestinationPolicy::LOCAL, Arc::new(SystemClock)).expect("embedded app");
+        configure(&mut app);
+        Stack::serve(app, data).await
+    }
+
     /// A stack whose clock the test holds.
     pub async fn with_clock(clock: Arc<dyn tidings::ports::Clock>) -> Stack {
         let data = tempfile::tempdir().expect("temp dir");
