@@ -8,3 +8,6 @@ python3 -m venv .venv
 source scripts/aws-emulator.sh
 aws_emulator_start
 RUST_LOG=warn cargo bench -p tidings-tests --bench delivery
+# Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
+cargo build --release -p tidings-cli
+python3 scripts/bench_isolation.py target/release/tidings
