@@ -166,7 +166,7 @@ async fn payloads_over_the_queue_limit_are_stored_and_referenced_not_truncated()
     let due = w.due().await;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].job.payload, None, "referenced, not inline");
-    w.app.queue.retry_later(&due[0].receipt, Duration::ZERO).await.unwrap();
+    w.app.queue.retry_later(&due[0], Duration::ZERO).await.unwrap();
     assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
     let got = receiver.deliveries();
     assert_eq!(got[0].json()["payload"].as_str().unwrap(), big);

@@ -91,6 +91,8 @@ fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
         event_name: "ProductCreated".into(),
         payload: Some(r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#.into()),
         published_at: time::OffsetDateTime::now_utc(),
+        attempts: 0,
+        not_before: None,
     }
 }
 
@@ -113,7 +115,19 @@ async fn sqs_batches_report_only_the_records_that_failed() {
 
     let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(event, Context::default())).await.unwrap();
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-    assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da", "4a8d2c7e-0b1f-4c3d-9e8f-7a6b5c4d3e2f"]);
+    // Only the unreadable record stays (for the redrive policy); the failed delivery's retry went
+    // out as a new message on the retry queue, with its attempt counted, so its record is done.
+    assert_eq!(failed, vec!["4a8d2c7e-0b1f-4c3d-9e8f-7a6b5c4d3e2f"]);
+    let mut retry = aws.retry_event().await;
+    for _ in 0..80 {
+        if !retry.records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        retry = aws.retry_event().await;
+    }
+    let retried: DeliveryJob = serde_json::from_str(retry.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((retried.message_id.as_str(), retried.attempts), ("m-fail", 1));
 
     let got = ok.requests();
     assert_eq!(got.len(), 1);
@@ -130,20 +144,24 @@ async fn sqs_batches_report_only_the_records_that_failed() {
     assert_eq!(broken.requests().len(), 1);
 }
 
-/// The next non-empty batch, waiting (bounded) for a retry to become due.
-async fn next_batch(aws: &AwsFixture) -> SqsEvent {
-    for _ in 0..40 {
-        let event = aws.sqs_event().await;
-        if !event.records.is_empty() {
-            return event;
+/// Runs the retry queue's event source until it has handled a batch (bounded wait: retries
+/// become visible after their delay).
+async fn run_retries(aws: &AwsFixture, app: &tidings::App) {
+    for _ in 0..60 {
+        if aws.run_event_source(app, aws.retry_url()).await > 0 {
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("no message became visible")
+    panic!("no retry became due")
+}
+
+fn mails_about(mails: Vec<Value>, sub: &Subscription) -> Vec<Value> {
+    mails.into_iter().filter(|m| m["body"].as_str().unwrap_or_default().contains(&sub.id.to_string())).collect()
 }
 
 #[tokio::test]
-async fn on_aws_retries_wait_on_visibility_then_dead_letter_with_one_ses_alert() {
+async fn on_aws_retries_take_the_retry_queue_then_dead_letter_with_one_ses_alert() {
     let aws = AwsFixture::new(12).await;
     let mut app = aws.app();
     app.delivery.schedule = "0s,1s".parse().unwrap();
@@ -156,20 +174,13 @@ async fn on_aws_retries_wait_on_visibility_then_dead_letter_with_one_ses_alert()
     let published = tidings::ingest::publish(&app, org, event, r#"{"n":1}"#, Some("m-aws".into())).await.unwrap();
     assert_eq!(published.subscriptions, 1);
 
-    // Attempt 1 fails: reported as a batch item failure, hidden for the schedule's wait.
-    let first = aws.sqs_event().await;
-    assert_eq!(first.records.len(), 1);
-    let id = first.records[0].message_id.clone().unwrap();
-    let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(first, Context::default())).await.unwrap();
-    assert_eq!(response.batch_item_failures.len(), 1);
-    assert_eq!(response.batch_item_failures[0].item_identifier, id);
-    assert!(aws.sqs_event().await.records.is_empty(), "hidden until the retry is due");
+    // Attempt 1 fails on the delivery queue; the retry waits on the retry queue (the slow lane).
+    assert_eq!(aws.run_event_source(&app, &aws.settings.queue_url.clone()).await, 1);
+    assert_eq!(receiver.deliveries().len(), 1);
+    assert!(aws.sqs_event().await.records.is_empty(), "nothing left on the delivery queue");
 
     // Attempt 2, the last, fails: dead-lettered intact, subscription FAILING, one email via SES.
-    let second = next_batch(&aws).await;
-    assert_eq!(second.records[0].attributes.get("ApproximateReceiveCount").map(String::as_str), Some("2"));
-    let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(second, Context::default())).await.unwrap();
-    assert!(response.batch_item_failures.is_empty(), "finished: the runtime deletes it");
+    run_retries(&aws, &app).await;
     let dead = aws.queue().dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].message_id.as_str(), dead[0].payload.as_deref()), ("m-aws", Some(r#"{"n":1}"#)));
@@ -181,27 +192,55 @@ async fn on_aws_retries_wait_on_visibility_then_dead_letter_with_one_ses_alert()
         attempts.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
         vec![(2, Some(503)), (1, Some(503))]
     );
-    let mails: Vec<Value> = aws
-        .sent_emails()
-        .await
-        .into_iter()
-        .filter(|m| m["body"].as_str().unwrap_or_default().contains(&sub.id.to_string()))
-        .collect();
+    let mails = mails_about(aws.sent_emails().await, &sub);
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0]["destinations"]["ToAddresses"][0], "ops@example.com");
 
     // A second exhausted message within the day: dead-lettered, no second email.
     tidings::ingest::publish(&app, org, event, r#"{"n":2}"#, Some("m-aws-2".into())).await.unwrap();
-    for _ in 0..2 {
-        let batch = next_batch(&aws).await;
-        tidings::lambda::handle_sqs(&app, LambdaEvent::new(batch, Context::default())).await.unwrap();
-    }
+    assert_eq!(aws.run_event_source(&app, &aws.settings.queue_url.clone()).await, 1);
+    run_retries(&aws, &app).await;
     assert_eq!(aws.queue().dead_letters(10).await.unwrap().len(), 2);
-    let mails = aws
-        .sent_emails()
+    assert_eq!(mails_about(aws.sent_emails().await, &sub).len(), 1);
+}
+
+/// Receives that never reach the function (Lambda throttling, a crash before the batch ran)
+/// grow SQS's receive count but use up no attempt: the job still gets its whole schedule.
+#[tokio::test]
+async fn throttled_receives_do_not_use_up_attempts() {
+    let aws = AwsFixture::new(12).await;
+    let mut app = aws.app();
+    app.delivery.schedule = "0s,1s,1s".parse().unwrap();
+    let org = new_org();
+    let receiver = Receiver::answering(503).await;
+    let sub = subscription(org, receiver.url());
+    app.store.create_subscription(&sub).await.unwrap();
+    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    tidings::ingest::publish(&app, org, event, r#"{"n":1}"#, Some("m-throttled".into())).await.unwrap();
+
+    // Twice received and dropped, as a throttled event source does.
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    for _ in 0..2 {
+        let out = sqs.receive_message().queue_url(&aws.settings.queue_url).visibility_timeout(1).send().await.unwrap();
+        assert_eq!(out.messages.unwrap_or_default().len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let third = aws.sqs_event().await;
+    assert_eq!(third.records[0].attributes.get("ApproximateReceiveCount").map(String::as_str), Some("3"));
+    // Back as it was, for the event source to take.
+    sqs.change_message_visibility()
+        .queue_url(&aws.settings.queue_url)
+        .receipt_handle(third.records[0].receipt_handle.clone().unwrap())
+        .visibility_timeout(0)
+        .send()
         .await
-        .into_iter()
-        .filter(|m| m["body"].as_str().unwrap_or_default().contains(&sub.id.to_string()))
-        .count();
-    assert_eq!(mails, 1);
+        .unwrap();
+
+    assert_eq!(aws.run_event_source(&app, &aws.settings.queue_url.clone()).await, 1);
+    run_retries(&aws, &app).await;
+    run_retries(&aws, &app).await;
+    let attempts = app.store.recent_attempts(org, sub.id, 10).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![3, 2, 1], "the whole schedule, numbered");
+    assert_eq!(receiver.deliveries().len(), 3);
+    assert_eq!(aws.queue().dead_letters(10).await.unwrap().len(), 1, "dead-lettered after the last attempt only");
 }

@@ -137,6 +137,8 @@ fn job(n: u32) -> DeliveryJob {
         event_name: "ProductCreated".into(),
         payload: Some(format!("{{\"n\":{n}}}")),
         published_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        attempts: 0,
+        not_before: None,
     }
 }
 
@@ -162,21 +164,24 @@ where
         vec![job(1), job(2)],
         "the delayed job is not visible yet"
     );
-    assert!(got.iter().all(|r| r.receive_count == 1));
+    assert!(got.iter().all(|r| r.attempt == 1));
     assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "received jobs are hidden");
 
     queue.ack(&got[0].receipt).await.unwrap();
-    // A failed attempt: job 2 comes back after its delay, received a second time.
-    queue.retry_later(&got[1].receipt, secs(1)).await.unwrap();
+    // A failed attempt: job 2 comes back after its delay, its attempt counted; the received
+    // copy is finished.
+    queue.retry_later(&got[1], secs(1)).await.unwrap();
+    queue.ack(&got[1].receipt).await.unwrap();
     advance(secs(2)).await;
     let again = queue.receive(10, secs(30)).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].job, job(2));
-    assert_eq!(again[0].receive_count, 2);
+    assert_eq!(again[0].job, job(2).next_attempt(None));
+    assert_eq!(again[0].attempt, 2);
 
     // After the last attempt the job moves to the dead-letter queue intact.
     queue.dead_letter(&again[0].receipt, &again[0].job).await.unwrap();
-    assert_eq!(queue.dead_letters(10).await.unwrap(), vec![job(2)]);
+    let dead = vec![job(2).next_attempt(None)];
+    assert_eq!(queue.dead_letters(10).await.unwrap(), dead);
 
     // A job nobody acknowledges reappears when its visibility runs out.
     advance(secs(3)).await;
@@ -185,17 +190,17 @@ where
     advance(secs(2)).await;
     let reappeared = queue.receive(10, secs(30)).await.unwrap();
     assert_eq!(reappeared.len(), 1);
-    assert_eq!(reappeared[0].receive_count, 2);
+    assert_eq!(reappeared[0].attempt, 1, "a receive that made no attempt uses none up");
     queue.ack(&reappeared[0].receipt).await.unwrap();
     advance(secs(2)).await;
     assert!(queue.receive(10, secs(30)).await.unwrap().is_empty(), "acknowledged jobs are gone");
-    assert_eq!(queue.dead_letters(10).await.unwrap(), vec![job(2)], "peeking leaves dead letters in place");
+    assert_eq!(queue.dead_letters(10).await.unwrap(), dead, "peeking leaves dead letters in place");
 
     // Replaying dead letters puts them back on the queue with fresh attempts.
     assert_eq!(queue.redrive_dead_letters(100).await.unwrap(), 1);
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
     let back = queue.receive(10, secs(30)).await.unwrap();
-    assert_eq!(back.iter().map(|r| (r.job.clone(), r.receive_count)).collect::<Vec<_>>(), vec![(job(2), 1)]);
+    assert_eq!(back.iter().map(|r| (r.job.clone(), r.attempt)).collect::<Vec<_>>(), vec![(job(2), 1)]);
     queue.ack(&back[0].receipt).await.unwrap();
 }
 
@@ -238,6 +243,8 @@ fn message_jobs(record: &PublishRecord, count: usize) -> Vec<DeliveryJob> {
             event_name: record.event_name.clone(),
             payload: Some(record.payload.clone()),
             published_at: record.created_at,
+            attempts: 0,
+            not_before: None,
         })
         .collect()
 }
@@ -484,16 +491,13 @@ mod embedded {
         backend.enqueue(&[super::job(1), super::job(2), super::job(3)], std::time::Duration::ZERO).await.unwrap();
         let taken = backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
         assert_eq!(taken.len(), 3);
-        let receipt = |n: u32| taken.iter().find(|r| r.job == super::job(n)).unwrap().receipt.clone();
-        backend.ack(&receipt(1)).await.unwrap();
-        backend.retry_later(&receipt(2), std::time::Duration::from_secs(3600)).await.unwrap();
+        let taken_job = |n: u32| taken.iter().find(|r| r.job == super::job(n)).unwrap();
+        backend.ack(&taken_job(1).receipt).await.unwrap();
+        backend.retry_later(taken_job(2), std::time::Duration::from_secs(3600)).await.unwrap();
         // Job 3 was being delivered when the process died.
         assert_eq!(backend.recover_in_flight().await.unwrap(), 1);
         let again = backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
-        assert_eq!(
-            again.iter().map(|r| (r.job.clone(), r.receive_count)).collect::<Vec<_>>(),
-            vec![(super::job(3), 1)]
-        );
+        assert_eq!(again.iter().map(|r| (r.job.clone(), r.attempt)).collect::<Vec<_>>(), vec![(super::job(3), 1)]);
         assert_eq!(backend.recover_in_flight().await.unwrap(), 1, "taken again, in flight again");
         assert_eq!(backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap().len(), 1);
     }

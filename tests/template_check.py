@@ -72,7 +72,17 @@ check("deadLetterTargetArn" in queue["RedrivePolicy"], "delivery queue needs a r
 check(queue["VisibilityTimeout"] >= 6 * functions["DeliveryFunction"]["Properties"]["Timeout"], "visibility >= 6 x timeout")
 trigger = functions["DeliveryFunction"]["Properties"]["Events"]["Deliveries"]
 check(trigger["Type"] == "SQS" and trigger["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "partial batch failures")
+# The slow lane: retries on their own queue, with their own event source and a concurrency cap.
+retry_queue = resources["RetryQueue"]["Properties"]
+check("deadLetterTargetArn" in retry_queue["RedrivePolicy"], "retry queue needs a redrive policy")
+retries = functions["DeliveryFunction"]["Properties"]["Events"].get("Retries", {"Properties": {}})
+check(retries["Properties"].get("Queue") == {"Fn::GetAtt": ["RetryQueue", "Arn"]}, "the delivery function must consume the retry queue")
+check("MaximumConcurrency" in retries["Properties"].get("ScalingConfig", {}), "the retry event source needs ScalingConfig.MaximumConcurrency")
+check(template["Globals"]["Function"]["Environment"]["Variables"].get("TIDINGS_RETRY_QUEUE_URL") == {"Ref": "RetryQueue"}, "TIDINGS_RETRY_QUEUE_URL")
+delivery_role = str(resources["DeliveryRole"]["Properties"]["Policies"])
+check("RetryQueue" in delivery_role, "the delivery role must send to and consume the retry queue")
 alarms = of_type("AWS::CloudWatch::Alarm")
+check("RetryQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the retry queue")
 check("DeadLetterQueueAlarm" in alarms, "an alarm on the dead-letter queue")
 for fn in functions:
     check(any(a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn} for a in alarms.values()), f"an error alarm on {fn}")

@@ -372,6 +372,7 @@ async fn open_stack(args: &StackArgs) -> Result<App, String> {
             let settings = tidings::config::AwsSettings {
                 table: table.clone(),
                 queue_url: args.queue_url.clone().ok_or("--queue-url (or TIDINGS_QUEUE_URL) is needed with --table")?,
+                retry_queue_url: None,
                 dead_letter_queue_url: args
                     .dead_letter_queue_url
                     .clone()

@@ -87,7 +87,11 @@ impl App {
             aws_sdk_sesv2::Client::from_conf(config.build())
         };
         let store = Arc::new(DynamoStore::new(dynamodb, &settings.table));
-        let queue = Arc::new(SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url));
+        let mut queue = SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url);
+        if let Some(retries) = &settings.retry_queue_url {
+            queue = queue.with_retry_queue(retries);
+        }
+        let queue = Arc::new(queue);
         Ok(App {
             store: store.clone(),
             queue: queue.clone(),

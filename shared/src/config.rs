@@ -89,6 +89,8 @@ pub async fn app_from_env() -> Result<crate::App> {
 pub struct AwsSettings {
     pub table: String,
     pub queue_url: String,
+    /// Where retries go (the slow lane); the delivery queue itself when unset.
+    pub retry_queue_url: Option<String>,
     pub dead_letter_queue_url: String,
     /// The SES-verified sender of alert mail.
     pub sender: String,
@@ -99,6 +101,7 @@ impl AwsSettings {
         Ok(AwsSettings {
             table: required("TIDINGS_TABLE")?,
             queue_url: required("TIDINGS_QUEUE_URL")?,
+            retry_queue_url: optional("TIDINGS_RETRY_QUEUE_URL"),
             dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
             sender: required("TIDINGS_SENDER")?,
         })

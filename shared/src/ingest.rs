@@ -92,6 +92,8 @@ pub async fn publish(
             event_name: event.name.to_owned(),
             payload: inline.then(|| payload.to_owned()),
             published_at: now,
+            attempts: 0,
+            not_before: None,
         })
         .collect();
     if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
@@ -129,6 +131,8 @@ pub async fn publish_to(
         event_name: event_name.to_owned(),
         payload: (payload.len() <= INLINE_PAYLOAD_LIMIT).then(|| payload.to_owned()),
         published_at: now,
+        attempts: 0,
+        not_before: None,
     };
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
@@ -176,6 +180,8 @@ pub async fn replay(
         event_name: message.event_name,
         payload: (message.payload.len() <= INLINE_PAYLOAD_LIMIT).then_some(message.payload),
         published_at: message.created_at,
+        attempts: 0,
+        not_before: None,
     };
     app.queue.enqueue(&[job], Duration::ZERO).await?;
     app.worker_wake.notify_one();

@@ -47,18 +47,28 @@ pub async fn handle_http(
     }))
 }
 
-/// An SQS batch through the delivery routine, records concurrently. A record whose retry was
-/// arranged (its visibility changed) is reported as a batch item failure so SQS keeps it; the
-/// rest are deleted by the runtime. Records that cannot be read are failures too, so the
-/// queue's redrive policy moves them to the dead-letter queue.
+/// An SQS batch (from the delivery queue or the retry queue) through the delivery routine,
+/// records concurrently. A record that is not due yet (hidden again) is reported as a batch item
+/// failure so SQS keeps it; the rest, retries included (they went out as new messages), are
+/// deleted by the runtime. Records that cannot be read are failures too, so the queue's redrive
+/// policy moves them to the dead-letter queue.
 pub async fn handle_sqs(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    handle_sqs_from(app, event, std::env::var("TIDINGS_RETRY_QUEUE_URL").ok().as_deref()).await
+}
+
+/// [`handle_sqs`] with the retry queue's URL given.
+pub async fn handle_sqs_from(
+    app: &App,
+    event: LambdaEvent<SqsEvent>,
+    retry_queue: Option<&str>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     // (position in the batch, message id) of every record SQS must keep.
     let mut failed: Vec<(usize, String)> = Vec::new();
     let mut jobs = Vec::new();
     let mut readable = Vec::new();
     for (position, record) in event.payload.records.into_iter().enumerate() {
         let id = record.message_id.clone().unwrap_or_default();
-        match received_job(record) {
+        match received_job(record, retry_queue) {
             Ok(received) => {
                 jobs.push(received);
                 readable.push((position, id));
@@ -89,9 +99,17 @@ pub async fn handle_sqs(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBa
     Ok(response)
 }
 
-fn received_job(record: SqsMessage) -> Result<ReceivedJob, String> {
+/// The job of an SQS record. Its attempt number is the job's own (`ApproximateReceiveCount`
+/// also counts receives that never reached this function: throttling, a crash).
+fn received_job(record: SqsMessage, retry_queue: Option<&str>) -> Result<ReceivedJob, String> {
     let body = record.body.ok_or("SQS record has no body")?;
     let job: DeliveryJob = serde_json::from_str(&body).map_err(|e| format!("SQS record is not a delivery job: {e}"))?;
-    let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-    Ok(ReceivedJob { receipt: record.receipt_handle.unwrap_or_default(), job, receive_count })
+    let handle = record.receipt_handle.unwrap_or_default();
+    // A record of the retry queue (its ARN ends in that queue's name) is acknowledged there.
+    let from_retry_queue = match (retry_queue, record.event_source_arn.as_deref()) {
+        (Some(url), Some(arn)) => url.rsplit('/').next().is_some_and(|name| arn.rsplit(':').next() == Some(name)),
+        _ => false,
+    };
+    let receipt = if from_retry_queue { crate::aws::SqsQueue::retry_receipt(&handle) } else { handle };
+    Ok(ReceivedJob::new(receipt, job))
 }

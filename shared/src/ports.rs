@@ -155,6 +155,29 @@ pub struct DeliveryJob {
     pub payload: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
+    /// Attempts already made. The job carries its own count, so a receive that made no request
+    /// (Lambda throttling, a crash, a put-off) never uses up an attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Not to be attempted before this time (waits longer than the queue's own delay limit).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl DeliveryJob {
+    /// The same job, for its next attempt after one more failed, not before `not_before`.
+    pub fn next_attempt(&self, not_before: Option<OffsetDateTime>) -> DeliveryJob {
+        DeliveryJob { attempts: self.attempts + 1, not_before, ..self.clone() }
+    }
+
+    /// The same job with its attempts forgotten (a replayed dead letter).
+    pub fn fresh(&self) -> DeliveryJob {
+        DeliveryJob { attempts: 0, not_before: None, ..self.clone() }
+    }
 }
 
 /// A job taken from the queue; hidden from other consumers until acknowledged, retried or
@@ -163,9 +186,14 @@ pub struct DeliveryJob {
 pub struct ReceivedJob {
     pub receipt: String,
     pub job: DeliveryJob,
-    /// How many times this job has been received, this time included: attempt number
-    /// `receive_count` is being made now.
-    pub receive_count: u32,
+    /// The attempt being made now, 1-based: `job.attempts + 1`.
+    pub attempt: u32,
+}
+
+impl ReceivedJob {
+    pub fn new(receipt: String, job: DeliveryJob) -> ReceivedJob {
+        ReceivedJob { receipt, attempt: job.attempts + 1, job }
+    }
 }
 
 /// The delivery queue: delays, redelivery and a dead-letter queue.
@@ -179,9 +207,9 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, receipt: &str) -> Result<()>;
     /// Several jobs are done (one write where the queue allows it).
     async fn ack_many(&self, receipts: &[String]) -> Result<()>;
-    /// Make the job visible again after `delay` (its receive count keeps growing); it is no
-    /// longer in flight.
-    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
+    /// The received job failed: it comes back after `delay` counting one more attempt. The
+    /// received copy is then finished (acknowledging it is harmless; on SQS it is a new message).
+    async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()>;
     /// Make the job visible again after `delay` without counting this receive: no attempt was
     /// made (the worker had no room for its subscription). Not an attempt, not a retry.
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<()>;

@@ -49,11 +49,22 @@ impl AwsFixture {
             .attributes
             .unwrap()[&QueueAttributeName::QueueArn]
             .clone();
-        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#);
+        let redrive = redrive_for(&dlq_arn, max_receive_count);
         let queue_url = sqs
             .create_queue()
             .queue_name(format!("tidings-deliveries-{suffix}"))
             .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, "60")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+
+        let retry_url = sqs
+            .create_queue()
+            .queue_name(format!("tidings-retries-{suffix}"))
+            .attributes(QueueAttributeName::RedrivePolicy, redrive_for(&dlq_arn, max_receive_count))
             .attributes(QueueAttributeName::VisibilityTimeout, "60")
             .send()
             .await
@@ -67,7 +78,13 @@ impl AwsFixture {
 
         AwsFixture {
             sdk,
-            settings: AwsSettings { table, queue_url, dead_letter_queue_url: dlq_url, sender: SENDER.into() },
+            settings: AwsSettings {
+                table,
+                queue_url,
+                retry_queue_url: Some(retry_url),
+                dead_letter_queue_url: dlq_url,
+                sender: SENDER.into(),
+            },
         }
     }
 
@@ -85,15 +102,58 @@ impl AwsFixture {
             &self.settings.queue_url,
             &self.settings.dead_letter_queue_url,
         )
+        .with_retry_queue(self.retry_url())
+    }
+
+    pub fn retry_url(&self) -> &str {
+        self.settings.retry_queue_url.as_deref().expect("the fixture has a retry queue")
     }
 
     /// Receives from the delivery queue and shapes the messages as the Lambda SQS event source
     /// hands them to the function (real receipt handles and receive counts).
     pub async fn sqs_event(&self) -> aws_lambda_events::sqs::SqsEvent {
+        self.sqs_event_from(&self.settings.queue_url).await
+    }
+
+    /// As [`AwsFixture::sqs_event`], from the retry queue.
+    pub async fn retry_event(&self) -> aws_lambda_events::sqs::SqsEvent {
+        self.sqs_event_from(self.retry_url()).await
+    }
+
+    /// What the SQS event source of `queue_url` does once: receive a batch, invoke the delivery
+    /// handler, delete the records it did not report as failures. Returns how many records ran.
+    pub async fn run_event_source(&self, app: &App, queue_url: &str) -> usize {
+        let event = self.sqs_event_from(queue_url).await;
+        let records: Vec<(String, String)> = event
+            .records
+            .iter()
+            .map(|r| (r.message_id.clone().unwrap_or_default(), r.receipt_handle.clone().unwrap_or_default()))
+            .collect();
+        if records.is_empty() {
+            return 0;
+        }
+        let response = tidings::lambda::handle_sqs_from(
+            app,
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+            Some(self.retry_url()),
+        )
+        .await
+        .unwrap();
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        for (id, handle) in &records {
+            if !response.batch_item_failures.iter().any(|f| &f.item_identifier == id) {
+                sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await.unwrap();
+            }
+        }
+        records.len()
+    }
+
+    async fn sqs_event_from(&self, queue_url: &str) -> aws_lambda_events::sqs::SqsEvent {
+        let queue_name = queue_url.rsplit('/').next().unwrap_or_default().to_owned();
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let out = sqs
             .receive_message()
-            .queue_url(&self.settings.queue_url)
+            .queue_url(queue_url)
             .max_number_of_messages(10)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
@@ -113,7 +173,7 @@ impl AwsFixture {
                 serde_json::json!({
                     "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
                     "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body,
-                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tidings-deliveries",
+                    "eventSource": "aws:sqs", "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}"),
                     "awsRegion": "us-east-1"
                 })
             })
@@ -127,6 +187,10 @@ impl AwsFixture {
             reqwest::get(format!("{}/moto-api/data.json", endpoint())).await.unwrap().json().await.unwrap();
         data["ses"]["Message"].as_array().cloned().unwrap_or_default()
     }
+}
+
+fn redrive_for(dlq_arn: &str, max_receive_count: u32) -> String {
+    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#)
 }
 
 fn attr(name: &str) -> AttributeDefinition {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::sdk_error;
@@ -43,12 +43,39 @@ fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
+    /// Where retries go: a second queue with its own event source (the slow lane), so failing
+    /// endpoints never share a batch with healthy ones. The delivery queue itself when unset.
+    retry_url: String,
     dead_letter_url: String,
 }
 
+/// Receipts of messages taken from the retry queue carry this prefix, so acknowledging and
+/// hiding them goes to the right queue.
+const RETRY_RECEIPT: &str = "retry|";
+
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
-        SqsQueue { client, queue_url: queue_url.into(), dead_letter_url: dead_letter_url.into() }
+        let queue_url = queue_url.into();
+        SqsQueue { client, retry_url: queue_url.clone(), queue_url, dead_letter_url: dead_letter_url.into() }
+    }
+
+    /// Sends retries to `retry_url` instead of the delivery queue.
+    pub fn with_retry_queue(mut self, retry_url: impl Into<String>) -> Self {
+        self.retry_url = retry_url.into();
+        self
+    }
+
+    /// Our receipt for a message of the retry queue.
+    pub fn retry_receipt(handle: &str) -> String {
+        format!("{RETRY_RECEIPT}{handle}")
+    }
+
+    /// The queue a receipt belongs to, and SQS's own receipt handle.
+    fn queue_of<'a>(&self, receipt: &'a str) -> (&str, &'a str) {
+        match receipt.strip_prefix(RETRY_RECEIPT) {
+            Some(handle) => (&self.retry_url, handle),
+            None => (&self.queue_url, receipt),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -103,39 +130,41 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
-            .visibility_timeout(seconds(visibility, MAX_VISIBILITY))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| sdk_error("SQS ReceiveMessage", e))?;
+        // The delivery queue first, then the retry queue (the Lambda function gets both from
+        // their event sources instead).
         let mut jobs = Vec::new();
-        for message in out.messages.unwrap_or_default() {
-            let receipt = message.receipt_handle.clone().unwrap_or_default();
-            let receive_count = message
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
-            match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
-                Some(Ok(job)) => jobs.push(ReceivedJob { receipt, job, receive_count }),
-                // Left alone: the redrive policy moves it to the dead-letter queue.
-                _ => tracing::error!(message = ?message.message_id, "SQS message is not a delivery job"),
+        for url in [&self.queue_url, &self.retry_url] {
+            if jobs.len() >= max || (url == &self.retry_url && self.retry_url == self.queue_url) {
+                break;
+            }
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages((max - jobs.len()).clamp(1, MAX_BATCH) as i32)
+                .visibility_timeout(seconds(visibility, MAX_VISIBILITY))
+                .send()
+                .await
+                .map_err(|e| sdk_error("SQS ReceiveMessage", e))?;
+            for message in out.messages.unwrap_or_default() {
+                let handle = message.receipt_handle.clone().unwrap_or_default();
+                let receipt = if url == &self.queue_url { handle } else { SqsQueue::retry_receipt(&handle) };
+                match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
+                    Some(Ok(job)) => jobs.push(ReceivedJob::new(receipt, job)),
+                    // Left alone: the redrive policy moves it to the dead-letter queue.
+                    _ => tracing::error!(message = ?message.message_id, "SQS message is not a delivery job"),
+                }
             }
         }
         Ok(jobs)
     }
 
     async fn ack(&self, receipt: &str) -> Result<()> {
+        let (queue, handle) = self.queue_of(receipt);
         self.client
             .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
+            .queue_url(queue)
+            .receipt_handle(handle)
             .send()
             .await
             .map_err(|e| sdk_error("SQS DeleteMessage", e))?;
@@ -143,14 +172,17 @@ impl Queue for SqsQueue {
     }
 
     async fn ack_many(&self, receipts: &[String]) -> Result<()> {
-        for chunk in receipts.chunks(MAX_BATCH) {
+        let (retries, deliveries): (Vec<&String>, Vec<&String>) =
+            receipts.iter().partition(|r| r.starts_with(RETRY_RECEIPT));
+        for chunk in deliveries.chunks(MAX_BATCH).chain(retries.chunks(MAX_BATCH)) {
+            let queue = self.queue_of(chunk[0]).0;
             let entries = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, receipt)| {
                     aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(receipt)
+                        .receipt_handle(self.queue_of(receipt).1)
                         .build()
                         .map_err(Error::internal)
                 })
@@ -158,7 +190,7 @@ impl Queue for SqsQueue {
             let out = self
                 .client
                 .delete_message_batch()
-                .queue_url(&self.queue_url)
+                .queue_url(queue)
                 .set_entries(Some(entries))
                 .send()
                 .await
@@ -174,21 +206,35 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
+    async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()> {
+        // A new message carries the job with its attempt counted (SQS messages cannot change);
+        // the received one is then finished. Waits beyond SQS's 15-minute delay ride on
+        // `not_before`: a receive before then only hides the message again.
+        let not_before = (delay > MAX_DELAY)
+            .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX));
+        self.client
+            .send_message()
+            .queue_url(&self.retry_url)
+            .message_body(serde_json::to_string(&received.job.next_attempt(not_before))?)
+            .delay_seconds(seconds(delay, MAX_DELAY))
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS SendMessage (retry)", e))?;
+        Ok(())
+    }
+
+    async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
+        // Only the visibility changes: the job's attempts are its own, whatever SQS counts.
+        let (queue, handle) = self.queue_of(receipt);
         self.client
             .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
+            .queue_url(queue)
+            .receipt_handle(handle)
             .visibility_timeout(seconds(delay, MAX_VISIBILITY))
             .send()
             .await
             .map_err(|e| sdk_error("SQS ChangeMessageVisibility", e))?;
         Ok(())
-    }
-
-    async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
-        // SQS counts every receive; the attempt number never comes from that count.
-        self.retry_later(receipt, delay).await
     }
 
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
@@ -222,6 +268,11 @@ impl Queue for SqsQueue {
             for message in messages {
                 // Back onto the queue first, then off the DLQ: a crash leaves a duplicate, not a loss.
                 if let Some(body) = &message.body {
+                    // Replayed with a full schedule ahead of it.
+                    let body = match serde_json::from_str::<DeliveryJob>(body) {
+                        Ok(job) => serde_json::to_string(&job.fresh())?,
+                        Err(_) => body.clone(),
+                    };
                     self.client
                         .send_message()
                         .queue_url(&self.queue_url)

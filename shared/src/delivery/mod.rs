@@ -43,19 +43,23 @@ impl Default for DeliverySettings {
 pub enum Disposition {
     /// The destination accepted it; the caller removes it from the queue.
     Delivered,
-    /// It failed and will be visible again after this wait (already arranged on the queue).
+    /// It failed and comes back after this wait with the attempt counted (already arranged on
+    /// the queue); the received copy is finished.
     Retry(Duration),
     /// It was moved, intact, to the dead-letter queue (already done).
     DeadLettered,
     /// Nothing to deliver (the subscription was deleted, the message is no longer kept); the
     /// caller removes it from the queue.
     Skipped(&'static str),
+    /// Received before its time (a wait longer than the queue can delay): hidden again until
+    /// then, no attempt made. The caller leaves it on the queue.
+    NotYetDue,
 }
 
 impl Disposition {
-    /// Whether the queue host should delete the message now.
+    /// Whether the queue host should delete the received message now.
     pub fn is_finished(&self) -> bool {
-        !matches!(self, Disposition::Retry(_))
+        !matches!(self, Disposition::NotYetDue)
     }
 }
 
@@ -91,6 +95,11 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
 pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
     let job = &received.job;
     let org = job.organization;
+    if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {
+        let wait = Duration::try_from(due - app.clock.now()).unwrap_or_default();
+        app.queue.defer(&received.receipt, wait).await?;
+        return Ok((Disposition::NotYetDue, None));
+    }
     let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {
         return Ok((Disposition::Skipped("the subscription was deleted"), None));
     };
@@ -122,7 +131,7 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         org = %org,
         subscription = %subscription.id,
         message_id = %job.message_id,
-        attempt = received.receive_count,
+        attempt = received.attempt,
         status = ?attempt.status,
         latency_ms = attempt.latency.as_millis() as u64,
         error = ?attempt.error,
@@ -146,7 +155,7 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         subscription.failing_since.get_or_insert(now);
         set_health(app, &subscription).await?;
         app.queue.dead_letter(&received.receipt, job).await?;
-        alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Gone).await;
+        alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Gone).await;
         return Ok((Disposition::DeadLettered, record));
     }
     let first_failure = subscription.failing_since.is_none();
@@ -155,17 +164,17 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         subscription.status = SubscriptionStatus::Disabled;
         set_health(app, &subscription).await?;
         app.queue.dead_letter(&received.receipt, job).await?;
-        alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Disabled).await;
+        alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Disabled).await;
         return Ok((Disposition::DeadLettered, record));
     }
-    match settings.schedule.next_delay(received.receive_count) {
+    match settings.schedule.next_delay(received.attempt) {
         Some(delay) => {
             // A receiver that says when to come back (429 / 503 with Retry-After) is not asked sooner.
             let delay = delay.max(attempt.retry_after.unwrap_or_default().min(settings.max_retry_after));
             if first_failure {
                 set_health(app, &subscription).await?;
             }
-            app.queue.retry_later(&received.receipt, delay).await?;
+            app.queue.retry_later(received, delay).await?;
             Ok((Disposition::Retry(delay), record))
         }
         None => {
@@ -174,7 +183,7 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
                 subscription.status = SubscriptionStatus::Failing;
                 set_health(app, &subscription).await?;
             }
-            alerts::notify(app, &subscription, job, &attempt, received.receive_count, alerts::Reason::Exhausted).await;
+            alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Exhausted).await;
             Ok((Disposition::DeadLettered, record))
         }
     }
@@ -194,7 +203,7 @@ fn attempt_record(received: &ReceivedJob, attempt: &Attempt, at: time::OffsetDat
         subscription_id: received.job.subscription_id,
         message_id: received.job.message_id.clone(),
         event_name: received.job.event_name.clone(),
-        attempt: received.receive_count,
+        attempt: received.attempt,
         at,
         status: attempt.status,
         latency_ms: attempt.latency.as_millis() as u64,

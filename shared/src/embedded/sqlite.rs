@@ -718,7 +718,7 @@ impl Queue for SqliteBackend {
                 let receipt = format!("{id}:{count}");
                 update.execute(params![id, hidden_until, count, receipt])?;
                 let job: DeliveryJob = serde_json::from_str(&job).map_err(|e| corrupt("queued job", e))?;
-                taken.push(ReceivedJob { receipt, job, receive_count: count as u32 });
+                taken.push(ReceivedJob::new(receipt, job));
             }
         }
         tx.commit()?;
@@ -745,13 +745,14 @@ impl Queue for SqliteBackend {
         Ok(())
     }
 
-    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
-        let (id, _) = parse_receipt(receipt)?;
+    async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()> {
+        let (id, _) = parse_receipt(&received.receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        // The row's visibility carries the delay; the job carries the attempt it used up.
         // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.conn().execute(
-            "UPDATE queue SET visible_at = ?3, receipt = NULL WHERE id = ?1 AND receipt = ?2",
-            params![id, receipt, visible_at],
+            "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL WHERE id = ?1 AND receipt = ?2",
+            params![id, received.receipt, visible_at, serde_json::to_string(&received.job.next_attempt(None))?],
         )?;
         Ok(())
     }
@@ -797,16 +798,24 @@ impl Queue for SqliteBackend {
         let now = self.now_nanos();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let moved = tx.execute(
-            "INSERT INTO queue (job, visible_at) SELECT job, ?1 FROM dead_letters ORDER BY id LIMIT ?2",
-            params![now, limit as i64],
-        )?;
-        tx.execute(
-            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?1)",
-            params![moved as i64],
-        )?;
+        let letters: Vec<(i64, String)> = {
+            let mut select = tx.prepare_cached("SELECT id, job FROM dead_letters ORDER BY id LIMIT ?1")?;
+            let rows =
+                select.query_map(params![limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
+            let mut delete = tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+            for (id, job) in &letters {
+                let job: DeliveryJob = serde_json::from_str(job).map_err(|e| corrupt("dead letter", e))?;
+                // Replayed with a full schedule ahead of it.
+                insert.execute(params![serde_json::to_string(&job.fresh())?, now])?;
+                delete.execute(params![id])?;
+            }
+        }
         tx.commit()?;
-        Ok(moved)
+        Ok(letters.len())
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {
