@@ -373,9 +373,27 @@ async fn replay_delivers_a_past_message_again_through_api_and_cli() {
     let response =
         s.http.post(&url).bearer_auth(&s.key).json(&json!({"messageId": "never-published"})).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    let listed =
-        tidings_cli(&["attempts", "--data-dir", s.dir.path().to_str().unwrap(), "--org", ORG, "--subscription", SUB_A]);
-    let text = String::from_utf8_lossy(&listed.stdout);
+    // An attempt is recorded just after the receiver has it: wait for the third record.
+    let list = || {
+        let listed = tidings_cli(&[
+            "attempts",
+            "--data-dir",
+            s.dir.path().to_str().unwrap(),
+            "--org",
+            ORG,
+            "--subscription",
+            SUB_A,
+        ]);
+        String::from_utf8_lossy(&listed.stdout).into_owned()
+    };
+    let mut text = list();
+    for _ in 0..100 {
+        if text.lines().filter(|l| l.contains("delivered")).count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = list();
+    }
     assert_eq!(text.lines().filter(|l| l.contains("delivered")).count(), 3, "{text}");
     serve.interrupt();
 }

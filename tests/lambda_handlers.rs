@@ -244,3 +244,31 @@ async fn throttled_receives_do_not_use_up_attempts() {
     assert_eq!(receiver.deliveries().len(), 3);
     assert_eq!(aws.queue().dead_letters(10).await.unwrap().len(), 1, "dead-lettered after the last attempt only");
 }
+
+/// On Lambda too, a failing endpoint is probed with one request at a time (per warm instance):
+/// the other jobs of its batch wait, reported back to SQS, without using up an attempt.
+#[tokio::test]
+async fn a_failing_endpoint_gets_one_request_per_batch() {
+    let aws = AwsFixture::new(12).await;
+    let app = aws.app();
+    let org = new_org();
+    let receiver = Receiver::slow(std::time::Duration::from_millis(300)).await;
+    let mut sub = subscription(org, receiver.url());
+    app.store.create_subscription(&sub).await.unwrap();
+    sub.status = SubscriptionStatus::Failing;
+    sub.failing_since = Some(time::OffsetDateTime::now_utc());
+    app.store.set_subscription_health(&sub).await.unwrap();
+    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    for n in 0..3 {
+        tidings::ingest::publish(&app, org, event, &format!("{{\"n\":{n}}}"), Some(format!("m-{n}"))).await.unwrap();
+    }
+    let batch = aws.sqs_event().await;
+    assert_eq!(batch.records.len(), 3);
+    let response =
+        tidings::lambda::handle_sqs_from(&app, LambdaEvent::new(batch, Context::default()), Some(aws.retry_url()))
+            .await
+            .unwrap();
+    assert_eq!(receiver.deliveries().len(), 1, "one probe at a time");
+    assert_eq!(response.batch_item_failures.len(), 2, "the others wait on the queue");
+    assert_eq!(app.store.recent_attempts(org, sub.id, 10).await.unwrap().len(), 1, "and used up no attempt");
+}

@@ -25,6 +25,8 @@ pub struct App {
     /// The one HTTP client (keep-alive pool) for destination checks and deliveries.
     pub http: destination::HttpClient,
     pub delivery: DeliverySettings,
+    /// Failing endpoints being probed (one request at a time each).
+    pub delivery_probes: crate::delivery::Probes,
     /// Wakes the local worker when jobs were queued (unused on Lambda).
     pub worker_wake: Arc<tokio::sync::Notify>,
 }
@@ -42,6 +44,7 @@ impl App {
             destinations,
             http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
+            delivery_probes: Default::default(),
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -101,6 +104,7 @@ impl App {
             destinations,
             http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
+            delivery_probes: Default::default(),
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }

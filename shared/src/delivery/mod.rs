@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use schedule::RetrySchedule;
 pub use webhook::{build, message_uuid, send, Attempt, Message, Webhook};
 
-use crate::domain::SubscriptionStatus;
+use crate::domain::{OrganizationId, SubscriptionStatus};
 use crate::ports::{AttemptRecord, ReceivedJob};
 use crate::{App, Error, Result};
 
@@ -108,6 +108,19 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         app.queue.dead_letter(&received.receipt, job).await?;
         return Ok((Disposition::DeadLettered, None));
     }
+    // A failing endpoint is probed, not hammered: one request to it at a time in this process
+    // (on Lambda: per warm instance); its other jobs wait without using up an attempt.
+    let _probe = if subscription.failing_since.is_some() {
+        match app.delivery_probes.claim(org, subscription.id) {
+            Some(probe) => Some(probe),
+            None => {
+                app.queue.defer(&received.receipt, PROBE_WAIT).await?;
+                return Ok((Disposition::NotYetDue, None));
+            }
+        }
+    } else {
+        None
+    };
     let payload = match &job.payload {
         Some(payload) => payload.clone(),
         None => match app.store.get_publish(org, &job.message_id).await? {
@@ -186,6 +199,33 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
             alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Exhausted).await;
             Ok((Disposition::DeadLettered, record))
         }
+    }
+}
+
+/// How long a job waits while its failing endpoint is being probed by another request.
+pub const PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// The failing subscriptions with a probe in flight in this process.
+#[derive(Debug, Default, Clone)]
+pub struct Probes(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(OrganizationId, uuid::Uuid)>>>);
+
+/// A probe in flight; the subscription is free to probe again when it is dropped.
+pub struct Probe {
+    probes: Probes,
+    key: (OrganizationId, uuid::Uuid),
+}
+
+impl Probes {
+    /// The probe of `subscription`, unless one is in flight already.
+    pub fn claim(&self, org: OrganizationId, subscription: uuid::Uuid) -> Option<Probe> {
+        let key = (org, subscription);
+        self.0.lock().expect("probes lock").insert(key).then(|| Probe { probes: self.clone(), key })
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.probes.0.lock().expect("probes lock").remove(&self.key);
     }
 }
 
