@@ -5,11 +5,13 @@
 //! - No batch barrier: a job that finishes is acknowledged and its attempt recorded without
 //!   waiting for any other job. Jobs that finish together share one write (a recorder task takes
 //!   whatever has finished since its last write).
-//! - Fair shares: at most [`PER_SUBSCRIPTION`] deliveries to one subscription are in flight; a
-//!   subscription whose last attempt failed is probed with one request at a time until one
-//!   succeeds (a half-open circuit). A job over its subscription's share is put back on the queue
-//!   for about as long as the share takes to free up, without holding a slot and without counting
-//!   as an attempt, so its retry schedule is untouched.
+//! - Fair shares: at most [`PER_SUBSCRIPTION`] deliveries to one slow subscription are in
+//!   flight ([`FAST_SHARE`] to one whose deliveries take under [`SLOW`]); a subscription whose
+//!   last attempt failed is probed with one request at a time until one succeeds (a half-open
+//!   circuit). A job over its subscription's share waits in the subscription's own line without
+//!   holding a slot, and starts on the slot of the subscription's next finished delivery; when
+//!   the line is as long as can start before the job's visibility runs out, the job goes back on
+//!   the queue for about as long instead. Either way no attempt is counted.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,8 +28,18 @@ use crate::{App, Result};
 
 /// Deliveries in flight at once.
 pub const CONCURRENCY: usize = 128;
-/// Deliveries in flight to one subscription at once, while its deliveries succeed.
+/// Deliveries in flight to one subscription at once, while its deliveries succeed but are slow
+/// (or their speed is not known yet).
 pub const PER_SUBSCRIPTION: usize = 4;
+/// Deliveries in flight to one subscription whose deliveries are fast: a quarter of the worker.
+pub const FAST_SHARE: usize = CONCURRENCY / 4;
+/// Deliveries that take this long or longer make a subscription slow.
+pub const SLOW: Duration = Duration::from_millis(100);
+/// Jobs waiting in one subscription's line should all start within this (well inside
+/// [`VISIBILITY`], so none is received twice).
+const LINE_HORIZON: Duration = Duration::from_secs(20);
+/// Jobs waiting in all lines at once, at most (memory).
+const MAX_WAITING: usize = 4096;
 /// Jobs taken per queue read, at most (never more than the free slots).
 pub const BATCH: usize = 256;
 /// How long a taken job stays hidden: longer than any delivery (timeout 10 s) plus bookkeeping.
@@ -60,40 +72,76 @@ struct Lane {
     failing: bool,
     /// A running average of how long its attempts take.
     latency: Option<Duration>,
+    /// Jobs received for it, waiting for a place in its share (holding no slot).
+    line: std::collections::VecDeque<ReceivedJob>,
 }
 
 impl Lane {
     fn share(&self) -> usize {
-        if self.failing {
-            1
-        } else {
-            PER_SUBSCRIPTION
+        match self.latency {
+            _ if self.failing => 1,
+            Some(latency) if latency < SLOW => FAST_SHARE,
+            _ => PER_SUBSCRIPTION,
         }
+    }
+
+    /// How long one delivery is expected to take.
+    fn pace(&self) -> Duration {
+        self.latency.unwrap_or(DEFER_MIN).max(Duration::from_millis(1))
+    }
+
+    /// How many jobs can wait in line and still all start within [`LINE_HORIZON`].
+    fn line_limit(&self) -> usize {
+        let per_place = (LINE_HORIZON.as_millis() / self.pace().as_millis().max(1)) as usize;
+        (self.share() * per_place).min(1024)
     }
 }
 
+/// What to do with a received job.
+enum Admission {
+    /// Start it now, on a slot.
+    Start(ReceivedJob),
+    /// It waits in its subscription's line.
+    Waiting,
+    /// Its line is full: put it back on the queue for this long.
+    PutOff(ReceivedJob, Duration),
+}
+
 #[derive(Default)]
-struct Lanes(Mutex<HashMap<SubscriptionKey, Lane>>);
+struct Lanes {
+    lanes: Mutex<HashMap<SubscriptionKey, Lane>>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
 
 impl Lanes {
-    /// Takes a place in the subscription's share, or says how long to put the job off for.
-    /// `waiting` counts the jobs of this subscription already put off in this round.
-    fn enter(&self, key: SubscriptionKey, waiting: usize) -> std::result::Result<(), Duration> {
-        let mut lanes = self.0.lock().expect("lanes lock");
+    /// A place in the subscription's share, a place in its line, or a wait on the queue.
+    fn admit(&self, key: SubscriptionKey, job: ReceivedJob) -> Admission {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
         let lane = lanes.entry(key).or_default();
         if lane.in_flight < lane.share() {
             lane.in_flight += 1;
-            return Ok(());
+            return Admission::Start(job);
         }
-        // About when its turn comes: the jobs ahead of it, a share at a time.
-        let latency = lane.latency.unwrap_or(DEFER_MIN);
-        let rounds = (waiting / lane.share() + 1) as u32;
-        Err((latency * rounds).clamp(DEFER_MIN, DEFER_MAX))
+        let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed);
+        if lane.line.len() < lane.line_limit() && waiting < MAX_WAITING {
+            lane.line.push_back(job);
+            self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Admission::Waiting;
+        }
+        // About when its turn would come: the line ahead of it, a share at a time.
+        let rounds = (lane.line.len() / lane.share() + 1) as u32;
+        Admission::PutOff(job, (lane.pace() * rounds).clamp(DEFER_MIN, DEFER_MAX))
     }
 
-    fn leave(&self, key: SubscriptionKey, outcome: &Result<(Disposition, Option<AttemptRecord>)>) {
-        let mut lanes = self.0.lock().expect("lanes lock");
-        let Some(lane) = lanes.get_mut(&key) else { return };
+    /// A delivery of the subscription finished: its next waiting job, if its share has room,
+    /// takes over the finished delivery's place and slot.
+    fn leave(
+        &self,
+        key: SubscriptionKey,
+        outcome: &Result<(Disposition, Option<AttemptRecord>)>,
+    ) -> Option<ReceivedJob> {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        let lane = lanes.get_mut(&key)?;
         lane.in_flight = lane.in_flight.saturating_sub(1);
         if let Ok((disposition, Some(attempt))) = outcome {
             lane.failing = !matches!(disposition, Disposition::Delivered);
@@ -103,9 +151,17 @@ impl Lanes {
                 None => latency,
             });
         }
-        if lane.in_flight == 0 && !lane.failing {
+        if lane.in_flight < lane.share() {
+            if let Some(next) = lane.line.pop_front() {
+                self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                lane.in_flight += 1;
+                return Some(next);
+            }
+        }
+        if lane.in_flight == 0 && !lane.failing && lane.line.is_empty() {
             lanes.remove(&key);
         }
+        None
     }
 }
 
@@ -132,33 +188,41 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
             }
         };
         let mut first_slot = Some(first_slot);
-        let mut started = 0;
-        let mut waiting: HashMap<SubscriptionKey, usize> = HashMap::new();
+        let mut taken = 0;
         for received in jobs {
             let key = (received.job.organization, received.job.subscription_id);
-            let put_off = waiting.entry(key).or_default();
-            if let Err(wait) = lanes.enter(key, *put_off) {
-                *put_off += 1;
-                if let Err(err) = app.queue.defer(&received.receipt, wait).await {
-                    tracing::error!(message_id = %received.job.message_id, error = %err, "cannot put a job off");
+            let received = match lanes.admit(key, received) {
+                Admission::Start(received) => received,
+                Admission::Waiting => {
+                    taken += 1;
+                    continue;
                 }
-                continue;
-            }
+                Admission::PutOff(received, wait) => {
+                    if let Err(err) = app.queue.defer(&received.receipt, wait).await {
+                        tracing::error!(message_id = %received.job.message_id, error = %err, "cannot put a job off");
+                    }
+                    continue;
+                }
+            };
             let slot = match first_slot.take() {
                 Some(slot) => slot,
                 // Free by construction: only this loop takes slots.
                 None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
             };
-            started += 1;
+            taken += 1;
             let (app, finished, lanes) = (app.clone(), finished_tx.clone(), lanes.clone());
             tokio::spawn(async move {
-                let outcome = delivery::attempt(&app, &received).await;
-                lanes.leave(key, &outcome);
-                let _ = finished.send(Finished { received, outcome });
+                // The slot goes on to the subscription's waiting jobs while its share allows.
+                let mut next = Some(received);
+                while let Some(received) = next {
+                    let outcome = delivery::attempt(&app, &received).await;
+                    next = lanes.leave(key, &outcome);
+                    let _ = finished.send(Finished { received, outcome });
+                }
                 drop(slot);
             });
         }
-        if started == 0 {
+        if taken == 0 {
             drop(first_slot);
             tokio::select! {
                 _ = &mut shutdown => break,

@@ -49,28 +49,24 @@ impl AwsFixture {
             .attributes
             .unwrap()[&QueueAttributeName::QueueArn]
             .clone();
-        let redrive = redrive_for(&dlq_arn, max_receive_count);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("tidings-deliveries-{suffix}"))
-            .attributes(QueueAttributeName::RedrivePolicy, redrive)
-            .attributes(QueueAttributeName::VisibilityTimeout, "60")
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-
-        let retry_url = sqs
-            .create_queue()
-            .queue_name(format!("tidings-retries-{suffix}"))
-            .attributes(QueueAttributeName::RedrivePolicy, redrive_for(&dlq_arn, max_receive_count))
-            .attributes(QueueAttributeName::VisibilityTimeout, "60")
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        // The delivery queue and the retry queue (the slow lane), shaped alike.
+        let redriven_queue = |name: String| {
+            let sqs = sqs.clone();
+            let redrive = redrive_for(&dlq_arn, max_receive_count);
+            async move {
+                sqs.create_queue()
+                    .queue_name(name)
+                    .attributes(QueueAttributeName::RedrivePolicy, redrive)
+                    .attributes(QueueAttributeName::VisibilityTimeout, "60")
+                    .send()
+                    .await
+                    .unwrap()
+                    .queue_url
+                    .unwrap()
+            }
+        };
+        let queue_url = redriven_queue(format!("tidings-deliveries-{suffix}")).await;
+        let retry_url = redriven_queue(format!("tidings-retries-{suffix}")).await;
 
         let ses = aws_sdk_sesv2::Client::new(&sdk);
         // Idempotent in the emulator: every fixture verifies the same sender.
