@@ -111,6 +111,8 @@ enum Admission {
 struct Lanes {
     lanes: Mutex<HashMap<SubscriptionKey, Lane>>,
     waiting: std::sync::atomic::AtomicUsize,
+    /// Shutting down: waiting jobs stay where they are (delivered after the restart).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Lanes {
@@ -151,7 +153,7 @@ impl Lanes {
                 None => latency,
             });
         }
-        if lane.in_flight < lane.share() {
+        if lane.in_flight < lane.share() && !self.closing.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(next) = lane.line.pop_front() {
                 self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 lane.in_flight += 1;
@@ -232,12 +234,16 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
         }
     }
     // Every slot back means every delivery in flight has finished and handed in its outcome.
-    let grace = app.http.timeout() + SHUTDOWN_GRACE;
-    if tokio::time::timeout(grace, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
+    // Waiting jobs start no more; all of it within one deadline.
+    lanes.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + app.http.timeout() + SHUTDOWN_GRACE;
+    if tokio::time::timeout_at(deadline, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
         tracing::warn!("deliveries still in flight at shutdown are delivered again after the restart");
     }
     drop(finished_tx);
-    let _ = tokio::time::timeout(grace, recorder).await;
+    // What has finished is recorded; a delivery still running past the deadline is not waited for.
+    let _ =
+        tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + Duration::from_millis(500)), recorder).await;
 }
 
 /// Writes the outcomes of finished jobs: their attempts in one write, the acknowledgements of
