@@ -86,13 +86,8 @@ fn metro_request_parts<'a>(method: &'a str, uri: &'a str, body: &'a [u8], timest
     [method.as_bytes(), b"\n", uri.as_bytes(), b"\n", body, b"\n", timestamp.as_bytes()]
 }
 
-/// A Metro API client's `X-Signature`: base64 HMAC-SHA256 keyed by the client secret over
-/// `METHOD\nURI\nBODY\nTIMESTAMP`.
-pub fn metro_request_signature(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
-    BASE64.encode(hmac_parts(client_secret.as_bytes(), &metro_request_parts(method, uri, body, timestamp)))
-}
-
-/// Checks a Metro client's `X-Signature` in constant time.
+/// Checks a Metro client's `X-Signature` (base64 HMAC-SHA256 keyed by the client secret over
+/// `METHOD\nURI\nBODY\nTIMESTAMP`) in constant time.
 pub fn verify_metro_request(
     client_secret: &str,
     method: &str,
@@ -112,6 +107,11 @@ pub fn verify_metro_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Metro API client's `X-Signature`, as the client computes it.
+    fn metro_request_signature(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
+        BASE64.encode(hmac_parts(client_secret.as_bytes(), &metro_request_parts(method, uri, body, timestamp)))
+    }
 
     #[test]
     fn metro_request_signatures_verify_and_catch_any_change() {
