@@ -137,6 +137,8 @@ pub async fn publish_to(
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
     app.worker_wake.notify_one();
+    crate::metrics::published(1);
+    tracing::info!(org = %subscription.organization, subscription = %subscription.id, message_id = %message_id, event = event_name, "published");
     Ok(message_id)
 }
 

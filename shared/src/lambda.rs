@@ -74,7 +74,7 @@ pub async fn handle_sqs_from(
                 readable.push((position, id));
             }
             Err(why) => {
-                tracing::error!(message = %id, "{why}");
+                tracing::error!(sqs_message_id = %id, "{why}");
                 failed.push((position, id));
             }
         }
@@ -84,7 +84,7 @@ pub async fn handle_sqs_from(
             Ok(disposition) if disposition.is_finished() => {}
             Ok(_) => failed.push((position, id)),
             Err(err) => {
-                tracing::error!(message = %id, error = %err, "delivery could not run");
+                tracing::error!(sqs_message_id = %id, error = %err, "delivery could not run");
                 failed.push((position, id));
             }
         }

@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::ports::AttemptRecord;
+
 /// The namespace of every Tidings metric.
 pub const NAMESPACE: &str = "Tidings";
 
@@ -37,20 +39,31 @@ fn now_ms() -> i64 {
 }
 
 /// After a batch of deliveries: how many succeeded and failed, and each latency.
-pub fn deliveries(delivered: u64, failed: u64, latencies_ms: &[u64]) {
-    if on_lambda() && delivered + failed > 0 {
-        println!(
-            "{}",
-            emf_line(
-                now_ms(),
-                &[("Function", "delivery")],
-                &[
-                    ("Delivered", "Count", json!(delivered)),
-                    ("DeliveryFailed", "Count", json!(failed)),
-                    ("DeliveryLatency", "Milliseconds", json!(latencies_ms)),
-                ],
-            )
-        );
+pub fn deliveries(attempts: &[AttemptRecord]) {
+    if on_lambda() && !attempts.is_empty() {
+        println!("{}", deliveries_line(now_ms(), attempts));
+    }
+}
+
+fn deliveries_line(timestamp_ms: i64, attempts: &[AttemptRecord]) -> String {
+    let delivered = attempts.iter().filter(|a| a.status.is_some_and(|s| (200..300).contains(&s))).count();
+    let latencies: Vec<u64> = attempts.iter().map(|a| a.latency_ms).collect();
+    emf_line(
+        timestamp_ms,
+        &[("Function", "delivery")],
+        &[
+            ("Delivered", "Count", json!(delivered)),
+            ("DeliveryFailed", "Count", json!(attempts.len() - delivered)),
+            ("DeliveryLatency", "Milliseconds", json!(latencies)),
+        ],
+    )
+}
+
+/// An alert email SES refused (sandbox, missing identity, permissions): the only other trace is
+/// an error line, so it is a metric with an alarm.
+pub fn alert_failed() {
+    if on_lambda() {
+        println!("{}", emf_line(now_ms(), &[("Function", "delivery")], &[("AlertFailed", "Count", json!(1))]));
     }
 }
 
@@ -89,5 +102,26 @@ mod tests {
         assert_eq!(value["Delivered"], 3);
         assert_eq!(value["DeliveryLatency"], json!([12, 40]));
         assert!(!line.contains('\n'), "one line");
+    }
+
+    #[test]
+    fn a_batch_of_attempts_counts_answers_outside_2xx_and_no_answer_as_failures() {
+        let attempt = |status: Option<u16>, latency_ms: u64| AttemptRecord {
+            organization: crate::domain::OrganizationId(uuid::Uuid::nil()),
+            subscription_id: uuid::Uuid::nil(),
+            message_id: "m".into(),
+            event_name: "ProductUpdated".into(),
+            attempt: 1,
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            status,
+            latency_ms,
+            response_excerpt: String::new(),
+            error: None,
+        };
+        let line = deliveries_line(1, &[attempt(Some(204), 12), attempt(Some(500), 30), attempt(None, 10_000)]);
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["Delivered"], 1);
+        assert_eq!(value["DeliveryFailed"], 2);
+        assert_eq!(value["DeliveryLatency"], json!([12, 30, 10_000]));
     }
 }

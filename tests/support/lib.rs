@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub mod aws;
+pub mod stack;
 
 /// A running stack on a temporary data directory.
 pub struct Stack {

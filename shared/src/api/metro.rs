@@ -328,7 +328,7 @@ async fn test_connection(app: &App, subscription: &Subscription) -> Result<()> {
     if answered_ok {
         Ok(())
     } else {
-        tracing::info!(url = %subscription.destination, status = ?attempt.status, error = ?attempt.error, "test_connection refused");
+        tracing::info!(url = %subscription.destination, status = attempt.status, error = attempt.error.as_deref(), "test_connection refused");
         Err(Error::DestinationRejected { status: attempt.status.unwrap_or(0) })
     }
 }

@@ -46,9 +46,23 @@ impl PublishLog for ClaimThenQueue {
     }
 }
 
-/// An SDK error with its whole chain of causes, for logs and error messages.
+/// An SDK error with its whole chain of causes on one line, for logs and error messages (the
+/// SDK's own context printer appends a debug dump of the raw response, hundreds of characters
+/// that Logs Insights cannot filter on).
 pub(crate) fn sdk_error(action: &str, err: impl std::error::Error) -> Error {
-    Error::internal(format!("{action}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(err)))
+    let mut text = format!("{action}: {err}");
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !last.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        last = cause_text;
+        source = cause.source();
+    }
+    Error::internal(text)
 }
 
 /// The shared SDK configuration, loaded once per process (per Lambda cold start).
@@ -95,5 +109,42 @@ impl aws_sdk_dynamodb::config::Intercept for CallCounter {
         };
         *self.0.lock().expect("counter lock").entry(operation).or_default() += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_sdk_error_reads_as_its_chain_of_causes_on_one_line_without_debug_dumps() {
+        let err = Layer(
+            "service error",
+            Some(Box::new(Layer(
+                "ResourceNotFoundException: Requested resource not found",
+                Some(Box::new(Layer("Requested resource not found", None))),
+            ))),
+        );
+        let text = sdk_error("DynamoDB GetItem", err).to_string();
+        assert!(
+            text.ends_with("DynamoDB GetItem: service error: ResourceNotFoundException: Requested resource not found"),
+            "{text}"
+        );
+        assert!(!text.contains('{') && !text.contains('\n'), "{text}");
     }
 }

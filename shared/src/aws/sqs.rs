@@ -152,7 +152,10 @@ impl Queue for SqsQueue {
                 match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
                     Some(Ok(job)) => jobs.push(ReceivedJob::new(receipt, job)),
                     // Left alone: the redrive policy moves it to the dead-letter queue.
-                    _ => tracing::error!(message = ?message.message_id, "SQS message is not a delivery job"),
+                    _ => tracing::error!(
+                        sqs_message_id = message.message_id.as_deref(),
+                        "SQS message is not a delivery job"
+                    ),
                 }
             }
         }

@@ -38,7 +38,10 @@ pub async fn notify(
     let email = compose(subscription, job, attempt, attempts, reason, now);
     match app.mailer.send(&email).await {
         Ok(()) => tracing::warn!(subscription = %subscription.id, to = %email.to, "alert sent"),
-        Err(err) => tracing::error!(subscription = %subscription.id, error = %err, "alert email failed"),
+        Err(err) => {
+            crate::metrics::alert_failed();
+            tracing::error!(subscription = %subscription.id, error = %err, "alert email failed")
+        }
     }
 }
 

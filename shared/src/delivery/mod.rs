@@ -75,6 +75,7 @@ pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) 
         stream::iter(attempts).buffered(concurrency.max(1)).collect().await;
     let records: Vec<AttemptRecord> =
         outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
+    crate::metrics::deliveries(&records);
     if !records.is_empty() {
         if let Err(err) = app.store.record_attempts(&records).await {
             // The deliveries happened; only their log entries are lost.
@@ -145,9 +146,9 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         subscription = %subscription.id,
         message_id = %job.message_id,
         attempt = received.attempt,
-        status = ?attempt.status,
+        status = attempt.status,
         latency_ms = attempt.latency.as_millis() as u64,
-        error = ?attempt.error,
+        error = attempt.error.as_deref(),
         "delivery attempt"
     );
     let record = Some(attempt_record(received, &attempt, now));

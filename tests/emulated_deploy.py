@@ -1,0 +1,156 @@
+"""Deploys infra/template.yaml into the AWS-API emulator (moto server), the way CloudFormation
+would for the parts the functions touch, and prints what the whole-stack test needs as JSON:
+
+- the table, the queues (redrive policies included) and the SES sender identity, created from
+  the template's own properties under unique names;
+- per function: its binary (from the SAM build metadata), its environment with every `Ref` and
+  `Fn::GetAtt` resolved to the emulated resources, its timeout, memory and log format;
+- the API's stage and routes (path template, method, function), as API Gateway matches them;
+- the SQS event sources (queue, batch size, concurrency cap, response types).
+
+Nothing here knows the resource names: rename one in the template and the manifest follows, so a
+broken link between the template and the code fails the test.
+
+    python tests/emulated_deploy.py --suffix abc123 --sender alerts@example.com [--param K=V ...]
+"""
+import argparse
+import json
+import pathlib
+import sys
+
+import boto3
+from cfnlint.decode import cfn_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--suffix", required=True, help="appended to every resource name")
+    parser.add_argument("--sender", required=True, help="the SenderEmail parameter")
+    parser.add_argument("--param", action="append", default=[], help="another template parameter, K=V")
+    args = parser.parse_args()
+
+    template = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
+    params = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
+    params["SenderEmail"] = args.sender
+    params.update(dict(p.split("=", 1) for p in args.param))
+    params.update({"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
+                   "AWS::StackName": f"tidings-{args.suffix}", "AWS::URLSuffix": "amazonaws.com"})
+    resources = template["Resources"]
+    physical = {}  # logical id -> {"Ref": ..., attribute: ...}
+
+    def resolve(value):
+        if isinstance(value, dict) and len(value) == 1:
+            (fn, arg), = value.items()
+            if fn == "Ref":
+                return params[arg] if arg in params else physical[arg]["Ref"]
+            if fn == "Fn::GetAtt":
+                name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                return physical[name][attr]
+            if fn == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                for key, val in {**params, **{k: v["Ref"] for k, v in physical.items()}}.items():
+                    text = text.replace("${" + key + "}", str(val))
+                for name, attrs in physical.items():
+                    for attr, val in attrs.items():
+                        text = text.replace("${" + f"{name}.{attr}" + "}", str(val))
+                return text
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    session = boto3.session.Session(region_name=REGION)
+    dynamodb, sqs, ses = session.client("dynamodb"), session.client("sqs"), session.client("sesv2")
+
+    # Tables.
+    for name, res in resources.items():
+        if res["Type"] != "AWS::DynamoDB::Table":
+            continue
+        props = res["Properties"]
+        table = f"tidings-{args.suffix}-{name}"
+        dynamodb.create_table(
+            TableName=table,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            GlobalSecondaryIndexes=[{k: v for k, v in g.items()} for g in props.get("GlobalSecondaryIndexes", [])],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        if "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        physical[name] = {"Ref": table, "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"}
+
+    # Queues: those without a redrive policy first (they are its targets).
+    queues = [n for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"]
+    queues.sort(key=lambda n: "RedrivePolicy" in resources[n].get("Properties", {}))
+    for name in queues:
+        props = resources[name].get("Properties", {})
+        attributes = {}
+        for key in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"]:
+            if key in props:
+                attributes[key] = str(props[key])
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(resolve(props["RedrivePolicy"]))
+        queue_name = f"tidings-{args.suffix}-{name}"
+        url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        physical[name] = {"Ref": url, "Arn": arn, "QueueName": queue_name, "QueueUrl": url}
+
+    # The sender identity (created by the stack, or already verified in the account).
+    for name, res in resources.items():
+        if res["Type"] == "AWS::SES::EmailIdentity":
+            identity = resolve(res["Properties"]["EmailIdentity"])
+            physical[name] = {"Ref": identity}
+    try:
+        ses.create_email_identity(EmailIdentity=args.sender)
+    except ses.exceptions.AlreadyExistsException:
+        pass
+
+    # Resources the functions only name (log groups, roles, topics): names of the right shape.
+    for name, res in resources.items():
+        if name not in physical and not res["Type"].startswith("AWS::Serverless::"):
+            physical[name] = {"Ref": f"{name}-{args.suffix}", "Arn": f"arn:aws:emulated:{REGION}:{ACCOUNT}:{name}"}
+
+    glob = template.get("Globals", {}).get("Function", {})
+    api_stage = {name: r["Properties"].get("StageName") for name, r in resources.items()
+                 if r["Type"] == "AWS::Serverless::Api"}
+    functions, routes, event_sources = {}, [], []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = res["Properties"]
+        env = dict(glob.get("Environment", {}).get("Variables", {}))
+        env.update(props.get("Environment", {}).get("Variables", {}))
+        functions[name] = {
+            "binary": res["Metadata"]["BuildProperties"]["Binary"],
+            "env": {k: str(resolve(v)) for k, v in env.items()},
+            "timeout": props.get("Timeout", glob.get("Timeout", 3)),
+            "memory": props.get("MemorySize", glob.get("MemorySize", 128)),
+            "log_format": props.get("LoggingConfig", {}).get("LogFormat", "Text"),
+        }
+        for event_name, event in props.get("Events", {}).items():
+            eprops = event["Properties"]
+            if event["Type"] == "Api":
+                api = eprops["RestApiId"]["Ref"]
+                routes.append({"function": name, "event": event_name, "path": eprops["Path"],
+                               "method": eprops["Method"].upper(), "stage": api_stage[api]})
+            elif event["Type"] == "SQS":
+                arn = resolve(eprops["Queue"])
+                queue = next(p for p in physical.values() if p.get("Arn") == arn)
+                event_sources.append({
+                    "function": name, "event": event_name, "queue_url": queue["QueueUrl"], "queue_arn": arn,
+                    "batch_size": eprops.get("BatchSize", 10),
+                    "maximum_concurrency": resolve(eprops.get("ScalingConfig", {}).get("MaximumConcurrency")),
+                    "report_batch_item_failures": "ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
+                })
+    outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()}
+    json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs},
+              sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,537 @@
+//! The deployed stack, emulated whole: `infra/template.yaml` deployed into the AWS-API emulator
+//! (moto server) by `tests/emulated_deploy.py`, the three real function binaries behind
+//! cargo-lambda's Lambda Runtime API emulator, an API Gateway REST front door that routes by the
+//! template's `Api` events, and the SQS event sources played the way Lambda plays them.
+//!
+//! Everything is taken from the template: resource names, each function's binary and
+//! environment, the routes, the event sources. Only what a deployment would set differently for
+//! a test is overridden (loopback destinations, a compressed retry schedule).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// The repository root (the tests crate's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn python() -> String {
+    std::env::var("TIDINGS_PYTHON").unwrap_or_else(|_| {
+        panic!("TIDINGS_PYTHON is not set: the whole-stack test needs the .venv that ./scripts/test.sh installs")
+    })
+}
+
+/// cargo-lambda (pinned in scripts/requirements-test.txt), installed in the test virtualenv.
+fn cargo_lambda() -> PathBuf {
+    if let Some(path) = std::env::var_os("TIDINGS_CARGO_LAMBDA") {
+        return PathBuf::from(path);
+    }
+    let beside_python = Path::new(&python()).with_file_name("cargo-lambda");
+    assert!(beside_python.exists(), "{} is missing: install scripts/requirements-test.txt", beside_python.display());
+    beside_python
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Options of an emulated deployment.
+#[derive(Clone)]
+pub struct Options {
+    /// `TIDINGS_RETRY_SCHEDULE` of the delivery function (compressed for tests).
+    pub retry_schedule: String,
+    /// How many instances of the subscriptions function serve the API, taking turns.
+    pub subscriptions_instances: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { retry_schedule: "0s,1s,1s".into(), subscriptions_instances: 1 }
+    }
+}
+
+/// One warm instance of a function: its runtime emulator and its process.
+struct Instance {
+    binary: String,
+    invoke_url: String,
+    log: PathBuf,
+    processes: Vec<Child>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        for process in &mut self.processes {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+struct Shared {
+    manifest: Value,
+    instances: HashMap<String, Vec<Instance>>,
+    turn: AtomicUsize,
+    http: reqwest::Client,
+    /// Receives the event source pollers take back without invoking (Lambda throttled).
+    throttled_receives: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// The whole stack under emulation. Dropping it stops every process it started.
+pub struct DeployedStack {
+    shared: Arc<Shared>,
+    gateway: SocketAddr,
+    pub sdk: aws_config::SdkConfig,
+    pub sender: String,
+    _logs: tempfile::TempDir,
+}
+
+impl DeployedStack {
+    pub async fn start(options: Options) -> DeployedStack {
+        crate::aws::endpoint();
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let sender = crate::aws::SENDER.to_owned();
+        let out = Command::new(python())
+            .arg(workspace_root().join("tests/emulated_deploy.py"))
+            .args(["--suffix", &suffix, "--sender", &sender])
+            .output()
+            .expect("run tests/emulated_deploy.py");
+        assert!(out.status.success(), "emulated deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest: Value = serde_json::from_slice(&out.stdout).expect("deploy manifest");
+
+        let logs = tempfile::tempdir().unwrap();
+        let mut instances = HashMap::new();
+        for (logical, function) in manifest["functions"].as_object().unwrap() {
+            let count = if logical == "SubscriptionsFunction" { options.subscriptions_instances } else { 1 };
+            let mut started = Vec::new();
+            for n in 0..count {
+                started.push(Instance::start(logical, function, n, &options, logs.path()));
+            }
+            instances.insert(logical.clone(), started);
+        }
+        for instance in instances.values().flatten() {
+            instance.wait_ready().await;
+        }
+        let shared = Arc::new(Shared {
+            manifest,
+            instances,
+            turn: AtomicUsize::new(0),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().unwrap(),
+            throttled_receives: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let sdk = tidings::aws::load_config().await;
+        for source in shared.manifest["event_sources"].as_array().unwrap().clone() {
+            tokio::spawn(event_source(shared.clone(), aws_sdk_sqs::Client::new(&sdk), source));
+        }
+        let gateway = api_gateway(shared.clone()).await;
+        DeployedStack { shared, gateway, sdk, sender, _logs: logs }
+    }
+
+    /// The API's base URL with its stage, as the template's `ApiUrl` output gives it.
+    pub fn url(&self, path: &str) -> String {
+        let stage = self.shared.manifest["routes"][0]["stage"].as_str().unwrap();
+        format!("http://{}/{stage}{path}", self.gateway)
+    }
+
+    /// A template output (`TableName`, `DeliveryQueueUrl`, …).
+    pub fn output(&self, name: &str) -> String {
+        self.shared.manifest["outputs"][name].as_str().unwrap_or_else(|| panic!("no output {name}")).to_owned()
+    }
+
+    /// The next `count` receives of every event source are throttled: the messages go back to
+    /// the queue unprocessed, as when Lambda cannot get a concurrent execution.
+    pub fn throttle_receives(&self, count: usize) {
+        self.shared.throttled_receives.store(count, Ordering::SeqCst);
+    }
+
+    pub fn throttled_receives_left(&self) -> usize {
+        self.shared.throttled_receives.load(Ordering::SeqCst)
+    }
+
+    /// `tidings keys create` against the deployed table: the key's secret.
+    pub fn key(&self, org: &str, scopes: &[&str]) -> String {
+        let table = self.output("TableName");
+        let mut args = vec!["keys", "create", "--table", &table, "--org", org];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let out = crate::tidings_cli(&args);
+        assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_owned()
+    }
+
+    /// The log lines (stdout and stderr, as Lambda captures them) of a function's instances.
+    pub fn log_lines(&self, logical: &str) -> Vec<String> {
+        self.shared.instances[logical]
+            .iter()
+            .flat_map(|i| {
+                std::fs::read_to_string(&i.log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The log lines of one instance of a function.
+    pub fn instance_log_lines(&self, logical: &str, n: usize) -> Vec<String> {
+        std::fs::read_to_string(&self.shared.instances[logical][n].log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Mail SES accepted for `to`, as the emulator recorded it.
+    pub async fn emails_to(&self, to: &str) -> Vec<Value> {
+        let data: Value =
+            reqwest::get(format!("{}/moto-api/data.json", crate::aws::endpoint())).await.unwrap().json().await.unwrap();
+        let all = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+        all.into_iter().filter(|m| m.to_string().contains(to)).collect()
+    }
+
+    /// Messages waiting in a queue (visible or not), by the template's logical name.
+    pub async fn queue_depth(&self, logical: &str) -> usize {
+        let url = self.output(&format!("{logical}Url"));
+        let out = aws_sdk_sqs::Client::new(&self.sdk)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap();
+        out.attributes.unwrap_or_default().values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+    }
+}
+
+impl Drop for DeployedStack {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Instance {
+    fn start(logical: &str, function: &Value, n: usize, options: &Options, logs: &Path) -> Instance {
+        let binary = function["binary"].as_str().unwrap().to_owned();
+        let port = free_port();
+        let log = logs.join(format!("{logical}-{n}.log"));
+        let emulator_log = std::fs::File::create(logs.join(format!("{logical}-{n}-emulator.log"))).unwrap();
+        // cargo-lambda's emulator without its build step: the binaries are the ones the test
+        // command built (`cargo build --workspace`), started here as Lambda starts `bootstrap`.
+        let emulator = Command::new(cargo_lambda())
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(workspace_root())
+            .stdout(emulator_log.try_clone().unwrap())
+            .stderr(emulator_log)
+            .spawn()
+            .expect("start cargo lambda watch");
+        let output = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(crate::tidings_binary().with_file_name(&binary));
+        command
+            .envs(function["env"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())))
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt/{binary}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", format!("tidings-{logical}"))
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", function["memory"].to_string())
+            .env("TIDINGS_DESTINATIONS", "local")
+            .env("TIDINGS_RETRY_SCHEDULE", &options.retry_schedule)
+            .env_remove("RUST_LOG_STYLE")
+            .stdout(output.try_clone().unwrap())
+            .stderr(output);
+        if function["log_format"] == "JSON" {
+            // What `LoggingConfig.LogFormat: JSON` makes Lambda set.
+            command.env("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        }
+        let process = command.spawn().expect("start function binary");
+        Instance {
+            binary: binary.clone(),
+            invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions/{binary}/invocations"),
+            log,
+            processes: vec![emulator, process],
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let addr = self.invoke_url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the runtime emulator of {} did not start", self.binary);
+    }
+}
+
+impl Shared {
+    /// Invokes a function (one of its instances, in turn) with an event; its response payload.
+    async fn invoke(&self, logical: &str, event: &Value) -> Result<Value, String> {
+        let instances = &self.instances[logical];
+        let instance = &instances[self.turn.fetch_add(1, Ordering::SeqCst) % instances.len()];
+        let response = self.http.post(&instance.invoke_url).json(event).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("invoke {logical}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("invoke {logical}: {e}: {text}"))
+    }
+}
+
+/// One SQS event source mapping, as Lambda runs it: receive up to BatchSize with every
+/// attribute, invoke with the records, delete what the response did not report in
+/// `batchItemFailures`, leave the rest to their visibility timeout.
+async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Value) {
+    let function = source["function"].as_str().unwrap().to_owned();
+    let queue_url = source["queue_url"].as_str().unwrap().to_owned();
+    let queue_arn = source["queue_arn"].as_str().unwrap().to_owned();
+    let batch_size = source["batch_size"].as_i64().unwrap() as i32;
+    let reports_failures = source["report_batch_item_failures"] == true;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(batch_size)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let throttled =
+            shared.throttled_receives.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if throttled {
+            // Back on the queue unprocessed. Lambda leaves them to the visibility timeout (360 s
+            // in the template); the emulation shortens that wait to one second.
+            for message in &messages {
+                let _ = sqs
+                    .change_message_visibility()
+                    .queue_url(&queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .visibility_timeout(1)
+                    .send()
+                    .await;
+            }
+            continue;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                    .unwrap_or_default();
+                json!({
+                    "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                    "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        let Ok(response) = shared.invoke(&function, &json!({ "Records": records })).await else {
+            continue; // A failed invocation: every record comes back after its visibility timeout.
+        };
+        let failed: Vec<&str> = if reports_failures {
+            response["batchItemFailures"]
+                .as_array()
+                .map(|f| f.iter().filter_map(|f| f["itemIdentifier"].as_str()).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for message in &messages {
+            if !failed.contains(&message.message_id().unwrap_or_default()) {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+/// The API Gateway REST API of the template: `/{stage}/…` requests, matched against the
+/// template's resource paths as API Gateway matches them, turned into REST (v1) proxy events for
+/// the function the route names; the function's response becomes the HTTP response.
+async fn api_gateway(shared: Arc<Shared>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(gateway_request(&shared, parts, body).await)
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+fn gateway_error(status: u16, message: &str) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    response.headers_mut().insert("x-amzn-errortype", "MissingAuthenticationTokenException".parse().unwrap());
+    response
+}
+
+async fn gateway_request(shared: &Shared, parts: http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
+    let full_path = parts.uri.path().to_owned();
+    let routes = shared.manifest["routes"].as_array().unwrap();
+    let stage = routes[0]["stage"].as_str().unwrap();
+    let Some(path) = full_path.strip_prefix(&format!("/{stage}")).filter(|p| p.starts_with('/')) else {
+        return gateway_error(403, "Missing Authentication Token");
+    };
+    let Some((route, path_parameters)) = match_route(routes, parts.method.as_str(), path) else {
+        return gateway_error(403, "Missing Authentication Token");
+    };
+    let mut headers = serde_json::Map::new();
+    let mut multi_headers = serde_json::Map::new();
+    for (name, value) in &parts.headers {
+        let value = value.to_str().unwrap_or_default().to_owned();
+        headers.insert(name.as_str().to_owned(), Value::String(value.clone()));
+        multi_headers
+            .entry(name.as_str().to_owned())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(json!(value));
+    }
+    let mut query = serde_json::Map::new();
+    let mut multi_query = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        query.insert(name.to_string(), json!(value));
+        multi_query.entry(name.to_string()).or_insert_with(|| json!([])).as_array_mut().unwrap().push(json!(value));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let event = json!({
+        "resource": route["path"],
+        "path": path,
+        "httpMethod": parts.method.as_str(),
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
+        "multiValueQueryStringParameters": if multi_query.is_empty() { Value::Null } else { Value::Object(multi_query) },
+        "pathParameters": if path_parameters.is_empty() { Value::Null } else { json!(path_parameters) },
+        "stageVariables": null,
+        "requestContext": {
+            "resourcePath": route["path"], "httpMethod": parts.method.as_str(), "path": full_path,
+            "accountId": "123456789012", "protocol": "HTTP/1.1", "stage": stage, "requestId": request_id,
+            "requestTimeEpoch": time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+            "identity": { "sourceIp": "127.0.0.1", "userAgent": headers_user_agent(&parts.headers) },
+            "domainName": "emulated.execute-api.us-east-1.amazonaws.com", "apiId": "emulated"
+        },
+        // Text bodies pass as they are (the API declares no binary media types).
+        "body": if body.is_empty() { Value::Null } else { json!(String::from_utf8_lossy(&body)) },
+        "isBase64Encoded": false
+    });
+    let function = route["function"].as_str().unwrap();
+    let response = match shared.invoke(function, &event).await {
+        Ok(response) => response,
+        Err(why) => {
+            eprintln!("API Gateway: {why}");
+            return gateway_error(502, "Internal server error");
+        }
+    };
+    let mut out = http::Response::new(Full::new(Bytes::from(response["body"].as_str().unwrap_or_default().to_owned())));
+    *out.status_mut() = http::StatusCode::from_u16(response["statusCode"].as_u64().unwrap_or(502) as u16).unwrap();
+    if let Some(multi) = response["multiValueHeaders"].as_object() {
+        for (name, values) in multi {
+            for value in values.as_array().into_iter().flatten() {
+                out.headers_mut().append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.as_str().unwrap_or_default().parse().unwrap(),
+                );
+            }
+        }
+    }
+    if let Some(single) = response["headers"].as_object() {
+        for (name, value) in single {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            if !out.headers().contains_key(&name) {
+                out.headers_mut().insert(name, value.as_str().unwrap_or_default().parse().unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn headers_user_agent(headers: &http::HeaderMap) -> Value {
+    headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|v| json!(v)).unwrap_or(Value::Null)
+}
+
+/// API Gateway's choice among resources: the one matching most specifically, segment by segment
+/// (a literal before `{param}` before `{proxy+}`), then a method of its own before `ANY`.
+pub fn match_route<'r>(routes: &'r [Value], method: &str, path: &str) -> Option<(&'r Value, HashMap<String, String>)> {
+    // A trailing slash names the same resource.
+    let segments: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let mut best: Option<(Vec<u8>, &Value, HashMap<String, String>)> = None;
+    for route in routes {
+        let route_method = route["method"].as_str().unwrap();
+        if route_method != "ANY" && route_method != method {
+            continue;
+        }
+        let template: Vec<&str> = route["path"].as_str().unwrap().trim_start_matches('/').split('/').collect();
+        let mut rank = Vec::new();
+        let mut params = HashMap::new();
+        let mut matched = true;
+        for (i, part) in template.iter().enumerate() {
+            if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
+                let rest = segments.get(i..).map(|s| s.join("/")).unwrap_or_default();
+                matched &= !rest.is_empty();
+                params.insert(name.to_owned(), rest);
+                rank.push(2);
+                break;
+            }
+            match segments.get(i) {
+                Some(&"") => matched = false,
+                Some(segment) if part.starts_with('{') => {
+                    params.insert(part.trim_matches(|c| c == '{' || c == '}').to_owned(), (*segment).to_owned());
+                    rank.push(1);
+                }
+                Some(segment) if segment == part => rank.push(0),
+                _ => matched = false,
+            }
+            if i + 1 == template.len() && segments.len() != template.len() {
+                matched = false;
+            }
+        }
+        rank.push(if route_method == "ANY" { 1 } else { 0 });
+        if matched && best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+            best = Some((rank, route, params));
+        }
+    }
+    best.map(|(_, route, params)| (route, params))
+}
