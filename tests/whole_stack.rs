@@ -372,7 +372,14 @@ async fn a_failing_receiver_runs_the_schedule_to_the_dead_letter_queue_with_one_
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     wait_until(Duration::from_secs(90), "both messages dead-lettered", async || {
-        stack.queue_depth("DeadLetterQueue").await == 2
+        let depth = stack.queue_depth("DeadLetterQueue").await;
+        eprintln!(
+            "dead letters {depth}, deliveries {}, delivery queue {}, retry queue {}",
+            receiver.deliveries().len(),
+            stack.queue_depth("DeliveryQueue").await,
+            stack.queue_depth("RetryQueue").await
+        );
+        depth == 2
     })
     .await;
     assert_eq!(stack.throttled_receives_left(), 0, "the throttled receives happened");
@@ -380,6 +387,16 @@ async fn a_failing_receiver_runs_the_schedule_to_the_dead_letter_queue_with_one_
     wait_until(Duration::from_secs(10), "the alert email", async || !stack.emails_to(&contact).await.is_empty()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.emails_to(&contact).await.len(), 1, "one alert however many messages failed");
+    // The alert's log line carries the attempt's context from its span.
+    let alert_line = stack
+        .log_lines("DeliveryFunction")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "alert sent")
+        .expect("an 'alert sent' line");
+    assert_eq!(alert_line["span"]["subscription"], id.as_str(), "{alert_line}");
+    assert_eq!(alert_line["span"]["org"], org.as_str(), "{alert_line}");
+    assert_eq!(alert_line["span"]["attempt"], 3, "{alert_line}");
 
     // `tidings attempts` on the deployed table: attempts 1 to 3 of each message, all HTTP 500.
     let table = stack.output("TableName");

@@ -64,7 +64,6 @@ impl Default for Options {
 
 /// One warm instance of a function: its runtime emulator and its process.
 struct Instance {
-    binary: String,
     invoke_url: String,
     log: PathBuf,
     processes: Vec<Child>,
@@ -111,24 +110,31 @@ impl DeployedStack {
         assert!(out.status.success(), "emulated deploy failed: {}", String::from_utf8_lossy(&out.stderr));
         let manifest: Value = serde_json::from_slice(&out.stdout).expect("deploy manifest");
 
-        let logs = tempfile::tempdir().unwrap();
+        // TIDINGS_STACK_LOGS keeps the functions' and emulators' logs in that directory.
+        let logs = match std::env::var_os("TIDINGS_STACK_LOGS") {
+            Some(dir) => tempfile::Builder::new().prefix(&suffix).disable_cleanup(true).tempdir_in(dir).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
         let mut instances = HashMap::new();
         for (logical, function) in manifest["functions"].as_object().unwrap() {
             let count = if logical == "SubscriptionsFunction" { options.subscriptions_instances } else { 1 };
             let mut started = Vec::new();
             for n in 0..count {
-                started.push(Instance::start(logical, function, n, &options, logs.path()));
+                started.push(Instance::start(logical, function, n, &options, logs.path()).await);
             }
             instances.insert(logical.clone(), started);
-        }
-        for instance in instances.values().flatten() {
-            instance.wait_ready().await;
         }
         let shared = Arc::new(Shared {
             manifest,
             instances,
             turn: AtomicUsize::new(0),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().unwrap(),
+            // A fresh connection an invocation: the emulator closes idle ones, and a request
+            // racing that close fails before the function ever sees it.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             throttled_receives: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
@@ -223,7 +229,7 @@ impl Drop for DeployedStack {
 }
 
 impl Instance {
-    fn start(logical: &str, function: &Value, n: usize, options: &Options, logs: &Path) -> Instance {
+    async fn start(logical: &str, function: &Value, n: usize, options: &Options, logs: &Path) -> Instance {
         let binary = function["binary"].as_str().unwrap().to_owned();
         let port = free_port();
         let log = logs.join(format!("{logical}-{n}.log"));
@@ -237,6 +243,8 @@ impl Instance {
             .stderr(emulator_log)
             .spawn()
             .expect("start cargo lambda watch");
+        // The runtime client gives up when its API is not there yet: start it after the emulator.
+        wait_for_port(port, &binary).await;
         let output = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(crate::tidings_binary().with_file_name(&binary));
         command
@@ -256,23 +264,21 @@ impl Instance {
         }
         let process = command.spawn().expect("start function binary");
         Instance {
-            binary: binary.clone(),
             invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions/{binary}/invocations"),
             log,
             processes: vec![emulator, process],
         }
     }
+}
 
-    async fn wait_ready(&self) {
-        let addr = self.invoke_url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+async fn wait_for_port(port: u16, binary: &str) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
         }
-        panic!("the runtime emulator of {} did not start", self.binary);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    panic!("the runtime emulator for {binary} did not start");
 }
 
 impl Shared {
@@ -280,7 +286,15 @@ impl Shared {
     async fn invoke(&self, logical: &str, event: &Value) -> Result<Value, String> {
         let instances = &self.instances[logical];
         let instance = &instances[self.turn.fetch_add(1, Ordering::SeqCst) % instances.len()];
-        let response = self.http.post(&instance.invoke_url).json(event).send().await.map_err(|e| e.to_string())?;
+        let response = self.http.post(&instance.invoke_url).json(event).send().await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
@@ -349,8 +363,13 @@ async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Val
                 })
             })
             .collect();
-        let Ok(response) = shared.invoke(&function, &json!({ "Records": records })).await else {
-            continue; // A failed invocation: every record comes back after its visibility timeout.
+        let response = match shared.invoke(&function, &json!({ "Records": records })).await {
+            Ok(response) => response,
+            Err(why) => {
+                // A failed invocation: every record comes back after its visibility timeout.
+                eprintln!("event source of {queue_url}: {why}");
+                continue;
+            }
         };
         let failed: Vec<&str> = if reports_failures {
             response["batchItemFailures"]

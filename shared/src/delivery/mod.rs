@@ -70,7 +70,21 @@ impl Disposition {
 pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
     use futures::stream::{self, StreamExt};
     // The futures are made up front, so the stream only polls them (no closure over borrows).
-    let attempts: Vec<_> = jobs.iter().map(|received| attempt(app, received)).collect();
+    // Every line logged during an attempt carries what an operator follows a message by.
+    let attempts: Vec<_> = jobs
+        .iter()
+        .map(|received| {
+            let job = &received.job;
+            let span = tracing::info_span!(
+                "delivery",
+                org = %job.organization,
+                subscription = %job.subscription_id,
+                message_id = %job.message_id,
+                attempt = received.attempt,
+            );
+            tracing::Instrument::instrument(attempt(app, received), span)
+        })
+        .collect();
     let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> =
         stream::iter(attempts).buffered(concurrency.max(1)).collect().await;
     let records: Vec<AttemptRecord> =
