@@ -116,8 +116,10 @@ def main():
             physical[name] = {"Ref": f"{name}-{args.suffix}", "Arn": f"arn:aws:emulated:{REGION}:{ACCOUNT}:{name}"}
 
     glob = template.get("Globals", {}).get("Function", {})
-    api_stage = {name: r["Properties"].get("StageName") for name, r in resources.items()
-                 if r["Type"] == "AWS::Serverless::Api"}
+    apis = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Serverless::Api"}
+    api_stage = {name: props.get("StageName") for name, props in apis.items()}
+    gateway_responses = {kind: {"status": r.get("StatusCode"), "body": r.get("ResponseTemplates", {}).get("application/json")}
+                         for props in apis.values() for kind, r in props.get("GatewayResponses", {}).items()}
     functions, routes, event_sources = {}, [], []
     for name, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
@@ -148,7 +150,8 @@ def main():
                     "report_batch_item_failures": "ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
                 })
     outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()}
-    json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs},
+    json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs,
+               "gateway_responses": gateway_responses},
               sys.stdout, indent=1)
 
 

@@ -186,3 +186,35 @@ async fn gone_disables_alerts_once_and_keeps_the_messages() {
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert!(mails[0].subject.contains("410 Gone"), "{}", mails[0].subject);
 }
+
+#[tokio::test]
+async fn one_organization_over_its_publish_limit_gets_429_and_the_others_publish_on() {
+    let stack = Stack::configured(|app| app.publishes_per_minute = 3).await;
+    let (busy, quiet) = (new_org(), new_org());
+    let busy_key = stack.key(busy, &[tidings::domain::Scope::ReadProduct]).await;
+    let quiet_key = stack.key(quiet, &[tidings::domain::Scope::ReadProduct]).await;
+    let publish = |key: String, n: usize| {
+        let request = stack
+            .http
+            .post(stack.url("/organizations/self/events"))
+            .bearer_auth(key)
+            .json(&json!({"eventName": "ProductCreated", "payload": {"n": n}, "messageId": format!("m-{n}")}));
+        async move { request.send().await.unwrap() }
+    };
+    // The limit counts per calendar minute: start where the burst fits in one.
+    let second = time::OffsetDateTime::now_utc().second();
+    if second > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - second as u64)).await;
+    }
+    for n in 0..3 {
+        assert_eq!(publish(busy_key.clone(), n).await.status(), 202);
+    }
+    let refused = publish(busy_key.clone(), 3).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errorType"], "TOO_MANY_REQUESTS", "{body}");
+    assert_eq!(stack.app.store.get_publish(busy, "m-3").await.unwrap(), None, "a refused publish stores nothing");
+    assert_eq!(publish(quiet_key, 0).await.status(), 202, "another organization is not limited");
+}

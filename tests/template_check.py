@@ -3,11 +3,14 @@
 Run with the test virtualenv's Python (cfn-lint provides the CloudFormation YAML loader):
     .venv/bin/python tests/template_check.py
 """
+import json
+import os
 import pathlib
 import re
 import sys
 
 from cfnlint.decode import cfn_yaml
+from samtranslator.translator.transform import transform
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 template = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
@@ -50,7 +53,7 @@ for name, fn in functions.items():
 
 # No role grants an action or a resource wildcard.
 for name, role in of_type("AWS::IAM::Role").items():
-    for policy in role["Properties"]["Policies"]:
+    for policy in role["Properties"].get("Policies", []):
         for statement in policy["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             check(all("*" not in a for a in actions), f"{name}: wildcard action in {actions}")
@@ -93,6 +96,89 @@ for name, group in of_type("AWS::Logs::LogGroup").items():
 paths = {e["Properties"]["Path"] for fn in functions.values() for e in fn["Properties"]["Events"].values() if e["Type"] == "Api"}
 for path in ["/organizations/{organizationUuid}/subscriptions", "/organizations/{organizationUuid}/subscriptions/{proxy+}"]:
     check(path in paths, f"route {path} missing")
+
+# --- As an AWS reviewer reads it ---------------------------------------------------------
+# SAM's own expansion: one stage (Prod), no implicit "Stage" stage bypassing its settings.
+expanded = json.loads(json.dumps(template))
+for fn in expanded["Resources"].values():
+    if fn["Type"] == "AWS::Serverless::Function":
+        fn["Properties"]["CodeUri"] = "s3://bucket/key"  # what `sam package` puts there
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+class _NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+cfn = transform(expanded, {"SenderEmail": "alerts@example.com"}, _NoManagedPolicies())["Resources"]
+stages = [r["Properties"]["StageName"] for r in cfn.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+stages += [r["Properties"]["StageName"] for r in cfn.values() if r["Type"] == "AWS::ApiGateway::Deployment" and "StageName" in r["Properties"]]
+check(stages == ["Prod"], f"the API must have the Prod stage only, not {stages}")
+
+# Both SQS event sources are capped, so a backlog cannot take the account's concurrency.
+for name, mapping in ((n, r) for n, r in cfn.items() if r["Type"] == "AWS::Lambda::EventSourceMapping"):
+    check("MaximumConcurrency" in mapping["Properties"].get("ScalingConfig", {}), f"{name}: ScalingConfig.MaximumConcurrency")
+
+# The alarm topic: CloudWatch cannot publish to a topic under the AWS-managed SNS key.
+topic = resources["AlarmTopic"]["Properties"]
+kms = topic.get("KmsMasterKeyId")
+check(kms != "alias/aws/sns", "the alarm topic must not use alias/aws/sns: CloudWatch alarms cannot publish to it")
+if isinstance(kms, dict):
+    key_policy = json.dumps(resources[kms["Ref"]]["Properties"]["KeyPolicy"])
+    check("cloudwatch.amazonaws.com" in key_policy, "the alarm topic's key must let CloudWatch use it")
+
+# SES: every identity a send involves, from the sender only.
+ses = [st for st in resources["DeliveryRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if st["Sid"] == "AlertMail"][0]
+check(json.dumps(ses["Resource"]).endswith('identity/*"}') and "ses:FromAddress" in json.dumps(ses.get("Condition", {})),
+      "ses:SendEmail on identity/* (sender domain, sandbox recipients) limited by ses:FromAddress")
+
+# Nothing a stack update or delete could lose.
+for name in ["DeliveryQueue", "RetryQueue", "DeadLetterQueue", "Table"]:
+    check(resources[name].get("DeletionPolicy") == "Retain" and resources[name].get("UpdateReplacePolicy") == "Retain", f"{name}: Retain")
+check(table.get("DeletionProtectionEnabled") is True, "the table needs DeletionProtectionEnabled")
+
+# API functions answer before API Gateway REST's 29 s integration limit.
+for name, fn in functions.items():
+    has_api = any(e["Type"] == "Api" for e in fn["Properties"].get("Events", {}).values())
+    timeout = fn["Properties"].get("Timeout", glob["Timeout"])
+    check(not has_api or timeout < 29, f"{name}: timeout {timeout} s is not under API Gateway's 29 s")
+
+# Access logs, and the gateway's own errors in a JSON body.
+api = resources["Api"]["Properties"]
+check("DestinationArn" in api.get("AccessLogSetting", {}), "the API needs access logs")
+for response in ["MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_5XX", "INTEGRATION_TIMEOUT"]:
+    check("application/json" in api.get("GatewayResponses", {}).get(response, {}).get("ResponseTemplates", {}), f"gateway response {response}")
+
+# Metrics: what the code emits is what alarms and the dashboard read, and back.
+metrics_rs = (ROOT / "shared" / "src" / "metrics.rs").read_text()
+emitted = set(re.findall(r'\("([A-Z][A-Za-z]+)", "(?:Count|Milliseconds)"', metrics_rs))
+check({"Delivered", "DeliveryFailed", "DeliveryLatency", "Published", "AlertFailed"} <= emitted, f"EMF metrics emitted: {sorted(emitted)}")
+for name, alarm in alarms.items():
+    if alarm["Properties"]["Namespace"] == "Tidings":
+        check(alarm["Properties"]["MetricName"] in emitted, f"{name}: the code emits no {alarm['Properties']['MetricName']}")
+for fn in functions:
+    check(any(a["Properties"]["MetricName"] == "Throttles" and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn}
+              for a in alarms.values()), f"a throttles alarm on {fn}")
+check(any(a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage" and a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeliveryQueue", "QueueName"]}
+          for a in alarms.values()), "a delivery-lag alarm on the delivery queue")
+check("Dashboard" in resources, "a CloudWatch dashboard")
+dashboard = resources.get("Dashboard", {"Properties": {"DashboardBody": {"Fn::Sub": ['{"widgets": []}', {}]}}})["Properties"]["DashboardBody"]["Fn::Sub"]
+body = dashboard[0]
+for var in list(dashboard[1]) + ["AWS::Region"]:
+    body = body.replace("${" + var + "}", "x")
+widgets = json.loads(body)["widgets"]
+shown = set()
+for widget in widgets:
+    namespace = metric = None
+    for row in widget["properties"]["metrics"]:  # "." repeats the row above's value, "..." its rest
+        if row[0] != "...":
+            namespace = namespace if row[0] == "." else row[0]
+            metric = metric if row[1] == "." else row[1]
+        if namespace == "Tidings":
+            shown.add(metric)
+check(emitted <= shown | {"FanOut"}, f"dashboard lacks {sorted(emitted - shown)}")
+check(shown <= emitted, f"dashboard shows metrics the code never emits: {sorted(shown - emitted)}")
 
 for failure in failures:
     print(f"FAIL: {failure}")

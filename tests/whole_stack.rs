@@ -211,9 +211,12 @@ async fn every_dialect_manages_subscriptions_through_the_rest_api() {
         client.lagerkoll(&stack, &org, Method::GET, "/v1/webhooks/stock").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, json!({"webhooks": []}));
 
-    // A path no route of the template names is API Gateway's own 403.
+    // A path no route of the template names: the template's gateway response, in JSON.
     let response = client.http.get(stack.url("/nowhere")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorType"], "NOT_FOUND", "{body}");
+    assert!(body["developerMessage"].as_str().unwrap().contains("GET /Prod/nowhere"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

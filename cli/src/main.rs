@@ -156,6 +156,9 @@ struct ServeArgs {
     /// Waits before each delivery attempt, comma-separated.
     #[arg(long, env = "TIDINGS_RETRY_SCHEDULE", default_value = tidings::delivery::schedule::DEFAULT_SCHEDULE, value_parser = parse_schedule)]
     retry_schedule: RetrySchedule,
+    /// Publishes one organization may make per minute, counted in the store; 0 = no limit.
+    #[arg(long, env = "TIDINGS_PUBLISH_LIMIT_PER_MINUTE", default_value_t = 0)]
+    publishes_per_minute: u32,
     /// Connect + total timeout of each delivery (and of the destination check).
     #[arg(long, env = "TIDINGS_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     delivery_timeout: std::time::Duration,
@@ -284,6 +287,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(jobs = recovered, "deliveries in flight when Tidings last stopped are queued again");
     }
     app.delivery.schedule = args.retry_schedule;
+    app.publishes_per_minute = args.publishes_per_minute;
     app.set_request_timeout(args.delivery_timeout).map_err(|e| e.to_string())?;
     let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

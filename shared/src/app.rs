@@ -27,6 +27,8 @@ pub struct App {
     pub delivery: DeliverySettings,
     /// Failing endpoints being probed (one request at a time each).
     pub delivery_probes: crate::delivery::Probes,
+    /// Publishes one organization may make per calendar minute; 0 = no limit.
+    pub publishes_per_minute: u32,
     /// Wakes the local worker when jobs were queued (unused on Lambda).
     pub worker_wake: Arc<tokio::sync::Notify>,
 }
@@ -45,6 +47,7 @@ impl App {
             http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
+            publishes_per_minute: 0,
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -105,6 +108,7 @@ impl App {
             http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
+            publishes_per_minute: 0,
             worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }

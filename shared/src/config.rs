@@ -39,6 +39,21 @@ pub fn retry_schedule() -> Result<crate::delivery::RetrySchedule> {
     }
 }
 
+/// `TIDINGS_PUBLISH_LIMIT_PER_MINUTE`: publishes one organization may make per minute (0 or
+/// unset: no limit; the template sets 12000).
+pub fn publishes_per_minute() -> Result<u32> {
+    parse_publish_limit(optional("TIDINGS_PUBLISH_LIMIT_PER_MINUTE").as_deref())
+}
+
+fn parse_publish_limit(raw: Option<&str>) -> Result<u32> {
+    match raw {
+        None => Ok(0),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            Error::internal(format!("TIDINGS_PUBLISH_LIMIT_PER_MINUTE must be a whole number, not {raw:?}"))
+        }),
+    }
+}
+
 /// `TIDINGS_DELIVERY_TIMEOUT`: connect + total timeout of each delivery, e.g. `10s` (the
 /// default) or `2500ms`.
 pub fn delivery_timeout() -> Result<std::time::Duration> {
@@ -70,12 +85,14 @@ pub async fn app_from_env() -> Result<crate::App> {
         "aws" => {
             let settings = AwsSettings::from_env()?;
             let mut app = App::aws(&crate::aws::load_config().await, &settings, policy)?;
+            app.publishes_per_minute = publishes_per_minute()?;
             app.delivery.schedule = retry_schedule()?;
             app.set_request_timeout(delivery_timeout()?)?;
             Ok(app)
         }
         "embedded" => {
             let mut app = App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy)?;
+            app.publishes_per_minute = publishes_per_minute()?;
             app.delivery.schedule = retry_schedule()?;
             app.set_request_timeout(delivery_timeout()?)?;
             Ok(app)
@@ -111,6 +128,14 @@ impl AwsSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_publish_limit_is_a_whole_number_and_a_bad_one_names_the_variable() {
+        assert_eq!(parse_publish_limit(None).unwrap(), 0);
+        assert_eq!(parse_publish_limit(Some("12000")).unwrap(), 12_000);
+        let err = parse_publish_limit(Some("lots")).unwrap_err().to_string();
+        assert!(err.contains("TIDINGS_PUBLISH_LIMIT_PER_MINUTE"), "{err}");
+    }
 
     #[test]
     fn timeouts_parse_with_units_and_bad_ones_name_the_variable() {

@@ -53,6 +53,9 @@ pub enum Error {
     /// full); the same request succeeds once the condition passes. 503.
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit; the same request succeeds after `retry_after_secs`. 429.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     /// Anything that is our fault: storage, serialization, a bug.
     #[error("internal error: {0}")]
     Internal(String),

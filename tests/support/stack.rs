@@ -418,11 +418,26 @@ async fn api_gateway(shared: Arc<Shared>) -> SocketAddr {
     addr
 }
 
-fn gateway_error(status: u16, message: &str) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
+/// An error the gateway makes itself: API Gateway's default, or the template's gateway response
+/// of that kind (its `$context.httpMethod` and `$context.path` filled in).
+fn gateway_error(
+    shared: &Shared,
+    kind: &str,
+    status: u16,
+    message: &str,
+    parts: &http::request::Parts,
+) -> http::Response<Full<Bytes>> {
+    let configured = &shared.manifest["gateway_responses"][kind];
+    let status = configured["status"].as_u64().map(|s| s as u16).unwrap_or(status);
+    let body = match configured["body"].as_str() {
+        Some(template) => {
+            template.replace("$context.httpMethod", parts.method.as_str()).replace("$context.path", parts.uri.path())
+        }
+        None => json!({ "message": message }).to_string(),
+    };
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
     response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-    response.headers_mut().insert("x-amzn-errortype", "MissingAuthenticationTokenException".parse().unwrap());
     response
 }
 
@@ -431,10 +446,10 @@ async fn gateway_request(shared: &Shared, parts: http::request::Parts, body: Byt
     let routes = shared.manifest["routes"].as_array().unwrap();
     let stage = routes[0]["stage"].as_str().unwrap();
     let Some(path) = full_path.strip_prefix(&format!("/{stage}")).filter(|p| p.starts_with('/')) else {
-        return gateway_error(403, "Missing Authentication Token");
+        return gateway_error(shared, "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", &parts);
     };
     let Some((route, path_parameters)) = match_route(routes, parts.method.as_str(), path) else {
-        return gateway_error(403, "Missing Authentication Token");
+        return gateway_error(shared, "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", &parts);
     };
     let mut headers = serde_json::Map::new();
     let mut multi_headers = serde_json::Map::new();
@@ -481,7 +496,7 @@ async fn gateway_request(shared: &Shared, parts: http::request::Parts, body: Byt
         Ok(response) => response,
         Err(why) => {
             eprintln!("API Gateway: {why}");
-            return gateway_error(502, "Internal server error");
+            return gateway_error(shared, "DEFAULT_5XX", 502, "Internal server error", &parts);
         }
     };
     let mut out = http::Response::new(Full::new(Bytes::from(response["body"].as_str().unwrap_or_default().to_owned())));

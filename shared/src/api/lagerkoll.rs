@@ -62,13 +62,18 @@ impl From<Error> for Failure {
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Common),
             Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, Code::Common),
             Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, Code::Common),
+            Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests),
             _ => (StatusCode::BAD_REQUEST, Code::Common),
         };
         let message = match &err {
             Error::Internal(_) => "Something went wrong on the server".to_owned(),
             other => other.to_string(),
         };
-        Failure { status, code, message, field, retry_after: None }
+        let retry_after = match &err {
+            Error::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs as i64),
+            _ => None,
+        };
+        Failure { status, code, message, field, retry_after }
     }
 }
 
@@ -255,21 +260,7 @@ async fn route(app: &App, request: &Request, segments: &[&str], format: Format) 
 /// 200 requests per minute per authenticated store, counted in the store (shared by every
 /// instance) under the store's canonical id, however the header spelled it.
 async fn rate_limit(app: &App, store: OrganizationId) -> Result<(), Failure> {
-    let now = app.clock.now();
-    let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
-    let client = format!("lagerkoll:{store}");
-    let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
-    let hits = app.store.count_request(&client, window_start, expires).await?;
-    if hits > REQUESTS_PER_MINUTE {
-        let retry_after = (window_start + 60 - now.unix_timestamp()).max(1);
-        return Err(Failure {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: Code::TooManyRequests,
-            message: format!("Too many requests: at most {REQUESTS_PER_MINUTE} per minute; retry in {retry_after} s"),
-            field: None,
-            retry_after: Some(retry_after),
-        });
-    }
+    super::count_against_minute_limit(app, &format!("lagerkoll:{store}"), REQUESTS_PER_MINUTE).await?;
     Ok(())
 }
 

@@ -361,6 +361,7 @@ pub fn error_response(err: &Error) -> Response {
                 Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::Duplicate(_) => StatusCode::CONFLICT,
                 Error::Internal(detail) => {
                     tracing::error!(error = %detail, "internal error");
@@ -378,8 +379,14 @@ pub fn error_response(err: &Error) -> Response {
     };
     let mut response = json_response(status, &body);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    if let Error::MethodNotAllowed { allow } = err {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    match err {
+        Error::MethodNotAllowed { allow } => {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        Error::TooManyRequests { retry_after_secs, .. } => {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        _ => {}
     }
     response
 }

@@ -229,6 +229,23 @@ pub fn empty_response(status: StatusCode) -> Response {
     response
 }
 
+/// Counts one request of `client` in the current calendar minute, in the store (so every
+/// instance shares the count), and refuses it once the minute holds more than `limit`.
+pub(crate) async fn count_against_minute_limit(app: &App, client: &str, limit: u32) -> Result<()> {
+    let now = app.clock.now();
+    let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
+    let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
+    let hits = app.store.count_request(client, window_start, expires).await?;
+    if hits > limit {
+        let retry_after_secs = (window_start + 60 - now.unix_timestamp()).max(1) as u64;
+        return Err(Error::TooManyRequests {
+            message: format!("Too many requests: at most {limit} per minute; retry in {retry_after_secs} s"),
+            retry_after_secs,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,10 @@ async fn publish(
             event.name
         )));
     }
+    if app.publishes_per_minute > 0 {
+        // Per organization, so one publisher cannot take the whole API (times its fan-out).
+        super::count_against_minute_limit(app, &format!("publish:{org}"), app.publishes_per_minute).await?;
+    }
     let published = ingest::publish(app, org, event, payload, message_id).await?;
     let mut response = json_response(StatusCode::ACCEPTED, &published);
     if published.repeated {

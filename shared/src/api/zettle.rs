@@ -387,6 +387,7 @@ pub fn error_response(err: &Error) -> Response {
         Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
+        Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     };
     let developer_message = match err {
@@ -407,6 +408,9 @@ pub fn error_response(err: &Error) -> Response {
         }
         Error::MethodNotAllowed { allow } => {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        Error::TooManyRequests { retry_after_secs, .. } => {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         _ => {}
     }

@@ -20,6 +20,10 @@ use crate::{Error, Result};
 /// SQS's limits.
 pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// The longest a received message is hidden again. SQS counts its 12 h visibility limit from
+/// the receive, and refuses a change beyond it; the receive was moments ago, so stay 10 minutes
+/// short. A longer wait comes back early and is hidden again (the job carries its due time).
+pub const MAX_DEFER: Duration = Duration::from_secs(12 * 60 * 60 - 10 * 60);
 pub const MAX_BATCH: usize = 10;
 /// The total size SQS accepts in one SendMessageBatch (and one message).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -233,7 +237,7 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(queue)
             .receipt_handle(handle)
-            .visibility_timeout(seconds(delay, MAX_VISIBILITY))
+            .visibility_timeout(seconds(delay, MAX_DEFER))
             .send()
             .await
             .map_err(|e| sdk_error("SQS ChangeMessageVisibility", e))?;
@@ -333,6 +337,15 @@ impl Queue for SqsQueue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wait_near_twelve_hours_is_hidden_for_less_than_the_limit_counted_from_the_receive() {
+        // The schedule's 10 h step with +20 % jitter.
+        let wait = Duration::from_secs(12 * 60 * 60);
+        let hidden = seconds(wait, MAX_DEFER);
+        assert!(hidden < 12 * 60 * 60 - 5 * 60, "{hidden} s");
+        assert_eq!(seconds(Duration::from_secs(90), MAX_DEFER), 90);
+    }
+
     use super::*;
 
     #[test]
