@@ -11,3 +11,6 @@ RUST_LOG=warn cargo bench -p tidings-tests --bench delivery
 # Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
 cargo build --release -p tidings-cli
 python3 scripts/bench_isolation.py target/release/tidings
+# Each Lambda function's init time, peak memory and invocation time, release build.
+cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
+.venv/bin/python scripts/measure_functions.py --profile release
