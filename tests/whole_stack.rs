@@ -462,3 +462,51 @@ async fn two_subscriptions_instances_share_the_lagerkoll_rate_limit_through_the_
         assert!(served >= 100, "instance {n} served {served} requests: the two must take turns");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alert_ses_refuses_is_an_alert_failed_metric() {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let sender = format!("alerts-{suffix}@tidings.example.com");
+    let stack = DeployedStack::start(Options {
+        retry_schedule: "0s".into(),
+        sender: Some(sender.clone()),
+        ..Options::default()
+    })
+    .await;
+    // The sender stops being a verified identity (a deleted identity, a sandbox recipient).
+    aws_sdk_sesv2::Client::new(&stack.sdk).delete_email_identity().email_identity(&sender).send().await.unwrap();
+    let receiver = Receiver::failing(usize::MAX, 500).await;
+    let org = new_org();
+    let client = Client::new(&stack, &org);
+    let contact = format!("ops-{suffix}@example.com");
+    let (status, _) = client
+        .call(
+            &stack,
+            reqwest::Method::POST,
+            "/organizations/self/subscriptions",
+            Some(zettle_subscription(&receiver.url(), &contact)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = client
+        .call(
+            &stack,
+            reqwest::Method::POST,
+            "/organizations/self/events",
+            Some(json!({"eventName": "ProductUpdated", "payload": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_until(Duration::from_secs(60), "the dead letter", async || stack.queue_depth("DeadLetterQueue").await == 1)
+        .await;
+    let alert_failed = || {
+        stack
+            .log_lines("DeliveryFunction")
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["AlertFailed"].as_u64())
+            .sum::<u64>()
+    };
+    wait_until(Duration::from_secs(10), "the AlertFailed metric", async || alert_failed() == 1).await;
+    assert!(stack.emails_to(&contact).await.is_empty());
+}

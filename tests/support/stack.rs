@@ -54,11 +54,13 @@ pub struct Options {
     pub retry_schedule: String,
     /// How many instances of the subscriptions function serve the API, taking turns.
     pub subscriptions_instances: usize,
+    /// The `SenderEmail` parameter (the shared test sender when unset).
+    pub sender: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { retry_schedule: "0s,1s,1s".into(), subscriptions_instances: 1 }
+        Options { retry_schedule: "0s,1s,1s".into(), subscriptions_instances: 1, sender: None }
     }
 }
 
@@ -101,7 +103,7 @@ impl DeployedStack {
     pub async fn start(options: Options) -> DeployedStack {
         crate::aws::endpoint();
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let sender = crate::aws::SENDER.to_owned();
+        let sender = options.sender.clone().unwrap_or_else(|| crate::aws::SENDER.to_owned());
         let out = Command::new(python())
             .arg(workspace_root().join("tests/emulated_deploy.py"))
             .args(["--suffix", &suffix, "--sender", &sender])
