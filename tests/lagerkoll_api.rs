@@ -512,3 +512,35 @@ async fn control_characters_in_webhook_fields_are_refused() {
     }
     assert_eq!(w.get(BASE).await.1, json!({"webhooks": []}), "nothing stored");
 }
+
+/// Lagerkoll webhooks name no contact: when their deliveries are exhausted nothing is mailed (the
+/// attempts and the dead-letter queue keep the record).
+#[tokio::test]
+async fn an_exhausted_webhook_without_a_contact_sends_no_alert() {
+    let stack = Stack::configured(|app| app.delivery.schedule = "0s".parse().unwrap()).await;
+    let receiver = Receiver::failing(usize::MAX, 500).await;
+    let store = new_org();
+    let key = stack.key(store, &[Scope::ReadProduct]).await;
+    let request = |method: reqwest::Method, path: &str| {
+        stack.http.request(method, stack.url(path)).header("store", store.to_string()).header("api_key", &key)
+    };
+    let created: Value = request(reqwest::Method::POST, BASE)
+        .json(&json!({"featureId": "articles", "featureMethod": "update", "url": receiver.url()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let guid = created["webhooks"][0]["guid"].as_str().unwrap().to_owned();
+    let executed = request(reqwest::Method::POST, &format!("{BASE}{guid}")).body("{}").send().await.unwrap();
+    assert_eq!(executed.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stack.app.queue.dead_letters(10).await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the message was not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.deliveries().len(), 1);
+    assert!(tidings_tests::outbox(stack.data_dir()).is_empty(), "no alert to an empty address");
+}

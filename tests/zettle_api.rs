@@ -707,7 +707,7 @@ async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
             transport: "WEBHOOK".into(),
             event_names: vec!["ProductCreated".into()],
             destination: "https://hooks.example.com/in".into(),
-            contact_email: "ops@example.com".into(),
+            contact_email: Some("ops@example.com".into()),
             status: tidings::domain::SubscriptionStatus::Active,
             failing_since: None,
             signing_key: signing::generate_signing_key(),

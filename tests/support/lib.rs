@@ -437,7 +437,7 @@ pub fn subscription(org: OrganizationId, events: &[&str], destination: &str) -> 
         transport: "WEBHOOK".into(),
         event_names: events.iter().map(|e| e.to_string()).collect(),
         destination: destination.into(),
-        contact_email: "ops@example.com".into(),
+        contact_email: Some("ops@example.com".into()),
         status: tidings::domain::SubscriptionStatus::Active,
         failing_since: None,
         signing_key: tidings::signing::generate_signing_key(),

@@ -387,7 +387,7 @@ async fn create(app: &App, key: &ApiKey, request: &Request, format: Format) -> R
             event_names: vec![feature_key(&feature_id, &feature_method)],
             destination: url.trim().to_owned(),
             // Lagerkoll webhooks name no contact; failures show in the attempts and the DLQ.
-            contact_email: String::new(),
+            contact_email: None,
             status: SubscriptionStatus::Active,
             failing_since: None,
             signing_key: signing::generate_signing_key(),

@@ -43,7 +43,7 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
             id: s.id.to_string(),
             url: &s.destination,
             event: s.event_names.first().map(String::as_str).unwrap_or_default(),
-            fallback_email: &s.contact_email,
+            fallback_email: s.contact_email.as_deref().unwrap_or_default(),
             is_active: s.status != SubscriptionStatus::Inactive,
             signing_key: &s.signing_key,
         }
@@ -221,7 +221,7 @@ async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
         // The spelling the client chose, which it is answered (and delivered) with.
         event_names: vec![spelling.clone()],
         destination: url,
-        contact_email: fallback_email,
+        contact_email: Some(fallback_email),
         status: if active { SubscriptionStatus::Active } else { SubscriptionStatus::Inactive },
         failing_since: None,
         signing_key: signing::generate_signing_key(),
@@ -278,7 +278,7 @@ async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Respon
             s.destination = url.clone();
         }
         if let Some(email) = &fields.fallback_email {
-            s.contact_email = email.clone();
+            s.contact_email = Some(email.clone());
         }
         // A change is the owner saying "try again": an active subscription is re-enabled.
         s.status = match fields.is_active {

@@ -56,7 +56,7 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
             event_names: &s.event_names,
             updated: utc_timestamp(s.updated_at),
             destination: &s.destination,
-            contact_email: &s.contact_email,
+            contact_email: s.contact_email.as_deref().unwrap_or_default(),
             status: s.status,
             signing_key: &s.signing_key,
         }
@@ -132,7 +132,7 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
         transport: TRANSPORT_WEBHOOK.to_owned(),
         event_names,
         destination,
-        contact_email,
+        contact_email: Some(contact_email),
         status: SubscriptionStatus::Active,
         failing_since: None,
         signing_key: signing::generate_signing_key(),
@@ -173,7 +173,7 @@ async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[
             s.destination = destination.clone();
         }
         if let Some(contact) = &new_contact {
-            s.contact_email = contact.clone();
+            s.contact_email = Some(contact.clone());
         }
         // Updating a subscription is how its owner says "try again": it re-enables a failing one.
         s.status = SubscriptionStatus::Active;

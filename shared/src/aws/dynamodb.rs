@@ -292,20 +292,23 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
 }
 
 fn subscription_attributes(sub: &Subscription) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("org".to_owned(), s(sub.organization.to_string())),
         ("id".to_owned(), s(sub.id.to_string())),
         ("dialect".to_owned(), s(sub.dialect.as_str())),
         ("transport".to_owned(), s(&sub.transport)),
         ("event_names".to_owned(), AttributeValue::L(sub.event_names.iter().map(s).collect())),
         ("destination".to_owned(), s(&sub.destination)),
-        ("contact_email".to_owned(), s(&sub.contact_email)),
         ("status".to_owned(), s(sub.status.as_str())),
         ("signing_key".to_owned(), s(&sub.signing_key)),
         ("created_at".to_owned(), n(nanos(sub.created_at))),
         ("updated_at".to_owned(), n(nanos(sub.updated_at))),
         ("failing_since".to_owned(), sub.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true))),
-    ])
+    ]);
+    if let Some(contact) = &sub.contact_email {
+        item.insert("contact_email".to_owned(), s(contact));
+    }
+    item
 }
 
 fn subscription_item(sub: &Subscription) -> Item {
@@ -344,7 +347,8 @@ fn subscription_from(item: &Item) -> Result<Subscription> {
         transport: get_s(item, "transport")?,
         event_names: get_list(item, "event_names")?,
         destination: get_s(item, "destination")?,
-        contact_email: get_s(item, "contact_email")?,
+        // Absent, or empty as stored before the contact was optional: no one to tell.
+        contact_email: get_opt_s(item, "contact_email").filter(|c| !c.is_empty()),
         status: get_s(item, "status")?.parse().map_err(|e| corrupt("status", e))?,
         signing_key: get_s(item, "signing_key")?,
         created_at: time_from(get_n(item, "created_at")?)?,

@@ -26,6 +26,11 @@ pub async fn notify(
     attempts: u32,
     reason: Reason,
 ) {
+    let Some(to) = subscription.contact_email.as_deref() else {
+        // No one to tell (Lagerkoll webhooks name no contact): the attempts and the
+        // dead-letter queue keep the record.
+        return;
+    };
     let now = app.clock.now();
     match app.store.claim_alert(subscription.organization, subscription.id, now, app.delivery.alert_window).await {
         Ok(true) => {}
@@ -35,7 +40,7 @@ pub async fn notify(
             return;
         }
     }
-    let email = compose(subscription, job, attempt, attempts, reason, now);
+    let email = compose(to, subscription, job, attempt, attempts, reason, now);
     match app.mailer.send(&email).await {
         Ok(()) => tracing::warn!(subscription = %subscription.id, to = %email.to, "alert sent"),
         Err(err) => {
@@ -56,7 +61,9 @@ fn describe(attempt: &Attempt) -> String {
     }
 }
 
+/// The alert to `to` about `subscription`.
 pub fn compose(
+    to: &str,
     subscription: &Subscription,
     job: &DeliveryJob,
     attempt: &Attempt,
@@ -113,5 +120,5 @@ pub fn compose(
         at = utc_timestamp(now),
         error = describe(attempt),
     );
-    Email { to: subscription.contact_email.clone(), subject, text }
+    Email { to: to.to_owned(), subject, text }
 }

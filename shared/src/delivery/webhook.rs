@@ -200,7 +200,7 @@ mod tests {
             transport: "WEBHOOK".into(),
             event_names: vec![],
             destination: "https://example.com".into(),
-            contact_email: "ops@example.com".into(),
+            contact_email: Some("ops@example.com".into()),
             status: SubscriptionStatus::Active,
             failing_since: None,
             signing_key: "k".repeat(64),

@@ -205,7 +205,7 @@ mod tests {
             transport: "WEBHOOK".into(),
             event_names: events.iter().map(|e| e.to_string()).collect(),
             destination: "https://example.com".into(),
-            contact_email: "ops@example.com".into(),
+            contact_email: Some("ops@example.com".into()),
             status: crate::domain::SubscriptionStatus::Active,
             failing_since: None,
             signing_key: "k".repeat(64),

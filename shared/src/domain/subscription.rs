@@ -102,7 +102,8 @@ pub struct Subscription {
     /// Explicit events; empty means every event of the catalog.
     pub event_names: Vec<String>,
     pub destination: String,
-    pub contact_email: String,
+    /// Who is told when deliveries keep failing; Lagerkoll webhooks name no one.
+    pub contact_email: Option<String>,
     pub status: SubscriptionStatus,
     /// Since when every delivery attempt has failed (cleared by a success or an update).
     pub failing_since: Option<OffsetDateTime>,

@@ -236,7 +236,8 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
         transport: get(3)?,
         event_names: serde_json::from_str(&get(4)?).map_err(|e| corrupt("event names", e))?,
         destination: get(5)?,
-        contact_email: get(6)?,
+        // Stored as "" when there is none (the column predates optional contacts).
+        contact_email: Some(get(6)?).filter(|c| !c.is_empty()),
         status: get(7)?.parse().map_err(|e| corrupt("status", e))?,
         signing_key: get(8)?,
         created_at: from_nanos(row.get(9)?)?,
@@ -308,7 +309,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12
         Box::new(s.transport.clone()),
         Box::new(serde_json::to_string(&s.event_names)?),
         Box::new(s.destination.clone()),
-        Box::new(s.contact_email.clone()),
+        Box::new(s.contact_email.clone().unwrap_or_default()),
         Box::new(s.status.as_str()),
         Box::new(s.signing_key.clone()),
         Box::new(to_nanos(s.created_at)),
