@@ -27,8 +27,12 @@ async fn api_key(app: &App, org: OrganizationId) -> String {
 }
 
 async fn http_event(app: &App, event: &str) -> (u16, Value) {
+    http_event_for(app, tidings::api::Routes::Subscriptions, event).await
+}
+
+async fn http_event_for(app: &App, routes: tidings::api::Routes, event: &str) -> (u16, Value) {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
-    let response = tidings::lambda::handle_http(app, request).await.unwrap();
+    let response = tidings::lambda::handle_http(app, routes, request).await.unwrap();
     let status = response.status().as_u16();
     let body = match response.body() {
         lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
@@ -77,6 +81,46 @@ async fn api_gateway_events_create_and_list_subscriptions_in_dynamodb() {
     let (status, error) = http_event(&app, &list.replace(&key, "tdk_wrong")).await;
     assert_eq!(status, 401);
     assert_eq!(error["errorType"], "UNAUTHORIZED");
+
+    // The ingest function serves only the routes that queue deliveries: a list is its 404.
+    let (status, error) = http_event_for(&app, tidings::api::Routes::Ingest, &list).await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(error["errorType"], "SUBSCRIPTION_NOT_FOUND");
+}
+
+/// The routes that queue deliveries run where the role may send to the delivery queue (ingest);
+/// the subscriptions function, whose role may not, answers them 404 in the dialect's shape.
+#[test]
+fn each_http_function_serves_its_own_routes() {
+    use http::Method;
+    use tidings::api::Routes;
+    let queueing: &[(Method, &[&str])] = &[
+        (Method::POST, &["organizations", "self", "events"]),
+        (Method::POST, &["organizations", "self", "subscriptions", "s", "replay"]),
+        (Method::POST, &["v1", "webhooks", "0f1c8a6e-3c4e-11ee-be56-0242ac120002"]),
+    ];
+    let managing: &[(Method, &[&str])] = &[
+        (Method::GET, &["organizations", "self", "subscriptions"]),
+        (Method::PUT, &["organizations", "self", "subscriptions", "s"]),
+        (Method::GET, &["organizations", "self", "subscriptions", "s", "attempts"]),
+        (Method::POST, &["openapi", "v1", "subscriptions"]),
+        (Method::POST, &["v1", "webhooks"]),
+        (Method::GET, &["v1", "webhooks", "articles"]),
+        (Method::DELETE, &["v1", "webhooks", "12"]),
+    ];
+    for (method, segments) in queueing {
+        assert!(
+            Routes::Ingest.serves(method, segments) && !Routes::Subscriptions.serves(method, segments),
+            "{segments:?}"
+        );
+    }
+    for (method, segments) in managing {
+        assert!(
+            Routes::Subscriptions.serves(method, segments) && !Routes::Ingest.serves(method, segments),
+            "{segments:?}"
+        );
+    }
+    assert!(queueing.iter().chain(managing).all(|(method, segments)| Routes::All.serves(method, segments)));
 }
 
 fn subscription(org: OrganizationId, destination: String) -> Subscription {

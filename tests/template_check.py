@@ -94,8 +94,34 @@ for name, group in of_type("AWS::Logs::LogGroup").items():
 
 # Every route the router serves is routed to a function.
 paths = {e["Properties"]["Path"] for fn in functions.values() for e in fn["Properties"]["Events"].values() if e["Type"] == "Api"}
-for path in ["/organizations/{organizationUuid}/subscriptions", "/organizations/{organizationUuid}/subscriptions/{proxy+}"]:
+for path in ["/organizations/{organizationUuid}/subscriptions", "/organizations/{organizationUuid}/subscriptions/{subscriptionUuid}",
+             "/organizations/{organizationUuid}/subscriptions/{subscriptionUuid}/attempts",
+             "/organizations/{organizationUuid}/subscriptions/{subscriptionUuid}/replay", "/organizations/{organizationUuid}/events"]:
     check(path in paths, f"route {path} missing")
+
+# Route -> function -> the AWS actions its code path calls. The routes that queue deliveries
+# (api::Routes::Ingest: publish, replay, Lagerkoll's execute) need sqs:SendMessage on the
+# delivery queue; the function serving the rest must not have it.
+def queues_deliveries(path, method):
+    return path.endswith("/events") or path.endswith("/replay") or (path == "/v1/webhooks/{proxy+}" and method == "POST")
+
+
+def sends_to_delivery_queue(function):
+    role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
+    return any("sqs:SendMessage" in json.dumps(st["Action"]) and json.dumps(st["Resource"]) == json.dumps({"Fn::GetAtt": ["DeliveryQueue", "Arn"]})
+               for policy in role["Properties"]["Policies"] for st in policy["PolicyDocument"]["Statement"])
+
+
+for name, fn in functions.items():
+    main_rs = (ROOT / "infra" / fn["Properties"]["CodeUri"] / "src" / "main.rs").read_text()
+    for event in (e for e in fn["Properties"].get("Events", {}).values() if e["Type"] == "Api"):
+        path, method = event["Properties"]["Path"], event["Properties"]["Method"]
+        if queues_deliveries(path, method):
+            check(sends_to_delivery_queue(fn), f"{method} {path} queues deliveries, but {name}'s role cannot send to the delivery queue")
+            check("Routes::Ingest" in main_rs, f"{name} serves {method} {path} but does not serve Routes::Ingest")
+        else:
+            check("Routes::Subscriptions" in main_rs, f"{name} serves {method} {path} but does not serve Routes::Subscriptions")
+check(not sends_to_delivery_queue(functions["SubscriptionsFunction"]), "the subscriptions role must not send to the delivery queue")
 
 # --- As an AWS reviewer reads it ---------------------------------------------------------
 # SAM's own expansion: one stage (Prod), no implicit "Stage" stage bypassing its settings.

@@ -433,6 +433,25 @@ async fn a_failing_receiver_runs_the_schedule_to_the_dead_letter_queue_with_one_
     let delivered: Vec<String> = got[6..].iter().map(|r| r.json()["messageId"].as_str().unwrap().to_owned()).collect();
     assert!(delivered.contains(&"m-1".to_owned()) && delivered.contains(&"m-2".to_owned()), "{delivered:?}");
     assert_eq!(stack.emails_to(&contact).await.len(), 1);
+
+    // The operations routes through the API: attempts (subscriptions function) and replay
+    // (ingest function, whose role may send to the delivery queue).
+    let (status, attempts) = client
+        .call(&stack, reqwest::Method::GET, &format!("/organizations/self/subscriptions/{id}/attempts"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{attempts}");
+    assert_eq!(attempts.as_array().map(Vec::len), Some(8), "{attempts}");
+    let (status, body) = client
+        .call(
+            &stack,
+            reqwest::Method::POST,
+            &format!("/organizations/self/subscriptions/{id}/replay"),
+            Some(json!({"messageId": "m-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let got = receiver.wait_for(9, Duration::from_secs(30)).await;
+    assert_eq!(got[8].json()["messageId"], "m-1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

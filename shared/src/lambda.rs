@@ -15,9 +15,11 @@ pub fn init_tracing() {
     lambda_http::tracing::init_default_subscriber();
 }
 
-/// An API Gateway request (REST or HTTP API) through the shared router.
+/// An API Gateway request (REST or HTTP API) through the shared router, for the `routes` this
+/// function serves.
 pub async fn handle_http(
     app: &App,
+    routes: api::Routes,
     request: lambda_http::Request,
 ) -> Result<lambda_http::Response<Body>, std::convert::Infallible> {
     // API Gateway REST puts the stage in front of the path (`/Prod/organizations/...`); the
@@ -39,7 +41,7 @@ pub async fn handle_http(
         Body::Binary(binary) => Bytes::from(binary),
         _ => Bytes::new(),
     };
-    let response = api::handle(app, http::Request::from_parts(parts, bytes)).await;
+    let response = api::handle_routes(app, routes, http::Request::from_parts(parts, bytes)).await;
     Ok(response.map(|bytes| match String::from_utf8(bytes.to_vec()) {
         Ok(text) if text.is_empty() => Body::Empty,
         Ok(text) => Body::Text(text),

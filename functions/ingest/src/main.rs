@@ -1,4 +1,5 @@
-//! Lambda for the ingest routes: API Gateway (REST or HTTP API) events into the shared router.
+//! Lambda for the routes that queue deliveries (publish, Lagerkoll execute, replay): API Gateway
+//! (REST or HTTP API) events into the shared router; other routes answer 404 here.
 //! Wiring only; the behaviour lives in the `tidings` crate.
 
 use lambda_http::{run, service_fn, Error, Request};
@@ -9,5 +10,6 @@ async fn main() -> Result<(), Error> {
     // Built once per cold start: clients, connection pools and configuration.
     let app = tidings::config::app_from_env().await?;
     let app = &app;
-    run(service_fn(move |request: Request| tidings::lambda::handle_http(app, request))).await
+    run(service_fn(move |request: Request| tidings::lambda::handle_http(app, tidings::api::Routes::Ingest, request)))
+        .await
 }

@@ -1,4 +1,5 @@
-//! Lambda for the subscriptions routes: API Gateway (REST or HTTP API) events into the shared router.
+//! Lambda for subscription management of every dialect and attempts: API Gateway (REST or HTTP
+//! API) events into the shared router; the routes that queue deliveries answer 404 here.
 //! Wiring only; the behaviour lives in the `tidings` crate.
 
 use lambda_http::{run, service_fn, Error, Request};
@@ -9,5 +10,8 @@ async fn main() -> Result<(), Error> {
     // Built once per cold start: clients, connection pools and configuration.
     let app = tidings::config::app_from_env().await?;
     let app = &app;
-    run(service_fn(move |request: Request| tidings::lambda::handle_http(app, request))).await
+    run(service_fn(move |request: Request| {
+        tidings::lambda::handle_http(app, tidings::api::Routes::Subscriptions, request)
+    }))
+    .await
 }

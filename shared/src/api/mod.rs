@@ -21,14 +21,49 @@ use crate::{App, Error, Result};
 pub type Request = http::Request<Bytes>;
 pub type Response = http::Response<Bytes>;
 
-/// Routes a request to its dialect.
+/// Which routes a host serves. `tidings serve` serves all; on AWS the routes that queue
+/// deliveries (publish, Lagerkoll's execute, replay) run in the ingest function, whose role may
+/// send to the delivery queue, and the rest in the subscriptions function, whose role may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    All,
+    /// Subscription management of every dialect, and attempts.
+    Subscriptions,
+    /// The routes that queue deliveries.
+    Ingest,
+}
+
+impl Routes {
+    /// Whether a request for `segments` (the path's, without slashes) by `method` is served here.
+    pub fn serves(self, method: &http::Method, segments: &[&str]) -> bool {
+        let queues_deliveries = match segments {
+            ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "replay"] => true,
+            ["v1", "webhooks", guid] => method == http::Method::POST && !guid.is_empty(),
+            _ => false,
+        };
+        match self {
+            Routes::All => true,
+            Routes::Subscriptions => !queues_deliveries,
+            Routes::Ingest => queues_deliveries,
+        }
+    }
+}
+
+/// Routes a request to its dialect (every route: the local host).
 pub async fn handle(app: &App, request: Request) -> Response {
+    handle_routes(app, Routes::All, request).await
+}
+
+/// Routes a request to its dialect if this host serves it; otherwise the dialect's 404.
+pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", method = %request.method(), path = %path);
     async move {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let response = if request.body().len() > MAX_BODY_BYTES {
             error_response_for(request.uri().path(), &Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
+        } else if !routes.serves(request.method(), &segments) {
+            error_response_for(&path, &Error::NotFound(format!("no route for {} {path} here", request.method())))
         } else {
             match segments.as_slice() {
                 ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "attempts" | "replay"] => {
