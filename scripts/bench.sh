@@ -11,6 +11,8 @@ RUST_LOG=warn cargo bench -p tidings-tests --bench delivery
 # Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
 cargo build --release -p tidings-cli
 python3 scripts/bench_isolation.py target/release/tidings
+# The local store's size under the retention purge.
+python3 scripts/bench_retention.py target/release/tidings 20000
 # Each Lambda function's init time, peak memory and invocation time, release build.
 cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
 .venv/bin/python scripts/measure_functions.py --profile release

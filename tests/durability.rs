@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tidings_tests::{cli_key, Receiver, ServeProcess};
+use tidings_tests::{cli_key, Receiver, ServeProcess, Stack};
 
 const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
 const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
@@ -408,4 +408,44 @@ async fn kill_9_during_publishing_and_delivery_loses_nothing() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another tidings serve"));
     serve.kill();
+}
+
+/// The local store keeps what DynamoDB's TTL keeps on AWS: the worker purges attempts older than
+/// 30 days as it runs.
+#[tokio::test]
+async fn the_worker_purges_attempts_past_their_retention() {
+    let stack = Stack::configured(|app| app.delivery.purge_every = Duration::from_millis(50)).await;
+    let org = tidings_tests::new_org();
+    let subscription = uuid::Uuid::new_v4();
+    let now = time::OffsetDateTime::now_utc();
+    let attempt = |id: &str, days_ago: i64| tidings::ports::AttemptRecord {
+        organization: org,
+        subscription_id: subscription,
+        message_id: id.into(),
+        event_name: "ProductCreated".into(),
+        attempt: 1,
+        at: now - time::Duration::days(days_ago),
+        status: Some(500),
+        latency_ms: 3,
+        response_excerpt: String::new(),
+        error: None,
+    };
+    stack.app.store.record_attempts(&[attempt("expired", 31), attempt("kept", 1)]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = stack
+            .app
+            .store
+            .recent_attempts(org, subscription, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.message_id)
+            .collect();
+        if left == ["kept"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not purged: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

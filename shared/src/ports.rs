@@ -70,6 +70,13 @@ pub trait Store: Send + Sync {
 
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
+    /// Deletes up to `limit` attempts older than [`crate::delivery::ATTEMPT_RETENTION`] and up to
+    /// `limit` published messages past their expiry, as of `now`; returns how many went. Stores
+    /// whose backend expires items itself (DynamoDB's TTL) have nothing to do.
+    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
+        let _ = (now, limit);
+        Ok(0)
+    }
     /// A subscription's most recent attempts, newest first.
     async fn recent_attempts(
         &self,

@@ -167,6 +167,22 @@ impl Lanes {
     }
 }
 
+/// The most rows of each kind one purge pass deletes.
+pub const PURGE_BATCH: usize = 5_000;
+
+/// Keeps the local store to the retention DynamoDB's TTL keeps on AWS: attempts for 30 days,
+/// published messages until they expire. A full pass goes again at once, a partial one waits.
+async fn purge(app: App) {
+    loop {
+        match app.store.purge_expired(app.clock.now(), PURGE_BATCH).await {
+            Ok(purged) if purged >= PURGE_BATCH => continue,
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "cannot purge expired attempts and messages"),
+        }
+        tokio::time::sleep(app.delivery.purge_every).await;
+    }
+}
+
 /// Runs until `shutdown` completes; deliveries in flight then get the delivery timeout (plus a
 /// little) to finish and be recorded.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
@@ -174,6 +190,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     let lanes = Arc::new(Lanes::default());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel::<Finished>();
     let recorder = tokio::spawn(record(app.clone(), finished_rx));
+    let purger = tokio::spawn(purge(app.clone()));
     tokio::pin!(shutdown);
     loop {
         // A free slot first, so jobs are taken only when they can start at once.
@@ -240,6 +257,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     if tokio::time::timeout_at(deadline, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
         tracing::warn!("deliveries still in flight at shutdown are delivered again after the restart");
     }
+    purger.abort();
     drop(finished_tx);
     // What has finished is recorded; a delivery still running past the deadline is not waited for.
     let _ =

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::sdk_error;
+use crate::delivery::ATTEMPT_RETENTION;
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
 use crate::ports::{AttemptRecord, PublishRecord, Store, StoreGroup};
 use crate::{Error, Result};
@@ -38,8 +39,6 @@ pub const GSI1: &str = "GSI1";
 const ALL_EVENTS: &str = "*";
 /// A published message whose jobs may not be on the queue yet (absent once they are).
 const PUBLISH_PENDING: &str = "pending";
-/// How long delivery attempts are kept.
-pub const ATTEMPT_RETENTION: time::Duration = time::Duration::days(30);
 
 type Item = HashMap<String, AttributeValue>;
 

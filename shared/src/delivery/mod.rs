@@ -25,7 +25,13 @@ pub struct DeliverySettings {
     pub alert_window: time::Duration,
     /// The longest wait a receiver's `Retry-After` can ask for.
     pub max_retry_after: Duration,
+    /// How often the local worker purges attempts and messages past their retention (on AWS the
+    /// table's TTL does it).
+    pub purge_every: Duration,
 }
+
+/// How long delivery attempts are kept (the table's TTL on AWS, the worker's purge locally).
+pub const ATTEMPT_RETENTION: time::Duration = time::Duration::days(30);
 
 impl Default for DeliverySettings {
     fn default() -> Self {
@@ -34,6 +40,7 @@ impl Default for DeliverySettings {
             disable_after: time::Duration::days(5),
             alert_window: time::Duration::hours(24),
             max_retry_after: Duration::from_secs(60 * 60),
+            purge_every: Duration::from_secs(60),
         }
     }
 }

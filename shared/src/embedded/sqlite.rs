@@ -112,18 +112,23 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
+
+/// Version 3: the worker's retention purge finds old attempts and expired messages by index.
+const ADD_EXPIRY_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (at); \
+                                  CREATE INDEX IF NOT EXISTS publishes_by_expiry ON publishes (expires_at);";
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => vec![SCHEMA, ADD_CLIENT_SECRET],
-        1 => vec![ADD_CLIENT_SECRET],
+        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
+        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
+        2 => vec![ADD_EXPIRY_INDEXES],
         SCHEMA_VERSION => return Ok(()),
         other => {
             return Err(Error::internal(format!(
@@ -533,6 +538,23 @@ impl Store for SqliteBackend {
         Ok(groups)
     }
 
+    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
+        // Bounded work per call, so the writer is never held long; freed pages are reused by
+        // later writes, so a steady load keeps the file at a steady size.
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let attempts = tx.execute(
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            params![to_nanos(now - crate::delivery::ATTEMPT_RETENTION), limit as i64],
+        )?;
+        let messages = tx.execute(
+            "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+            params![to_nanos(now), limit as i64],
+        )?;
+        tx.commit()?;
+        Ok(attempts + messages)
+    }
+
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -852,6 +874,56 @@ mod tests {
         assert_eq!((key.scopes, key.client_secret), (vec![Scope::ReadOrder], None));
         let version: i64 = backend.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn the_purge_deletes_only_what_is_past_its_retention_and_at_most_the_limit_per_kind() {
+        use crate::ports::{PublishLog, PublishRecord, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(&SqliteBackend::file_in(dir.path()), Arc::new(SystemClock)).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let org = OrganizationId(Uuid::new_v4());
+        let subscription = Uuid::new_v4();
+        let attempt = |id: &str, days_ago: i64| AttemptRecord {
+            organization: org,
+            subscription_id: subscription,
+            message_id: id.into(),
+            event_name: "ProductCreated".into(),
+            attempt: 1,
+            at: now - time::Duration::days(days_ago),
+            status: Some(200),
+            latency_ms: 1,
+            response_excerpt: String::new(),
+            error: None,
+        };
+        backend.record_attempts(&[attempt("old-1", 31), attempt("old-2", 40), attempt("recent", 29)]).await.unwrap();
+        let message = |id: &str, expires_in_days: i64| PublishRecord {
+            organization: org,
+            message_id: id.into(),
+            event_name: "ProductCreated".into(),
+            payload: "{}".into(),
+            subscriptions: 0,
+            created_at: now - time::Duration::days(8),
+            expires_at: now + time::Duration::days(expires_in_days),
+        };
+        for record in [message("expired-1", -1), message("expired-2", -2), message("kept", 1)] {
+            backend.publish(&record, &[], time::Duration::hours(24)).await.unwrap();
+        }
+        let kept_ids = |attempts: Vec<AttemptRecord>| attempts.into_iter().map(|a| a.message_id).collect::<Vec<_>>();
+
+        assert_eq!(backend.purge_expired(now, 1).await.unwrap(), 2, "one of each kind at most");
+        assert_eq!(backend.purge_expired(now, 10).await.unwrap(), 2);
+        assert_eq!(backend.purge_expired(now, 10).await.unwrap(), 0);
+        assert_eq!(kept_ids(backend.recent_attempts(org, subscription, 10).await.unwrap()), ["recent"]);
+        let left: Vec<String> = backend
+            .conn()
+            .prepare("SELECT message_id FROM publishes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["kept"]);
     }
 
     #[test]
