@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-step "Python tools (moto server, cfn-lint, standardwebhooks) in .venv"
+step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks) in .venv"
 if ! python3 -m venv .venv 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv
 fi
@@ -34,7 +34,7 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (the AWS adapters against the AWS-API emulator)"
+step "tests (the AWS adapters and the whole deployed stack against the AWS-API emulator)"
 source scripts/aws-emulator.sh
 aws_emulator_start
 # The independent Standard Webhooks verifier (PyPI standardwebhooks) runs in the venv.
