@@ -185,7 +185,7 @@ async fn the_pusher_apis_purchase_example_is_published_and_delivered_as_v2() {
     let http = reqwest::Client::new();
     assert_eq!(create(&http, &serve, &key, &destination).await.0, 200);
     let example: Value =
-        serde_json::from_str(include_str!("../shared/tests/fixtures/purchases/purchase_pusher_docs.json")).unwrap();
+        serde_json::from_str(include_str!("../../shared/tests/fixtures/purchases/purchase_pusher_docs.json")).unwrap();
     publish(&http, &serve, &key, "PurchaseCreated", example, "purchase-1").await;
     eventually("the purchase arrived", || {
         received.lock().unwrap().iter().any(|r| r.json()["messageId"] == "purchase-1")

@@ -858,7 +858,7 @@ async fn a_key_manages_only_subscriptions_whose_events_it_holds_the_scopes_of() 
     let products = v1();
     assert_eq!(w.create(&products, &["ProductCreated"]).await.0, StatusCode::OK);
     let publish = json!({"eventName": "PurchaseCreated", "messageId": "purchase-1",
-                         "payload": serde_json::from_str::<Value>(include_str!("../shared/tests/fixtures/purchases/purchase_swish.json")).unwrap()});
+                         "payload": serde_json::from_str::<Value>(include_str!("../../shared/tests/fixtures/purchases/purchase_swish.json")).unwrap()});
     let (status, _, body) =
         call(&w.stack, Method::POST, "/organizations/self/events", Some(&w.key), Some(publish)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
