@@ -6,17 +6,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::domain::catalog::{self, PayloadKind};
+use crate::domain::message::{DeliveryJob, PublishRecord, MESSAGE_RETENTION};
 use crate::domain::{EventDefinition, OrganizationId, Scope};
-use crate::ports::{DeliveryJob, PublishRecord};
 use crate::{App, Result};
 
 /// A repeated message id within this window is accepted once and answered the same.
 pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
-/// How long published messages are kept for replay.
-pub const RETENTION: time::Duration = time::Duration::days(7);
-/// Payloads up to this size travel inside the queue message; larger ones are read from the
-/// stored message at delivery time (SQS messages and batches have size limits).
-pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -72,30 +67,8 @@ pub async fn publish(
     let targets: Vec<_> =
         subscriptions.into_iter().filter(|s| s.dialect == event.dialect && s.status.receives()).collect();
 
-    let now = app.clock.now();
-    let record = PublishRecord {
-        organization: org,
-        message_id: message_id.clone(),
-        event_name: event.name.to_owned(),
-        payload: payload.to_owned(),
-        subscriptions: targets.len() as u32,
-        created_at: now,
-        expires_at: now + RETENTION,
-    };
-    let inline = payload.len() <= INLINE_PAYLOAD_LIMIT;
-    let jobs: Vec<DeliveryJob> = targets
-        .iter()
-        .map(|s| DeliveryJob {
-            message_id: message_id.clone(),
-            organization: org,
-            subscription_id: s.id,
-            event_name: event.name.to_owned(),
-            payload: inline.then(|| payload.to_owned()),
-            published_at: now,
-            attempts: 0,
-            not_before: None,
-        })
-        .collect();
+    let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now());
+    let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::new(&record, s.id)).collect();
     if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
         return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
     }
@@ -114,26 +87,8 @@ pub async fn publish_to(
     payload: &str,
 ) -> Result<String> {
     let message_id = Uuid::new_v4().to_string();
-    let now = app.clock.now();
-    let record = PublishRecord {
-        organization: subscription.organization,
-        message_id: message_id.clone(),
-        event_name: event_name.to_owned(),
-        payload: payload.to_owned(),
-        subscriptions: 1,
-        created_at: now,
-        expires_at: now + RETENTION,
-    };
-    let job = DeliveryJob {
-        message_id: message_id.clone(),
-        organization: subscription.organization,
-        subscription_id: subscription.id,
-        event_name: event_name.to_owned(),
-        payload: (payload.len() <= INLINE_PAYLOAD_LIMIT).then(|| payload.to_owned()),
-        published_at: now,
-        attempts: 0,
-        not_before: None,
-    };
+    let record = PublishRecord::new(subscription.organization, &message_id, event_name, payload, 1, app.clock.now());
+    let job = DeliveryJob::new(&record, subscription.id);
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
     app.worker_wake.notify_one();
@@ -163,7 +118,7 @@ pub async fn replay(
     let message = app.store.get_publish(org, message_id).await?.ok_or_else(|| {
         crate::Error::MessageNotFound(format!(
             "message {message_id} is not retained (messages are kept {} days)",
-            RETENTION.whole_days()
+            MESSAGE_RETENTION.whole_days()
         ))
     })?;
     let event = catalog::find(&message.event_name);
@@ -175,16 +130,7 @@ pub async fn replay(
             )));
         }
     }
-    let job = DeliveryJob {
-        message_id: message.message_id,
-        organization: org,
-        subscription_id: subscription.id,
-        event_name: message.event_name,
-        payload: (message.payload.len() <= INLINE_PAYLOAD_LIMIT).then_some(message.payload),
-        published_at: message.created_at,
-        attempts: 0,
-        not_before: None,
-    };
+    let job = DeliveryJob::new(&message, subscription.id);
     app.queue.enqueue(&[job], Duration::ZERO).await?;
     app.worker_wake.notify_one();
     Ok(())

@@ -7,7 +7,8 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::LambdaEvent;
 
 use crate::delivery::process_batch;
-use crate::ports::{DeliveryJob, ReceivedJob};
+use crate::domain::DeliveryJob;
+use crate::ports::ReceivedJob;
 use crate::{api, App};
 
 /// JSON logs (one object a line, with the span fields) for CloudWatch.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::ports::AttemptRecord;
+use crate::domain::AttemptRecord;
 
 /// The namespace of every Tidings metric.
 pub const NAMESPACE: &str = "Tidings";

@@ -5,11 +5,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, OrganizationId, Subscription};
+use crate::domain::{ApiKey, AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, StoreGroup, Subscription};
 use crate::Result;
 
 /// Subscriptions and API keys.
@@ -102,89 +101,6 @@ pub trait PublishLog: Send + Sync {
         jobs: &[DeliveryJob],
         window: time::Duration,
     ) -> Result<Option<PublishRecord>>;
-}
-
-/// A named set of organizations (Lagerkoll store groups).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreGroup {
-    pub name: String,
-    /// Sorted.
-    pub members: Vec<OrganizationId>,
-}
-
-/// A published message and the answer its publish got. Kept until `expires_at`, so a
-/// repeated message id gets the same answer and past messages can be replayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishRecord {
-    pub organization: OrganizationId,
-    pub message_id: String,
-    pub event_name: String,
-    /// The event JSON, exactly as published.
-    pub payload: String,
-    /// How many subscriptions the message reached.
-    pub subscriptions: u32,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-}
-
-/// One delivery attempt, as operators see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttemptRecord {
-    pub organization: OrganizationId,
-    pub subscription_id: Uuid,
-    pub message_id: String,
-    pub event_name: String,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The destination's HTTP status, if it answered.
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    /// The first bytes of the response body.
-    pub response_excerpt: String,
-    /// Why there was no answer.
-    pub error: Option<String>,
-}
-
-/// One delivery of one message to one subscription: the unit the queue carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryJob {
-    pub message_id: String,
-    pub organization: OrganizationId,
-    pub subscription_id: Uuid,
-    pub event_name: String,
-    /// The event's JSON, exactly as published; `None` when it is too large for the queue and
-    /// is read from the message's [`PublishRecord`] instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub published_at: OffsetDateTime,
-    /// Attempts already made. The job carries its own count, so a receive that made no request
-    /// (Lambda throttling, a crash, a put-off) never uses up an attempt.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attempts: u32,
-    /// Not to be attempted before this time (waits longer than the queue's own delay limit).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl DeliveryJob {
-    /// The same job, for its next attempt after one more failed, not before `not_before`.
-    pub fn next_attempt(&self, not_before: Option<OffsetDateTime>) -> DeliveryJob {
-        DeliveryJob { attempts: self.attempts + 1, not_before, ..self.clone() }
-    }
-
-    /// The same job with its attempts forgotten (a replayed dead letter).
-    pub fn fresh(&self) -> DeliveryJob {
-        DeliveryJob { attempts: 0, not_before: None, ..self.clone() }
-    }
 }
 
 /// A job taken from the queue; hidden from other consumers until acknowledged, retried or

@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use crate::delivery::{self, Disposition};
+use crate::domain::AttemptRecord;
 use crate::domain::OrganizationId;
-use crate::ports::{AttemptRecord, ReceivedJob};
+use crate::ports::ReceivedJob;
 use crate::{App, Result};
 
 /// Deliveries in flight at once.

@@ -418,7 +418,7 @@ async fn the_worker_purges_attempts_past_their_retention() {
     let org = tidings_tests::new_org();
     let subscription = uuid::Uuid::new_v4();
     let now = time::OffsetDateTime::now_utc();
-    let attempt = |id: &str, days_ago: i64| tidings::ports::AttemptRecord {
+    let attempt = |id: &str, days_ago: i64| tidings::domain::AttemptRecord {
         organization: org,
         subscription_id: subscription,
         message_id: id.into(),

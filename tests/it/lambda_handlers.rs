@@ -4,8 +4,9 @@
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
+use tidings::domain::{DeliveryJob, PublishRecord};
 use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::{DeliveryJob, Queue};
+use tidings::ports::Queue;
 use tidings::{signing, App};
 use tidings_tests::aws::AwsFixture;
 use tidings_tests::{new_org, Receiver};
@@ -128,16 +129,10 @@ fn subscription(org: OrganizationId, destination: String) -> Subscription {
 }
 
 fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
-    DeliveryJob {
-        message_id: message_id.into(),
-        organization: sub.organization,
-        subscription_id: sub.id,
-        event_name: "ProductCreated".into(),
-        payload: Some(r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#.into()),
-        published_at: time::OffsetDateTime::now_utc(),
-        attempts: 0,
-        not_before: None,
-    }
+    let payload = r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#;
+    let message =
+        PublishRecord::new(sub.organization, message_id, "ProductCreated", payload, 1, time::OffsetDateTime::now_utc());
+    DeliveryJob::new(&message, sub.id)
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
+use tidings::domain::{AttemptRecord, DeliveryJob, PublishRecord};
 use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::{AttemptRecord, DeliveryJob, PublishLog, PublishRecord, Queue, Store};
+use tidings::ports::{PublishLog, Queue, Store};
 use tidings::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -133,16 +134,11 @@ pub async fn api_keys(store: &dyn Store) {
 }
 
 fn job(n: u32) -> DeliveryJob {
-    DeliveryJob {
-        message_id: format!("m-{n}"),
-        organization: OrganizationId(Uuid::nil()),
-        subscription_id: Uuid::nil(),
-        event_name: "ProductCreated".into(),
-        payload: Some(format!("{{\"n\":{n}}}")),
-        published_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        attempts: 0,
-        not_before: None,
-    }
+    let published = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let payload = format!("{{\"n\":{n}}}");
+    let message =
+        PublishRecord::new(OrganizationId(Uuid::nil()), &format!("m-{n}"), "ProductCreated", &payload, 1, published);
+    DeliveryJob::new(&message, Uuid::nil())
 }
 
 fn sorted(mut jobs: Vec<DeliveryJob>) -> Vec<DeliveryJob> {
@@ -226,30 +222,11 @@ pub async fn queue_takes_many_jobs(queue: &dyn Queue) {
 }
 
 fn publish_record(org: OrganizationId, message_id: &str, created_at: OffsetDateTime) -> PublishRecord {
-    PublishRecord {
-        organization: org,
-        message_id: message_id.into(),
-        event_name: "ProductCreated".into(),
-        payload: r#"{"uuid": "p-1", "name": "Kaffe"}"#.into(),
-        subscriptions: 3,
-        created_at,
-        expires_at: created_at + time::Duration::days(7),
-    }
+    PublishRecord::new(org, message_id, "ProductCreated", r#"{"uuid": "p-1", "name": "Kaffe"}"#, 3, created_at)
 }
 
 fn message_jobs(record: &PublishRecord, count: usize) -> Vec<DeliveryJob> {
-    (0..count)
-        .map(|_| DeliveryJob {
-            message_id: record.message_id.clone(),
-            organization: record.organization,
-            subscription_id: Uuid::new_v4(),
-            event_name: record.event_name.clone(),
-            payload: Some(record.payload.clone()),
-            published_at: record.created_at,
-            attempts: 0,
-            not_before: None,
-        })
-        .collect()
+    (0..count).map(|_| DeliveryJob::new(record, Uuid::new_v4())).collect()
 }
 
 /// Every job visible on the queue, taken and acknowledged.
@@ -602,7 +579,7 @@ mod aws {
         let day = time::Duration::hours(24);
         use tidings::ports::PublishLog;
         assert!(broken.publish(&record, &jobs, day).await.is_err());
-        let retry = tidings::ports::PublishRecord {
+        let retry = tidings::domain::PublishRecord {
             created_at: record.created_at + time::Duration::seconds(2),
             ..record.clone()
         };

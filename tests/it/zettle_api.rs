@@ -695,27 +695,9 @@ async fn update_to_a_non_https_destination_is_422_in_strict_mode() {
     let org = new_org();
     let key = stack.key(org, ALL_EVENT_SCOPES).await;
     // Seed a subscription directly: strict mode cannot reach a public HTTPS receiver here.
-    let now = tidings::domain::to_micros(time::OffsetDateTime::now_utc());
-    let id = Uuid::now_v1(&[9; 6]);
-    stack
-        .app
-        .store
-        .create_subscription(&tidings::domain::Subscription {
-            organization: org,
-            id,
-            dialect: tidings::domain::Dialect::Zettle,
-            transport: "WEBHOOK".into(),
-            event_names: vec!["ProductCreated".into()],
-            destination: "https://hooks.example.com/in".into(),
-            contact_email: Some("ops@example.com".into()),
-            status: tidings::domain::SubscriptionStatus::Active,
-            failing_since: None,
-            signing_key: signing::generate_signing_key(),
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
+    let seeded = tidings_tests::subscription(org, &["ProductCreated"], "https://hooks.example.com/in");
+    let id = seeded.id;
+    stack.app.store.create_subscription(&seeded).await.unwrap();
     let path = format!("{SUBS}/{id}");
     for bad in ["http://hooks.example.com/in", "https://10.0.0.8/in", "https://[::1]/in"] {
         let (status, _, text) = call(&stack, Method::PUT, &path, Some(&key), Some(json!({"destination": bad}))).await;

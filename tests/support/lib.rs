@@ -429,19 +429,11 @@ pub fn outbox(data_dir: &std::path::Path) -> Vec<Mail> {
 
 /// A subscription as the store keeps it, for tests that write the store directly.
 pub fn subscription(org: OrganizationId, events: &[&str], destination: &str) -> tidings::domain::Subscription {
-    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    let id = Uuid::now_v1(&[1, 2, 3, 4, 5, 6]);
+    let events = events.iter().map(|e| e.to_string()).collect();
+    let dialect = tidings::domain::Dialect::Zettle;
     tidings::domain::Subscription {
-        organization: org,
-        id: Uuid::now_v1(&[1, 2, 3, 4, 5, 6]),
-        dialect: tidings::domain::Dialect::Zettle,
-        transport: "WEBHOOK".into(),
-        event_names: events.iter().map(|e| e.to_string()).collect(),
-        destination: destination.into(),
         contact_email: Some("ops@example.com".into()),
-        status: tidings::domain::SubscriptionStatus::Active,
-        failing_since: None,
-        signing_key: tidings::signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
+        ..tidings::domain::Subscription::new(org, id, dialect, events, destination, OffsetDateTime::now_utc())
     }
 }

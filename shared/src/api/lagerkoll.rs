@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::{Request, Response};
 use crate::domain::api_key::hash_secret;
-use crate::domain::subscription::{feature_key, split_feature, TRANSPORT_WEBHOOK};
-use crate::domain::{to_micros, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
-use crate::{ingest, signing, App, Error, Result};
+use crate::domain::subscription::{feature_key, split_feature};
+use crate::domain::{ApiKey, Dialect, OrganizationId, Subscription};
+use crate::{ingest, App, Error, Result};
 
 /// Requests a store may make per minute.
 pub const REQUESTS_PER_MINUTE: u32 = 200;
@@ -376,24 +376,12 @@ async fn create(app: &App, key: &ApiKey, request: &Request, format: Format) -> R
             }
         }
     }
-    let now = to_micros(app.clock.now());
+    let now = app.clock.now();
     let mut created = Vec::new();
     for store in stores {
-        let subscription = Subscription {
-            organization: store,
-            id: Uuid::new_v4(),
-            dialect: Dialect::Lagerkoll,
-            transport: TRANSPORT_WEBHOOK.to_owned(),
-            event_names: vec![feature_key(&feature_id, &feature_method)],
-            destination: url.trim().to_owned(),
-            // Lagerkoll webhooks name no contact; failures show in the attempts and the DLQ.
-            contact_email: None,
-            status: SubscriptionStatus::Active,
-            failing_since: None,
-            signing_key: signing::generate_signing_key(),
-            created_at: now,
-            updated_at: now,
-        };
+        // Lagerkoll webhooks name no contact; failures show in the attempts and the DLQ.
+        let events = vec![feature_key(&feature_id, &feature_method)];
+        let subscription = Subscription::new(store, Uuid::new_v4(), Dialect::Lagerkoll, events, &url, now);
         app.store.create_subscription(&subscription).await?;
         created.push(WebhookView::from(&subscription));
     }

@@ -14,9 +14,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{authenticate_with, json_response, parse_object, Request, Response};
-use crate::delivery::{self, Message};
-use crate::domain::subscription::TRANSPORT_WEBHOOK;
-use crate::domain::{catalog, to_micros, ApiKey, Dialect, Scope, Subscription, SubscriptionStatus};
+use crate::delivery::{self};
+use crate::domain::{catalog, ApiKey, Dialect, Scope, Subscription, SubscriptionStatus};
 use crate::{signing, App, Error, Result};
 
 const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];
@@ -211,22 +210,19 @@ async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
         return Err(Error::internal("validated fields went missing"));
     };
     check_scope(key, event)?;
-    let now = to_micros(app.clock.now());
     let active = fields.is_active.unwrap_or(true);
     let subscription = Subscription {
-        organization: key.organization,
-        id: Uuid::new_v4(),
-        dialect: Dialect::Metro,
-        transport: TRANSPORT_WEBHOOK.to_owned(),
-        // The spelling the client chose, which it is answered (and delivered) with.
-        event_names: vec![spelling.clone()],
-        destination: url,
         contact_email: Some(fallback_email),
         status: if active { SubscriptionStatus::Active } else { SubscriptionStatus::Inactive },
-        failing_since: None,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
+        // The spelling the client chose, which it is answered (and delivered) with.
+        ..Subscription::new(
+            key.organization,
+            Uuid::new_v4(),
+            Dialect::Metro,
+            vec![spelling.clone()],
+            &url,
+            app.clock.now(),
+        )
     };
     test_connection(app, &subscription).await?;
     app.store.create_subscription(&subscription).await?;
@@ -311,18 +307,7 @@ async fn deactivate(app: &App, key: &ApiKey, id: &str) -> Result<Response> {
 /// Sends `{messageId, event: "test_connection", payload: {foo: bar}}`, signed like every
 /// delivery; the receiver must answer 200 with `{"status":"OK"}`.
 async fn test_connection(app: &App, subscription: &Subscription) -> Result<()> {
-    let message_id = Uuid::new_v4().to_string();
-    let now = app.clock.now();
-    let message = Message {
-        message_uuid: Uuid::new_v4(),
-        message_id: &message_id,
-        event_name: TEST_EVENT,
-        payload: r#"{"foo":"bar"}"#,
-        published_at: now,
-        timestamp: now,
-    };
-    let webhook = delivery::build(subscription, &message);
-    let attempt = delivery::send(&app.http, app.destinations, &subscription.destination, &webhook).await;
+    let attempt = delivery::probe(app, subscription, TEST_EVENT, r#"{"foo":"bar"}"#).await;
     let answered_ok = attempt.status == Some(200)
         && serde_json::from_str::<Value>(&attempt.response_excerpt).is_ok_and(|v| v["status"] == "OK");
     if answered_ok {

@@ -16,12 +16,10 @@ use super::{
     authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization, Request,
     Response,
 };
-use crate::delivery::{self, Message};
+use crate::delivery::{self};
 use crate::domain::subscription::TRANSPORT_WEBHOOK;
-use crate::domain::{
-    catalog, to_micros, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus,
-};
-use crate::{signing, App, Error, Result};
+use crate::domain::{catalog, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::{App, Error, Result};
 
 /// Longest accepted `contactEmail`.
 pub const MAX_CONTACT_EMAIL_LEN: usize = 512;
@@ -124,20 +122,9 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
     if app.store.get_subscription(org, id).await?.is_some() {
         return Err(Error::Duplicate(format!("a subscription with uuid {id} already exists")));
     }
-    let now = to_micros(app.clock.now());
     let subscription = Subscription {
-        organization: org,
-        id,
-        dialect: Dialect::Zettle,
-        transport: TRANSPORT_WEBHOOK.to_owned(),
-        event_names,
-        destination,
         contact_email: Some(contact_email),
-        status: SubscriptionStatus::Active,
-        failing_since: None,
-        signing_key: signing::generate_signing_key(),
-        created_at: now,
-        updated_at: now,
+        ..Subscription::new(org, id, Dialect::Zettle, event_names, &destination, app.clock.now())
     };
     check_destination(app, &subscription).await?;
     app.store.create_subscription(&subscription).await?;
@@ -347,20 +334,9 @@ fn check_scopes(key: &ApiKey, event_names: &[String]) -> Result<()> {
 /// `TestMessage` in the Zettle envelope, exactly as deliveries will look. Unreachable → 400,
 /// a non-2xx answer → 500 (the seed's codes).
 async fn check_destination(app: &App, subscription: &Subscription) -> Result<()> {
-    let message_id = Uuid::new_v4().to_string();
     // The payload Zettle documents for its test message: receivers without a key yet (they get
     // it in this very response) accept an unsigned test by exactly this payload.
-    let payload = TEST_PAYLOAD;
-    let message = Message {
-        message_uuid: Uuid::new_v4(),
-        message_id: &message_id,
-        event_name: TEST_EVENT_NAME,
-        payload,
-        published_at: app.clock.now(),
-        timestamp: app.clock.now(),
-    };
-    let webhook = delivery::build(subscription, &message);
-    let attempt = delivery::send(&app.http, app.destinations, &subscription.destination, &webhook).await;
+    let attempt = delivery::probe(app, subscription, TEST_EVENT_NAME, TEST_PAYLOAD).await;
     if attempt.succeeded() {
         return Ok(());
     }

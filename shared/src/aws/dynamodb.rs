@@ -30,7 +30,8 @@ use uuid::Uuid;
 use super::sdk_error;
 use crate::delivery::ATTEMPT_RETENTION;
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use crate::ports::{AttemptRecord, PublishRecord, Store, StoreGroup};
+use crate::domain::{AttemptRecord, PublishRecord, StoreGroup};
+use crate::ports::Store;
 use crate::{Error, Result};
 
 /// The GSI fan-out and key listing use.

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ports::{DeliveryJob, PublishLog, PublishRecord, Queue};
+use crate::domain::{DeliveryJob, PublishRecord};
+use crate::ports::{PublishLog, Queue};
 use crate::{Error, Result};
 
 /// Publishing on AWS, where the claim (DynamoDB) and the jobs (SQS) cannot share a transaction:

@@ -14,7 +14,8 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::sdk_error;
-use crate::ports::{DeliveryJob, Queue, ReceivedJob};
+use crate::domain::DeliveryJob;
+use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
 
 /// SQS's limits.

@@ -2,8 +2,9 @@
 //! or it gets disabled, at most one per subscription per window however many messages fail.
 
 use crate::delivery::Attempt;
+use crate::domain::DeliveryJob;
 use crate::domain::{utc_timestamp, Subscription};
-use crate::ports::{DeliveryJob, Email};
+use crate::ports::Email;
 use crate::App;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use std::time::Duration;
 pub use schedule::RetrySchedule;
 pub use webhook::{build, message_uuid, send, Attempt, Message, Webhook};
 
+use crate::domain::AttemptRecord;
 use crate::domain::{OrganizationId, SubscriptionStatus};
-use crate::ports::{AttemptRecord, ReceivedJob};
+use crate::ports::ReceivedJob;
 use crate::{App, Error, Result};
 
 /// How deliveries behave; the defaults are the documented ones.
@@ -68,6 +69,23 @@ impl Disposition {
     pub fn is_finished(&self) -> bool {
         !matches!(self, Disposition::NotYetDue)
     }
+}
+
+/// Sends one signed message that is no delivery (no job, no attempt recorded) to a
+/// subscription's destination, exactly as deliveries will look: the check a dialect makes before
+/// it stores a subscription (Zettle's `TestMessage`, Metro's `test_connection`).
+pub async fn probe(app: &App, subscription: &crate::domain::Subscription, event_name: &str, payload: &str) -> Attempt {
+    let now = app.clock.now();
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let message = Message {
+        message_uuid: uuid::Uuid::new_v4(),
+        message_id: &message_id,
+        event_name,
+        payload,
+        published_at: now,
+        timestamp: now,
+    };
+    send(&app.http, app.destinations, &subscription.destination, &build(subscription, &message)).await
 }
 
 /// Processes received jobs, up to `concurrency` at once, and records all their attempts in

@@ -190,23 +190,10 @@ pub fn message_uuid(organization: OrganizationId, subscription: Uuid, message_id
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SubscriptionStatus;
 
     fn subscription() -> Subscription {
-        Subscription {
-            organization: OrganizationId(Uuid::nil()),
-            id: Uuid::nil(),
-            dialect: Dialect::Zettle,
-            transport: "WEBHOOK".into(),
-            event_names: vec![],
-            destination: "https://example.com".into(),
-            contact_email: Some("ops@example.com".into()),
-            status: SubscriptionStatus::Active,
-            failing_since: None,
-            signing_key: "k".repeat(64),
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-        }
+        let org = OrganizationId(Uuid::nil());
+        Subscription::new(org, Uuid::nil(), Dialect::Zettle, vec![], "https://example.com", OffsetDateTime::UNIX_EPOCH)
     }
 
     #[test]

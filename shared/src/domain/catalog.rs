@@ -198,20 +198,16 @@ mod tests {
     }
 
     fn subscription(dialect: Dialect, events: &[&str]) -> Subscription {
-        Subscription {
-            organization: crate::domain::OrganizationId(uuid::Uuid::nil()),
-            id: uuid::Uuid::nil(),
+        let events = events.iter().map(|e| e.to_string()).collect();
+        let org = crate::domain::OrganizationId(uuid::Uuid::nil());
+        Subscription::new(
+            org,
+            uuid::Uuid::nil(),
             dialect,
-            transport: "WEBHOOK".into(),
-            event_names: events.iter().map(|e| e.to_string()).collect(),
-            destination: "https://example.com".into(),
-            contact_email: Some("ops@example.com".into()),
-            status: crate::domain::SubscriptionStatus::Active,
-            failing_since: None,
-            signing_key: "k".repeat(64),
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            updated_at: time::OffsetDateTime::UNIX_EPOCH,
-        }
+            events,
+            "https://example.com",
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
     }
 
     #[test]

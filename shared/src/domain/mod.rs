@@ -3,12 +3,14 @@
 
 pub mod api_key;
 pub mod catalog;
+pub mod message;
 pub mod organization;
 pub mod subscription;
 
 pub use api_key::{ApiKey, NewApiKey, Scope};
 pub use catalog::{EventDefinition, ScopeRequirement, CATALOG};
-pub use organization::OrganizationId;
+pub use message::{AttemptRecord, DeliveryJob, PublishRecord};
+pub use organization::{OrganizationId, StoreGroup};
 pub use subscription::{Dialect, Subscription, SubscriptionStatus};
 
 use time::format_description::well_known::Rfc3339;

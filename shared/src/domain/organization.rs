@@ -23,3 +23,11 @@ impl FromStr for OrganizationId {
         Uuid::parse_str(s).map(OrganizationId).map_err(|_| format!("{s:?} is not an organization UUID"))
     }
 }
+
+/// A named set of organizations (Lagerkoll store groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreGroup {
+    pub name: String,
+    /// Sorted.
+    pub members: Vec<OrganizationId>,
+}

@@ -114,6 +114,34 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A new, active webhook subscription with a fresh signing key and no contact, created `now`
+    /// (kept to the microsecond, as stored).
+    pub fn new(
+        organization: OrganizationId,
+        id: Uuid,
+        dialect: Dialect,
+        event_names: Vec<String>,
+        destination: &str,
+        now: OffsetDateTime,
+    ) -> Subscription {
+        let now = super::to_micros(now);
+        Subscription {
+            organization,
+            id,
+            dialect,
+            transport: TRANSPORT_WEBHOOK.to_owned(),
+            event_names,
+            // Kept as the client wrote it (less surrounding blanks), so it reads back unchanged.
+            destination: destination.trim().to_owned(),
+            contact_email: None,
+            status: SubscriptionStatus::Active,
+            failing_since: None,
+            signing_key: crate::signing::generate_signing_key(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Whether an event with this name is delivered to this subscription (explicit match or
     /// all-events subscription).
     pub fn wants(&self, event_name: &str) -> bool {

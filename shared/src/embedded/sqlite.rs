@@ -15,9 +15,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use crate::ports::{
-    AttemptRecord, Clock, DeliveryJob, PublishLog, PublishRecord, Queue, ReceivedJob, Store, StoreGroup,
-};
+use crate::domain::{AttemptRecord, DeliveryJob, PublishRecord, StoreGroup};
+use crate::ports::{Clock, PublishLog, Queue, ReceivedJob, Store};
 use crate::{Error, Result};
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
@@ -878,7 +877,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_purge_deletes_only_what_is_past_its_retention_and_at_most_the_limit_per_kind() {
-        use crate::ports::{PublishLog, PublishRecord, Store};
+        use crate::domain::PublishRecord;
+        use crate::ports::{PublishLog, Store};
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(&SqliteBackend::file_in(dir.path()), Arc::new(SystemClock)).unwrap();
         let now = OffsetDateTime::now_utc();

@@ -1,0 +1,143 @@
+//! Published messages and the delivery jobs they become: the records publishing writes, the
+//! queue carries and the log keeps.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::OrganizationId;
+
+/// How long published messages are kept for replay (and repeats answered).
+pub const MESSAGE_RETENTION: time::Duration = time::Duration::days(7);
+/// Payloads up to this size travel inside the queue message; larger ones are read from the
+/// stored message at delivery time (SQS messages and batches have size limits).
+pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
+
+/// A published message and the answer its publish got. Kept until `expires_at`, so a
+/// repeated message id gets the same answer and past messages can be replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRecord {
+    pub organization: OrganizationId,
+    pub message_id: String,
+    pub event_name: String,
+    /// The event JSON, exactly as published.
+    pub payload: String,
+    /// How many subscriptions the message reached.
+    pub subscriptions: u32,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl PublishRecord {
+    /// A message published `now` to `subscriptions` subscriptions, kept [`MESSAGE_RETENTION`].
+    pub fn new(
+        organization: OrganizationId,
+        message_id: &str,
+        event_name: &str,
+        payload: &str,
+        subscriptions: u32,
+        now: OffsetDateTime,
+    ) -> PublishRecord {
+        PublishRecord {
+            organization,
+            message_id: message_id.to_owned(),
+            event_name: event_name.to_owned(),
+            payload: payload.to_owned(),
+            subscriptions,
+            created_at: now,
+            expires_at: now + MESSAGE_RETENTION,
+        }
+    }
+}
+
+/// One delivery of one message to one subscription: the unit the queue carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryJob {
+    pub message_id: String,
+    pub organization: OrganizationId,
+    pub subscription_id: Uuid,
+    pub event_name: String,
+    /// The event's JSON, exactly as published; `None` when it is too large for the queue and
+    /// is read from the message's [`PublishRecord`] instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub published_at: OffsetDateTime,
+    /// Attempts already made. The job carries its own count, so a receive that made no request
+    /// (Lambda throttling, a crash, a put-off) never uses up an attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Not to be attempted before this time (waits longer than the queue's own delay limit).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl DeliveryJob {
+    /// The first delivery of `message` to one subscription; the payload travels inline up to
+    /// [`INLINE_PAYLOAD_LIMIT`].
+    pub fn new(message: &PublishRecord, subscription_id: Uuid) -> DeliveryJob {
+        DeliveryJob {
+            message_id: message.message_id.clone(),
+            organization: message.organization,
+            subscription_id,
+            event_name: message.event_name.clone(),
+            payload: (message.payload.len() <= INLINE_PAYLOAD_LIMIT).then(|| message.payload.clone()),
+            published_at: message.created_at,
+            attempts: 0,
+            not_before: None,
+        }
+    }
+
+    /// The same job, for its next attempt after one more failed, not before `not_before`.
+    pub fn next_attempt(&self, not_before: Option<OffsetDateTime>) -> DeliveryJob {
+        DeliveryJob { attempts: self.attempts + 1, not_before, ..self.clone() }
+    }
+
+    /// The same job with its attempts forgotten (a replayed dead letter).
+    pub fn fresh(&self) -> DeliveryJob {
+        DeliveryJob { attempts: 0, not_before: None, ..self.clone() }
+    }
+}
+
+/// One delivery attempt, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub organization: OrganizationId,
+    pub subscription_id: Uuid,
+    pub message_id: String,
+    pub event_name: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The destination's HTTP status, if it answered.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the response body.
+    pub response_excerpt: String,
+    /// Why there was no answer.
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_carries_its_payload_inline_up_to_the_limit() {
+        let org = OrganizationId(Uuid::nil());
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let small = PublishRecord::new(org, "m", "ProductCreated", &"x".repeat(INLINE_PAYLOAD_LIMIT), 1, now);
+        let large = PublishRecord::new(org, "m", "ProductCreated", &"x".repeat(INLINE_PAYLOAD_LIMIT + 1), 1, now);
+        assert!(DeliveryJob::new(&small, Uuid::nil()).payload.is_some());
+        assert!(DeliveryJob::new(&large, Uuid::nil()).payload.is_none());
+        assert_eq!(small.expires_at, now + MESSAGE_RETENTION);
+        assert_eq!(DeliveryJob::new(&small, Uuid::nil()).published_at, now);
+    }
+}
