@@ -1,5 +1,5 @@
 //! The one error type of the core. Each dialect maps it to its own status codes and error body
-//! in one place (`api::<dialect>::error_response`).
+//! in one place (`dialect::<dialect>::errors`).
 
 use std::fmt;
 
@@ -23,7 +23,7 @@ pub enum Error {
     MessageNotFound(String),
     /// The path exists but not for this method.
     #[error("method not allowed; allowed: {allow}")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     /// The request is malformed: bad JSON, a wrong type, an unknown field, a missing identifier.
     #[error("{message}")]
     BadRequest { field: Field, message: String },

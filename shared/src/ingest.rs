@@ -38,7 +38,7 @@ pub async fn publish(
     // invalid one refused naming the field.
     let normalised;
     let payload = if event.payload == PayloadKind::Purchase {
-        normalised = crate::purchase::normalise(payload).map_err(|e| crate::Error::Unprocessable {
+        normalised = crate::dialect::zettle::purchase::normalise(payload).map_err(|e| crate::Error::Unprocessable {
             field: Some(if e.field == "payload" { e.field.clone() } else { format!("payload.{}", e.field) }),
             message: format!("the purchase is not valid: {}", e.message),
         })?;

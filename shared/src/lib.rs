@@ -6,7 +6,8 @@
 //! - [`domain`]: subscriptions, the event catalog and its scopes, organizations, API keys.
 //! - [`ports`]: the store, queue, mailer and clock interfaces.
 //! - [`embedded`]: the adapters `tidings serve` runs on (one SQLite file, an `.eml` outbox).
-//! - [`api`]: the HTTP router shared by Lambda and the local server, with one module per dialect.
+//! - [`api`]: the HTTP router shared by Lambda and the local server: one route table.
+//! - [`dialect`]: Zettle Pusher, Metro Markets and Lagerkoll, one folder each.
 //! - [`destination`]: which destination URLs are allowed and the HTTP client that reaches them.
 //! - [`signing`]: signing keys and webhook signatures.
 //! - [`server`]: the local HTTP host for the router.
@@ -18,6 +19,7 @@ pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod destination;
+pub mod dialect;
 pub mod domain;
 pub mod embedded;
 pub mod error;
@@ -26,7 +28,6 @@ pub mod ingest;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
-pub mod purchase;
 pub mod server;
 pub mod signing;
 pub mod worker;

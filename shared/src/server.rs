@@ -158,7 +158,7 @@ async fn handle(
         Ok(bytes) => api::handle(app, http::Request::from_parts(parts, bytes)).await,
         // Over the limit, too slow, or the client went away mid-body.
         Err(err) => {
-            let mut response = api::error_response_for(parts.uri.path(), &err);
+            let mut response = api::error_response_for(&parts, &err);
             if matches!(err, Error::Timeout(_)) {
                 response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }

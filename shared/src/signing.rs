@@ -20,17 +20,22 @@ pub fn generate_signing_key() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), SIGNING_KEY_LEN)
 }
 
-fn mac(key: &[u8]) -> HmacSha256 {
+pub(crate) fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; this cannot fail.
     <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
-fn hmac_parts(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hmac_parts(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = mac(key);
     for part in parts {
         mac.update(part);
     }
     mac.finalize().into_bytes().to_vec()
+}
+
+/// Lowercase hex, the form of the Zettle and Metro signatures.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)).
@@ -67,67 +72,9 @@ pub fn verify_standard_webhooks(key: &[u8], id: &str, timestamp: i64, body: &[u8
     })
 }
 
-/// `X-iZettle-Signature`: lowercase hex HMAC-SHA256 keyed by the signing key over
-/// `timestamp + "." + payload`.
-pub fn zettle_signature(signing_key: &str, timestamp: &str, payload: &str) -> String {
-    let sig = hmac_parts(signing_key.as_bytes(), &[timestamp.as_bytes(), b".", payload.as_bytes()]);
-    sig.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Metro Markets' `x-signature`: lowercase hex HMAC-SHA256 keyed by the signing key over
-/// `x-timestamp + "." + body` (the exact body bytes).
-pub fn metro_signature(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
-    let sig = hmac_parts(signing_key.as_bytes(), &[timestamp.as_bytes(), b".", body]);
-    sig.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The signed text of a Metro API client's request: `METHOD\nURI\nBODY\nTIMESTAMP`.
-fn metro_request_parts<'a>(method: &'a str, uri: &'a str, body: &'a [u8], timestamp: &'a str) -> [&'a [u8]; 7] {
-    [method.as_bytes(), b"\n", uri.as_bytes(), b"\n", body, b"\n", timestamp.as_bytes()]
-}
-
-/// Checks a Metro client's `X-Signature` (base64 HMAC-SHA256 keyed by the client secret over
-/// `METHOD\nURI\nBODY\nTIMESTAMP`) in constant time.
-pub fn verify_metro_request(
-    client_secret: &str,
-    method: &str,
-    uri: &str,
-    body: &[u8],
-    timestamp: &str,
-    signature: &str,
-) -> bool {
-    let Ok(candidate) = BASE64.decode(signature.trim()) else { return false };
-    let mut mac = mac(client_secret.as_bytes());
-    for part in metro_request_parts(method, uri, body, timestamp) {
-        mac.update(part);
-    }
-    mac.verify_slice(&candidate).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A Metro API client's `X-Signature`, as the client computes it.
-    fn metro_request_signature(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str) -> String {
-        BASE64.encode(hmac_parts(client_secret.as_bytes(), &metro_request_parts(method, uri, body, timestamp)))
-    }
-
-    #[test]
-    fn metro_request_signatures_verify_and_catch_any_change() {
-        let sig = metro_request_signature("tds_secret", "POST", "/openapi/v1/subscriptions", b"{}", "1700000000");
-        assert!(verify_metro_request("tds_secret", "POST", "/openapi/v1/subscriptions", b"{}", "1700000000", &sig));
-        for (secret, method, uri, body, ts) in [
-            ("tds_other", "POST", "/openapi/v1/subscriptions", &b"{}"[..], "1700000000"),
-            ("tds_secret", "GET", "/openapi/v1/subscriptions", b"{}", "1700000000"),
-            ("tds_secret", "POST", "/openapi/v1/subscriptions/x", b"{}", "1700000000"),
-            ("tds_secret", "POST", "/openapi/v1/subscriptions", b"{ }", "1700000000"),
-            ("tds_secret", "POST", "/openapi/v1/subscriptions", b"{}", "1700000001"),
-        ] {
-            assert!(!verify_metro_request(secret, method, uri, body, ts, &sig), "{method} {uri} {ts}");
-        }
-        assert!(!verify_metro_request("tds_secret", "POST", "/openapi/v1/subscriptions", b"{}", "1700000000", "%%"));
-    }
 
     #[test]
     fn signing_keys_are_64_alphanumerics_and_differ() {
@@ -159,22 +106,6 @@ mod tests {
     fn whsec_secret_round_trips_the_signing_key() {
         let key = generate_signing_key();
         assert_eq!(key_bytes(&standard_webhooks_secret(&key)).unwrap(), key.as_bytes());
-    }
-
-    #[test]
-    fn zettle_signature_is_lowercase_hex_hmac() {
-        // The signature equals an HMAC of the joined string, and the HMAC itself matches the
-        // well-known "quick brown fox" vector.
-        let sig = zettle_signature("key", "2021-03-29T16:31:47.087Z", "{\"a\":1}");
-        assert_eq!(sig.len(), 64);
-        assert!(sig.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
-        let joined = hmac_parts(b"key", &[b"2021-03-29T16:31:47.087Z.{\"a\":1}"]);
-        assert_eq!(sig, joined.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let fox = hmac_parts(b"key", &[b"The quick brown fox jumps over the lazy dog"]);
-        assert_eq!(
-            fox.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
     }
 }
 
@@ -266,7 +197,7 @@ mod verify_tests {
         let key = generate_signing_key();
         let body = br#"{"timestamp":"2026-11-23T18:00:00Z","payload":"{\"a\":1}"}"#;
         let sw = standard_webhooks_signature(key.as_bytes(), "msg_1", 1_800_000_000, body);
-        let zettle = zettle_signature(&key, "2026-11-23T18:00:00Z", "{\"a\":1}");
+        let zettle = crate::dialect::zettle::signature(&key, "2026-11-23T18:00:00Z", "{\"a\":1}");
         let h = headers(&[
             ("webhook-id", "msg_1"),
             ("webhook-timestamp", "1800000000"),

@@ -470,7 +470,7 @@ async fn strangers_write_nothing_and_spend_no_stores_quota() {
     assert_eq!(counted_windows(stack.data_dir()), 1);
 }
 
-const REQUESTS: usize = tidings::api::lagerkoll::REQUESTS_PER_MINUTE as usize;
+const REQUESTS: usize = tidings::dialect::lagerkoll::REQUESTS_PER_MINUTE as usize;
 
 /// The store id is counted in its canonical form: an upper-case spelling is the same store.
 #[tokio::test]

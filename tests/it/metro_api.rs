@@ -79,7 +79,7 @@ fn invalid_names(body: &Value) -> Vec<String> {
 }
 
 fn verify_metro_signature(request: &Received, signing_key: &str) {
-    let expected = signing::metro_signature(signing_key, &request.header("x-timestamp"), &request.body);
+    let expected = tidings::dialect::metro::signature(signing_key, &request.header("x-timestamp"), &request.body);
     assert_eq!(request.header("x-signature"), expected);
     let ts: i64 = request.header("x-timestamp").parse().unwrap();
     assert!((time::OffsetDateTime::now_utc().unix_timestamp() - ts).abs() < 60);

@@ -115,7 +115,7 @@ impl ShopPlugin {
             };
             let Some(signature) = request.exact("X-iZettle-Signature") else { return 200 };
             let timestamp = envelope["timestamp"].as_str().unwrap_or_default();
-            if tidings::signing::zettle_signature(&key, timestamp, payload) != signature {
+            if tidings::dialect::zettle::signature(&key, timestamp, payload) != signature {
                 return 401;
             }
             handled.lock().unwrap().push(envelope["messageId"].as_str().unwrap_or_default().to_owned());

@@ -192,7 +192,10 @@ async fn create_checks_the_destination_with_a_signed_test_message() {
     assert_eq!(envelope["organizationUuid"], w.org.to_string());
     let payload = envelope["payload"].as_str().unwrap();
     let timestamp = envelope["timestamp"].as_str().unwrap();
-    assert_eq!(test.header("x-izettle-signature"), signing::zettle_signature(&signing_key, timestamp, payload));
+    assert_eq!(
+        test.header("x-izettle-signature"),
+        tidings::dialect::zettle::signature(&signing_key, timestamp, payload)
+    );
     assert!(signing::verify_standard_webhooks(
         signing_key.as_bytes(),
         &test.header("webhook-id"),

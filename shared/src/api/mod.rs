@@ -1,25 +1,122 @@
 //! The HTTP router every host shares: a plain async function from `http::Request` to
 //! `http::Response`. The Lambda binaries wrap it with `lambda_http`; `tidings serve` wraps it
 //! with a local HTTP server ([`crate::server`]).
+//!
+//! Routing happens once, here, from one table: every dialect's routes (`crate::dialect`), the
+//! producer route (`publish`) and the operators' routes (`operations`). A route names its
+//! method, its path (`{name}` captures a segment) and its handler; the group it belongs to names
+//! how requests authenticate and which error body they get. Handlers receive the authenticated
+//! key and the captured segments.
 
-pub mod lagerkoll;
-pub mod metro;
 pub mod operations;
-pub mod zettle;
+pub mod publish;
+pub mod request;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use http::Method;
 use tracing::Instrument;
 
+pub use request::{json_response, MAX_JSON_DEPTH};
+
 use crate::app::MAX_BODY_BYTES;
-use crate::domain::api_key::hash_secret;
-use crate::domain::{ApiKey, OrganizationId};
+use crate::dialect;
+use crate::domain::{ApiKey, Dialect};
 use crate::{App, Error, Result};
 
 pub type Request = http::Request<Bytes>;
 pub type Response = http::Response<Bytes>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a handler is given: the request, its authenticated key and the path's captures.
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub request: &'a Request,
+    pub key: ApiKey,
+    captures: Vec<(&'static str, &'a str)>,
+}
+
+impl<'a> Call<'a> {
+    /// The path segment the route's `{name}` captured.
+    pub fn param(&self, name: &str) -> &'a str {
+        self.captures.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v)
+    }
+}
+
+pub type Handler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
+/// How a group's requests prove who they are (and, for Lagerkoll, count against its limit).
+pub type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
+
+/// One method on one path.
+pub struct Route {
+    pub method: Method,
+    /// Segments without the leading slash; `{name}` captures one.
+    pub path: &'static str,
+    pub handler: Handler,
+    /// Whether it queues deliveries: on AWS such routes run in the ingest function, whose role
+    /// may send to the delivery queue.
+    pub queues_deliveries: bool,
+    /// Named in `Allow` when another method is refused. False for a route that exists only to
+    /// give the seed's answer to a method the path does not support.
+    pub listed: bool,
+}
+
+impl Route {
+    pub const fn new(method: Method, path: &'static str, handler: Handler) -> Route {
+        Route { method, path, handler, queues_deliveries: false, listed: true }
+    }
+
+    /// A route that queues deliveries.
+    pub const fn queueing(method: Method, path: &'static str, handler: Handler) -> Route {
+        Route { method, path, handler, queues_deliveries: true, listed: true }
+    }
+
+    /// A route left out of `Allow`.
+    pub const fn unlisted(method: Method, path: &'static str, handler: Handler) -> Route {
+        Route { method, path, handler, queues_deliveries: false, listed: false }
+    }
+
+    /// Whether both routes have one path (whatever their captures are called).
+    fn same_path(&self, other: &Route) -> bool {
+        let shape = |path: &'static str| path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s });
+        shape(self.path).eq(shape(other.path))
+    }
+
+    /// The captures of `segments` if this route's path matches them.
+    fn captures<'a>(&self, segments: &[&'a str]) -> Option<Vec<(&'static str, &'a str)>> {
+        let pattern: Vec<&'static str> = self.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut captures = Vec::new();
+        for (want, got) in pattern.into_iter().zip(segments) {
+            match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                Some(name) if !got.is_empty() => captures.push((name, *got)),
+                None if want == *got => {}
+                _ => return None,
+            }
+        }
+        Some(captures)
+    }
+}
+
+/// Routes that authenticate alike and answer errors in one dialect's body.
+pub struct RouteGroup {
+    pub dialect: Dialect,
+    pub routes: &'static [Route],
+}
+
+/// The table: the producer and operator routes (Zettle-shaped, under `/organizations`), then
+/// each dialect's own.
+static TABLE: LazyLock<Vec<(Dialect, &'static Route)>> = LazyLock::new(|| {
+    let groups = [&publish::ROUTES, &operations::ROUTES]
+        .into_iter()
+        .chain(dialect::ALL.iter().map(|d| &dialect::spec(*d).routes));
+    groups.flat_map(|group| group.routes.iter().map(move |route| (group.dialect, route))).collect()
+});
 
 /// Which routes a host serves. `tidings serve` serves all; on AWS the routes that queue
 /// deliveries (publish, Lagerkoll's execute, replay) run in the ingest function, whose role may
@@ -34,46 +131,35 @@ pub enum Routes {
 }
 
 impl Routes {
-    /// Whether a request for `segments` (the path's, without slashes) by `method` is served here.
-    pub fn serves(self, method: &http::Method, segments: &[&str]) -> bool {
-        let queues_deliveries = match segments {
-            ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "replay"] => true,
-            ["v1", "webhooks", guid] => method == http::Method::POST && !guid.is_empty(),
-            _ => false,
-        };
+    /// Whether this host serves `route`.
+    pub fn serves(self, route: &Route) -> bool {
         match self {
             Routes::All => true,
-            Routes::Subscriptions => !queues_deliveries,
-            Routes::Ingest => queues_deliveries,
+            Routes::Subscriptions => !route.queues_deliveries,
+            Routes::Ingest => route.queues_deliveries,
         }
     }
 }
 
-/// Routes a request to its dialect (every route: the local host).
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/').split('/').collect()
+}
+
+/// Routes a request (every route: the local host).
 pub async fn handle(app: &App, request: Request) -> Response {
     handle_routes(app, Routes::All, request).await
 }
 
-/// Routes a request to its dialect if this host serves it; otherwise the dialect's 404.
+/// Routes a request if this host serves it; otherwise the dialect's 404.
 pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", method = %request.method(), path = %path);
     async move {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let response = if request.body().len() > MAX_BODY_BYTES {
-            error_response_for(request.uri().path(), &Error::PayloadTooLarge { limit: MAX_BODY_BYTES })
-        } else if !routes.serves(request.method(), &segments) {
-            error_response_for(&path, &Error::NotFound(format!("no route for {} {path} here", request.method())))
-        } else {
-            match segments.as_slice() {
-                ["organizations", _, "events"] | ["organizations", _, "subscriptions", _, "attempts" | "replay"] => {
-                    operations::handle(app, request, &segments).await
-                }
-                ["organizations", ..] => zettle::handle(app, request, &segments).await,
-                ["openapi", "v1", "subscriptions", ..] => metro::handle(app, request, &segments).await,
-                ["v1", "webhooks", ..] => lagerkoll::handle(app, request, &segments).await,
-                _ => zettle::error_response(&Error::NotFound(format!("no route for {path}"))),
-            }
+        let segments = segments(&path);
+        let dialect = owner(&segments);
+        let response = match dispatch(app, routes, &request, &segments).await {
+            Ok(response) => response,
+            Err(err) => (dialect::spec(dialect).error_response)(&err, request.headers()),
         };
         tracing::info!(status = response.status().as_u16(), "handled");
         response
@@ -82,222 +168,69 @@ pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Respo
     .await
 }
 
-/// An error in the error format of the dialect that owns `path` (Zettle's by default).
-pub fn error_response_for(path: &str, err: &Error) -> Response {
-    let path = path.trim_start_matches('/');
-    if path.starts_with("openapi/v1/subscriptions") {
-        metro::error_response(err)
-    } else if path.starts_with("v1/webhooks") {
-        lagerkoll::error_response(err)
-    } else {
-        zettle::error_response(err)
+async fn dispatch(app: &App, routes: Routes, request: &Request, segments: &[&str]) -> Result<Response> {
+    if request.body().len() > MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
-}
-
-/// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
-    authenticate_with(app, headers, None).await
-}
-
-/// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).
-pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Option<&str>) -> Result<ApiKey> {
-    let plain = key_header.and_then(|name| headers.get(name)).and_then(|v| v.to_str().ok()).map(str::trim);
-    let token = match (headers.get(header::AUTHORIZATION), plain) {
-        (None, Some(token)) if !token.is_empty() => token,
-        (None, _) => {
-            return Err(Error::Unauthenticated(
-                "authentication information is missing: send Authorization: Bearer <api key>".into(),
-            ))
-        }
-        (Some(value), _) => {
-            let value = value
-                .to_str()
-                .map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
-            match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                    token.trim()
-                }
-                _ => {
-                    return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into()))
-                }
-            }
-        }
+    let path = request.uri().path();
+    let no_route = || Error::NotFound(format!("no route for {} {path}", request.method()));
+    // The first path that matches decides; its methods are the ones allowed.
+    let mut matches = TABLE.iter().filter_map(|(dialect, route)| Some((*dialect, *route, route.captures(segments)?)));
+    let Some((dialect, first, _)) = matches.next() else { return Err(no_route()) };
+    let same_path: Vec<_> = std::iter::once(first)
+        .chain(TABLE.iter().map(|(_, r)| *r).filter(|r| r.same_path(first) && !std::ptr::eq(*r, first)))
+        .collect();
+    let route = same_path.iter().find(|r| r.method == request.method());
+    if route.is_some_and(|r| !routes.serves(r)) {
+        return Err(Error::NotFound(format!("no route for {} {path} here", request.method())));
+    }
+    let key = (dialect::spec(dialect).authenticate)(app, request).await?;
+    let Some(route) = route else {
+        let allow: Vec<&str> = same_path.iter().filter(|r| r.listed).map(|r| r.method.as_str()).collect();
+        return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
-    let key = app
-        .store
-        .find_api_key_by_hash(&hash_secret(token))
-        .await?
-        .ok_or_else(|| Error::Unauthenticated("the API key is invalid".into()))?;
-    if key.revoked_at.is_some() {
-        return Err(Error::Unauthenticated("the API key has been revoked".into()));
-    }
-    if !key.is_usable_at(app.clock.now()) {
-        return Err(Error::Unauthenticated("the API key has expired".into()));
-    }
-    Ok(key)
+    let captures = route.captures(segments).unwrap_or_default();
+    (route.handler)(Call { app, request, key, captures }).await
 }
 
-/// Writes of one subscription that race are retried this often before giving up.
-const UPDATE_ROUNDS: usize = 8;
-
-/// Applies `change` to `current` and stores it without losing a concurrent write: when another
-/// update landed since `current` was read, the subscription is read again and `change` applied
-/// to that (so only the fields a request sent change). Returns what was stored.
-pub async fn modify_subscription(
-    app: &App,
-    mut current: crate::domain::Subscription,
-    change: impl Fn(&mut crate::domain::Subscription),
-) -> Result<crate::domain::Subscription> {
-    for _ in 0..UPDATE_ROUNDS {
-        let read_version = current.updated_at;
-        let mut next = current.clone();
-        change(&mut next);
-        // Every write is a new version, even within one clock tick.
-        next.updated_at = crate::domain::to_micros(app.clock.now()).max(read_version + time::Duration::microseconds(1));
-        if app.store.update_subscription(&next, read_version).await? {
-            return Ok(next);
-        }
-        current = app
-            .store
-            .get_subscription(current.organization, current.id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", current.id)))?;
-    }
-    Err(Error::Unavailable("the subscription is being changed by other requests; try again".into()))
+/// The dialect whose error body a path gets: the owner of the routes sharing the most leading
+/// segments with it (Zettle's when none do).
+fn owner(segments: &[&str]) -> Dialect {
+    let shared = |route: &Route| {
+        route.path.split('/').zip(segments).take_while(|(want, got)| want.starts_with('{') || want == *got).count()
+    };
+    TABLE
+        .iter()
+        .map(|(dialect, route)| (shared(route), *dialect))
+        .filter(|(n, _)| *n > 0)
+        .max_by_key(|(n, _)| *n)
+        .map_or(Dialect::Zettle, |(_, dialect)| dialect)
 }
 
-/// The organization a path names: `self` is the key's own; another organization is not found
-/// (tenants never learn of each other).
-pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {
-    if path_org == "self" {
-        return Ok(key.organization);
-    }
-    match path_org.parse::<OrganizationId>() {
-        Ok(org) if org == key.organization => Ok(org),
-        _ => Err(Error::NotFound(format!("organization {path_org} not found"))),
-    }
-}
-
-/// Parses a body that must be one JSON object.
-pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::bad_request(None, "the request body must be a JSON object"));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::bad_request(None, "the request body must be a JSON object")),
-        Err(e) => Err(Error::bad_request(None, format!("the request body is not valid JSON: {e}"))),
-    }
-}
-
-/// How deeply JSON bodies may nest (objects and arrays, the outermost included): serde_json's
-/// limit for parsed values, applied to raw payloads too.
-pub const MAX_JSON_DEPTH: usize = 127;
-
-/// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`], without parsing it.
-fn check_depth(body: &[u8]) -> Result<()> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(Error::bad_request(
-                        None,
-                        format!("the request body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"),
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Parses a body that must be one JSON object, keeping each field's exact bytes: for bodies
-/// that carry a payload to pass on untouched, parsed once.
-pub fn parse_raw_object(body: &[u8]) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::bad_request(None, "the request body must be a JSON object"));
-    }
-    // Raw values are skipped, not parsed, so serde_json's depth limit does not reach them.
-    check_depth(body)?;
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::bad_request(None, "the request body must be a JSON object"),
-        _ => Error::bad_request(None, format!("the request body is not valid JSON: {e}")),
-    })
-}
-
-/// Refuses fields the dialect does not define, naming the first one.
-pub fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
-    match keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(Error::BadRequest {
-            field: Some(unknown.clone()),
-            message: format!("unknown field {unknown:?}; allowed fields: {}", allowed.join(", ")),
-        }),
-        None => Ok(()),
-    }
-}
-
-pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
-    let mut response = http::Response::new(Bytes::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-pub fn empty_response(status: StatusCode) -> Response {
-    let mut response = http::Response::new(Bytes::new());
-    *response.status_mut() = status;
-    response
-}
-
-/// Counts one request of `client` in the current calendar minute, in the store (so every
-/// instance shares the count), and refuses it once the minute holds more than `limit`.
-pub(crate) async fn count_against_minute_limit(app: &App, client: &str, limit: u32) -> Result<()> {
-    let now = app.clock.now();
-    let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
-    let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
-    let hits = app.store.count_request(client, window_start, expires).await?;
-    if hits > limit {
-        let retry_after_secs = (window_start + 60 - now.unix_timestamp()).max(1) as u64;
-        return Err(Error::TooManyRequests {
-            message: format!("Too many requests: at most {limit} per minute; retry in {retry_after_secs} s"),
-            retry_after_secs,
-        });
-    }
-    Ok(())
+/// An error in the error format of the dialect that owns `path`.
+pub fn error_response_for(request: &http::request::Parts, err: &Error) -> Response {
+    (dialect::spec(owner(&segments(request.uri.path()))).error_response)(err, &request.headers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn nested(depth: usize) -> String {
-        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    #[test]
+    fn every_path_has_one_owner_by_its_leading_segments() {
+        assert_eq!(owner(&segments("/openapi/v1/subscriptions/x/y")), Dialect::Metro);
+        assert_eq!(owner(&segments("/v1/webhooks/a/b/c")), Dialect::Lagerkoll);
+        assert_eq!(owner(&segments("/organizations/self/nothing")), Dialect::Zettle);
+        assert_eq!(owner(&segments("/nowhere")), Dialect::Zettle);
     }
 
     #[test]
-    fn raw_bodies_nest_as_deep_as_parsed_ones() {
-        for depth in [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1] {
-            let body = format!(r#"{{"payload": {}}}"#, nested(depth - 1));
-            let parsed = serde_json::from_str::<Value>(&body).is_ok();
-            assert_eq!(parse_raw_object(body.as_bytes()).is_ok(), parsed, "depth {depth}");
-        }
-        // Brackets inside strings, escaped quotes included, are text.
-        let body = format!(r#"{{"payload": "\"{}"}}"#, nested(500));
-        assert!(parse_raw_object(body.as_bytes()).is_ok());
+    fn captures_bind_names_to_segments_and_literals_must_match() {
+        let route = &operations::ROUTES.routes[0];
+        assert_eq!(route.path, "organizations/{org}/subscriptions/{subscriptionUuid}/attempts");
+        let got = route.captures(&segments("/organizations/self/subscriptions/abc/attempts")).unwrap();
+        assert_eq!(got, vec![("org", "self"), ("subscriptionUuid", "abc")]);
+        assert!(route.captures(&segments("/organizations/self/subscriptions/abc/replay")).is_none());
+        assert!(route.captures(&segments("/organizations//subscriptions/abc/attempts")).is_none());
     }
 }

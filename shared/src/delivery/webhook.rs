@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::destination::{DestinationPolicy, HttpClient};
-use crate::domain::{utc_timestamp, Dialect, OrganizationId, Subscription};
+use crate::domain::{OrganizationId, Subscription};
 use crate::signing;
 
 /// How much of a response body is kept with an attempt.
@@ -36,81 +36,12 @@ pub struct Webhook {
     pub body: Vec<u8>,
 }
 
-/// The Zettle Pusher envelope: `payload` is the event JSON as a string.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ZettleEnvelope<'a> {
-    organization_uuid: String,
-    message_uuid: String,
-    event_name: &'a str,
-    message_id: &'a str,
-    payload: &'a str,
-    timestamp: &'a str,
-}
-
-/// The Metro Markets envelope: `payload` is the event JSON itself.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetroEnvelope<'a> {
-    message_id: &'a str,
-    event: &'a str,
-    payload: &'a serde_json::value::RawValue,
-    emitted_at: String,
-}
-
 /// Builds the signed request for `subscription` in its dialect.
 pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
-    let timestamp = utc_timestamp(message.timestamp);
+    let envelope = (crate::dialect::spec(subscription.dialect).envelope)(subscription, message);
+    let body = envelope.body;
     let mut headers = vec![("content-type", "application/json".to_owned())];
-    let body = match subscription.dialect {
-        Dialect::Zettle => {
-            let envelope = ZettleEnvelope {
-                organization_uuid: subscription.organization.to_string(),
-                message_uuid: message.message_uuid.to_string(),
-                event_name: message.event_name,
-                message_id: message.message_id,
-                payload: message.payload,
-                timestamp: &timestamp,
-            };
-            headers.push((
-                "x-izettle-signature",
-                signing::zettle_signature(&subscription.signing_key, &timestamp, message.payload),
-            ));
-            serde_json::to_vec(&envelope).expect("the envelope always serializes")
-        }
-        Dialect::Metro => {
-            // Published payloads are validated JSON; anything else travels as a JSON string.
-            let raw = serde_json::value::RawValue::from_string(message.payload.to_owned()).unwrap_or_else(|_| {
-                serde_json::value::to_raw_value(message.payload).expect("a string always serializes")
-            });
-            // The event as the subscription spells it (Metro clients use both spellings of some).
-            let event = subscription
-                .event_names
-                .first()
-                .filter(|chosen| crate::domain::catalog::find(message.event_name).is_some_and(|e| e.is_named(chosen)))
-                .map_or(message.event_name, String::as_str);
-            let envelope = MetroEnvelope {
-                message_id: message.message_id,
-                event,
-                payload: &raw,
-                emitted_at: utc_timestamp(message.published_at),
-            };
-            let body = serde_json::to_vec(&envelope).expect("the envelope always serializes");
-            let unix = message.timestamp.unix_timestamp().to_string();
-            headers.push(("x-client", subscription.organization.to_string()));
-            headers.push(("x-signature", signing::metro_signature(&subscription.signing_key, &unix, &body)));
-            headers.push(("x-timestamp", unix));
-            body
-        }
-        Dialect::Lagerkoll => {
-            // The executed body, as sent; the webhook and its feature in headers.
-            let feature = crate::domain::subscription::split_feature(message.event_name);
-            headers.push(("x-lagerkoll-guid", subscription.id.to_string()));
-            headers.push(("x-lagerkoll-feature-id", feature.0.to_owned()));
-            headers.push(("x-lagerkoll-feature-method", feature.1.to_owned()));
-            message.payload.as_bytes().to_vec()
-        }
-    };
+    headers.extend(envelope.headers);
     let webhook_id = message.message_uuid.to_string();
     let unix = message.timestamp.unix_timestamp();
     let signature = signing::standard_webhooks_signature(subscription.signing_key.as_bytes(), &webhook_id, unix, &body);
@@ -190,6 +121,7 @@ pub fn message_uuid(organization: OrganizationId, subscription: Uuid, message_id
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Dialect;
 
     fn subscription() -> Subscription {
         let org = OrganizationId(Uuid::nil());
@@ -225,7 +157,7 @@ mod tests {
         let header = |n: &str| hook.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
         assert_eq!(
             header("x-izettle-signature"),
-            signing::zettle_signature(&sub.signing_key, "2021-03-17T16:53:20Z", r#"{"uuid":"p"}"#)
+            crate::dialect::zettle::signature(&sub.signing_key, "2021-03-17T16:53:20Z", r#"{"uuid":"p"}"#)
         );
         assert!(signing::verify_standard_webhooks(
             sub.signing_key.as_bytes(),

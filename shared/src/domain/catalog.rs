@@ -47,65 +47,14 @@ impl EventDefinition {
     }
 }
 
-const fn event(name: &'static str, scope: Scope) -> EventDefinition {
-    EventDefinition {
-        name,
-        payload: PayloadKind::Json,
-        dialect: Dialect::Zettle,
-        requires: ScopeRequirement::Scope(scope),
-        delivered_to_all: false,
-        aliases: &[],
-    }
+/// Every event, of every dialect.
+pub fn all() -> impl Iterator<Item = &'static EventDefinition> {
+    crate::dialect::ALL.into_iter().flat_map(|d| crate::dialect::spec(d).events)
 }
-
-const fn lifecycle(name: &'static str) -> EventDefinition {
-    EventDefinition {
-        name,
-        payload: PayloadKind::Json,
-        dialect: Dialect::Zettle,
-        requires: ScopeRequirement::AnyScope,
-        delivered_to_all: true,
-        aliases: &[],
-    }
-}
-
-const fn purchase(name: &'static str) -> EventDefinition {
-    EventDefinition { payload: PayloadKind::Purchase, ..event(name, Scope::ReadPurchase) }
-}
-
-const fn metro(name: &'static str) -> EventDefinition {
-    EventDefinition {
-        name,
-        payload: PayloadKind::Json,
-        dialect: Dialect::Metro,
-        requires: ScopeRequirement::Scope(Scope::ReadOrder),
-        delivered_to_all: false,
-        aliases: &[],
-    }
-}
-
-/// The Zettle Pusher events, in the seed's order.
-pub const CATALOG: &[EventDefinition] = &[
-    purchase("PurchaseCreated"),
-    event("OrganizationUpdated", Scope::ReadUserinfo),
-    event("ProductCreated", Scope::ReadProduct),
-    event("ProductUpdated", Scope::ReadProduct),
-    event("ProductDeleted", Scope::ReadProduct),
-    event("InventoryBalanceChanged", Scope::ReadProduct),
-    event("InventoryTrackingStarted", Scope::ReadProduct),
-    event("InventoryTrackingStopped", Scope::ReadProduct),
-    lifecycle("ApplicationConnectionRemoved"),
-    lifecycle("PersonalAssertionDeleted"),
-    // Metro Markets order events.
-    metro("order_created"),
-    metro("order_line_shipped"),
-    // Seed 004 spells it both ways (its event list, its GET example), and so do clients.
-    EventDefinition { aliases: &["order_line_cancelled"], ..metro("order_line_canceled") },
-];
 
 /// An event by any of its spellings.
 pub fn find(name: &str) -> Option<&'static EventDefinition> {
-    CATALOG.iter().find(|e| e.is_named(name))
+    all().find(|e| e.is_named(name))
 }
 
 /// An event a subscription of `dialect` may name.
@@ -115,7 +64,7 @@ pub fn find_for(dialect: Dialect, name: &str) -> Option<&'static EventDefinition
 
 /// The events of one dialect, in catalog order.
 pub fn of(dialect: Dialect) -> impl Iterator<Item = &'static EventDefinition> {
-    CATALOG.iter().filter(move |e| e.dialect == dialect)
+    all().filter(move |e| e.dialect == dialect)
 }
 
 /// Whether a key holding `scopes` may subscribe to `event`.

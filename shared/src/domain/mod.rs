@@ -8,7 +8,7 @@ pub mod organization;
 pub mod subscription;
 
 pub use api_key::{ApiKey, NewApiKey, Scope};
-pub use catalog::{EventDefinition, ScopeRequirement, CATALOG};
+pub use catalog::{EventDefinition, ScopeRequirement};
 pub use message::{AttemptRecord, DeliveryJob, PublishRecord};
 pub use organization::{OrganizationId, StoreGroup};
 pub use subscription::{Dialect, Subscription, SubscriptionStatus};

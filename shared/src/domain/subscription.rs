@@ -19,23 +19,14 @@ pub enum Dialect {
 
 impl Dialect {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Zettle => "zettle",
-            Dialect::Metro => "metro",
-            Dialect::Lagerkoll => "lagerkoll",
-        }
+        crate::dialect::spec(self).name
     }
 }
 
 impl FromStr for Dialect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "zettle" => Ok(Dialect::Zettle),
-            "metro" => Ok(Dialect::Metro),
-            "lagerkoll" => Ok(Dialect::Lagerkoll),
-            other => Err(format!("unknown dialect {other:?}")),
-        }
+        crate::dialect::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| format!("unknown dialect {s:?}"))
     }
 }
 
@@ -148,16 +139,3 @@ impl Subscription {
         self.event_names.is_empty() || self.event_names.iter().any(|e| e == event_name)
     }
 }
-
-/// A Lagerkoll webhook's feature id and method, joined into its one event name with a control
-/// character neither side can contain in practice.
-pub fn feature_key(feature_id: &str, feature_method: &str) -> String {
-    format!("{feature_id}{FEATURE_SEPARATOR}{feature_method}")
-}
-
-/// The (feature id, method) of a Lagerkoll event name.
-pub fn split_feature(key: &str) -> (&str, &str) {
-    key.split_once(FEATURE_SEPARATOR).unwrap_or((key, ""))
-}
-
-const FEATURE_SEPARATOR: char = '\u{1f}';

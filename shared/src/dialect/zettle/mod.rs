@@ -7,15 +7,23 @@
 //! PUT without a subscription uuid is 405 and DELETE without one is 404.
 
 use email_address::EmailAddress;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{
-    authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization, Request,
-    Response,
+mod envelope;
+mod errors;
+mod events;
+pub mod purchase;
+
+pub use envelope::signature;
+
+use super::Spec;
+use crate::api::request::{
+    authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization,
 };
+use crate::api::{Call, Response, Route, RouteGroup};
 use crate::delivery::{self};
 use crate::domain::subscription::TRANSPORT_WEBHOOK;
 use crate::domain::{catalog, utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
@@ -61,39 +69,36 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
     }
 }
 
-pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response {
-    match route(app, &request, segments).await {
-        Ok(response) => response,
-        Err(err) => error_response(&err),
-    }
-}
+pub static SPEC: Spec = Spec {
+    name: "zettle",
+    events: events::EVENTS,
+    routes: RouteGroup {
+        dialect: Dialect::Zettle,
+        routes: &[
+            Route::new(Method::GET, COLLECTION, |call| Box::pin(list(call))),
+            Route::new(Method::POST, COLLECTION, |call| Box::pin(create(call))),
+            // The seed: DELETE without a subscription uuid is 404, not 405.
+            Route::unlisted(Method::DELETE, COLLECTION, |_| {
+                Box::pin(async { Err(Error::NotFound("the subscriptionUuid is missing in the request".into())) })
+            }),
+            Route::new(Method::PUT, ITEM, |call| Box::pin(update(call))),
+            Route::new(Method::DELETE, ITEM, |call| Box::pin(delete(call))),
+            Route::new(Method::PUT, ITEM_BY_UUID, |call| Box::pin(update(call))),
+            Route::new(Method::DELETE, ITEM_BY_UUID, |call| Box::pin(delete(call))),
+        ],
+    },
+    authenticate: |app, request| Box::pin(authenticate(app, request.headers())),
+    error_response: errors::error_response,
+    envelope: envelope::envelope,
+};
 
-async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
-    let key = authenticate(app, request.headers()).await?;
-    let method = request.method();
-    match segments {
-        ["organizations", org, "subscriptions"] => {
-            let org = resolve_organization(org, &key)?;
-            match *method {
-                Method::GET => list(app, &key, org).await,
-                Method::POST => create(app, &key, org, request.body()).await,
-                Method::DELETE => Err(Error::NotFound("the subscriptionUuid is missing in the request".into())),
-                _ => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
-            }
-        }
-        ["organizations", org, "subscriptions", id] | ["organizations", org, "subscriptions", "uuid", id] => {
-            let org = resolve_organization(org, &key)?;
-            match *method {
-                Method::PUT => update(app, &key, org, id, request.body()).await,
-                Method::DELETE => delete(app, &key, org, id).await,
-                _ => Err(Error::MethodNotAllowed { allow: "PUT, DELETE" }),
-            }
-        }
-        _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
-    }
-}
+const COLLECTION: &str = "organizations/{org}/subscriptions";
+const ITEM: &str = "organizations/{org}/subscriptions/{subscriptionUuid}";
+const ITEM_BY_UUID: &str = "organizations/{org}/subscriptions/uuid/{subscriptionUuid}";
 
-async fn list(app: &App, key: &ApiKey, org: OrganizationId) -> Result<Response> {
+async fn list(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let org = resolve_organization(call.param("org"), key)?;
     // Each API shows the subscriptions made through it, and a key only those it may manage.
     let subscriptions: Vec<Subscription> = app
         .store
@@ -106,8 +111,10 @@ async fn list(app: &App, key: &ApiKey, org: OrganizationId) -> Result<Response> 
     Ok(json_response(StatusCode::OK, &views))
 }
 
-async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Result<Response> {
-    let fields = parse_object(body)?;
+async fn create(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let org = resolve_organization(call.param("org"), key)?;
+    let fields = parse_object(call.request.body())?;
     reject_unknown_fields(fields.keys(), CREATE_FIELDS)?;
 
     let id = subscription_uuid(required_string(&fields, "uuid", Status::BadRequest)?)?;
@@ -132,8 +139,11 @@ async fn create(app: &App, key: &ApiKey, org: OrganizationId, body: &[u8]) -> Re
     Ok(json_response(StatusCode::OK, &SubscriptionView::from(&subscription)))
 }
 
-async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[u8]) -> Result<Response> {
-    let fields = parse_object(body)?;
+async fn update(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let org = resolve_organization(call.param("org"), key)?;
+    let id = call.param("subscriptionUuid");
+    let fields = parse_object(call.request.body())?;
     reject_unknown_fields(fields.keys(), UPDATE_FIELDS)?;
     let subscription = find(app, key, org, id).await?;
 
@@ -171,7 +181,10 @@ async fn update(app: &App, key: &ApiKey, org: OrganizationId, id: &str, body: &[
     Ok(empty_response(StatusCode::OK))
 }
 
-async fn delete(app: &App, key: &ApiKey, org: OrganizationId, id: &str) -> Result<Response> {
+async fn delete(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let org = resolve_organization(call.param("org"), key)?;
+    let id = call.param("subscriptionUuid");
     let subscription = find(app, key, org, id).await?;
     if !app.store.delete_subscription(org, subscription.id).await? {
         return Err(not_found(id));
@@ -344,51 +357,4 @@ async fn check_destination(app: &App, subscription: &Subscription) -> Result<()>
         Some(status) => Err(Error::DestinationRejected { status }),
         None => Err(Error::DestinationUnreachable(attempt.error.unwrap_or_else(|| "no response".into()))),
     }
-}
-
-/// The Zettle error body: `{errorType, developerMessage, violations: [{propertyName, developerMessage}]}`.
-pub fn error_response(err: &Error) -> Response {
-    let (status, error_type) = match err {
-        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-        // The error types Zettle's own service answers with, which clients recover by.
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND"),
-        Error::MessageNotFound(_) => (StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND"),
-        Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
-        Error::BadRequest { .. } | Error::InvalidParams(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        Error::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-        Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXIST"),
-        Error::DestinationUnreachable(_) => (StatusCode::BAD_REQUEST, "DESTINATION_NOT_ACCESSIBLE"),
-        Error::DestinationRejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "DESTINATION_UNSUCCESSFUL_RESPONSE"),
-        Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
-        Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
-        Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS"),
-        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-    };
-    let developer_message = match err {
-        Error::Internal(detail) => {
-            tracing::error!(error = %detail, "internal error");
-            "Tidings encountered an internal error; try again later".to_owned()
-        }
-        other => other.to_string(),
-    };
-    let mut body = json!({ "errorType": error_type, "developerMessage": developer_message });
-    if let Some(field) = err.field() {
-        body["violations"] = json!([{ "propertyName": field, "developerMessage": developer_message }]);
-    }
-    let mut response = json_response(status, &body);
-    match err {
-        Error::Unauthenticated(_) => {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        Error::MethodNotAllowed { allow } => {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        Error::TooManyRequests { retry_after_secs, .. } => {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        _ => {}
-    }
-    response
 }

@@ -8,20 +8,29 @@
 //! invalid field. DELETE deactivates (`isActive: false`) rather than erasing.
 
 use email_address::EmailAddress;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{authenticate_with, json_response, parse_object, Request, Response};
+mod auth;
+mod envelope;
+mod errors;
+mod events;
+
+pub use auth::SIGNATURE_WINDOW_SECONDS;
+pub use envelope::signature;
+
+use super::Spec;
+use crate::api::request::{json_response, parse_object};
+use crate::api::{Call, Response, Route, RouteGroup};
 use crate::delivery::{self};
-use crate::domain::{catalog, ApiKey, Dialect, Scope, Subscription, SubscriptionStatus};
-use crate::{signing, App, Error, Result};
+use crate::domain::{catalog, ApiKey, Dialect, Subscription, SubscriptionStatus};
+use crate::{App, Error, Result};
 
 const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];
 /// The event name of the connection check.
 pub const TEST_EVENT: &str = "test_connection";
-const NOT_VALID_RESPONSE: &str = "Server response is not valid";
 
 /// A subscription as Metro lists it. `signingKey` is Tidings' addition: the key of the
 /// `x-signature` HMAC (see README).
@@ -49,76 +58,32 @@ impl<'a> From<&'a Subscription> for SubscriptionView<'a> {
     }
 }
 
-pub async fn handle(app: &App, request: Request, segments: &[&str]) -> Response {
-    match route(app, &request, segments).await {
-        Ok(response) => response,
-        Err(err) => error_response(&err),
-    }
-}
+pub static SPEC: Spec = Spec {
+    name: "metro",
+    events: events::EVENTS,
+    routes: RouteGroup {
+        dialect: Dialect::Metro,
+        routes: &[
+            Route::new(Method::GET, COLLECTION, |call| Box::pin(list(call))),
+            Route::new(Method::POST, COLLECTION, |call| Box::pin(create(call))),
+            Route::new(Method::PATCH, ITEM, |call| Box::pin(update(call))),
+            Route::new(Method::DELETE, ITEM, |call| Box::pin(deactivate(call))),
+        ],
+    },
+    authenticate: |app, request| Box::pin(auth::authenticate_order_reader(app, request)),
+    error_response: errors::error_response,
+    envelope: envelope::envelope,
+};
 
-async fn route(app: &App, request: &Request, segments: &[&str]) -> Result<Response> {
-    let key = authenticate(app, request).await?;
-    // Every Metro event is an order event: the API is closed to keys without READ:ORDER.
-    if !key.scopes.contains(&Scope::ReadOrder) {
-        return Err(Error::Forbidden("the API key lacks READ:ORDER, needed for order event subscriptions".into()));
-    }
-    match (segments, request.method()) {
-        (["openapi", "v1", "subscriptions"], &Method::GET) => list(app, &key).await,
-        (["openapi", "v1", "subscriptions"], &Method::POST) => create(app, &key, request.body()).await,
-        (["openapi", "v1", "subscriptions"], _) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
-        (["openapi", "v1", "subscriptions", id], &Method::PATCH) => update(app, &key, id, request.body()).await,
-        (["openapi", "v1", "subscriptions", id], &Method::DELETE) => deactivate(app, &key, id).await,
-        (["openapi", "v1", "subscriptions", _], _) => Err(Error::MethodNotAllowed { allow: "PATCH, DELETE" }),
-        _ => Err(Error::NotFound(format!("no route for {}", request.uri().path()))),
-    }
-}
-
-/// How far a signed request's `X-Timestamp` may be from now (either way), against replays.
-pub const SIGNATURE_WINDOW_SECONDS: i64 = 300;
-
-/// The key of a request: signed the way Metro's API clients sign (`X-Client-Id`, `X-Timestamp`,
-/// `X-Signature`), or carrying the key itself (`Authorization: Bearer`, `X-Api-Key`).
-async fn authenticate(app: &App, request: &Request) -> Result<ApiKey> {
-    let headers = request.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let Some(client_id) = text("x-client-id") else {
-        return authenticate_with(app, headers, Some("x-api-key")).await;
-    };
-    let refused = |why: &str| Error::Unauthenticated(format!("the request signature is not valid: {why}"));
-    let (Some(timestamp), Some(signature)) = (text("x-timestamp"), text("x-signature")) else {
-        return Err(refused("send X-Timestamp and X-Signature with X-Client-Id"));
-    };
-    let seconds: i64 = timestamp.parse().map_err(|_| refused("X-Timestamp must be Unix seconds"))?;
-    // Milliseconds are accepted too: clients differ.
-    let seconds = if seconds > 100_000_000_000 { seconds / 1000 } else { seconds };
-    if (app.clock.now().unix_timestamp() - seconds).abs() > SIGNATURE_WINDOW_SECONDS {
-        return Err(refused("X-Timestamp is more than 5 minutes from now"));
-    }
-    let key = app.store.find_api_key_by_hash(client_id).await?.ok_or_else(|| refused("unknown X-Client-Id"))?;
-    if !key.is_usable_at(app.clock.now()) {
-        return Err(refused("the key is revoked or expired"));
-    }
-    let secret = key.client_secret.as_deref().ok_or_else(|| refused("the key has no client secret"))?;
-    // The URI as the client saw it: the path (with query), or the whole URL.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let host = text("host");
-    let mut uris = vec![path.to_owned()];
-    if let Some(host) = host {
-        uris.extend(["https", "http"].map(|scheme| format!("{scheme}://{host}{path}")));
-    }
-    let method = request.method().as_str();
-    if uris.iter().any(|uri| signing::verify_metro_request(secret, method, uri, request.body(), timestamp, signature)) {
-        Ok(key)
-    } else {
-        Err(refused("X-Signature does not match"))
-    }
-}
+const COLLECTION: &str = "openapi/v1/subscriptions";
+const ITEM: &str = "openapi/v1/subscriptions/{id}";
 
 fn event_label(event: &str) -> String {
     format!("events.names.{event}")
 }
 
-async fn list(app: &App, key: &ApiKey) -> Result<Response> {
+async fn list(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
     let subscriptions: Vec<Subscription> = app
         .store
         .list_subscriptions(key.organization)
@@ -160,7 +125,7 @@ fn validate(app: &App, body: &Map<String, Value>) -> Result<Fields> {
                 }
             },
             ("fallbackEmail", Value::String(email)) => {
-                if email.chars().count() > crate::api::zettle::MAX_CONTACT_EMAIL_LEN || !EmailAddress::is_valid(email) {
+                if email.chars().count() > super::zettle::MAX_CONTACT_EMAIL_LEN || !EmailAddress::is_valid(email) {
                     invalid.push(("fallbackEmail".into(), "This value is not a valid email address.".into()));
                 } else {
                     fields.fallback_email = Some(email.clone());
@@ -189,8 +154,9 @@ fn check_scope(key: &ApiKey, event: &catalog::EventDefinition) -> Result<()> {
     }
 }
 
-async fn create(app: &App, key: &ApiKey, body: &[u8]) -> Result<Response> {
-    let body = parse_object(body)?;
+async fn create(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let body = parse_object(call.request.body())?;
     // Every invalid field at once: the ones present and wrong, and the required ones missing.
     let (fields, mut invalid) = match validate(app, &body) {
         Ok(fields) => (fields, Vec::new()),
@@ -251,9 +217,10 @@ async fn find(app: &App, key: &ApiKey, id: &str) -> Result<Subscription> {
     Ok(subscription)
 }
 
-async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Response> {
-    let subscription = find(app, key, id).await?;
-    let body = parse_object(body)?;
+async fn update(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let subscription = find(app, key, call.param("id")).await?;
+    let body = parse_object(call.request.body())?;
     if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
         let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
         let mut invalid = vec![("body".to_owned(), reason)];
@@ -293,8 +260,9 @@ async fn update(app: &App, key: &ApiKey, id: &str, body: &[u8]) -> Result<Respon
     Ok(json_response(StatusCode::ACCEPTED, &json!({ "message": "Subscription successfully updated." })))
 }
 
-async fn deactivate(app: &App, key: &ApiKey, id: &str) -> Result<Response> {
-    let subscription = find(app, key, id).await?;
+async fn deactivate(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let subscription = find(app, key, call.param("id")).await?;
     let subscription =
         super::modify_subscription(app, subscription, |s| s.status = SubscriptionStatus::Inactive).await?;
     let event = subscription.event_names.first().cloned().unwrap_or_default();
@@ -316,67 +284,4 @@ async fn test_connection(app: &App, subscription: &Subscription) -> Result<()> {
         tracing::info!(url = %subscription.destination, status = attempt.status, error = attempt.error.as_deref(), "test_connection refused");
         Err(Error::DestinationRejected { status: attempt.status.unwrap_or(0) })
     }
-}
-
-/// The seed's problem bodies.
-pub fn error_response(err: &Error) -> Response {
-    let (status, body) = match err {
-        // The seed's message first, then what exactly was wrong (missing, unknown, revoked, expired).
-        Error::Unauthenticated(message) => (
-            StatusCode::UNAUTHORIZED,
-            json!({"type": "authorization", "title": "Authorization error", "status": 401,
-                   "detail": {"errors": ["Authentication openAPI key was not found", message]}}),
-        ),
-        Error::NotFound(_) | Error::MessageNotFound(_) => (
-            StatusCode::NOT_FOUND,
-            json!({"type": "about:blank", "title": "Subscription not found", "status": 404, "detail": ""}),
-        ),
-        Error::InvalidParams(params) => (StatusCode::PRECONDITION_FAILED, validation(params, "")),
-        Error::BadRequest { field: Some(field), message } | Error::Unprocessable { field: Some(field), message } => {
-            (StatusCode::PRECONDITION_FAILED, validation(&[(field.clone(), message.clone())], ""))
-        }
-        Error::DestinationRejected { .. } | Error::DestinationUnreachable(_) => (
-            StatusCode::PRECONDITION_FAILED,
-            validation(&[("url".to_owned(), NOT_VALID_RESPONSE.to_owned())], "Validation error"),
-        ),
-        other => {
-            let status = match other {
-                Error::Forbidden(_) => StatusCode::FORBIDDEN,
-                Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-                Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-                Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-                Error::Duplicate(_) => StatusCode::CONFLICT,
-                Error::Internal(detail) => {
-                    tracing::error!(error = %detail, "internal error");
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let detail = match other {
-                Error::Internal(_) => "Internal error; try again later".to_owned(),
-                other => other.to_string(),
-            };
-            let title = status.canonical_reason().unwrap_or("Error");
-            (status, json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail}))
-        }
-    };
-    let mut response = json_response(status, &body);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    match err {
-        Error::MethodNotAllowed { allow } => {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        Error::TooManyRequests { retry_after_secs, .. } => {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        _ => {}
-    }
-    response
-}
-
-fn validation(params: &[(String, String)], detail: &str) -> Value {
-    let invalid: Vec<Value> = params.iter().map(|(name, reason)| json!({"name": name, "reason": reason})).collect();
-    json!({"type": "about:blank", "title": "Validation error", "status": 412, "detail": detail, "instance": null, "invalidParams": invalid})
 }

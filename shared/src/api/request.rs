@@ -1,0 +1,191 @@
+//! What every handler shares: authentication by bearer key, the organization in a path, JSON
+//! bodies and responses, and the per-minute request count.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::Response;
+use crate::domain::api_key::hash_secret;
+use crate::domain::{ApiKey, OrganizationId};
+use crate::{App, Error, Result};
+
+/// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
+    authenticate_with(app, headers, None).await
+}
+
+/// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).
+pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Option<&str>) -> Result<ApiKey> {
+    let plain = key_header.and_then(|name| headers.get(name)).and_then(|v| v.to_str().ok()).map(str::trim);
+    let token = match (headers.get(header::AUTHORIZATION), plain) {
+        (None, Some(token)) if !token.is_empty() => token,
+        (None, _) => {
+            return Err(Error::Unauthenticated(
+                "authentication information is missing: send Authorization: Bearer <api key>".into(),
+            ))
+        }
+        (Some(value), _) => {
+            let value = value
+                .to_str()
+                .map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
+            match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    token.trim()
+                }
+                _ => {
+                    return Err(Error::Unauthenticated("the Authorization header must be \"Bearer <api key>\"".into()))
+                }
+            }
+        }
+    };
+    let key = app
+        .store
+        .find_api_key_by_hash(&hash_secret(token))
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the API key is invalid".into()))?;
+    if key.revoked_at.is_some() {
+        return Err(Error::Unauthenticated("the API key has been revoked".into()));
+    }
+    if !key.is_usable_at(app.clock.now()) {
+        return Err(Error::Unauthenticated("the API key has expired".into()));
+    }
+    Ok(key)
+}
+
+/// The organization a path names: `self` is the key's own; another organization is not found
+/// (tenants never learn of each other).
+pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {
+    if path_org == "self" {
+        return Ok(key.organization);
+    }
+    match path_org.parse::<OrganizationId>() {
+        Ok(org) if org == key.organization => Ok(org),
+        _ => Err(Error::NotFound(format!("organization {path_org} not found"))),
+    }
+}
+
+/// Parses a body that must be one JSON object.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(None, "the request body must be a JSON object"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::bad_request(None, "the request body must be a JSON object")),
+        Err(e) => Err(Error::bad_request(None, format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// How deeply JSON bodies may nest (objects and arrays, the outermost included): serde_json's
+/// limit for parsed values, applied to raw payloads too.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`], without parsing it.
+fn check_depth(body: &[u8]) -> Result<()> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Error::bad_request(
+                        None,
+                        format!("the request body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a body that must be one JSON object, keeping each field's exact bytes: for bodies
+/// that carry a payload to pass on untouched, parsed once.
+pub fn parse_raw_object(body: &[u8]) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(None, "the request body must be a JSON object"));
+    }
+    // Raw values are skipped, not parsed, so serde_json's depth limit does not reach them.
+    check_depth(body)?;
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::bad_request(None, "the request body must be a JSON object"),
+        _ => Error::bad_request(None, format!("the request body is not valid JSON: {e}")),
+    })
+}
+
+/// Refuses fields the dialect does not define, naming the first one.
+pub fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
+    match keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(Error::BadRequest {
+            field: Some(unknown.clone()),
+            message: format!("unknown field {unknown:?}; allowed fields: {}", allowed.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
+    let mut response = http::Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub fn empty_response(status: StatusCode) -> Response {
+    let mut response = http::Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+/// Counts one request of `client` in the current calendar minute, in the store (so every
+/// instance shares the count), and refuses it once the minute holds more than `limit`.
+pub(crate) async fn count_against_minute_limit(app: &App, client: &str, limit: u32) -> Result<()> {
+    let now = app.clock.now();
+    let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
+    let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
+    let hits = app.store.count_request(client, window_start, expires).await?;
+    if hits > limit {
+        let retry_after_secs = (window_start + 60 - now.unix_timestamp()).max(1) as u64;
+        return Err(Error::TooManyRequests {
+            message: format!("Too many requests: at most {limit} per minute; retry in {retry_after_secs} s"),
+            retry_after_secs,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn raw_bodies_nest_as_deep_as_parsed_ones() {
+        for depth in [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1] {
+            let body = format!(r#"{{"payload": {}}}"#, nested(depth - 1));
+            let parsed = serde_json::from_str::<Value>(&body).is_ok();
+            assert_eq!(parse_raw_object(body.as_bytes()).is_ok(), parsed, "depth {depth}");
+        }
+        // Brackets inside strings, escaped quotes included, are text.
+        let body = format!(r#"{{"payload": "\"{}"}}"#, nested(500));
+        assert!(parse_raw_object(body.as_bytes()).is_ok());
+    }
+}

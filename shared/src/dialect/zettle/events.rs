@@ -1,0 +1,39 @@
+//! The Zettle Pusher events, in the seed's order (seed 000 "Supported events"), with the scope
+//! a subscriber needs for each.
+
+use crate::domain::catalog::{EventDefinition, PayloadKind, ScopeRequirement};
+use crate::domain::{Dialect, Scope};
+
+const fn event(name: &'static str, scope: Scope) -> EventDefinition {
+    EventDefinition {
+        name,
+        payload: PayloadKind::Json,
+        dialect: Dialect::Zettle,
+        requires: ScopeRequirement::Scope(scope),
+        delivered_to_all: false,
+        aliases: &[],
+    }
+}
+
+/// Delivered to every subscription of the organization, whatever it chose; any scope will do.
+const fn lifecycle(name: &'static str) -> EventDefinition {
+    EventDefinition { requires: ScopeRequirement::AnyScope, delivered_to_all: true, ..event(name, Scope::ReadUserinfo) }
+}
+
+/// Delivered in the Purchase v2 shape (a v1 purchase is normalised).
+const fn purchase(name: &'static str) -> EventDefinition {
+    EventDefinition { payload: PayloadKind::Purchase, ..event(name, Scope::ReadPurchase) }
+}
+
+pub const EVENTS: &[EventDefinition] = &[
+    purchase("PurchaseCreated"),
+    event("OrganizationUpdated", Scope::ReadUserinfo),
+    event("ProductCreated", Scope::ReadProduct),
+    event("ProductUpdated", Scope::ReadProduct),
+    event("ProductDeleted", Scope::ReadProduct),
+    event("InventoryBalanceChanged", Scope::ReadProduct),
+    event("InventoryTrackingStarted", Scope::ReadProduct),
+    event("InventoryTrackingStopped", Scope::ReadProduct),
+    lifecycle("ApplicationConnectionRemoved"),
+    lifecycle("PersonalAssertionDeleted"),
+];
