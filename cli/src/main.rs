@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tidings::aws::DynamoStore;
+use tidings::config::{Backend, Settings};
 use tidings::delivery::RetrySchedule;
-use tidings::destination::DestinationPolicy;
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{utc_timestamp, OrganizationId, Scope};
 use tidings::embedded::SqliteBackend;
@@ -153,25 +153,44 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDir,
-    /// Waits before each delivery attempt, comma-separated.
-    #[arg(long, env = "TIDINGS_RETRY_SCHEDULE", default_value = tidings::delivery::schedule::DEFAULT_SCHEDULE, value_parser = parse_schedule)]
-    retry_schedule: RetrySchedule,
-    /// Publishes one organization may make per minute, counted in the store; 0 = no limit.
-    #[arg(long, env = "TIDINGS_PUBLISH_LIMIT_PER_MINUTE", default_value_t = 0)]
-    publishes_per_minute: u32,
-    /// Connect + total timeout of each delivery (and of the destination check).
-    #[arg(long, env = "TIDINGS_DELIVERY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    delivery_timeout: std::time::Duration,
+    /// Waits before each delivery attempt, comma-separated [default: 0s,5s,5m,30m,2h,5h,10h,10h].
+    #[arg(long, env = "TIDINGS_RETRY_SCHEDULE", value_parser = parse_schedule)]
+    retry_schedule: Option<RetrySchedule>,
+    /// Publishes one organization may make per minute, counted in the store [default: 0, no limit].
+    #[arg(long, env = "TIDINGS_PUBLISH_LIMIT_PER_MINUTE")]
+    publishes_per_minute: Option<u32>,
+    /// Connect + total timeout of each delivery (and of the destination check) [default: 10s].
+    #[arg(long, env = "TIDINGS_DELIVERY_TIMEOUT", value_parser = humantime::parse_duration)]
+    delivery_timeout: Option<std::time::Duration>,
     /// Time a client has to send a request's headers; also how long an idle keep-alive
-    /// connection stays open.
-    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    header_timeout: std::time::Duration,
-    /// Time a client has to send a request's body.
-    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    body_timeout: std::time::Duration,
-    /// Client connections open at once; more wait until one closes.
-    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
+    /// connection stays open [default: 10s].
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    header_timeout: Option<std::time::Duration>,
+    /// Time a client has to send a request's body [default: 30s].
+    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
+    body_timeout: Option<std::time::Duration>,
+    /// Client connections open at once; more wait until one closes [default: 1024].
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+}
+
+impl ServeArgs {
+    /// The settings these flags describe: the defaults, overridden by what was given.
+    fn settings(&self) -> (Settings, tidings::server::Limits) {
+        let mut settings = Settings::new(Backend::Embedded { data_dir: self.data.data_dir.clone() });
+        if let Some(schedule) = &self.retry_schedule {
+            settings.retry_schedule = schedule.clone();
+        }
+        settings.publishes_per_minute = self.publishes_per_minute.unwrap_or(settings.publishes_per_minute);
+        settings.delivery_timeout = self.delivery_timeout.unwrap_or(settings.delivery_timeout);
+        let defaults = tidings::server::Limits::default();
+        let limits = tidings::server::Limits {
+            header_timeout: self.header_timeout.unwrap_or(defaults.header_timeout),
+            body_timeout: self.body_timeout.unwrap_or(defaults.body_timeout),
+            max_connections: self.max_connections.map_or(defaults.max_connections, |n| n as usize),
+        };
+        (settings, limits)
+    }
 }
 
 #[derive(Subcommand)]
@@ -281,14 +300,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // One serve per data directory: its queue has one consumer, so what that consumer left in
     // flight when it last stopped (a crash, kill -9) is safe to deliver again at once.
     let _lock = tidings::embedded::sqlite::DataDirLock::acquire(&args.data.data_dir).map_err(|e| e.to_string())?;
-    let mut app = App::embedded_default(&args.data.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string())?;
+    let (settings, limits) = args.settings();
+    let app = App::from_settings(&settings).await.map_err(|e| e.to_string())?;
     let recovered = app.queue.recover_in_flight().await.map_err(|e| e.to_string())?;
     if recovered > 0 {
         tracing::warn!(jobs = recovered, "deliveries in flight when Tidings last stopped are queued again");
     }
-    app.delivery.schedule = args.retry_schedule;
-    app.publishes_per_minute = args.publishes_per_minute;
-    app.set_request_timeout(args.delivery_timeout).map_err(|e| e.to_string())?;
     let listener = tidings::server::bind(args.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     say(format_args!("Tidings listening on http://{addr} (data in {})", args.data.data_dir.display()));
@@ -299,18 +316,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let worker = tokio::spawn(tidings::worker::run(app.clone(), async move {
         let _ = worker_stop.recv().await;
     }));
-    let limits = tidings::server::Limits {
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        max_connections: args.max_connections as usize,
-    };
     let server = tidings::server::serve(listener, app, limits, async move {
         let _ = server_stop.recv().await;
     });
     tokio::pin!(server);
     // Requests in flight (a destination check takes up to the delivery timeout) get as long as
     // deliveries in flight do; the stop never takes longer.
-    let grace = args.delivery_timeout + tidings::worker::SHUTDOWN_GRACE;
+    let grace = settings.delivery_timeout + tidings::worker::SHUTDOWN_GRACE;
     tokio::select! {
         result = &mut server => result.map_err(|e| e.to_string())?,
         _ = shutdown_signal() => {
@@ -384,10 +396,12 @@ async fn open_stack(args: &StackArgs) -> Result<App, String> {
                 // The CLI sends no mail.
                 sender: String::new(),
             };
-            App::aws(&tidings::aws::load_config().await, &settings, DestinationPolicy::STRICT)
-                .map_err(|e| e.to_string())
+            App::from_settings(&Settings::new(Backend::Aws(settings))).await.map_err(|e| e.to_string())
         }
-        None => App::embedded_default(&args.store.local.data_dir, DestinationPolicy::LOCAL).map_err(|e| e.to_string()),
+        None => {
+            let backend = Backend::Embedded { data_dir: args.store.local.data_dir.clone() };
+            App::from_settings(&Settings::new(backend)).await.map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -29,8 +29,6 @@ pub struct App {
     pub delivery_probes: crate::delivery::Probes,
     /// Publishes one organization may make per calendar minute; 0 = no limit.
     pub publishes_per_minute: u32,
-    /// Wakes the local worker when jobs were queued (unused on Lambda).
-    pub worker_wake: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -48,7 +46,6 @@ impl App {
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
-            worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -109,8 +106,23 @@ impl App {
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
-            worker_wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The application `settings` describe.
+    pub async fn from_settings(settings: &crate::config::Settings) -> Result<App> {
+        use crate::config::Backend;
+        let mut app = match &settings.backend {
+            #[cfg(feature = "aws")]
+            Backend::Aws(aws) => App::aws(&crate::aws::load_config().await, aws, settings.destinations)?,
+            #[cfg(not(feature = "aws"))]
+            Backend::Aws(_) => return Err(crate::Error::internal("this build has no AWS adapters (feature aws)")),
+            Backend::Embedded { data_dir } => App::embedded_default(data_dir, settings.destinations)?,
+        };
+        app.delivery.schedule = settings.retry_schedule.clone();
+        app.publishes_per_minute = settings.publishes_per_minute;
+        app.set_request_timeout(settings.delivery_timeout)?;
+        Ok(app)
     }
 
     /// Replaces the HTTP client with one whose connect and total timeout is `timeout`.

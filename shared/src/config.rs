@@ -1,5 +1,5 @@
-//! Configuration from environment variables, with a message naming the variable on a bad or
-//! missing value. Used by the Lambda binaries.
+//! Configuration: one typed [`Settings`] value with its defaults, read from environment
+//! variables with a message naming the variable on a bad or missing value.
 
 use crate::destination::DestinationPolicy;
 use crate::{Error, Result};
@@ -20,7 +20,7 @@ pub fn optional(name: &str) -> Option<String> {
 
 /// `TIDINGS_DESTINATIONS`: `strict` (default: public HTTPS only) or `local` (http and
 /// loopback allowed, for local testing).
-pub fn destination_policy() -> Result<DestinationPolicy> {
+fn destination_policy() -> Result<DestinationPolicy> {
     match optional("TIDINGS_DESTINATIONS").as_deref() {
         None | Some("strict") => Ok(DestinationPolicy::STRICT),
         Some("local") => Ok(DestinationPolicy::LOCAL),
@@ -32,72 +32,102 @@ pub fn destination_policy() -> Result<DestinationPolicy> {
 
 /// `TIDINGS_RETRY_SCHEDULE`: waits before each attempt, e.g. `0s,5s,5m,30m,2h,5h,10h,10h` (the
 /// default).
-pub fn retry_schedule() -> Result<crate::delivery::RetrySchedule> {
-    match optional("TIDINGS_RETRY_SCHEDULE") {
-        None => Ok(Default::default()),
-        Some(raw) => raw.parse().map_err(|e| Error::internal(format!("TIDINGS_RETRY_SCHEDULE: {e}"))),
-    }
+fn retry_schedule() -> Result<Option<crate::delivery::RetrySchedule>> {
+    optional("TIDINGS_RETRY_SCHEDULE")
+        .map(|raw| raw.parse().map_err(|e| Error::internal(format!("TIDINGS_RETRY_SCHEDULE: {e}"))))
+        .transpose()
 }
 
-/// `TIDINGS_PUBLISH_LIMIT_PER_MINUTE`: publishes one organization may make per minute (0 or
-/// unset: no limit; the template sets 12000).
-pub fn publishes_per_minute() -> Result<u32> {
-    parse_publish_limit(optional("TIDINGS_PUBLISH_LIMIT_PER_MINUTE").as_deref())
-}
-
-fn parse_publish_limit(raw: Option<&str>) -> Result<u32> {
-    match raw {
-        None => Ok(0),
-        Some(raw) => raw.trim().parse().map_err(|_| {
+/// `TIDINGS_PUBLISH_LIMIT_PER_MINUTE`: publishes one organization may make per minute (0: no
+/// limit; the template sets 12000).
+fn parse_publish_limit(raw: Option<&str>) -> Result<Option<u32>> {
+    raw.map(|raw| {
+        raw.trim().parse().map_err(|_| {
             Error::internal(format!("TIDINGS_PUBLISH_LIMIT_PER_MINUTE must be a whole number, not {raw:?}"))
-        }),
-    }
+        })
+    })
+    .transpose()
 }
 
 /// `TIDINGS_DELIVERY_TIMEOUT`: connect + total timeout of each delivery, e.g. `10s` (the
 /// default) or `2500ms`.
-pub fn delivery_timeout() -> Result<std::time::Duration> {
-    parse_timeout(optional("TIDINGS_DELIVERY_TIMEOUT").as_deref())
-}
-
-fn parse_timeout(raw: Option<&str>) -> Result<std::time::Duration> {
-    match raw {
-        None => Ok(crate::destination::DEFAULT_TIMEOUT),
-        Some(raw) => match humantime::parse_duration(raw.trim()) {
-            Ok(timeout) if !timeout.is_zero() => Ok(timeout),
-            _ => Err(Error::internal(format!("TIDINGS_DELIVERY_TIMEOUT must be a duration such as 10s, not {raw:?}"))),
-        },
+fn parse_timeout(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
+    match raw.map(|raw| (raw, humantime::parse_duration(raw.trim()))) {
+        None => Ok(None),
+        Some((_, Ok(timeout))) if !timeout.is_zero() => Ok(Some(timeout)),
+        Some((raw, _)) => {
+            Err(Error::internal(format!("TIDINGS_DELIVERY_TIMEOUT must be a duration such as 10s, not {raw:?}")))
+        }
     }
 }
 
-/// The application a Lambda binary runs, from its environment.
-///
-/// `TIDINGS_BACKEND` selects the adapters: `aws` (the default) reads `TIDINGS_TABLE`,
-/// `TIDINGS_QUEUE_URL`, `TIDINGS_DEAD_LETTER_QUEUE_URL` and `TIDINGS_SENDER`; `embedded` keeps
-/// everything in the SQLite file under `TIDINGS_DATA_DIR` (for `cargo lambda watch`).
-#[cfg(feature = "aws")]
-pub async fn app_from_env() -> Result<crate::App> {
-    use std::path::PathBuf;
+/// Everything a running Tidings is configured by, built once: from the environment on Lambda
+/// ([`Settings::from_env`]), from flags (and the same variables) in `tidings serve`. The defaults
+/// live here and nowhere else.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backend: Backend,
+    /// Which destination URLs are allowed.
+    pub destinations: DestinationPolicy,
+    /// Waits before each delivery attempt.
+    pub retry_schedule: crate::delivery::RetrySchedule,
+    /// Connect + total timeout of each delivery and destination check.
+    pub delivery_timeout: std::time::Duration,
+    /// Publishes one organization may make per calendar minute; 0 = no limit.
+    pub publishes_per_minute: u32,
+}
 
-    use crate::App;
-    let policy = destination_policy()?;
-    match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
-        "aws" => {
-            let settings = AwsSettings::from_env()?;
-            let mut app = App::aws(&crate::aws::load_config().await, &settings, policy)?;
-            app.publishes_per_minute = publishes_per_minute()?;
-            app.delivery.schedule = retry_schedule()?;
-            app.set_request_timeout(delivery_timeout()?)?;
-            Ok(app)
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// DynamoDB, SQS and SES v2.
+    Aws(AwsSettings),
+    /// One SQLite file and an `.eml` outbox in a directory.
+    Embedded { data_dir: std::path::PathBuf },
+}
+
+impl Settings {
+    /// The defaults, on `backend`: strict destinations on AWS, local ones (http and loopback
+    /// allowed) on the embedded backend.
+    pub fn new(backend: Backend) -> Settings {
+        let destinations = match backend {
+            Backend::Aws(_) => DestinationPolicy::STRICT,
+            Backend::Embedded { .. } => DestinationPolicy::LOCAL,
+        };
+        Settings {
+            backend,
+            destinations,
+            retry_schedule: Default::default(),
+            delivery_timeout: crate::destination::DEFAULT_TIMEOUT,
+            publishes_per_minute: 0,
         }
-        "embedded" => {
-            let mut app = App::embedded_default(&PathBuf::from(required("TIDINGS_DATA_DIR")?), policy)?;
-            app.publishes_per_minute = publishes_per_minute()?;
-            app.delivery.schedule = retry_schedule()?;
-            app.set_request_timeout(delivery_timeout()?)?;
-            Ok(app)
-        }
-        other => Err(Error::internal(format!("TIDINGS_BACKEND must be \"aws\" or \"embedded\", not {other:?}"))),
+    }
+
+    /// A Lambda binary's settings.
+    ///
+    /// `TIDINGS_BACKEND` selects the adapters: `aws` (the default) reads `TIDINGS_TABLE`,
+    /// `TIDINGS_QUEUE_URL`, `TIDINGS_DEAD_LETTER_QUEUE_URL` and `TIDINGS_SENDER`; `embedded`
+    /// keeps everything in the SQLite file under `TIDINGS_DATA_DIR` (for `cargo lambda watch`).
+    /// Then `TIDINGS_DESTINATIONS` (default `strict`), `TIDINGS_RETRY_SCHEDULE`,
+    /// `TIDINGS_DELIVERY_TIMEOUT` and `TIDINGS_PUBLISH_LIMIT_PER_MINUTE`.
+    pub fn from_env() -> Result<Settings> {
+        let backend = match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
+            "aws" => Backend::Aws(AwsSettings::from_env()?),
+            "embedded" => Backend::Embedded { data_dir: required("TIDINGS_DATA_DIR")?.into() },
+            other => {
+                return Err(Error::internal(format!("TIDINGS_BACKEND must be \"aws\" or \"embedded\", not {other:?}")))
+            }
+        };
+        let defaults = Settings::new(backend);
+        Ok(Settings {
+            destinations: destination_policy()?,
+            retry_schedule: retry_schedule()?.unwrap_or(defaults.retry_schedule.clone()),
+            delivery_timeout: parse_timeout(optional("TIDINGS_DELIVERY_TIMEOUT").as_deref())?
+                .unwrap_or(defaults.delivery_timeout),
+            publishes_per_minute: parse_publish_limit(optional("TIDINGS_PUBLISH_LIMIT_PER_MINUTE").as_deref())?
+                .unwrap_or(defaults.publishes_per_minute),
+            ..defaults
+        })
     }
 }
 
@@ -131,16 +161,16 @@ mod tests {
 
     #[test]
     fn the_publish_limit_is_a_whole_number_and_a_bad_one_names_the_variable() {
-        assert_eq!(parse_publish_limit(None).unwrap(), 0);
-        assert_eq!(parse_publish_limit(Some("12000")).unwrap(), 12_000);
+        assert_eq!(parse_publish_limit(None).unwrap(), None);
+        assert_eq!(parse_publish_limit(Some("12000")).unwrap(), Some(12_000));
         let err = parse_publish_limit(Some("lots")).unwrap_err().to_string();
         assert!(err.contains("TIDINGS_PUBLISH_LIMIT_PER_MINUTE"), "{err}");
     }
 
     #[test]
     fn timeouts_parse_with_units_and_bad_ones_name_the_variable() {
-        assert_eq!(parse_timeout(None).unwrap(), crate::destination::DEFAULT_TIMEOUT);
-        assert_eq!(parse_timeout(Some("2500ms")).unwrap(), std::time::Duration::from_millis(2500));
+        assert_eq!(parse_timeout(None).unwrap(), None);
+        assert_eq!(parse_timeout(Some("2500ms")).unwrap(), Some(std::time::Duration::from_millis(2500)));
         let err = parse_timeout(Some("soon")).unwrap_err().to_string();
         assert!(err.contains("TIDINGS_DELIVERY_TIMEOUT"), "{err}");
         assert!(parse_timeout(Some("0s")).is_err());

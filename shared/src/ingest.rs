@@ -72,7 +72,6 @@ pub async fn publish(
     if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
         return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
     }
-    app.worker_wake.notify_one();
     crate::metrics::published(record.subscriptions);
     tracing::info!(org = %org, message_id = %message_id, event = event.name, subscriptions = jobs.len(), "published");
     Ok(Published { message_id, subscriptions: record.subscriptions, repeated: false })
@@ -91,7 +90,6 @@ pub async fn publish_to(
     let job = DeliveryJob::new(&record, subscription.id);
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
-    app.worker_wake.notify_one();
     crate::metrics::published(1);
     tracing::info!(org = %subscription.organization, subscription = %subscription.id, message_id = %message_id, event = event_name, "published");
     Ok(message_id)
@@ -132,6 +130,5 @@ pub async fn replay(
     }
     let job = DeliveryJob::new(&message, subscription.id);
     app.queue.enqueue(&[job], Duration::ZERO).await?;
-    app.worker_wake.notify_one();
     Ok(())
 }

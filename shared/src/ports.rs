@@ -1,7 +1,6 @@
 //! The ports: what the core needs from the outside world. Each has an embedded adapter
 //! (`embedded`) and, on AWS, a DynamoDB / SQS / SES v2 adapter.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,40 +10,85 @@ use uuid::Uuid;
 use crate::domain::{ApiKey, AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, StoreGroup, Subscription};
 use crate::Result;
 
-/// Subscriptions and API keys.
+/// Everything the core keeps, as one store: every capability below. Adapters implement each
+/// capability; callers that need one ask for it alone.
+pub trait Store: SubscriptionStore + KeyStore + MessageLog + Limits + StoreGroups {}
+
+impl<T: SubscriptionStore + KeyStore + MessageLog + Limits + StoreGroups> Store for T {}
+
+/// Subscriptions: what the API writes and fan-out reads.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait SubscriptionStore: Send + Sync {
     /// Stores a new subscription; [`crate::Error::Duplicate`] if the organization already has
     /// one with this id. Nothing is written in that case.
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()>;
+
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>>;
+
     /// The organization's subscriptions, oldest first.
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>>;
+
     /// Replaces a stored subscription, if it is still the version read: its stored `updated_at`
     /// must be `read_version`. `Ok(false)` when another write came first (nothing is written;
     /// re-read and re-apply the change); [`crate::Error::NotFound`] if it is gone.
     async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool>;
+
     /// Returns whether something was deleted.
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool>;
+
     /// Fan-out: the organization's subscriptions that receive `event_name` (explicitly or as
     /// all-events subscriptions), by index, never by scanning.
     async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>>;
-
-    async fn put_api_key(&self, key: &ApiKey) -> Result<()>;
-    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
-    /// All keys, or one organization's, oldest first.
-    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>>;
-    /// Marks a key revoked; returns false if no such key exists.
-    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
 
     /// Writes only a subscription's health: `status` and `failing_since` (a concurrent update of
     /// its other fields is never overwritten). A subscription its owner switched off
     /// (`INACTIVE`) stays off: the write is skipped. [`crate::Error::NotFound`] if it is gone.
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()>;
+}
 
+/// API keys: what authentication reads and the CLI manages.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()>;
+
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+
+    /// All keys, or one organization's, oldest first.
+    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>>;
+
+    /// Marks a key revoked; returns false if no such key exists.
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool>;
+}
+
+/// Published messages and delivery attempts, kept for replay and for operators.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
     /// A published message, while it is retained.
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>>;
 
+    /// Appends delivery attempts to the log.
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
+
+    /// Deletes up to `limit` attempts older than [`crate::delivery::ATTEMPT_RETENTION`] and up to
+    /// `limit` published messages past their expiry, as of `now`; returns how many went. Stores
+    /// whose backend expires items itself (DynamoDB's TTL) have nothing to do.
+    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
+        let _ = (now, limit);
+        Ok(0)
+    }
+
+    /// A subscription's most recent attempts, newest first.
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>>;
+}
+
+/// Counters that hold across instances: alert windows and per-minute request counts.
+#[async_trait]
+pub trait Limits: Send + Sync {
     /// At most one alert per subscription per `window`: true if this caller may send one now.
     async fn claim_alert(
         &self,
@@ -57,32 +101,21 @@ pub trait Store: Send + Sync {
     /// Adds one request to `client`'s count for the window starting at `window_start` (Unix
     /// seconds) and returns the count including it. Atomic across processes (rate limiting).
     async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32>;
+}
 
+/// Lagerkoll store groups.
+#[async_trait]
+pub trait StoreGroups: Send + Sync {
     /// Replaces the members of a store group (Lagerkoll's `enable_for_group`).
     async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()>;
+
     /// Every group, with its members.
     async fn list_store_groups(&self) -> Result<Vec<StoreGroup>>;
+
     /// The groups `org` belongs to. (Groups are few and small: filtering the list is enough.)
     async fn store_groups_of(&self, org: OrganizationId) -> Result<Vec<StoreGroup>> {
         Ok(self.list_store_groups().await?.into_iter().filter(|g| g.members.contains(&org)).collect())
     }
-
-    /// Appends delivery attempts to the log.
-    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
-    /// Deletes up to `limit` attempts older than [`crate::delivery::ATTEMPT_RETENTION`] and up to
-    /// `limit` published messages past their expiry, as of `now`; returns how many went. Stores
-    /// whose backend expires items itself (DynamoDB's TTL) have nothing to do.
-    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
-        let _ = (now, limit);
-        Ok(0)
-    }
-    /// A subscription's most recent attempts, newest first.
-    async fn recent_attempts(
-        &self,
-        org: OrganizationId,
-        subscription_id: Uuid,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>>;
 }
 
 /// Publishing's durable step: the message id's idempotency claim and the message's delivery
@@ -124,6 +157,12 @@ impl ReceivedJob {
 pub trait Queue: Send + Sync {
     /// Enqueues jobs, each visible after `delay`.
     async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()>;
+    /// Returns once jobs may have been queued, or after `timeout`: a queue that sees its own
+    /// writes (the embedded one, in `tidings serve`) wakes its consumer at once; others are
+    /// polled.
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await
+    }
     /// Takes up to `max` visible jobs and hides them for `visibility`.
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;
     /// The job is done; remove it.
@@ -174,28 +213,5 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
-    }
-}
-
-/// A clock tests move by hand.
-pub struct ManualClock(Mutex<OffsetDateTime>);
-
-impl ManualClock {
-    pub fn new(start: OffsetDateTime) -> Self {
-        ManualClock(Mutex::new(start))
-    }
-
-    pub fn set(&self, now: OffsetDateTime) {
-        *self.0.lock().expect("clock lock") = now;
-    }
-
-    pub fn advance(&self, by: time::Duration) {
-        *self.0.lock().expect("clock lock") += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().expect("clock lock")
     }
 }

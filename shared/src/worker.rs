@@ -246,8 +246,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
             drop(first_slot);
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = app.worker_wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = app.queue.wait_for_jobs(IDLE_POLL) => {}
             }
         }
     }

@@ -10,8 +10,9 @@ use serde_json::json;
 use tidings::delivery::{self, Disposition};
 use tidings::destination::DestinationPolicy;
 use tidings::domain::{catalog, OrganizationId, Subscription, SubscriptionStatus};
-use tidings::ports::{Clock, ManualClock, ReceivedJob};
+use tidings::ports::{Clock, ReceivedJob};
 use tidings::{ingest, App};
+use tidings_tests::ManualClock;
 use tidings_tests::{new_org, Receiver, ALL_EVENT_SCOPES};
 use uuid::Uuid;
 

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tidings::domain::api_key::{hash_secret, NewApiKey};
 use tidings::domain::{OrganizationId, Scope};
-use tidings::ports::{Clock, ManualClock};
+use tidings::ports::Clock;
 use tidings::signing;
 use tidings_tests::aws::AwsFixture;
+use tidings_tests::ManualClock;
 use tidings_tests::{new_org, Receiver, Stack};
 
 const BASE: &str = "/v1/webhooks/";

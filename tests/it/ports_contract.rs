@@ -6,7 +6,7 @@ use std::time::Duration;
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{AttemptRecord, DeliveryJob, PublishRecord};
 use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
-use tidings::ports::{PublishLog, Queue, Store};
+use tidings::ports::{KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore};
 use tidings::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,7 +23,7 @@ fn ids(subs: &[Subscription]) -> Vec<Uuid> {
     subs.iter().map(|s| s.id).collect()
 }
 
-pub async fn subscription_crud(store: &dyn Store) {
+pub async fn subscription_crud(store: &dyn SubscriptionStore) {
     let org = org();
     let mut sub = subscription(org, &["ProductCreated"]);
     store.create_subscription(&sub).await.unwrap();
@@ -59,7 +59,7 @@ pub async fn subscription_crud(store: &dyn Store) {
     assert_eq!(ids(&store.list_subscriptions(org).await.unwrap()), vec![second.id]);
 }
 
-pub async fn duplicate_subscription_is_refused(store: &dyn Store) {
+pub async fn duplicate_subscription_is_refused(store: &dyn SubscriptionStore) {
     let org = org();
     let original = subscription(org, &["ProductCreated"]);
     store.create_subscription(&original).await.unwrap();
@@ -76,7 +76,7 @@ pub async fn duplicate_subscription_is_refused(store: &dyn Store) {
     store.create_subscription(&elsewhere).await.unwrap();
 }
 
-pub async fn fan_out_matches_exactly(store: &dyn Store) {
+pub async fn fan_out_matches_exactly(store: &dyn SubscriptionStore) {
     let org = org();
     let product = subscription(org, &["ProductCreated", "ProductUpdated"]);
     let purchase = subscription(org, &["PurchaseCreated"]);
@@ -110,7 +110,7 @@ pub async fn fan_out_matches_exactly(store: &dyn Store) {
     assert!(store.subscriptions_for_event(org, "ProductUpdated").await.unwrap().is_empty());
 }
 
-pub async fn api_keys(store: &dyn Store) {
+pub async fn api_keys(store: &dyn KeyStore) {
     let org = org();
     let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
     let key = NewApiKey::generate(
@@ -244,7 +244,7 @@ async fn drain(queue: &dyn Queue) -> Vec<DeliveryJob> {
     }
 }
 
-pub async fn publishes_are_idempotent(log: &dyn PublishLog, store: &dyn Store, queue: &dyn Queue) {
+pub async fn publishes_are_idempotent(log: &dyn PublishLog, store: &dyn MessageLog, queue: &dyn Queue) {
     let org = org();
     let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
     let day = time::Duration::hours(24);
@@ -276,7 +276,7 @@ pub async fn publishes_are_idempotent(log: &dyn PublishLog, store: &dyn Store, q
     assert_eq!(store.get_publish(org, "m-old").await.unwrap(), None, "past retention a message is gone");
 }
 
-pub async fn request_counts_are_per_client_and_window(store: &dyn Store) {
+pub async fn request_counts_are_per_client_and_window(store: &dyn Limits) {
     let client = format!("lagerkoll:{}", Uuid::new_v4());
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(2);
     for n in 1..=5 {
@@ -286,7 +286,7 @@ pub async fn request_counts_are_per_client_and_window(store: &dyn Store) {
     assert_eq!(store.count_request(&client, 120, expires).await.unwrap(), 1, "a new window starts at 1");
 }
 
-pub async fn store_groups(store: &dyn Store) {
+pub async fn store_groups(store: &dyn StoreGroups) {
     let (a, b, c) = (org(), org(), org());
     let name = format!("north-{}", Uuid::new_v4().simple());
     let mut members = vec![a, b];
@@ -305,7 +305,7 @@ pub async fn store_groups(store: &dyn Store) {
     assert!(store.list_store_groups().await.unwrap().iter().any(|g| g.name == name));
 }
 
-pub async fn alerts_are_claimed_once_per_window(store: &dyn Store) {
+pub async fn alerts_are_claimed_once_per_window(store: &dyn Limits) {
     let (org, sub) = (org(), Uuid::new_v4());
     let now = OffsetDateTime::now_utc();
     let day = time::Duration::hours(24);
@@ -316,7 +316,7 @@ pub async fn alerts_are_claimed_once_per_window(store: &dyn Store) {
     assert!(!store.claim_alert(org, sub, now + day + time::Duration::hours(1), day).await.unwrap());
 }
 
-pub async fn subscription_health_is_written_alone(store: &dyn Store) {
+pub async fn subscription_health_is_written_alone(store: &dyn SubscriptionStore) {
     let org = org();
     let original = subscription(org, &["ProductCreated"]);
     store.create_subscription(&original).await.unwrap();
@@ -349,7 +349,7 @@ pub async fn subscription_health_is_written_alone(store: &dyn Store) {
     assert!(matches!(store.set_subscription_health(&health).await, Err(Error::NotFound(_))));
 }
 
-pub async fn attempts_are_logged_newest_first(store: &dyn Store) {
+pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
     let org = org();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let t0 = tidings::domain::to_micros(OffsetDateTime::now_utc());
@@ -379,7 +379,7 @@ mod embedded {
     use std::sync::Arc;
 
     use tidings::embedded::SqliteBackend;
-    use tidings::ports::ManualClock;
+    use tidings_tests::ManualClock;
 
     fn backend() -> (SqliteBackend, Arc<ManualClock>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -444,7 +444,7 @@ mod embedded {
         let record = super::publish_record(super::org(), "m-1", time::OffsetDateTime::now_utc());
         let jobs = super::message_jobs(&record, 3);
         let day = time::Duration::hours(24);
-        use tidings::ports::{PublishLog, Store};
+        use tidings::ports::{MessageLog, PublishLog};
         assert!(backend.publish(&record, &jobs, day).await.is_err());
         assert_eq!(backend.get_publish(record.organization, "m-1").await.unwrap(), None);
         sabotage.execute_batch("DROP TRIGGER full_queue; DROP TRIGGER stuck_claims;").unwrap();
@@ -484,8 +484,8 @@ mod embedded {
 
     #[tokio::test]
     async fn passed_rate_limit_windows_are_purged() {
-        use tidings::ports::Store;
         let (backend, _, dir) = backend();
+        use tidings::ports::Limits;
         let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(2);
         for client in ["a", "b", "c"] {
             backend.count_request(client, 60, expires).await.unwrap();
@@ -515,7 +515,7 @@ mod embedded {
     async fn data_survives_reopening_the_file() {
         let (backend, clock, dir) = backend();
         let sub = super::subscription(super::org(), &["ProductCreated"]);
-        use tidings::ports::{Queue, Store};
+        use tidings::ports::{Queue, SubscriptionStore};
         backend.create_subscription(&sub).await.unwrap();
         backend.enqueue(&[super::job(1)], std::time::Duration::ZERO).await.unwrap();
         drop(backend);

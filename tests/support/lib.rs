@@ -437,3 +437,26 @@ pub fn subscription(org: OrganizationId, events: &[&str], destination: &str) -> 
         ..tidings::domain::Subscription::new(org, id, dialect, events, destination, OffsetDateTime::now_utc())
     }
 }
+
+/// A clock tests move by hand.
+pub struct ManualClock(std::sync::Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        ManualClock(std::sync::Mutex::new(start))
+    }
+
+    pub fn set(&self, now: OffsetDateTime) {
+        *self.0.lock().expect("clock lock") = now;
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl tidings::ports::Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().expect("clock lock")
+    }
+}

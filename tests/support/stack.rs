@@ -202,8 +202,22 @@ impl DeployedStack {
 
     /// Mail SES accepted for `to`, as the emulator recorded it.
     pub async fn emails_to(&self, to: &str) -> Vec<Value> {
-        let data: Value =
-            reqwest::get(format!("{}/moto-api/data.json", crate::aws::endpoint())).await.unwrap().json().await.unwrap();
+        // The emulator's dump can fail while other tests write to it: try again.
+        let url = format!("{}/moto-api/data.json", crate::aws::endpoint());
+        let mut data = Value::Null;
+        for _ in 0..10 {
+            match reqwest::get(&url).await.map(|r| r.error_for_status()) {
+                Ok(Ok(response)) => match response.json::<Value>().await {
+                    Ok(dump) => {
+                        data = dump;
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                },
+                _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        assert!(!data.is_null(), "the emulator's data dump never answered");
         let all = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
         all.into_iter().filter(|m| m.to_string().contains(to)).collect()
     }

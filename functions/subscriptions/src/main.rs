@@ -8,7 +8,7 @@ use lambda_http::{run, service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     tidings::lambda::init_tracing();
     // Built once per cold start: clients, connection pools and configuration.
-    let app = tidings::config::app_from_env().await?;
+    let app = tidings::App::from_settings(&tidings::config::Settings::from_env()?).await?;
     let app = &app;
     run(service_fn(move |request: Request| {
         tidings::lambda::handle_http(app, tidings::api::Routes::Subscriptions, request)

@@ -31,7 +31,7 @@ use super::sdk_error;
 use crate::delivery::ATTEMPT_RETENTION;
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
 use crate::domain::{AttemptRecord, PublishRecord, StoreGroup};
-use crate::ports::Store;
+use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
 use crate::{Error, Result};
 
 /// The GSI fan-out and key listing use.
@@ -416,7 +416,7 @@ fn by_creation(mut subs: Vec<Subscription>) -> Vec<Subscription> {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl SubscriptionStore for DynamoStore {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
         let mut writes = vec![self.put(subscription_item(subscription), Some("attribute_not_exists(PK)"))?];
         for event in index_keys(&subscription.event_names) {
@@ -494,6 +494,43 @@ impl Store for DynamoStore {
         Ok(by_creation(subs))
     }
 
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let org = subscription.organization;
+        let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
+        // The fan-out entries carry a copy of the status, so they change with the subscription.
+        let update = |sk: String, condition: Option<&str>| -> Result<TransactWriteItem> {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(org_pk(org)))
+                .key("SK", s(sk))
+                .update_expression("SET #status = :status, failing_since = :failing")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(subscription.status.as_str()))
+                .expression_attribute_values(":failing", failing_since.clone())
+                .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map_err(Error::internal)?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        // An owner's switch-off wins over health.
+        let condition = Some("attribute_exists(PK) AND #status <> :inactive");
+        let mut writes = vec![update(format!("SUB#{}", subscription.id), condition)?];
+        for event in index_keys(&subscription.event_names) {
+            writes.push(update(index_sk(event, subscription.id), condition)?);
+        }
+        if self.transact(writes).await? {
+            return Ok(());
+        }
+        match self.get_subscription(org, subscription.id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
     async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         self.client
             .put_item()
@@ -544,138 +581,15 @@ impl Store for DynamoStore {
             .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
         Ok(true)
     }
+}
 
-    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
-        let org = subscription.organization;
-        let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
-        // The fan-out entries carry a copy of the status, so they change with the subscription.
-        let update = |sk: String, condition: Option<&str>| -> Result<TransactWriteItem> {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("PK", s(org_pk(org)))
-                .key("SK", s(sk))
-                .update_expression("SET #status = :status, failing_since = :failing")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(subscription.status.as_str()))
-                .expression_attribute_values(":failing", failing_since.clone())
-                .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map_err(Error::internal)?;
-            Ok(TransactWriteItem::builder().update(update).build())
-        };
-        // An owner's switch-off wins over health.
-        let condition = Some("attribute_exists(PK) AND #status <> :inactive");
-        let mut writes = vec![update(format!("SUB#{}", subscription.id), condition)?];
-        for event in index_keys(&subscription.event_names) {
-            writes.push(update(index_sk(event, subscription.id), condition)?);
-        }
-        if self.transact(writes).await? {
-            return Ok(());
-        }
-        match self.get_subscription(org, subscription.id).await? {
-            Some(_) => Ok(()),
-            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
-        }
-    }
-
+#[async_trait]
+impl MessageLog for DynamoStore {
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
         let Some(item) = self.get_item(org_pk(org), format!("PUB#{message_id}")).await? else { return Ok(None) };
         let record = publish_from(org, message_id, &item)?;
         // TTL deletion lags; an expired record is gone as far as callers know.
         Ok(Some(record).filter(|r| r.expires_at > OffsetDateTime::now_utc()))
-    }
-
-    async fn claim_alert(
-        &self,
-        org: OrganizationId,
-        subscription_id: Uuid,
-        at: OffsetDateTime,
-        window: time::Duration,
-    ) -> Result<bool> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("PK", s(org_pk(org)))
-            .item("SK", s(format!("ALERT#{subscription_id}")))
-            .item("sent_at", n(nanos(at)))
-            .item("expires_at", n((at + window).unix_timestamp()))
-            .condition_expression("attribute_not_exists(PK) OR sent_at <= :cutoff")
-            .expression_attribute_values(":cutoff", n(nanos(at - window)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
-            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
-        }
-    }
-
-    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
-        // One atomic counter per client and window, shared by every Lambda instance.
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(format!("RATE#{client}")))
-            .key("SK", s(window_start.to_string()))
-            .update_expression("ADD hits :one SET expires_at = :expires")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
-        let attributes = out.attributes.unwrap_or_default();
-        get_n(&attributes, "hits")
-    }
-
-    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
-        let existing = self.query_all(None, "PK = :pk", &[(":pk", s(format!("GROUP#{name}")))], None).await?;
-        for item in existing {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("PK", s(get_s(&item, "PK")?))
-                .key("SK", s(get_s(&item, "SK")?))
-                .send()
-                .await
-                .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
-        }
-        let items = members
-            .iter()
-            .map(|org| {
-                HashMap::from([
-                    ("PK".to_owned(), s(format!("GROUP#{name}"))),
-                    ("SK".to_owned(), s(format!("ORG#{org}"))),
-                    ("GSI1PK".to_owned(), s("GROUPS")),
-                    ("GSI1SK".to_owned(), s(format!("{name}#{org}"))),
-                    ("group".to_owned(), s(name)),
-                    ("org".to_owned(), s(org.to_string())),
-                ])
-            })
-            .collect();
-        self.batch_put(items).await
-    }
-
-    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
-        let items = self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("GROUPS"))], None).await?;
-        let mut groups: Vec<StoreGroup> = Vec::new();
-        for item in items {
-            let name = get_s(&item, "group")?;
-            let org = OrganizationId::from_str(&get_s(&item, "org")?).map_err(|e| corrupt("store group member", e))?;
-            match groups.last_mut() {
-                Some(group) if group.name == name => group.members.push(org),
-                _ => groups.push(StoreGroup { name, members: vec![org] }),
-            }
-        }
-        for group in &mut groups {
-            group.members.sort();
-        }
-        Ok(groups)
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
@@ -740,5 +654,103 @@ impl Store for DynamoStore {
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl Limits for DynamoStore {
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(org_pk(org)))
+            .item("SK", s(format!("ALERT#{subscription_id}")))
+            .item("sent_at", n(nanos(at)))
+            .item("expires_at", n((at + window).unix_timestamp()))
+            .condition_expression("attribute_not_exists(PK) OR sent_at <= :cutoff")
+            .expression_attribute_values(":cutoff", n(nanos(at - window)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+        }
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
+        // One atomic counter per client and window, shared by every Lambda instance.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("RATE#{client}")))
+            .key("SK", s(window_start.to_string()))
+            .update_expression("ADD hits :one SET expires_at = :expires")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
+        let attributes = out.attributes.unwrap_or_default();
+        get_n(&attributes, "hits")
+    }
+}
+
+#[async_trait]
+impl StoreGroups for DynamoStore {
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let existing = self.query_all(None, "PK = :pk", &[(":pk", s(format!("GROUP#{name}")))], None).await?;
+        for item in existing {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(get_s(&item, "PK")?))
+                .key("SK", s(get_s(&item, "SK")?))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
+        }
+        let items = members
+            .iter()
+            .map(|org| {
+                HashMap::from([
+                    ("PK".to_owned(), s(format!("GROUP#{name}"))),
+                    ("SK".to_owned(), s(format!("ORG#{org}"))),
+                    ("GSI1PK".to_owned(), s("GROUPS")),
+                    ("GSI1SK".to_owned(), s(format!("{name}#{org}"))),
+                    ("group".to_owned(), s(name)),
+                    ("org".to_owned(), s(org.to_string())),
+                ])
+            })
+            .collect();
+        self.batch_put(items).await
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let items = self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("GROUPS"))], None).await?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for item in items {
+            let name = get_s(&item, "group")?;
+            let org = OrganizationId::from_str(&get_s(&item, "org")?).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
+            }
+        }
+        for group in &mut groups {
+            group.members.sort();
+        }
+        Ok(groups)
     }
 }

@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
 use crate::domain::{AttemptRecord, DeliveryJob, PublishRecord, StoreGroup};
-use crate::ports::{Clock, PublishLog, Queue, ReceivedJob, Store};
+use crate::ports::{
+    Clock, KeyStore, Limits, MessageLog, PublishLog, Queue, ReceivedJob, StoreGroups, SubscriptionStore,
+};
 use crate::{Error, Result};
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
@@ -175,6 +177,8 @@ pub struct SqliteBackend {
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
+    /// Wakes the consumer in this process (the worker of `tidings serve`) when jobs were queued.
+    jobs_queued: tokio::sync::Notify,
 }
 
 impl SqliteBackend {
@@ -197,7 +201,7 @@ impl SqliteBackend {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn, path)?;
-        Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned() })
+        Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned(), jobs_queued: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -323,7 +327,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12
 }
 
 #[async_trait]
-impl Store for SqliteBackend {
+impl SubscriptionStore for SqliteBackend {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -413,6 +417,27 @@ impl Store for SqliteBackend {
         Ok(out)
     }
 
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let conn = self.conn();
+        let updated = conn.execute(
+            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
+            params![
+                subscription.organization.to_string(),
+                subscription.id.to_string(),
+                subscription.status.as_str(),
+                subscription.failing_since.map(to_nanos),
+                SubscriptionStatus::Inactive.as_str(),
+            ],
+        )?;
+        if updated == 0 && !subscription_exists(&conn, subscription)? {
+            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteBackend {
     async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
         self.conn().execute(
@@ -454,87 +479,30 @@ impl Store for SqliteBackend {
         Ok(out)
     }
 
-    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
         let conn = self.conn();
-        let updated = conn.execute(
-            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
-            params![
-                subscription.organization.to_string(),
-                subscription.id.to_string(),
-                subscription.status.as_str(),
-                subscription.failing_since.map(to_nanos),
-                SubscriptionStatus::Inactive.as_str(),
-            ],
-        )?;
-        if updated == 0 && !subscription_exists(&conn, subscription)? {
-            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+        let exists: Option<Option<i64>> = conn
+            .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
+            .optional()?;
+        match exists {
+            None => Ok(false),
+            Some(Some(_)) => Ok(true),
+            Some(None) => {
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                    params![id.to_string(), to_nanos(at)],
+                )?;
+                Ok(true)
+            }
         }
-        Ok(())
     }
+}
 
+#[async_trait]
+impl MessageLog for SqliteBackend {
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
         let conn = self.conn();
         Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
-    }
-
-    async fn claim_alert(
-        &self,
-        org: OrganizationId,
-        subscription_id: Uuid,
-        at: OffsetDateTime,
-        window: time::Duration,
-    ) -> Result<bool> {
-        // One statement: the insert or the update happens only if no alert went out within the window.
-        let changed = self.conn().execute(
-            "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
-            params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
-        )?;
-        Ok(changed == 1)
-    }
-
-    async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
-        let conn = self.conn();
-        // Passed windows are useless: dropping every client's keeps the table as small as the
-        // number of clients active in the current window.
-        conn.execute("DELETE FROM request_counts WHERE window_start < ?1", params![window_start])?;
-        let hits = conn.query_row(
-            "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
-             ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
-            params![client, window_start],
-            |r| r.get::<_, u32>(0),
-        )?;
-        Ok(hits)
-    }
-
-    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
-        for org in members {
-            tx.execute(
-                "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
-                params![name, org.to_string()],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT name, org FROM store_groups ORDER BY name, org")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut groups: Vec<StoreGroup> = Vec::new();
-        for row in rows {
-            let (name, org) = row?;
-            let org = OrganizationId::from_str(&org).map_err(|e| corrupt("store group member", e))?;
-            match groups.last_mut() {
-                Some(group) if group.name == name => group.members.push(org),
-                _ => groups.push(StoreGroup { name, members: vec![org] }),
-            }
-        }
-        Ok(groups)
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
@@ -610,23 +578,71 @@ impl Store for SqliteBackend {
         }
         Ok(out)
     }
+}
 
-    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
+#[async_trait]
+impl Limits for SqliteBackend {
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        // One statement: the insert or the update happens only if no alert went out within the window.
+        let changed = self.conn().execute(
+            "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
+            params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
         let conn = self.conn();
-        let exists: Option<Option<i64>> = conn
-            .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
-            .optional()?;
-        match exists {
-            None => Ok(false),
-            Some(Some(_)) => Ok(true),
-            Some(None) => {
-                conn.execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
-                    params![id.to_string(), to_nanos(at)],
-                )?;
-                Ok(true)
+        // Passed windows are useless: dropping every client's keeps the table as small as the
+        // number of clients active in the current window.
+        conn.execute("DELETE FROM request_counts WHERE window_start < ?1", params![window_start])?;
+        let hits = conn.query_row(
+            "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
+             ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+            params![client, window_start],
+            |r| r.get::<_, u32>(0),
+        )?;
+        Ok(hits)
+    }
+}
+
+#[async_trait]
+impl StoreGroups for SqliteBackend {
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
+        for org in members {
+            tx.execute(
+                "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
+                params![name, org.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name, org FROM store_groups ORDER BY name, org")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for row in rows {
+            let (name, org) = row?;
+            let org = OrganizationId::from_str(&org).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
             }
         }
+        Ok(groups)
     }
 }
 
@@ -663,6 +679,7 @@ impl PublishLog for SqliteBackend {
         )?;
         insert_jobs(&tx, jobs, visible_at)?;
         tx.commit()?;
+        self.jobs_queued.notify_one();
         Ok(None)
     }
 }
@@ -716,7 +733,12 @@ impl Queue for SqliteBackend {
         let tx = conn.transaction()?;
         insert_jobs(&tx, jobs, visible_at)?;
         tx.commit()?;
+        self.jobs_queued.notify_one();
         Ok(())
+    }
+
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.jobs_queued.notified()).await;
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
@@ -855,7 +877,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_1_file_is_upgraded_in_place_and_keeps_its_keys() {
-        use crate::ports::Store;
         let dir = tempfile::tempdir().unwrap();
         let path = SqliteBackend::file_in(dir.path());
         {
@@ -878,7 +899,7 @@ mod tests {
     #[tokio::test]
     async fn the_purge_deletes_only_what_is_past_its_retention_and_at_most_the_limit_per_kind() {
         use crate::domain::PublishRecord;
-        use crate::ports::{PublishLog, Store};
+        use crate::ports::PublishLog;
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(&SqliteBackend::file_in(dir.path()), Arc::new(SystemClock)).unwrap();
         let now = OffsetDateTime::now_utc();
