@@ -146,6 +146,22 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
+/// Adds the headers an error's status calls for, whatever the dialect: `Allow` on a 405,
+/// `Retry-After` on a 429.
+pub fn add_error_headers(response: &mut Response, err: &Error) {
+    match err {
+        Error::MethodNotAllowed { allow } => {
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+        }
+        Error::TooManyRequests { retry_after_secs, .. } => {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        _ => {}
+    }
+}
+
 pub fn empty_response(status: StatusCode) -> Response {
     let mut response = http::Response::new(Bytes::new());
     *response.status_mut() = status;

@@ -4,6 +4,7 @@
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::api::request::add_error_headers;
 use crate::api::Response;
 use crate::{Error, Result};
 
@@ -22,7 +23,6 @@ struct Failure {
     code: Code,
     message: String,
     field: Option<String>,
-    retry_after: Option<i64>,
 }
 
 impl From<Error> for Failure {
@@ -46,11 +46,7 @@ impl From<Error> for Failure {
             Error::Internal(_) => "Something went wrong on the server".to_owned(),
             other => other.to_string(),
         };
-        let retry_after = match &err {
-            Error::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs as i64),
-            _ => None,
-        };
-        Failure { status, code, message, field, retry_after }
+        Failure { status, code, message, field }
     }
 }
 
@@ -111,16 +107,14 @@ fn failure_response(format: Format, failure: Failure) -> Response {
         error_data: None,
     };
     let xml = || quick_xml::se::to_string_with_root("error", &body).map_err(Error::internal);
-    let mut response = respond(format, failure.status, &body, xml);
-    if let Some(seconds) = failure.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
+    respond(format, failure.status, &body, xml)
 }
 
 /// Maps a core error to Lagerkoll's error body, in the format the request asked for.
 pub fn error_response(err: &Error, request_headers: &HeaderMap) -> Response {
-    failure_response(response_format(request_headers), Failure::from(err.clone()))
+    let mut response = failure_response(response_format(request_headers), Failure::from(err.clone()));
+    add_error_headers(&mut response, err);
+    response
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
+use crate::api::request::add_error_headers;
 use crate::api::{json_response, Response};
 use crate::Error;
 
@@ -56,17 +57,7 @@ pub fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
     };
     let mut response = json_response(status, &body);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    match err {
-        Error::MethodNotAllowed { allow } => {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_str(allow).unwrap_or(HeaderValue::from_static("GET")));
-        }
-        Error::TooManyRequests { retry_after_secs, .. } => {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        _ => {}
-    }
+    add_error_headers(&mut response, err);
     response
 }
 

@@ -4,6 +4,7 @@
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::api::request::add_error_headers;
 use crate::api::{json_response, Response};
 use crate::Error;
 
@@ -39,19 +40,9 @@ pub fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
         body["violations"] = json!([{ "propertyName": field, "developerMessage": developer_message }]);
     }
     let mut response = json_response(status, &body);
-    match err {
-        Error::Unauthenticated(_) => {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        Error::MethodNotAllowed { allow } => {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_str(allow).unwrap_or(HeaderValue::from_static("GET")));
-        }
-        Error::TooManyRequests { retry_after_secs, .. } => {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        _ => {}
+    add_error_headers(&mut response, err);
+    if let Error::Unauthenticated(_) = err {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
