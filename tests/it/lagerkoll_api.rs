@@ -545,3 +545,22 @@ async fn an_exhausted_webhook_without_a_contact_sends_no_alert() {
     assert_eq!(receiver.deliveries().len(), 1);
     assert!(tidings_tests::outbox(stack.data_dir()).is_empty(), "no alert to an empty address");
 }
+
+/// A method a path does not take is 405 in Lagerkoll's body, `Allow` naming the ones it does;
+/// a path no route has is 404 in Lagerkoll's body, not another dialect's.
+#[tokio::test]
+async fn other_methods_are_405_with_allow_and_unknown_paths_404_in_lagerkolls_shape() {
+    let w = world().await;
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, BASE, "GET, POST"),
+        (reqwest::Method::PATCH, "/v1/webhooks/articles", "GET, POST, DELETE"),
+    ] {
+        let response = w.request(method.clone(), path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(error_code(&response.json().await.unwrap()), 900101);
+    }
+    let (status, body) = w.get("/v1/webhooks/articles/extra").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), 902101);
+}
