@@ -1,0 +1,343 @@
+//! The store capabilities on the one DynamoDB table.
+
+use super::*;
+
+#[async_trait]
+impl SubscriptionStore for DynamoStore {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let mut writes = vec![self.put(subscription_item(subscription), Some("attribute_not_exists(PK)"))?];
+        for event in index_keys(&subscription.event_names) {
+            writes.push(self.put(index_item(subscription, event), None)?);
+        }
+        if self.transact(writes).await? {
+            Ok(())
+        } else {
+            Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)))
+        }
+    }
+
+    async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
+        self.get_item(org_pk(org), format!("SUB#{id}")).await?.as_ref().map(subscription_from).transpose()
+    }
+
+    async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
+        let items = self
+            .query_all(None, "PK = :pk AND begins_with(SK, :sk)", &[(":pk", s(org_pk(org))), (":sk", s("SUB#"))], None)
+            .await?;
+        Ok(by_creation(items.iter().map(subscription_from).collect::<Result<_>>()?))
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
+        let previous = self
+            .get_subscription(subscription.organization, subscription.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", subscription.id)))?;
+        if previous.updated_at != read_version {
+            return Ok(false);
+        }
+        let new_keys = index_keys(&subscription.event_names);
+        // Written only over the version read (and so over the index entries of `previous`).
+        let guarded = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(subscription_item(subscription)))
+            .condition_expression("attribute_exists(PK) AND updated_at = :read")
+            .expression_attribute_values(":read", n(nanos(read_version)))
+            .build()
+            .map_err(Error::internal)?;
+        let mut writes = vec![TransactWriteItem::builder().put(guarded).build()];
+        for event in index_keys(&previous.event_names) {
+            if !new_keys.contains(&event) {
+                writes.push(self.delete(org_pk(subscription.organization), index_sk(event, subscription.id), None)?);
+            }
+        }
+        for event in new_keys {
+            writes.push(self.put(index_item(subscription, event), None)?);
+        }
+        if self.transact(writes).await? {
+            return Ok(true);
+        }
+        match self.get_subscription(subscription.organization, subscription.id).await? {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+        }
+    }
+
+    async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
+        let Some(previous) = self.get_subscription(org, id).await? else { return Ok(false) };
+        let mut writes = vec![self.delete(org_pk(org), format!("SUB#{id}"), Some("attribute_exists(PK)"))?];
+        for event in index_keys(&previous.event_names) {
+            writes.push(self.delete(org_pk(org), index_sk(event, id), None)?);
+        }
+        self.transact(writes).await
+    }
+
+    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
+        let query = |event: &str| {
+            let key = s(format!("ORG#{org}#EVT#{event}"));
+            async move { self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", key)], None).await }
+        };
+        let (explicit, all) = futures::future::try_join(query(event_name), query(ALL_EVENTS)).await?;
+        let subs = explicit.iter().chain(all.iter()).map(subscription_from).collect::<Result<Vec<_>>>()?;
+        Ok(by_creation(subs))
+    }
+
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let org = subscription.organization;
+        let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
+        // The fan-out entries carry a copy of the status, so they change with the subscription.
+        let update = |sk: String, condition: Option<&str>| -> Result<TransactWriteItem> {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("PK", s(org_pk(org)))
+                .key("SK", s(sk))
+                .update_expression("SET #status = :status, failing_since = :failing")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(subscription.status.as_str()))
+                .expression_attribute_values(":failing", failing_since.clone())
+                .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map_err(Error::internal)?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        };
+        // An owner's switch-off wins over health.
+        let condition = Some("attribute_exists(PK) AND #status <> :inactive");
+        let mut writes = vec![update(format!("SUB#{}", subscription.id), condition)?];
+        for event in index_keys(&subscription.event_names) {
+            writes.push(update(index_sk(event, subscription.id), condition)?);
+        }
+        if self.transact(writes).await? {
+            return Ok(());
+        }
+        match self.get_subscription(org, subscription.id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(api_key_item(key)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB PutItem", e))?;
+        Ok(())
+    }
+
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        self.get_item(format!("KEY#{hash}"), "KEY".into()).await?.as_ref().map(api_key_from).transpose()
+    }
+
+    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>> {
+        let items = match org {
+            Some(org) => {
+                self.query_all(
+                    Some(GSI1),
+                    "GSI1PK = :k AND begins_with(GSI1SK, :org)",
+                    &[(":k", s("KEYS")), (":org", s(format!("{org}#")))],
+                    None,
+                )
+                .await?
+            }
+            None => self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("KEYS"))], None).await?,
+        };
+        let mut keys = items.iter().map(api_key_from).collect::<Result<Vec<_>>>()?;
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
+        let items = self
+            .query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("KEYS")), (":id", s(id.to_string()))], Some("id = :id"))
+            .await?;
+        let Some(item) = items.first() else { return Ok(false) };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(get_s(item, "PK")?))
+            .key("SK", s("KEY"))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .expression_attribute_values(":at", n(nanos(at)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl MessageLog for DynamoStore {
+    async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+        let Some(item) = self.get_item(org_pk(org), format!("PUB#{message_id}")).await? else { return Ok(None) };
+        let record = publish_from(org, message_id, &item)?;
+        // TTL deletion lags; an expired record is gone as far as callers know.
+        Ok(Some(record).filter(|r| r.expires_at > OffsetDateTime::now_utc()))
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
+        let items = attempts
+            .iter()
+            .map(|a| {
+                let mut item = HashMap::from([
+                    ("PK".to_owned(), s(format!("ORG#{}#SUB#{}#ATT", a.organization, a.subscription_id))),
+                    ("SK".to_owned(), s(format!("{}#{}#{}", sortable(a.at), a.message_id, a.attempt))),
+                    ("message_id".to_owned(), s(&a.message_id)),
+                    ("event_name".to_owned(), s(&a.event_name)),
+                    ("attempt".to_owned(), n(a.attempt)),
+                    ("at".to_owned(), n(nanos(a.at))),
+                    ("latency_ms".to_owned(), n(a.latency_ms)),
+                    ("response_excerpt".to_owned(), s(&a.response_excerpt)),
+                    ("expires_at".to_owned(), n((a.at + ATTEMPT_RETENTION).unix_timestamp())),
+                ]);
+                if let Some(status) = a.status {
+                    item.insert("status".into(), n(status));
+                }
+                if let Some(error) = &a.error {
+                    item.insert("error".into(), s(error));
+                }
+                item
+            })
+            .collect();
+        self.batch_put(items).await
+    }
+
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(format!("ORG#{org}#SUB#{subscription_id}#ATT")))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB Query", e))?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                Ok(AttemptRecord {
+                    organization: org,
+                    subscription_id,
+                    message_id: get_s(item, "message_id")?,
+                    event_name: get_s(item, "event_name")?,
+                    attempt: get_n(item, "attempt")?,
+                    at: time_from(get_n(item, "at")?)?,
+                    status: get_opt_n(item, "status")?,
+                    latency_ms: get_n(item, "latency_ms")?,
+                    response_excerpt: get_s(item, "response_excerpt")?,
+                    error: get_opt_s(item, "error"),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Limits for DynamoStore {
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(org_pk(org)))
+            .item("SK", s(format!("ALERT#{subscription_id}")))
+            .item("sent_at", n(nanos(at)))
+            .item("expires_at", n((at + window).unix_timestamp()))
+            .condition_expression("attribute_not_exists(PK) OR sent_at <= :cutoff")
+            .expression_attribute_values(":cutoff", n(nanos(at - window)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+        }
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
+        // One atomic counter per client and window, shared by every Lambda instance.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("RATE#{client}")))
+            .key("SK", s(window_start.to_string()))
+            .update_expression("ADD hits :one SET expires_at = :expires")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
+        let attributes = out.attributes.unwrap_or_default();
+        get_n(&attributes, "hits")
+    }
+}
+
+#[async_trait]
+impl StoreGroups for DynamoStore {
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let existing = self.query_all(None, "PK = :pk", &[(":pk", s(format!("GROUP#{name}")))], None).await?;
+        for item in existing {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(get_s(&item, "PK")?))
+                .key("SK", s(get_s(&item, "SK")?))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB DeleteItem", e))?;
+        }
+        let items = members
+            .iter()
+            .map(|org| {
+                HashMap::from([
+                    ("PK".to_owned(), s(format!("GROUP#{name}"))),
+                    ("SK".to_owned(), s(format!("ORG#{org}"))),
+                    ("GSI1PK".to_owned(), s("GROUPS")),
+                    ("GSI1SK".to_owned(), s(format!("{name}#{org}"))),
+                    ("group".to_owned(), s(name)),
+                    ("org".to_owned(), s(org.to_string())),
+                ])
+            })
+            .collect();
+        self.batch_put(items).await
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let items = self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", s("GROUPS"))], None).await?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for item in items {
+            let name = get_s(&item, "group")?;
+            let org = OrganizationId::from_str(&get_s(&item, "org")?).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
+            }
+        }
+        for group in &mut groups {
+            group.members.sort();
+        }
+        Ok(groups)
+    }
+}

@@ -1,0 +1,328 @@
+//! One SQLite file holds the store and the durable delivery queue.
+//!
+//! WAL journal with `synchronous=NORMAL`: a commit survives a process crash, and readers never
+//! block the writer. The connection sits behind a mutex; every operation is a short
+//! statement or transaction, so holding it on the async worker is cheaper than a thread hop.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
+use crate::domain::{AttemptRecord, DeliveryJob, PublishRecord, StoreGroup};
+use crate::ports::{
+    Clock, KeyStore, Limits, MessageLog, PublishLog, Queue, ReceivedJob, StoreGroups, SubscriptionStore,
+};
+use crate::{Error, Result};
+
+mod queue;
+mod store;
+
+/// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
+const ALL_EVENTS: &str = "*";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS subscriptions (
+    org           TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    dialect       TEXT NOT NULL,
+    transport     TEXT NOT NULL,
+    event_names   TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    contact_email TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    failing_since INTEGER,
+    signing_key   TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (org, id)
+);
+CREATE TABLE IF NOT EXISTS subscription_events (
+    org             TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    PRIMARY KEY (org, event, subscription_id)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    org        TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job           TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue (visible_at);
+CREATE TABLE IF NOT EXISTS publishes (
+    org           TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    event_name    TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    subscriptions INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (org, message_id)
+);
+CREATE TABLE IF NOT EXISTS request_counts (
+    client       TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    hits         INTEGER NOT NULL,
+    PRIMARY KEY (client, window_start)
+);
+CREATE TABLE IF NOT EXISTS store_groups (
+    name TEXT NOT NULL,
+    org  TEXT NOT NULL,
+    PRIMARY KEY (name, org)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    org             TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    sent_at         INTEGER NOT NULL,
+    PRIMARY KEY (org, subscription_id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    org              TEXT NOT NULL,
+    subscription_id  TEXT NOT NULL,
+    message_id       TEXT NOT NULL,
+    event_name       TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    at               INTEGER NOT NULL,
+    status           INTEGER,
+    latency_ms       INTEGER NOT NULL,
+    response_excerpt TEXT NOT NULL,
+    error            TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (org, subscription_id, at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job     TEXT NOT NULL,
+    dead_at INTEGER NOT NULL
+);
+"#;
+
+/// The schema version this build writes (`PRAGMA user_version`). A new column or table means
+/// a new version and a step in [`migrate`].
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2: API keys may carry a request-signing client secret.
+const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
+
+/// Version 3: the worker's retention purge finds old attempts and expired messages by index.
+const ADD_EXPIRY_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (at); \
+                                  CREATE INDEX IF NOT EXISTS publishes_by_expiry ON publishes (expires_at);";
+
+/// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
+/// than misreading it.
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let steps = match version {
+        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
+        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
+        2 => vec![ADD_EXPIRY_INDEXES],
+        SCHEMA_VERSION => return Ok(()),
+        other => {
+            return Err(Error::internal(format!(
+                "{} has schema version {other}; this build of Tidings reads version {SCHEMA_VERSION}",
+                path.display()
+            )))
+        }
+    };
+    // Every step and the new version in one transaction: a file is at one version or the next.
+    conn.execute_batch(&format!("BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;", steps.concat()))?;
+    Ok(())
+}
+
+/// Exclusive use of a data directory by one `tidings serve`: held while the process runs (the
+/// operating system releases it when the process ends, however it ends).
+pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
+
+impl DataDirLock {
+    /// Takes the lock, or says which directory another process is using.
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataDirLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::internal(format!(
+                "{} is in use by another tidings serve; give each its own --data-dir",
+                data_dir.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::internal(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+/// The SQLite file behind the store and queue ports.
+pub struct SqliteBackend {
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+    /// Wakes the consumer in this process (the worker of `tidings serve`) when jobs were queued.
+    jobs_queued: tokio::sync::Notify,
+}
+
+impl SqliteBackend {
+    /// The database file inside a data directory.
+    pub fn file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("tidings.db")
+    }
+
+    /// Opens (creating if needed) `<data_dir>/tidings.db`.
+    pub fn open_in(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::internal(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        Self::open(&Self::file_in(data_dir), clock)
+    }
+
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        let conn =
+            Connection::open(path).map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&conn, path)?;
+        Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned(), jobs_queued: Default::default() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now_nanos(&self) -> i64 {
+        to_nanos(self.clock.now())
+    }
+}
+
+fn to_nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+fn from_nanos(n: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(n as i128).map_err(Error::internal)
+}
+
+fn duration_nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::internal(format!("stored {what} is unreadable: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::SystemClock;
+
+    #[tokio::test]
+    async fn a_version_1_file_is_upgraded_in_place_and_keeps_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = SqliteBackend::file_in(dir.path());
+        {
+            let v1 = Connection::open(&path).unwrap();
+            v1.execute_batch(SCHEMA).unwrap();
+            v1.pragma_update(None, "user_version", 1).unwrap();
+            v1.execute(
+                "INSERT INTO api_keys (id, hash, org, scopes, created_at) VALUES (?1, 'h', ?2, '[\"READ:ORDER\"]', 0)",
+                params![Uuid::nil().to_string(), Uuid::nil().to_string()],
+            )
+            .unwrap();
+        }
+        let backend = SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap();
+        let key = backend.find_api_key_by_hash("h").await.unwrap().unwrap();
+        assert_eq!((key.scopes, key.client_secret), (vec![Scope::ReadOrder], None));
+        let version: i64 = backend.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn the_purge_deletes_only_what_is_past_its_retention_and_at_most_the_limit_per_kind() {
+        use crate::domain::PublishRecord;
+        use crate::ports::PublishLog;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(&SqliteBackend::file_in(dir.path()), Arc::new(SystemClock)).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let org = OrganizationId(Uuid::new_v4());
+        let subscription = Uuid::new_v4();
+        let attempt = |id: &str, days_ago: i64| AttemptRecord {
+            organization: org,
+            subscription_id: subscription,
+            message_id: id.into(),
+            event_name: "ProductCreated".into(),
+            attempt: 1,
+            at: now - time::Duration::days(days_ago),
+            status: Some(200),
+            latency_ms: 1,
+            response_excerpt: String::new(),
+            error: None,
+        };
+        backend.record_attempts(&[attempt("old-1", 31), attempt("old-2", 40), attempt("recent", 29)]).await.unwrap();
+        let message = |id: &str, expires_in_days: i64| PublishRecord {
+            organization: org,
+            message_id: id.into(),
+            event_name: "ProductCreated".into(),
+            payload: "{}".into(),
+            subscriptions: 0,
+            created_at: now - time::Duration::days(8),
+            expires_at: now + time::Duration::days(expires_in_days),
+        };
+        for record in [message("expired-1", -1), message("expired-2", -2), message("kept", 1)] {
+            backend.publish(&record, &[], time::Duration::hours(24)).await.unwrap();
+        }
+        let kept_ids = |attempts: Vec<AttemptRecord>| attempts.into_iter().map(|a| a.message_id).collect::<Vec<_>>();
+
+        assert_eq!(backend.purge_expired(now, 1).await.unwrap(), 2, "one of each kind at most");
+        assert_eq!(backend.purge_expired(now, 10).await.unwrap(), 2);
+        assert_eq!(backend.purge_expired(now, 10).await.unwrap(), 0);
+        assert_eq!(kept_ids(backend.recent_attempts(org, subscription, 10).await.unwrap()), ["recent"]);
+        let left: Vec<String> = backend
+            .conn()
+            .prepare("SELECT message_id FROM publishes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["kept"]);
+    }
+
+    #[test]
+    fn a_file_from_another_schema_version_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = SqliteBackend::file_in(dir.path());
+        drop(SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap());
+        drop(SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap()); // the same version reopens
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = SqliteBackend::open(&path, Arc::new(SystemClock)).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+}

@@ -1,0 +1,416 @@
+//! The store capabilities on SQLite: subscriptions and their event index, keys, the message
+//! log, limits, store groups.
+
+use super::queue::read_publish;
+use super::*;
+
+fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
+    let get = |i: usize| -> Result<String> { Ok(row.get::<_, String>(i)?) };
+    Ok(Subscription {
+        organization: OrganizationId::from_str(&get(0)?).map_err(|e| corrupt("organization", e))?,
+        id: Uuid::parse_str(&get(1)?).map_err(|e| corrupt("subscription id", e))?,
+        dialect: get(2)?.parse().map_err(|e| corrupt("dialect", e))?,
+        transport: get(3)?,
+        event_names: serde_json::from_str(&get(4)?).map_err(|e| corrupt("event names", e))?,
+        destination: get(5)?,
+        // Stored as "" when there is none (the column predates optional contacts).
+        contact_email: Some(get(6)?).filter(|c| !c.is_empty()),
+        status: get(7)?.parse().map_err(|e| corrupt("status", e))?,
+        signing_key: get(8)?,
+        created_at: from_nanos(row.get(9)?)?,
+        updated_at: from_nanos(row.get(10)?)?,
+        failing_since: row.get::<_, Option<i64>>(11)?.map(from_nanos).transpose()?,
+    })
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
+                                    signing_key, created_at, updated_at, failing_since";
+
+fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
+    let scopes: String = row.get(3)?;
+    let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| corrupt("scopes", e))?;
+    let scopes =
+        scopes.iter().map(|s| Scope::from_str(s)).collect::<Result<Vec<_>, _>>().map_err(|e| corrupt("scopes", e))?;
+    Ok(ApiKey {
+        id: Uuid::parse_str(&row.get::<_, String>(0)?).map_err(|e| corrupt("key id", e))?,
+        hash: row.get(1)?,
+        organization: OrganizationId::from_str(&row.get::<_, String>(2)?).map_err(|e| corrupt("organization", e))?,
+        scopes,
+        created_at: from_nanos(row.get(4)?)?,
+        expires_at: row.get::<_, Option<i64>>(5)?.map(from_nanos).transpose()?,
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(from_nanos).transpose()?,
+        client_secret: row.get(7)?,
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, hash, org, scopes, created_at, expires_at, revoked_at, client_secret";
+
+/// Rows of the fan-out index for one subscription.
+fn index_keys(subscription: &Subscription) -> Vec<&str> {
+    if subscription.event_names.is_empty() {
+        vec![ALL_EVENTS]
+    } else {
+        subscription.event_names.iter().map(String::as_str).collect()
+    }
+}
+
+fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> Result<()> {
+    let org = subscription.organization.to_string();
+    let id = subscription.id.to_string();
+    tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for event in index_keys(subscription) {
+        insert.execute(params![org, event, id])?;
+    }
+    Ok(())
+}
+
+fn subscription_exists(conn: &Connection, subscription: &Subscription) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM subscriptions WHERE org = ?1 AND id = ?2",
+            params![subscription.organization.to_string(), subscription.id.to_string()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12]> {
+    Ok([
+        Box::new(s.organization.to_string()),
+        Box::new(s.id.to_string()),
+        Box::new(s.dialect.as_str()),
+        Box::new(s.transport.clone()),
+        Box::new(serde_json::to_string(&s.event_names)?),
+        Box::new(s.destination.clone()),
+        Box::new(s.contact_email.clone().unwrap_or_default()),
+        Box::new(s.status.as_str()),
+        Box::new(s.signing_key.clone()),
+        Box::new(to_nanos(s.created_at)),
+        Box::new(to_nanos(s.updated_at)),
+        Box::new(s.failing_since.map(to_nanos)),
+    ])
+}
+
+#[async_trait]
+impl SubscriptionStore for SqliteBackend {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let values = subscription_params(subscription)?;
+        let inserted = tx.execute(
+            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            rusqlite::params_from_iter(values.iter()),
+        )?;
+        if inserted == 0 {
+            return Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)));
+        }
+        write_index(&tx, subscription)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
+        let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(subscription_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 ORDER BY created_at, rowid"
+        ))?;
+        let mut rows = stmt.query(params![org.to_string()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(subscription_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = subscription_params(subscription)?.into();
+        values.push(Box::new(to_nanos(read_version)));
+        let updated = tx.execute(
+            "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
+             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12 \
+             WHERE org = ?1 AND id = ?2 AND updated_at = ?13",
+            rusqlite::params_from_iter(values.iter()),
+        )?;
+        if updated == 0 {
+            return match subscription_exists(&tx, subscription)? {
+                true => Ok(false),
+                false => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+            };
+        }
+        write_index(&tx, subscription)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (org, id) = (org.to_string(), id.to_string());
+        let deleted = tx.execute("DELETE FROM subscriptions WHERE org = ?1 AND id = ?2", params![org, id])?;
+        tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+        tx.commit()?;
+        Ok(deleted > 0)
+    }
+
+    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
+        let conn = self.conn();
+        let columns: Vec<String> = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT DISTINCT {} FROM subscription_events e JOIN subscriptions s \
+             ON s.org = e.org AND s.id = e.subscription_id \
+             WHERE e.org = ?1 AND e.event IN (?2, ?3) ORDER BY s.created_at, s.rowid",
+            columns.join(", ")
+        ))?;
+        let mut rows = stmt.query(params![org.to_string(), event_name, ALL_EVENTS])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(subscription_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
+        let conn = self.conn();
+        let updated = conn.execute(
+            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
+            params![
+                subscription.organization.to_string(),
+                subscription.id.to_string(),
+                subscription.status.as_str(),
+                subscription.failing_since.map(to_nanos),
+                SubscriptionStatus::Inactive.as_str(),
+            ],
+        )?;
+        if updated == 0 && !subscription_exists(&conn, subscription)? {
+            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteBackend {
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+        self.conn().execute(
+            &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                key.id.to_string(),
+                key.hash,
+                key.organization.to_string(),
+                serde_json::to_string(&scopes)?,
+                to_nanos(key.created_at),
+                key.expires_at.map(to_nanos),
+                key.revoked_at.map(to_nanos),
+                key.client_secret,
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))?;
+        let mut rows = stmt.query(params![hash])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(api_key_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR org = ?1 ORDER BY created_at, rowid"
+        ))?;
+        let mut rows = stmt.query(params![org.map(|o| o.to_string())])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(api_key_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
+        let conn = self.conn();
+        let exists: Option<Option<i64>> = conn
+            .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
+            .optional()?;
+        match exists {
+            None => Ok(false),
+            Some(Some(_)) => Ok(true),
+            Some(None) => {
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                    params![id.to_string(), to_nanos(at)],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MessageLog for SqliteBackend {
+    async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+        let conn = self.conn();
+        Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
+        // Bounded work per call, so the writer is never held long; freed pages are reused by
+        // later writes, so a steady load keeps the file at a steady size.
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let attempts = tx.execute(
+            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            params![to_nanos(now - crate::delivery::ATTEMPT_RETENTION), limit as i64],
+        )?;
+        let messages = tx.execute(
+            "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+            params![to_nanos(now), limit as i64],
+        )?;
+        tx.commit()?;
+        Ok(attempts + messages)
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for a in attempts {
+                insert.execute(params![
+                    a.organization.to_string(),
+                    a.subscription_id.to_string(),
+                    a.message_id,
+                    a.event_name,
+                    a.attempt,
+                    to_nanos(a.at),
+                    a.status,
+                    a.latency_ms as i64,
+                    a.response_excerpt,
+                    a.error,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn recent_attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
+             WHERE org = ?1 AND subscription_id = ?2 ORDER BY at DESC, id DESC LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![org.to_string(), subscription_id.to_string(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(AttemptRecord {
+                organization: org,
+                subscription_id,
+                message_id: r.get(0)?,
+                event_name: r.get(1)?,
+                attempt: r.get(2)?,
+                at: from_nanos(r.get(3)?)?,
+                status: r.get(4)?,
+                latency_ms: r.get::<_, i64>(5)? as u64,
+                response_excerpt: r.get(6)?,
+                error: r.get(7)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Limits for SqliteBackend {
+    async fn claim_alert(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<bool> {
+        // One statement: the insert or the update happens only if no alert went out within the window.
+        let changed = self.conn().execute(
+            "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
+            params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
+        let conn = self.conn();
+        // Passed windows are useless: dropping every client's keeps the table as small as the
+        // number of clients active in the current window.
+        conn.execute("DELETE FROM request_counts WHERE window_start < ?1", params![window_start])?;
+        let hits = conn.query_row(
+            "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
+             ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+            params![client, window_start],
+            |r| r.get::<_, u32>(0),
+        )?;
+        Ok(hits)
+    }
+}
+
+#[async_trait]
+impl StoreGroups for SqliteBackend {
+    async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
+        for org in members {
+            tx.execute(
+                "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
+                params![name, org.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name, org FROM store_groups ORDER BY name, org")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut groups: Vec<StoreGroup> = Vec::new();
+        for row in rows {
+            let (name, org) = row?;
+            let org = OrganizationId::from_str(&org).map_err(|e| corrupt("store group member", e))?;
+            match groups.last_mut() {
+                Some(group) if group.name == name => group.members.push(org),
+                _ => groups.push(StoreGroup { name, members: vec![org] }),
+            }
+        }
+        Ok(groups)
+    }
+}
