@@ -64,7 +64,7 @@ for name, role in of_type("AWS::IAM::Role").items():
 table = resources["Table"]["Properties"]
 check([k["AttributeName"] for k in table["KeySchema"]] == ["PK", "SK"], "table keys must be PK, SK")
 gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]}
-dynamodb_rs = (ROOT / "shared" / "src" / "aws" / "dynamodb.rs").read_text()
+dynamodb_rs = "\n".join(f.read_text() for f in sorted((ROOT / "shared" / "src" / "aws" / "dynamodb").glob("*.rs")))
 gsi_name = re.search(r'pub const GSI1: &str = "([^"]+)"', dynamodb_rs).group(1)
 check(gsis.get(gsi_name) == ["GSI1PK", "GSI1SK"], f"GSI {gsi_name} must be keyed GSI1PK, GSI1SK: {gsis}")
 check(table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}, "TTL on expires_at")
