@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks) in .venv"
+step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks, schemathesis) in .venv"
 if ! python3 -m venv .venv 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv
 fi
@@ -43,6 +43,9 @@ cargo test --workspace --locked
 
 step "README walk-through against tidings serve"
 bash tests/walkthrough.sh
+
+step "OpenAPI: the served document validated, then schemathesis on every operation against tidings serve"
+.venv/bin/python tests/schemathesis_check.py
 
 # `sam build` cross-compiles the three functions for arm64 in release mode: a second build
 # profile that takes about 10 minutes cold on two cores, so it runs on request only.

@@ -148,6 +148,10 @@ struct StoreArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Log lines as text, or as JSON objects with the same fields as on Lambda (for files and
+    /// collectors).
+    #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Address to listen on; port 0 picks a free port (the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -191,6 +195,12 @@ impl ServeArgs {
         };
         (settings, limits)
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -291,12 +301,18 @@ async fn run(command: Command) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    tracing_subscriber::fmt()
+    use std::io::IsTerminal;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into files.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log line that cannot be written (stderr on a full disk) is dropped, never fatal.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // One serve per data directory: its queue has one consumer, so what that consumer left in
     // flight when it last stopped (a crash, kill -9) is safe to deliver again at once.
     let _lock = tidings::embedded::sqlite::DataDirLock::acquire(&args.data.data_dir).map_err(|e| e.to_string())?;

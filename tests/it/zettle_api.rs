@@ -728,7 +728,7 @@ async fn update_unknown_subscription_is_404_and_missing_uuid_is_405() {
         let (status, headers, text) =
             call(&w.stack, Method::PUT, &path, Some(&w.key), Some(json!({"eventNames": []}))).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
-        assert_eq!(headers["allow"], "GET, POST");
+        assert_eq!(headers["allow"], "GET, POST, DELETE");
         message(&text);
     }
 }
@@ -777,7 +777,7 @@ async fn other_methods_are_405_with_allow() {
     let w = world().await;
     let (status, headers, _) = call(&w.stack, Method::PATCH, SUBS, Some(&w.key), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(headers["allow"], "GET, POST");
+    assert_eq!(headers["allow"], "GET, POST, DELETE");
     let (status, headers, _) = call(&w.stack, Method::GET, &format!("{SUBS}/{SEED_UUID}"), Some(&w.key), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "PUT, DELETE");

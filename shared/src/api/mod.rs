@@ -8,6 +8,7 @@
 //! how requests authenticate and which error body they get. Handlers receive the authenticated
 //! key and the captured segments.
 
+pub mod openapi;
 pub mod operations;
 pub mod publish;
 pub mod request;
@@ -46,7 +47,14 @@ impl<'a> Call<'a> {
     }
 }
 
-pub type Handler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
+/// What a route runs: most need an authenticated key; a public one (the OpenAPI document) does
+/// not.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    Authenticated(for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>),
+    Public(fn(&Request) -> Response),
+}
+pub type AuthenticatedHandler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
 /// How a group's requests prove who they are (and, for Lagerkoll, count against its limit).
 pub type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
 
@@ -59,24 +67,21 @@ pub struct Route {
     /// Whether it queues deliveries: on AWS such routes run in the ingest function, whose role
     /// may send to the delivery queue.
     pub queues_deliveries: bool,
-    /// Named in `Allow` when another method is refused. False for a route that exists only to
-    /// give the seed's answer to a method the path does not support.
-    pub listed: bool,
 }
 
 impl Route {
-    pub const fn new(method: Method, path: &'static str, handler: Handler) -> Route {
-        Route { method, path, handler, queues_deliveries: false, listed: true }
+    pub const fn new(method: Method, path: &'static str, handler: AuthenticatedHandler) -> Route {
+        Route { method, path, handler: Handler::Authenticated(handler), queues_deliveries: false }
     }
 
     /// A route that queues deliveries.
-    pub const fn queueing(method: Method, path: &'static str, handler: Handler) -> Route {
-        Route { method, path, handler, queues_deliveries: true, listed: true }
+    pub const fn queueing(method: Method, path: &'static str, handler: AuthenticatedHandler) -> Route {
+        Route { method, path, handler: Handler::Authenticated(handler), queues_deliveries: true }
     }
 
-    /// A route left out of `Allow`.
-    pub const fn unlisted(method: Method, path: &'static str, handler: Handler) -> Route {
-        Route { method, path, handler, queues_deliveries: false, listed: false }
+    /// A route anyone may call.
+    pub const fn public(method: Method, path: &'static str, handler: fn(&Request) -> Response) -> Route {
+        Route { method, path, handler: Handler::Public(handler), queues_deliveries: false }
     }
 
     /// Whether both routes have one path (whatever their captures are called).
@@ -112,7 +117,7 @@ pub struct RouteGroup {
 /// The table: the producer and operator routes (Zettle-shaped, under `/organizations`), then
 /// each dialect's own.
 static TABLE: LazyLock<Vec<(Dialect, &'static Route)>> = LazyLock::new(|| {
-    let groups = [&publish::ROUTES, &operations::ROUTES]
+    let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES]
         .into_iter()
         .chain(dialect::ALL.iter().map(|d| &dialect::spec(*d).routes));
     groups.flat_map(|group| group.routes.iter().map(move |route| (group.dialect, route))).collect()
@@ -184,13 +189,19 @@ async fn dispatch(app: &App, routes: Routes, request: &Request, segments: &[&str
     if route.is_some_and(|r| !routes.serves(r)) {
         return Err(Error::NotFound(format!("no route for {} {path} here", request.method())));
     }
+    if let Some(Route { handler: Handler::Public(handler), .. }) = route {
+        return Ok(handler(request));
+    }
     let key = (dialect::spec(dialect).authenticate)(app, request).await?;
     let Some(route) = route else {
-        let allow: Vec<&str> = same_path.iter().filter(|r| r.listed).map(|r| r.method.as_str()).collect();
+        let allow: Vec<&str> = same_path.iter().map(|r| r.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
     let captures = route.captures(segments).unwrap_or_default();
-    (route.handler)(Call { app, request, key, captures }).await
+    match route.handler {
+        Handler::Authenticated(handler) => handler(Call { app, request, key, captures }).await,
+        Handler::Public(handler) => Ok(handler(request)),
+    }
 }
 
 /// The dialect whose error body a path gets: the owner of the routes sharing the most leading

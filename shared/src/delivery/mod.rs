@@ -95,21 +95,7 @@ pub async fn probe(app: &App, subscription: &crate::domain::Subscription, event_
 pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
     use futures::stream::{self, StreamExt};
     // The futures are made up front, so the stream only polls them (no closure over borrows).
-    // Every line logged during an attempt carries what an operator follows a message by.
-    let attempts: Vec<_> = jobs
-        .iter()
-        .map(|received| {
-            let job = &received.job;
-            let span = tracing::info_span!(
-                "delivery",
-                org = %job.organization,
-                subscription = %job.subscription_id,
-                message_id = %job.message_id,
-                attempt = received.attempt,
-            );
-            tracing::Instrument::instrument(attempt(app, received), span)
-        })
-        .collect();
+    let attempts: Vec<_> = jobs.iter().map(|received| attempt(app, received)).collect();
     let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> =
         stream::iter(attempts).buffered(concurrency.max(1)).collect().await;
     let records: Vec<AttemptRecord> =
@@ -131,8 +117,21 @@ pub async fn process(app: &App, received: &ReceivedJob) -> Result<Disposition> {
 
 /// One attempt: the disposition, and the attempt to record if a request was made. Retries and
 /// dead letters are arranged on the queue; recording the attempt and removing a delivered or
-/// skipped job are the caller's part, so callers can group those writes.
+/// skipped job are the caller's part, so callers can group those writes. Every line logged
+/// during the attempt carries what an operator follows a message by, on every host.
 pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
+    let job = &received.job;
+    let span = tracing::info_span!(
+        "delivery",
+        org = %job.organization,
+        subscription = %job.subscription_id,
+        message_id = %job.message_id,
+        attempt = received.attempt,
+    );
+    tracing::Instrument::instrument(attempt_unlogged(app, received), span).await
+}
+
+async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
     let job = &received.job;
     let org = job.organization;
     if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {

@@ -78,7 +78,7 @@ pub static SPEC: Spec = Spec {
             Route::new(Method::GET, COLLECTION, |call| Box::pin(list(call))),
             Route::new(Method::POST, COLLECTION, |call| Box::pin(create(call))),
             // The seed: DELETE without a subscription uuid is 404, not 405.
-            Route::unlisted(Method::DELETE, COLLECTION, |_| {
+            Route::new(Method::DELETE, COLLECTION, |_| {
                 Box::pin(async { Err(Error::NotFound("the subscriptionUuid is missing in the request".into())) })
             }),
             Route::new(Method::PUT, ITEM, |call| Box::pin(update(call))),
