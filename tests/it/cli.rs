@@ -199,3 +199,56 @@ fn store_groups_are_set_and_listed() {
     assert!(!tidings(&["groups", "set", "--data-dir", data, "empty"]).status.success(), "a group needs members");
     assert!(!tidings(&["groups", "set", "--data-dir", data, "bad", "--org", "nope"]).status.success());
 }
+
+/// `--log-format json`: every line on stderr is one JSON object, without colour codes, and the
+/// lines of a delivery carry the fields an operator follows a message by, as on Lambda.
+#[tokio::test]
+async fn serve_logs_json_lines_with_the_delivery_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = create_key(dir.path(), &["READ:PRODUCT"]);
+    let receiver = Receiver::failing(1, 500).await;
+    let http = reqwest::Client::new();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = ServeProcess::start_with_log(
+        dir.path(),
+        &["--log-format", "json", "--retry-schedule", "0s,1s"],
+        std::process::Stdio::from(log),
+    );
+    let created = http
+        .post(format!("{}/organizations/self/subscriptions", server.base))
+        .bearer_auth(&key)
+        .json(&json!({
+            "uuid": "f02f80f8-8f35-11eb-8dcd-0242ac130003", "transportName": "WEBHOOK",
+            "eventNames": ["ProductUpdated"], "destination": receiver.url(), "contactEmail": "ops@example.com"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let published = http
+        .post(format!("{}/organizations/self/events", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"eventName": "ProductUpdated", "payload": {"uuid": "p-1"}, "messageId": "m-json-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    // A failed first attempt, then the retry that succeeds.
+    assert_eq!(receiver.wait_for(2, std::time::Duration::from_secs(20)).await.len(), 2);
+    server.interrupt();
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text}");
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(lines.iter().any(|l| l["span"]["name"] == "request" && l["span"]["path"] == "/organizations/self/events"));
+    let attempts: Vec<&Value> = lines.iter().filter(|l| l["span"]["name"] == "delivery").collect();
+    assert!(!attempts.is_empty(), "no delivery lines in {text}");
+    for line in &attempts {
+        assert_eq!(line["span"]["message_id"], "m-json-1", "{line}");
+        assert_eq!(line["span"]["subscription"], "f02f80f8-8f35-11eb-8dcd-0242ac130003", "{line}");
+        assert!(line["span"]["org"].is_string() && line["span"]["attempt"].is_u64(), "{line}");
+    }
+    assert!(attempts.iter().any(|l| l["span"]["attempt"] == 2), "the retry is attempt 2");
+}
