@@ -8,10 +8,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # System tools the black-box tests call.
 missing=()
-for tool in curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl python3 node npm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]}"
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]/node/nodejs}"
 fi
 
 step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks, schemathesis) in .venv"
@@ -44,8 +44,12 @@ cargo test --workspace --locked
 step "README walk-through against tidings serve"
 bash tests/walkthrough.sh
 
+step "Receiver snippets of the README (Python, Node) against a real delivery"
+(cd tests/receivers && npm ci --no-audit --no-fund --loglevel=error)
+.venv/bin/python tests/receivers_check.py
+
 step "OpenAPI: the served document validated, then schemathesis on every operation against tidings serve"
-.venv/bin/python tests/schemathesis_check.py
+.venv/bin/python tests/openapi_check.py
 
 # `sam build` cross-compiles the three functions for arm64 in release mode: a second build
 # profile that takes about 10 minutes cold on two cores, so it runs on request only.

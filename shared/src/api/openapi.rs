@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of every route, served to anyone. The document
 //! is a file beside this one; tests keep it true: every route of the table is in it and every
 //! operation in it is a route (below), and schemathesis checks real answers against it
-//! (`tests/openapi/schemathesis.sh`).
+//! (`tests/openapi_check.py`).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};

@@ -12,6 +12,7 @@ Run by scripts/test.sh after `cargo build`, with the venv's Python.
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,25 @@ def seed(base, key, org, receiver_url, document):
             .replace(EXAMPLE_LAGERKOLL_ID, str(webhook["id"])))
 
 
+def generated_client(base, key, receiver_url, work) -> int:
+    """The README's client example, as written: generate the client from the served document,
+    then run the Python that uses it."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    blocks = {name: re.search(rf"<!-- client:{name} -->\n```\w+\n(.*?)```", readme, re.S).group(1)
+              for name in ("generate", "python")}
+    generate = [line.split("#")[0].strip() for line in blocks["generate"].splitlines() if "generate" in line][0]
+    env = {**os.environ, "TIDINGS": base, "KEY": key, "RECEIVER": receiver_url,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", generate], cwd=work, env=env, check=True, capture_output=True)
+    (work / "client_example.py").write_text(blocks["python"])
+    run = subprocess.run([sys.executable, "client_example.py"], cwd=work, env=env, capture_output=True, text=True)
+    print("generated client: " + (run.stdout + run.stderr).strip().replace("\n", "; "))
+    expected = run.returncode == 0 and "subscribed d0c1e2f0-8f35-11eb-8dcd-0242ac130003 ACTIVE" in run.stdout \
+        and "to 1 subscription(s)" in run.stdout
+    return 0 if expected else 1
+
+
 def main() -> int:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -97,6 +117,11 @@ def main() -> int:
             [TIDINGS, "keys", "create", "--data-dir", data, "--org", org, *[a for s in SCOPES for a in ("--scope", s)]],
             check=True, capture_output=True, text=True)
         key = created.stdout.strip().splitlines()[-1]
+        # The client example runs as another organization, untouched by schemathesis.
+        other = subprocess.run(
+            [TIDINGS, "keys", "create", "--data-dir", data, "--org", str(uuid.uuid4()), "--scope", "READ:PRODUCT"],
+            check=True, capture_output=True, text=True)
+        client_key = other.stdout.strip().splitlines()[-1]
         log = open(Path(work) / "serve.log", "w")
         serve = subprocess.Popen([TIDINGS, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
                                  stdout=subprocess.PIPE, stderr=log, text=True)
@@ -130,7 +155,7 @@ def main() -> int:
                 print(f"schemathesis: operations never tested: {sorted(untested)}")
                 return 1
             print(f"schemathesis: {len(tested)} operations tested, exit code {run.returncode}")
-            return run.returncode
+            return run.returncode or generated_client(base, client_key, receiver_url, Path(work))
         finally:
             serve.terminate()
             serve.wait(timeout=30)
