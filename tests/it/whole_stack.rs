@@ -217,6 +217,12 @@ async fn every_dialect_manages_subscriptions_through_the_rest_api() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errorType"], "NOT_FOUND", "{body}");
     assert!(body["developerMessage"].as_str().unwrap().contains("GET /Prod/nowhere"), "{body}");
+
+    // The OpenAPI document, without credentials, through the gateway.
+    let response = client.http.get(stack.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
