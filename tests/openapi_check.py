@@ -112,6 +112,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as work:
         data = Path(work) / "data"
+        data.mkdir()
         org = str(uuid.uuid4())
         created = subprocess.run(
             [TIDINGS, "keys", "create", "--data-dir", data, "--org", org, *[a for s in SCOPES for a in ("--scope", s)]],

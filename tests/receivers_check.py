@@ -96,6 +96,7 @@ def main() -> int:
         (work / "node_modules").symlink_to(NODE_PACKAGES)
 
         data = work / "data"
+        data.mkdir()
         created = subprocess.run([TIDINGS, "keys", "create", "--data-dir", data, "--org", str(uuid.uuid4()),
                                   "--scope", "READ:PRODUCT"], check=True, capture_output=True, text=True)
         key = created.stdout.strip().splitlines()[-1]

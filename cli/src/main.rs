@@ -36,7 +36,8 @@ enum Command {
     Attempts(AttemptsArgs),
     /// Deliver a past message to a subscription again, or replay every dead-lettered message.
     Replay(ReplayArgs),
-    /// Check a received webhook's signatures (Standard Webhooks and X-iZettle-Signature).
+    /// Check a received webhook's signatures (Standard Webhooks, X-iZettle-Signature, Metro's
+    /// x-signature).
     Verify(VerifyArgs),
     /// Manage store groups (Lagerkoll's enable_for_group creates a webhook for every store of
     /// the caller's groups).
@@ -114,7 +115,8 @@ struct VerifyArgs {
     /// The subscription's signingKey, or its whsec_ form.
     #[arg(long, env = "TIDINGS_WEBHOOK_SECRET")]
     secret: String,
-    /// File holding the exact body received.
+    /// File holding the exact body received, byte for byte (an editor's added newline breaks
+    /// every signature); `-` reads it from stdin.
     #[arg(long)]
     body: PathBuf,
     /// A received header, "Name: value"; repeat for each.
@@ -388,12 +390,25 @@ async fn shutdown_signal() {
 async fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, String> {
     match &args.table {
         Some(table) => {
-            let sdk = tidings::aws::load_config().await;
+            let sdk = tidings::aws::load_config_checked().await.map_err(|e| e.to_string())?;
             Ok(Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)))
         }
         None => Ok(Box::new(
-            SqliteBackend::open_in(&args.local.data_dir, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
+            SqliteBackend::open_in(existing(&args.local.data_dir)?, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
         )),
+    }
+}
+
+/// A data directory `tidings serve` made: only `serve` creates one, so a mistyped path is an
+/// error rather than a new, empty store.
+fn existing(data_dir: &std::path::Path) -> Result<&std::path::Path, String> {
+    if data_dir.is_dir() {
+        Ok(data_dir)
+    } else {
+        Err(format!(
+            "no data directory at {}: `tidings serve` creates it; pass the --data-dir (or TIDINGS_DATA_DIR) it uses",
+            data_dir.display()
+        ))
     }
 }
 
@@ -412,10 +427,11 @@ async fn open_stack(args: &StackArgs) -> Result<App, String> {
                 // The CLI sends no mail.
                 sender: String::new(),
             };
-            App::from_settings(&Settings::new(Backend::Aws(settings))).await.map_err(|e| e.to_string())
+            let sdk = tidings::aws::load_config_checked().await.map_err(|e| e.to_string())?;
+            App::aws(&sdk, &settings, tidings::destination::DestinationPolicy::STRICT).map_err(|e| e.to_string())
         }
         None => {
-            let backend = Backend::Embedded { data_dir: args.store.local.data_dir.clone() };
+            let backend = Backend::Embedded { data_dir: existing(&args.store.local.data_dir)?.to_owned() };
             App::from_settings(&Settings::new(backend)).await.map_err(|e| e.to_string())
         }
     }
@@ -485,7 +501,13 @@ async fn groups(command: GroupsCommand) -> Result<(), String> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), String> {
-    let body = std::fs::read(&args.body).map_err(|e| format!("cannot read {}: {e}", args.body.display()))?;
+    let body = if args.body.as_os_str() == "-" {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).map_err(|e| format!("cannot read stdin: {e}"))?;
+        body
+    } else {
+        std::fs::read(&args.body).map_err(|e| format!("cannot read {}: {e}", args.body.display()))?
+    };
     let mut lines = args.headers.clone();
     if let Some(file) = &args.headers_file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;

@@ -109,6 +109,22 @@ mod tests {
     }
 }
 
+/// Whether `signature` (lowercase hex) is the HMAC-SHA256 of `parts` under `key`, in constant
+/// time; a malformed or wrong-length signature is not.
+fn verify_hex(key: &[u8], parts: &[&[u8]], signature: &str) -> bool {
+    let given = (0..signature.len() / 2)
+        .map(|i| u8::from_str_radix(signature.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>();
+    signature.len() % 2 == 0
+        && given.is_ok_and(|given| {
+            let mut m = mac(key);
+            for part in parts {
+                m.update(part);
+            }
+            m.verify_slice(&given).is_ok()
+        })
+}
+
 /// What a received webhook's signatures said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -117,8 +133,8 @@ pub struct Verification {
     pub valid: bool,
 }
 
-/// Verifies a received webhook (integrators' tool): the Standard Webhooks headers, and
-/// `X-iZettle-Signature` when present. `headers` are (lowercase name, value) pairs; `secret` is
+/// Verifies a received webhook (integrators' tool): the Standard Webhooks headers, and each
+/// dialect's own signature when present (`X-iZettle-Signature`, Metro's `x-signature`). `headers` are (lowercase name, value) pairs; `secret` is
 /// the subscription's signingKey or its `whsec_` form; `now` and `tolerance` bound the
 /// timestamp (replay protection).
 pub fn verify_webhook(
@@ -163,23 +179,21 @@ pub fn verify_webhook(
         let (Some(timestamp), Some(payload)) = (envelope["timestamp"].as_str(), envelope["payload"].as_str()) else {
             return Err("the body lacks the Zettle envelope's timestamp and payload".into());
         };
-        let given = (0..sig.len() / 2)
-            .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-            .collect::<Result<Vec<u8>, _>>();
-        // Constant-time comparison; a wrong length fails too.
-        let ok = sig.len() % 2 == 0
-            && given.is_ok_and(|given| {
-                let mut m = mac(&key);
-                for part in [timestamp.as_bytes(), b".", payload.as_bytes()] {
-                    m.update(part);
-                }
-                m.verify_slice(&given).is_ok()
-            });
+        let ok = verify_hex(&key, &[timestamp.as_bytes(), b".", payload.as_bytes()], sig);
         valid &= ok;
         findings.push(format!("X-iZettle-Signature: {}", if ok { "valid" } else { "INVALID" }));
     }
+    if let Some(sig) = header("x-signature") {
+        // Metro deliveries: over x-timestamp + "." + the body's exact bytes.
+        let Some(timestamp) = header("x-timestamp") else {
+            return Err("x-signature needs the x-timestamp header it was made with".into());
+        };
+        let ok = verify_hex(&key, &[timestamp.as_bytes(), b".", body], sig);
+        valid &= ok;
+        findings.push(format!("Metro x-signature: {}", if ok { "valid" } else { "INVALID" }));
+    }
     if findings.is_empty() {
-        return Err("no signature headers found (webhook-signature or x-izettle-signature)".into());
+        return Err("no signature headers found (webhook-signature, x-izettle-signature or x-signature)".into());
     }
     Ok(Verification { findings, valid })
 }
@@ -215,5 +229,21 @@ mod verify_tests {
         assert!(bad.findings.iter().all(|f| f.contains("INVALID")), "{:?}", bad.findings);
         assert!(!verify_webhook(&key, &h, body, 1_800_001_000, 300).unwrap().valid, "stale timestamp");
         assert!(verify_webhook(&key, &[], body, 0, 300).is_err());
+    }
+
+    #[test]
+    fn verifies_metros_signature_over_the_exact_body() {
+        let key = generate_signing_key();
+        let body = br#"{"messageId":"m","event":"order_created","payload":{},"emittedAt":"2026-11-23T18:00:00Z"}"#;
+        let sig = crate::dialect::metro::signature(&key, "1800000000", body);
+        let h = headers(&[("x-timestamp", "1800000000"), ("x-signature", &sig)]);
+        let ok = verify_webhook(&key, &h, body, 1_800_000_010, 300).unwrap();
+        assert!(ok.valid, "{:?}", ok.findings);
+        assert_eq!(ok.findings, vec!["Metro x-signature: valid".to_owned()]);
+        let mut with_newline = body.to_vec();
+        with_newline.push(b'\n');
+        assert!(!verify_webhook(&key, &h, &with_newline, 1_800_000_010, 300).unwrap().valid);
+        let without_timestamp = headers(&[("x-signature", &sig)]);
+        assert!(verify_webhook(&key, &without_timestamp, body, 1_800_000_010, 300).is_err());
     }
 }

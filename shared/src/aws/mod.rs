@@ -71,6 +71,28 @@ pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// As [`load_config`], for a person at a terminal (`tidings … --table`): a missing region or
+/// missing credentials is one line saying what to set, before any call is made.
+pub async fn load_config_checked() -> Result<aws_config::SdkConfig> {
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+    let sdk = load_config().await;
+    if sdk.region().is_none() {
+        return Err(Error::Unavailable("no AWS region: set AWS_REGION (or use a profile that names one)".into()));
+    }
+    let found = match sdk.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.is_ok(),
+        None => false,
+    };
+    if !found {
+        return Err(Error::Unavailable(
+            "no AWS credentials found (environment, profiles, instance role): set AWS_PROFILE, or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                .into(),
+        ));
+    }
+    Ok(sdk)
+}
+
 /// Counts the AWS API calls an app makes, by operation (`DynamoDB.Query`, `SQS.SendMessageBatch`,
 /// …): the figure behind "AWS calls per published event" in the benchmark.
 #[derive(Debug, Clone, Default)]

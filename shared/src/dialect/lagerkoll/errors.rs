@@ -69,12 +69,12 @@ pub(super) fn is_xml(value: Option<&HeaderValue>) -> bool {
     value.and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("xml"))
 }
 
-/// The response format: XML when `Accept` asks for it (or, without `Accept`, when the request
-/// was XML); JSON otherwise.
+/// The response format: what `Accept` names; when it names neither (absent, or a wildcard such
+/// as curl's `*/*`), the request's own format; JSON otherwise.
 pub(super) fn response_format(headers: &HeaderMap) -> Format {
     match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(accept) if accept.contains("xml") && !accept.contains("json") => Format::Xml,
-        Some(accept) if accept.contains("json") || accept.contains("*/*") => Format::Json,
+        Some(accept) if accept.contains("json") => Format::Json,
         _ if is_xml(headers.get(header::CONTENT_TYPE)) => Format::Xml,
         _ => Format::Json,
     }
@@ -121,6 +121,19 @@ pub fn error_response(err: &Error, request_headers: &HeaderMap) -> Response {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_wildcard_accept_answers_in_the_requests_format() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            pairs.iter().map(|(n, v)| (header::HeaderName::from_static(n), HeaderValue::from_static(v))).collect()
+        };
+        let xml_body = ("content-type", "application/xml");
+        assert!(response_format(&headers(&[xml_body, ("accept", "*/*")])) == Format::Xml);
+        assert!(response_format(&headers(&[xml_body])) == Format::Xml);
+        assert!(response_format(&headers(&[xml_body, ("accept", "application/json")])) == Format::Json);
+        assert!(response_format(&headers(&[("accept", "*/*")])) == Format::Json);
+        assert!(response_format(&headers(&[("accept", "application/xml")])) == Format::Xml);
+    }
 
     #[test]
     fn an_internal_error_is_the_seeds_common_error_body() {
