@@ -394,7 +394,8 @@ async fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, String> {
             Ok(Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)))
         }
         None => Ok(Box::new(
-            SqliteBackend::open_in(existing(&args.local.data_dir)?, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
+            SqliteBackend::open_in(existing(&args.local.data_dir)?, Arc::new(SystemClock))
+                .map_err(|e| e.to_string())?,
         )),
     }
 }

@@ -115,7 +115,7 @@ fn verify_hex(key: &[u8], parts: &[&[u8]], signature: &str) -> bool {
     let given = (0..signature.len() / 2)
         .map(|i| u8::from_str_radix(signature.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
         .collect::<Result<Vec<u8>, _>>();
-    signature.len() % 2 == 0
+    signature.len().is_multiple_of(2)
         && given.is_ok_and(|given| {
             let mut m = mac(key);
             for part in parts {

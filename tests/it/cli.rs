@@ -252,3 +252,80 @@ async fn serve_logs_json_lines_with_the_delivery_fields() {
     }
     assert!(attempts.iter().any(|l| l["span"]["attempt"] == 2), "the retry is attempt 2");
 }
+
+/// Only `serve` creates a data directory: a mistyped one is an error, and nothing is created.
+#[test]
+fn management_commands_refuse_a_data_dir_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("tidigns");
+    let typo_arg = typo.to_str().unwrap();
+    for args in [
+        vec!["keys", "list", "--data-dir", typo_arg],
+        vec!["keys", "create", "--data-dir", typo_arg, "--org", ORG],
+        vec!["groups", "list", "--data-dir", typo_arg],
+        vec!["attempts", "--data-dir", typo_arg, "--org", ORG, "--subscription", ORG],
+        vec!["replay", "--data-dir", typo_arg, "--dead-letters"],
+    ] {
+        let output = tidings(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let said = stderr(&output);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(said.contains("no data directory at") && said.contains("tidigns"), "{said}");
+        assert!(!typo.exists(), "{args:?} created the directory");
+    }
+}
+
+/// `--table` without credentials or region: one line saying what to set, not an SDK dump.
+#[test]
+fn a_table_without_aws_credentials_or_region_says_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |region: Option<&str>| {
+        let mut command = Command::new(tidings_binary());
+        command.args(["keys", "list", "--table", "tidings"]);
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"] {
+            command.env_remove(name);
+        }
+        command.env_remove("AWS_DEFAULT_REGION");
+        command.env("HOME", home.path()).env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+            .env("AWS_CONFIG_FILE", home.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"));
+        if let Some(region) = region {
+            command.env("AWS_REGION", region);
+        }
+        command.output().unwrap()
+    };
+    for (region, expected) in [(Some("eu-north-1"), "no AWS credentials found"), (None, "no AWS region")] {
+        let output = run(region);
+        assert!(!output.status.success());
+        let said = stderr(&output);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(said.contains(expected) && said.len() < 250, "{said}");
+    }
+}
+
+/// `tidings verify --body -` reads the body from stdin; an added newline fails the check.
+#[test]
+fn verify_reads_the_body_from_stdin() {
+    use std::io::Write;
+    let key = "k".repeat(64);
+    let body = br#"{"messageId":"m","event":"order_created","payload":{},"emittedAt":"2026-11-24T00:00:00Z"}"#;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let signature = tidings::dialect::metro::signature(&key, &now, body);
+    let verify = |body: &[u8]| {
+        let mut child = Command::new(tidings_binary())
+            .args(["verify", "--secret", &key, "--body", "-"])
+            .args(["--header", &format!("x-timestamp: {now}"), "--header", &format!("x-signature: {signature}")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let output = verify(body);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(stdout(&output).trim(), "Metro x-signature: valid");
+    let with_newline = [&body[..], b"\n"].concat();
+    assert!(!verify(&with_newline).status.success());
+}

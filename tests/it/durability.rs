@@ -85,6 +85,8 @@ async fn a_full_disk_is_survived_and_nothing_acknowledged_is_lost() {
         return;
     };
     let data = disk.path.join("data");
+    // Made as `tidings serve` would make it: management commands never create one.
+    std::fs::create_dir_all(&data).unwrap();
     let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
     // The receiver refuses deliveries until the disk has been full, so the jobs wait on it.
     let accepting = Arc::new(AtomicBool::new(false));
@@ -281,6 +283,8 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
 async fn running_out_of_file_descriptors_is_logged_once_and_survived() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // Made as `tidings serve` would make it: management commands never create one.
+    std::fs::create_dir_all(&data).unwrap();
     let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
     let log_path = dir.path().join("serve.log");
     let mut command = std::process::Command::new("sh");
