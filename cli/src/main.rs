@@ -43,6 +43,28 @@ enum Command {
     /// the caller's groups).
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Rotate a subscription's signing key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// A new signing key for a subscription of any dialect; the old one keeps signing for the
+    /// overlap. Prints the new key alone on the last line.
+    Rotate {
+        #[command(flatten)]
+        data: StoreArgs,
+        /// The subscription's organization.
+        #[arg(long, value_parser = parse_org)]
+        org: OrganizationId,
+        /// The subscription (a Zettle uuid, a Metro id, a Lagerkoll guid).
+        #[arg(long, value_parser = parse_uuid)]
+        subscription: Uuid,
+        /// How long the old key keeps signing (0s revokes it now; at most 7 days).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        overlap: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +321,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Replay(args) => replay(args).await,
         Command::Verify(args) => verify(args),
         Command::Groups(command) => groups(command).await,
+        Command::Secrets(command) => secrets(command).await,
     }
 }
 
@@ -476,6 +499,23 @@ async fn replay(args: ReplayArgs) -> Result<(), String> {
         (args.org.expect("required"), args.subscription.expect("required"), args.message.expect("required"));
     tidings::ingest::replay(&app, org, subscription, &message, None).await.map_err(|e| e.to_string())?;
     println!("Queued message {message} for subscription {subscription}");
+    Ok(())
+}
+
+async fn secrets(command: SecretsCommand) -> Result<(), String> {
+    let SecretsCommand::Rotate { data, org, subscription, overlap } = command;
+    let store = open_store(&data).await?;
+    let current = store
+        .get_subscription(org, subscription)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no subscription {subscription} in organization {org}"))?;
+    let overlap = time::Duration::try_from(overlap).map_err(|e| e.to_string())?;
+    let now = OffsetDateTime::now_utc();
+    let rotated =
+        tidings::subscriptions::rotate_signing_key(&*store, now, current, overlap).await.map_err(|e| e.to_string())?;
+    println!("Subscription {subscription}: the previous key signs until {}", utc_timestamp(now + overlap));
+    println!("{}", rotated.signing_key);
     Ok(())
 }
 

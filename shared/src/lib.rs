@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod ports;
 pub mod server;
 pub mod signing;
+pub mod subscriptions;
 pub mod worker;
 
 pub use app::App;

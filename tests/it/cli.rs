@@ -329,3 +329,33 @@ fn verify_reads_the_body_from_stdin() {
     let with_newline = [&body[..], b"\n"].concat();
     assert!(!verify(&with_newline).status.success());
 }
+
+/// `tidings secrets rotate --table`: the deployed table's subscription gets a new key, the old
+/// one kept for the overlap.
+#[tokio::test]
+async fn secrets_are_rotated_in_a_deployed_stacks_table() {
+    let aws = tidings_tests::aws::AwsFixture::new(5).await;
+    let app = aws.app();
+    let org: tidings::domain::OrganizationId = ORG.parse().unwrap();
+    let subscription = tidings_tests::subscription(org, &["ProductCreated"], "https://hooks.example.com/in");
+    app.store.create_subscription(&subscription).await.unwrap();
+    let id = subscription.id.to_string();
+    let output = tidings(&[
+        "secrets",
+        "rotate",
+        "--table",
+        &aws.settings.table,
+        "--org",
+        ORG,
+        "--subscription",
+        &id,
+        "--overlap",
+        "2h",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let new_key = stdout(&output).lines().last().unwrap().to_owned();
+    let stored = app.store.get_subscription(org, subscription.id).await.unwrap().unwrap();
+    assert_eq!(stored.signing_key, new_key);
+    assert_eq!(stored.previous_signing_keys.len(), 1);
+    assert_eq!(stored.previous_signing_keys[0].key, subscription.signing_key);
+}

@@ -12,5 +12,6 @@ mod metro_api;
 mod ports_contract;
 mod purchases;
 mod real_clients;
+mod rotation;
 mod whole_stack;
 mod zettle_api;

@@ -44,6 +44,17 @@ pub async fn subscription_crud(store: &dyn SubscriptionStore) {
     assert!(store.update_subscription(&sub, read).await.unwrap());
     assert_eq!(store.get_subscription(org, sub.id).await.unwrap(), Some(sub.clone()));
 
+    // A rotated key: the previous ones and their expiry read back as written.
+    let read = sub.updated_at;
+    let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    sub.rotate_signing_key(tidings::signing::generate_signing_key(), now, time::Duration::hours(1));
+    sub.rotate_signing_key(tidings::signing::generate_signing_key(), now, time::Duration::hours(2));
+    sub.updated_at += time::Duration::seconds(1);
+    assert!(store.update_subscription(&sub, read).await.unwrap());
+    let stored = store.get_subscription(org, sub.id).await.unwrap().unwrap();
+    assert_eq!(stored.previous_signing_keys.len(), 2);
+    assert_eq!(stored, sub);
+
     // A write over a version that is no longer stored changes nothing: the writer must re-read.
     let mut stale = sub.clone();
     stale.destination = "https://stale.example.com".into();

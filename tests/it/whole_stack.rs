@@ -144,6 +144,12 @@ async fn every_dialect_manages_subscriptions_through_the_rest_api() {
     let (status, listed) = client.call(&stack, Method::GET, "/organizations/self/subscriptions", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed[0]["eventNames"], json!(["ProductUpdated", "InventoryBalanceChanged"]));
+    // Its signing key rotated (the subscriptions function writes the table).
+    let (status, rotated) =
+        client.call(&stack, Method::POST, &format!("/organizations/self/subscriptions/{id}/secret/rotate"), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (_, listed) = client.call(&stack, Method::GET, "/organizations/self/subscriptions", None).await;
+    assert_eq!(listed[0]["signingKey"], rotated["signingKey"]);
     let (status, _) =
         client.call(&stack, Method::DELETE, &format!("/organizations/self/subscriptions/{id}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

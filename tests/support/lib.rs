@@ -460,3 +460,26 @@ impl tidings::ports::Clock for ManualClock {
         *self.0.lock().expect("clock lock")
     }
 }
+
+/// Whether the Standard Webhooks reference library (PyPI `standardwebhooks`, run by the test
+/// venv's Python) accepts a delivery's `webhook-*` headers under `signing_key`.
+pub fn reference_library_verifies(delivery: &Received, signing_key: &str) -> bool {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("body"), &delivery.body).unwrap();
+    let headers: serde_json::Map<String, serde_json::Value> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|h| (h.to_string(), serde_json::Value::String(delivery.header(h))))
+        .collect();
+    std::fs::write(work.path().join("headers.json"), serde_json::Value::Object(headers).to_string()).unwrap();
+    let python =
+        std::env::var("TIDINGS_PYTHON").expect("TIDINGS_PYTHON (the test venv's python, set by scripts/test.sh)");
+    std::process::Command::new(python)
+        .arg(format!("{}/verify_standard_webhooks.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(tidings::signing::standard_webhooks_secret(signing_key))
+        .arg(work.path().join("body"))
+        .arg(work.path().join("headers.json"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+}

@@ -3,6 +3,8 @@
 //!
 //! - `GET /organizations/{org}/subscriptions/{uuid}/attempts?limit=N` → 200, newest first.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
+//! - `POST /organizations/{org}/subscriptions/{uuid}/secret/rotate` `{overlapSeconds?}` → 200
+//!   `{signingKey, previousKeyExpiresAt}`, for a subscription of any dialect.
 
 use http::{Method, StatusCode};
 use uuid::Uuid;
@@ -20,6 +22,9 @@ pub static ROUTES: RouteGroup = RouteGroup {
         }),
         Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/replay", |call| {
             Box::pin(replay(call))
+        }),
+        Route::new(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/secret/rotate", |call| {
+            Box::pin(rotate(call))
         }),
     ],
 };
@@ -69,5 +74,38 @@ async fn replay(call: Call<'_>) -> Result<Response> {
     Ok(json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "messageId": message_id, "subscriptionUuid": id.to_string() }),
+    ))
+}
+
+/// A new signing key; the old one signs on for `overlapSeconds` (default 24 h, 0 to revoke it
+/// now). Anyone who may manage the subscription may rotate its key.
+async fn rotate(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let (org, id) = subscription_of(&call)?;
+    let body = call.request.body();
+    let overlap = if body.iter().all(u8::is_ascii_whitespace) {
+        crate::subscriptions::DEFAULT_ROTATION_OVERLAP
+    } else {
+        let fields = parse_object(body)?;
+        reject_unknown_fields(fields.keys(), &["overlapSeconds"])?;
+        match fields.get("overlapSeconds") {
+            None | Some(serde_json::Value::Null) => crate::subscriptions::DEFAULT_ROTATION_OVERLAP,
+            Some(value) => value.as_i64().map(time::Duration::seconds).ok_or_else(|| {
+                Error::bad_request("overlapSeconds", "overlapSeconds must be a whole number of seconds")
+            })?,
+        }
+    };
+    let subscription = app
+        .store
+        .get_subscription(org, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
+    catalog::check_may_manage(&key.scopes, &subscription)?;
+    let now = app.clock.now();
+    let rotated = crate::subscriptions::rotate_signing_key(&*app.store, now, subscription, overlap).await?;
+    let expires = crate::domain::utc_timestamp(now + overlap.max(time::Duration::ZERO));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "signingKey": rotated.signing_key, "previousKeyExpiresAt": expires }),
     ))
 }

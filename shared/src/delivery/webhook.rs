@@ -38,13 +38,21 @@ pub struct Webhook {
 
 /// Builds the signed request for `subscription` in its dialect.
 pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
-    let envelope = (crate::dialect::spec(subscription.dialect).envelope)(subscription, message);
+    // During a key rotation's overlap the dialect's single signature uses the oldest key still
+    // valid, and Standard Webhooks carries one signature per valid key, the newest first.
+    let single_key = subscription.single_signature_key_at(message.timestamp);
+    let envelope = (crate::dialect::spec(subscription.dialect).envelope)(subscription, message, single_key);
     let body = envelope.body;
     let mut headers = vec![("content-type", "application/json".to_owned())];
     headers.extend(envelope.headers);
     let webhook_id = message.message_uuid.to_string();
     let unix = message.timestamp.unix_timestamp();
-    let signature = signing::standard_webhooks_signature(subscription.signing_key.as_bytes(), &webhook_id, unix, &body);
+    let signature = subscription
+        .signing_keys_at(message.timestamp)
+        .iter()
+        .map(|key| signing::standard_webhooks_signature(key.as_bytes(), &webhook_id, unix, &body))
+        .collect::<Vec<_>>()
+        .join(" ");
     headers.push(("webhook-id", webhook_id));
     headers.push(("webhook-timestamp", unix.to_string()));
     headers.push(("webhook-signature", signature));

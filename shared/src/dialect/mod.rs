@@ -12,7 +12,7 @@ use http::HeaderMap;
 use crate::api::{Authenticator, Response, RouteGroup};
 use crate::delivery::Message;
 use crate::domain::{Dialect, EventDefinition, Subscription};
-use crate::{App, Error, Result};
+use crate::Error;
 
 /// What a dialect brings.
 pub struct Spec {
@@ -26,9 +26,9 @@ pub struct Spec {
     /// A core error as this dialect's error response (`headers`: the request's, for content
     /// negotiation).
     pub error_response: fn(&Error, &HeaderMap) -> Response,
-    /// The body and the dialect's own headers of a delivery (the Standard Webhooks headers are
-    /// added on top by [`crate::delivery::build`]).
-    pub envelope: fn(&Subscription, &Message<'_>) -> Envelope,
+    /// The body and the dialect's own headers of a delivery, its signature made with the key
+    /// given (the Standard Webhooks headers are added on top by [`crate::delivery::build`]).
+    pub envelope: fn(&Subscription, &Message<'_>, &str) -> Envelope,
 }
 
 /// A delivery's body and its dialect's headers (signature included).
@@ -47,33 +47,4 @@ pub fn spec(dialect: Dialect) -> &'static Spec {
         Dialect::Metro => &metro::SPEC,
         Dialect::Lagerkoll => &lagerkoll::SPEC,
     }
-}
-
-/// Writes of one subscription that race are retried this often before giving up.
-const UPDATE_ROUNDS: usize = 8;
-
-/// Applies `change` to `current` and stores it without losing a concurrent write: when another
-/// update landed since `current` was read, the subscription is read again and `change` applied
-/// to that (so only the fields a request sent change). Returns what was stored.
-pub async fn modify_subscription(
-    app: &App,
-    mut current: crate::domain::Subscription,
-    change: impl Fn(&mut crate::domain::Subscription),
-) -> Result<crate::domain::Subscription> {
-    for _ in 0..UPDATE_ROUNDS {
-        let read_version = current.updated_at;
-        let mut next = current.clone();
-        change(&mut next);
-        // Every write is a new version, even within one clock tick.
-        next.updated_at = crate::domain::to_micros(app.clock.now()).max(read_version + time::Duration::microseconds(1));
-        if app.store.update_subscription(&next, read_version).await? {
-            return Ok(next);
-        }
-        current = app
-            .store
-            .get_subscription(current.organization, current.id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", current.id)))?;
-    }
-    Err(Error::Unavailable("the subscription is being changed by other requests; try again".into()))
 }

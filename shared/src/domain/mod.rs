@@ -11,7 +11,7 @@ pub use api_key::{ApiKey, NewApiKey, Scope};
 pub use catalog::{EventDefinition, ScopeRequirement};
 pub use message::{AttemptRecord, DeliveryJob, PublishRecord};
 pub use organization::{OrganizationId, StoreGroup};
-pub use subscription::{Dialect, Subscription, SubscriptionStatus};
+pub use subscription::{Dialect, PreviousSigningKey, Subscription, SubscriptionStatus};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

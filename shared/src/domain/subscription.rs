@@ -81,6 +81,18 @@ impl FromStr for SubscriptionStatus {
     }
 }
 
+/// Rotated-out keys kept signing at once, beside the current one (Svix allows five keys in all).
+pub const MAX_PREVIOUS_SIGNING_KEYS: usize = 4;
+
+/// A signing key rotated out, and when it stops signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousSigningKey {
+    pub key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
 /// The transport Zettle calls `transportName`; webhooks are the only one.
 pub const TRANSPORT_WEBHOOK: &str = "WEBHOOK";
 
@@ -100,6 +112,9 @@ pub struct Subscription {
     pub failing_since: Option<OffsetDateTime>,
     /// 64 alphanumerics; the HMAC key of every delivery.
     pub signing_key: String,
+    /// Keys rotated out that still sign until they expire, newest first (at most
+    /// [`MAX_PREVIOUS_SIGNING_KEYS`]). An expired one signs nothing, stored or not.
+    pub previous_signing_keys: Vec<PreviousSigningKey>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -128,14 +143,77 @@ impl Subscription {
             status: SubscriptionStatus::Active,
             failing_since: None,
             signing_key: crate::signing::generate_signing_key(),
+            previous_signing_keys: Vec::new(),
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// The keys that sign a delivery made at `at`: the current one first, then the rotated-out
+    /// ones still in their overlap, newest first (Standard Webhooks carries one signature each).
+    pub fn signing_keys_at(&self, at: OffsetDateTime) -> Vec<&str> {
+        std::iter::once(self.signing_key.as_str())
+            .chain(self.previous_signing_keys.iter().filter(|k| k.expires_at > at).map(|k| k.key.as_str()))
+            .collect()
+    }
+
+    /// The key of the dialect's single-valued signature header (`X-iZettle-Signature`, Metro's
+    /// `x-signature`) at `at`: the oldest key still in its overlap, else the current one. A
+    /// receiver that has not switched keeps verifying until that key expires, at the time the
+    /// rotation announced; one that verifies with either key never misses a delivery.
+    pub fn single_signature_key_at(&self, at: OffsetDateTime) -> &str {
+        self.previous_signing_keys
+            .iter()
+            .rev()
+            .find(|k| k.expires_at > at)
+            .map_or(self.signing_key.as_str(), |k| k.key.as_str())
+    }
+
+    /// Replaces the signing key with `new_key`; the current one keeps signing for `overlap`
+    /// (none: it stops now, and so do all earlier ones). Keys already expired are dropped, and
+    /// at most [`MAX_PREVIOUS_SIGNING_KEYS`] are kept, the oldest going first.
+    pub fn rotate_signing_key(&mut self, new_key: String, now: OffsetDateTime, overlap: time::Duration) {
+        let replaced = std::mem::replace(&mut self.signing_key, new_key);
+        if overlap <= time::Duration::ZERO {
+            self.previous_signing_keys.clear();
+            return;
+        }
+        self.previous_signing_keys.retain(|k| k.expires_at > now);
+        self.previous_signing_keys.insert(0, PreviousSigningKey { key: replaced, expires_at: now + overlap });
+        self.previous_signing_keys.truncate(MAX_PREVIOUS_SIGNING_KEYS);
     }
 
     /// Whether an event with this name is delivered to this subscription (explicit match or
     /// all-events subscription).
     pub fn wants(&self, event_name: &str) -> bool {
         self.event_names.is_empty() || self.event_names.iter().any(|e| e == event_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn rotated_keys_sign_until_their_overlap_ends_and_no_more_than_five_at_once() {
+        let mut s =
+            Subscription::new(OrganizationId(Uuid::nil()), Uuid::nil(), Dialect::Zettle, vec![], "https://x", at(0));
+        let first = s.signing_key.clone();
+        s.rotate_signing_key("second".into(), at(0), time::Duration::hours(1));
+        assert_eq!(s.signing_keys_at(at(10)), vec!["second", first.as_str()]);
+        assert_eq!(s.single_signature_key_at(at(10)), first);
+        assert_eq!(s.signing_keys_at(at(3600)), vec!["second"], "expired at the end of the overlap");
+        assert_eq!(s.single_signature_key_at(at(3600)), "second");
+        for n in 3..10 {
+            s.rotate_signing_key(format!("key-{n}"), at(n), time::Duration::hours(1));
+        }
+        assert_eq!(s.signing_keys_at(at(20)).len(), 1 + MAX_PREVIOUS_SIGNING_KEYS);
+        assert_eq!(s.single_signature_key_at(at(20)), "key-5", "the oldest key still kept");
+        s.rotate_signing_key("now-only".into(), at(30), time::Duration::ZERO);
+        assert_eq!(s.signing_keys_at(at(30)), vec!["now-only"], "an overlap of 0 revokes every old key");
     }
 }

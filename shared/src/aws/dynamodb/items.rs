@@ -88,6 +88,10 @@ pub(super) fn subscription_attributes(sub: &Subscription) -> Item {
     if let Some(contact) = &sub.contact_email {
         item.insert("contact_email".to_owned(), s(contact));
     }
+    if !sub.previous_signing_keys.is_empty() {
+        let keys = serde_json::to_string(&sub.previous_signing_keys).expect("keys always serialize");
+        item.insert("previous_signing_keys".to_owned(), s(keys));
+    }
     item
 }
 
@@ -134,6 +138,10 @@ pub(super) fn subscription_from(item: &Item) -> Result<Subscription> {
         created_at: time_from(get_n(item, "created_at")?)?,
         updated_at: time_from(get_n(item, "updated_at")?)?,
         failing_since: get_opt_n::<i64>(item, "failing_since")?.map(time_from).transpose()?,
+        previous_signing_keys: get_opt_s(item, "previous_signing_keys")
+            .map(|keys| serde_json::from_str(&keys).map_err(|e| corrupt("previous signing keys", e)))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 

@@ -16,7 +16,7 @@ struct MetroEnvelope<'a> {
     emitted_at: String,
 }
 
-pub fn envelope(subscription: &Subscription, message: &Message<'_>) -> Envelope {
+pub fn envelope(subscription: &Subscription, message: &Message<'_>, signing_key: &str) -> Envelope {
     // Published payloads are validated JSON; anything else travels as a JSON string.
     let raw = serde_json::value::RawValue::from_string(message.payload.to_owned())
         .unwrap_or_else(|_| serde_json::value::to_raw_value(message.payload).expect("a string always serializes"));
@@ -37,7 +37,7 @@ pub fn envelope(subscription: &Subscription, message: &Message<'_>) -> Envelope 
     Envelope {
         headers: vec![
             ("x-client", subscription.organization.to_string()),
-            ("x-signature", signature(&subscription.signing_key, &unix, &body)),
+            ("x-signature", signature(signing_key, &unix, &body)),
             ("x-timestamp", unix),
         ],
         body,

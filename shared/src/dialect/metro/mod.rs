@@ -256,15 +256,17 @@ async fn update(call: Call<'_>) -> Result<Response> {
     change(&mut candidate);
     test_connection(app, &candidate).await?;
     // Written over whatever changed meanwhile (a DELETE during the check stays a DELETE).
-    super::modify_subscription(app, subscription, change).await?;
+    crate::subscriptions::modify(&*app.store, app.clock.now(), subscription, change).await?;
     Ok(json_response(StatusCode::ACCEPTED, &json!({ "message": "Subscription successfully updated." })))
 }
 
 async fn deactivate(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     let subscription = find(app, key, call.param("id")).await?;
-    let subscription =
-        super::modify_subscription(app, subscription, |s| s.status = SubscriptionStatus::Inactive).await?;
+    let subscription = crate::subscriptions::modify(&*app.store, app.clock.now(), subscription, |s| {
+        s.status = SubscriptionStatus::Inactive
+    })
+    .await?;
     let event = subscription.event_names.first().cloned().unwrap_or_default();
     Ok(json_response(
         StatusCode::ACCEPTED,

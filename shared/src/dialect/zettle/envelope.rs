@@ -17,7 +17,7 @@ struct ZettleEnvelope<'a> {
     timestamp: &'a str,
 }
 
-pub fn envelope(subscription: &Subscription, message: &Message<'_>) -> Envelope {
+pub fn envelope(subscription: &Subscription, message: &Message<'_>, signing_key: &str) -> Envelope {
     let timestamp = utc_timestamp(message.timestamp);
     let envelope = ZettleEnvelope {
         organization_uuid: subscription.organization.to_string(),
@@ -28,7 +28,7 @@ pub fn envelope(subscription: &Subscription, message: &Message<'_>) -> Envelope 
         timestamp: &timestamp,
     };
     Envelope {
-        headers: vec![("x-izettle-signature", signature(&subscription.signing_key, &timestamp, message.payload))],
+        headers: vec![("x-izettle-signature", signature(signing_key, &timestamp, message.payload))],
         body: serde_json::to_vec(&envelope).expect("the envelope always serializes"),
     }
 }

@@ -162,7 +162,7 @@ async fn update(call: Call<'_>) -> Result<Response> {
         optional_string(&fields, "destination", Status::Unprocessable)?.map(|raw| destination(app, raw)).transpose()?;
     let new_contact =
         optional_string(&fields, "contactEmail", Status::Unprocessable)?.map(contact_email).transpose()?;
-    let updated = super::modify_subscription(app, subscription, |s| {
+    let updated = crate::subscriptions::modify(&*app.store, app.clock.now(), subscription, |s| {
         if let Some(names) = &new_events {
             s.event_names = names.clone();
         }

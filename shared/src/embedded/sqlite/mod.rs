@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -125,14 +125,19 @@ const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret T
 const ADD_EXPIRY_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (at); \
                                   CREATE INDEX IF NOT EXISTS publishes_by_expiry ON publishes (expires_at);";
 
+/// Version 4: rotated-out signing keys still in their overlap (JSON, newest first).
+const ADD_PREVIOUS_SIGNING_KEYS: &str =
+    "ALTER TABLE subscriptions ADD COLUMN previous_signing_keys TEXT NOT NULL DEFAULT '[]';";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
-        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES],
-        2 => vec![ADD_EXPIRY_INDEXES],
+        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
+        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
+        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
+        3 => vec![ADD_PREVIOUS_SIGNING_KEYS],
         SCHEMA_VERSION => return Ok(()),
         other => {
             return Err(Error::internal(format!(

@@ -20,11 +20,12 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
         created_at: from_nanos(row.get(9)?)?,
         updated_at: from_nanos(row.get(10)?)?,
         failing_since: row.get::<_, Option<i64>>(11)?.map(from_nanos).transpose()?,
+        previous_signing_keys: serde_json::from_str(&get(12)?).map_err(|e| corrupt("previous signing keys", e))?,
     })
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
-                                    signing_key, created_at, updated_at, failing_since";
+                                    signing_key, created_at, updated_at, failing_since, previous_signing_keys";
 
 fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
     let scopes: String = row.get(3)?;
@@ -78,7 +79,7 @@ fn subscription_exists(conn: &Connection, subscription: &Subscription) -> Result
         .is_some())
 }
 
-fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12]> {
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 13]> {
     Ok([
         Box::new(s.organization.to_string()),
         Box::new(s.id.to_string()),
@@ -92,6 +93,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 12
         Box::new(to_nanos(s.created_at)),
         Box::new(to_nanos(s.updated_at)),
         Box::new(s.failing_since.map(to_nanos)),
+        Box::new(serde_json::to_string(&s.previous_signing_keys)?),
     ])
 }
 
@@ -102,7 +104,7 @@ impl SubscriptionStore for SqliteBackend {
         let tx = conn.transaction()?;
         let values = subscription_params(subscription)?;
         let inserted = tx.execute(
-            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             rusqlite::params_from_iter(values.iter()),
         )?;
         if inserted == 0 {
@@ -144,8 +146,8 @@ impl SubscriptionStore for SqliteBackend {
         values.push(Box::new(to_nanos(read_version)));
         let updated = tx.execute(
             "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
-             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12 \
-             WHERE org = ?1 AND id = ?2 AND updated_at = ?13",
+             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12, \
+             previous_signing_keys = ?13 WHERE org = ?1 AND id = ?2 AND updated_at = ?14",
             rusqlite::params_from_iter(values.iter()),
         )?;
         if updated == 0 {

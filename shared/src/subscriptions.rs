@@ -1,0 +1,62 @@
+//! Changes to stored subscriptions, whatever their dialect: field updates that never lose a
+//! concurrent write, and signing-key rotation.
+
+use time::OffsetDateTime;
+
+use crate::domain::{to_micros, Subscription};
+use crate::ports::SubscriptionStore;
+use crate::{signing, Error, Result};
+
+/// How long a rotated-out key keeps signing unless the rotation says otherwise.
+pub const DEFAULT_ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+/// The longest overlap a rotation may ask for.
+pub const MAX_ROTATION_OVERLAP: time::Duration = time::Duration::days(7);
+
+/// Writes of one subscription that race are retried this often before giving up.
+const UPDATE_ROUNDS: usize = 8;
+
+/// Applies `change` to `current` and stores it without losing a concurrent write: when another
+/// update landed since `current` was read, the subscription is read again and `change` applied
+/// to that (so only the fields a request sent change). Returns what was stored.
+pub async fn modify(
+    store: &dyn SubscriptionStore,
+    now: OffsetDateTime,
+    mut current: Subscription,
+    change: impl Fn(&mut Subscription),
+) -> Result<Subscription> {
+    for _ in 0..UPDATE_ROUNDS {
+        let read_version = current.updated_at;
+        let mut next = current.clone();
+        change(&mut next);
+        // Every write is a new version, even within one clock tick.
+        next.updated_at = to_micros(now).max(read_version + time::Duration::microseconds(1));
+        if store.update_subscription(&next, read_version).await? {
+            return Ok(next);
+        }
+        current = store
+            .get_subscription(current.organization, current.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", current.id)))?;
+    }
+    Err(Error::Unavailable("the subscription is being changed by other requests; try again".into()))
+}
+
+/// A new signing key for `current`; the replaced one keeps signing for `overlap` (see
+/// [`Subscription::rotate_signing_key`]). Returns the subscription as stored.
+pub async fn rotate_signing_key(
+    store: &dyn SubscriptionStore,
+    now: OffsetDateTime,
+    current: Subscription,
+    overlap: time::Duration,
+) -> Result<Subscription> {
+    if overlap < time::Duration::ZERO || overlap > MAX_ROTATION_OVERLAP {
+        return Err(Error::bad_request(
+            "overlapSeconds",
+            format!("the overlap must be 0 to {} seconds", MAX_ROTATION_OVERLAP.whole_seconds()),
+        ));
+    }
+    let new_key = signing::generate_signing_key();
+    let rotated = modify(store, now, current, |s| s.rotate_signing_key(new_key.clone(), now, overlap)).await?;
+    tracing::info!(org = %rotated.organization, subscription = %rotated.id, "signing key rotated");
+    Ok(rotated)
+}
