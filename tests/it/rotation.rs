@@ -211,27 +211,15 @@ async fn rotation_errors_change_nothing() {
         assert_eq!(error["violations"][0]["propertyName"], field, "{error}");
     }
     // Another organization's key: the subscription does not exist for it.
-    let stranger = w.stack.key(new_org(), &[Scope::ReadProduct]).await;
-    let response = w
-        .stack
-        .http
-        .post(w.stack.url(&format!("/organizations/self/subscriptions/{id}/secret/rotate")))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // A key without the subscription's scopes may not manage it.
-    let narrow = w.stack.key(w.org, &[Scope::ReadPurchase]).await;
-    let response = w
-        .stack
-        .http
-        .post(w.stack.url(&format!("/organizations/self/subscriptions/{id}/secret/rotate")))
-        .bearer_auth(&narrow)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    for (key, expected) in [
+        (w.stack.key(new_org(), &[Scope::ReadProduct]).await, StatusCode::NOT_FOUND),
+        (w.stack.key(w.org, &[Scope::ReadPurchase]).await, StatusCode::FORBIDDEN),
+    ] {
+        let path = format!("/organizations/self/subscriptions/{id}/secret/rotate");
+        let response = w.stack.http.post(w.stack.url(&path)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(response.status(), expected);
+    }
     let stored = w.stack.app.store.get_subscription(w.org, id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.signing_key, old_key);
     assert!(stored.previous_signing_keys.is_empty());

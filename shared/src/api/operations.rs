@@ -32,6 +32,18 @@ pub static ROUTES: RouteGroup = RouteGroup {
 /// The most attempts one request lists.
 pub const MAX_ATTEMPTS_LISTED: usize = 500;
 
+/// The subscription, if the request's key may manage it (403 otherwise).
+async fn managed_subscription(call: &Call<'_>, org: OrganizationId, id: Uuid) -> Result<crate::domain::Subscription> {
+    let subscription = call
+        .app
+        .store
+        .get_subscription(org, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
+    catalog::check_may_manage(&call.key.scopes, &subscription)?;
+    Ok(subscription)
+}
+
 /// The organization and subscription a path names.
 fn subscription_of(call: &Call<'_>) -> Result<(OrganizationId, Uuid)> {
     let org = resolve_organization(call.param("org"), &call.key)?;
@@ -41,7 +53,7 @@ fn subscription_of(call: &Call<'_>) -> Result<(OrganizationId, Uuid)> {
 }
 
 async fn attempts(call: Call<'_>) -> Result<Response> {
-    let (app, key) = (call.app, &call.key);
+    let app = call.app;
     let (org, id) = subscription_of(&call)?;
     let query = call.request.uri().query();
     let mut limit = 50;
@@ -54,12 +66,7 @@ async fn attempts(call: Call<'_>) -> Result<Response> {
                 .ok_or_else(|| Error::bad_request("limit", format!("limit must be 1 to {MAX_ATTEMPTS_LISTED}")))?;
         }
     }
-    let subscription = app
-        .store
-        .get_subscription(org, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
-    catalog::check_may_manage(&key.scopes, &subscription)?;
+    managed_subscription(&call, org, id).await?;
     let attempts = app.store.recent_attempts(org, id, limit).await?;
     Ok(json_response(StatusCode::OK, &attempts))
 }
@@ -80,7 +87,7 @@ async fn replay(call: Call<'_>) -> Result<Response> {
 /// A new signing key; the old one signs on for `overlapSeconds` (default 24 h, 0 to revoke it
 /// now). Anyone who may manage the subscription may rotate its key.
 async fn rotate(call: Call<'_>) -> Result<Response> {
-    let (app, key) = (call.app, &call.key);
+    let app = call.app;
     let (org, id) = subscription_of(&call)?;
     let body = call.request.body();
     let overlap = if body.iter().all(u8::is_ascii_whitespace) {
@@ -95,12 +102,7 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
             })?,
         }
     };
-    let subscription = app
-        .store
-        .get_subscription(org, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
-    catalog::check_may_manage(&key.scopes, &subscription)?;
+    let subscription = managed_subscription(&call, org, id).await?;
     let now = app.clock.now();
     let rotated = crate::subscriptions::rotate_signing_key(&*app.store, now, subscription, overlap).await?;
     let expires = crate::domain::utc_timestamp(now + overlap.max(time::Duration::ZERO));
