@@ -7,9 +7,10 @@ python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 source scripts/aws-emulator.sh
 aws_emulator_start
-RUST_LOG=warn cargo bench -p tidings-tests --bench delivery
-# Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
+# tidings serve (the release binary) through HTTP, and AWS calls per event against the emulator.
 cargo build --release -p tidings-cli
+RUST_LOG=warn TIDINGS_BIN="$PWD/target/release/tidings" cargo bench -p tidings-tests --bench delivery
+# Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
 python3 scripts/bench_isolation.py target/release/tidings
 # The local store's size under the retention purge.
 python3 scripts/bench_retention.py target/release/tidings 20000
