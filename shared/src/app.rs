@@ -27,6 +27,8 @@ pub struct App {
     pub delivery: DeliverySettings,
     /// Failing endpoints being probed (one request at a time each).
     pub delivery_probes: crate::delivery::Probes,
+    /// API keys read recently (on Lambda; `tidings serve` reads every time).
+    pub keys: Arc<crate::api::key_cache::KeyCache>,
     /// Publishes one organization may make per calendar minute; 0 = no limit.
     pub publishes_per_minute: u32,
 }
@@ -46,6 +48,7 @@ impl App {
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
+            keys: Default::default(),
         })
     }
 
@@ -106,6 +109,7 @@ impl App {
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
+            keys: Default::default(),
         })
     }
 
@@ -121,6 +125,7 @@ impl App {
         };
         app.delivery.schedule = settings.retry_schedule.clone();
         app.publishes_per_minute = settings.publishes_per_minute;
+        app.keys = Arc::new(crate::api::key_cache::KeyCache::new(settings.key_cache_ttl));
         app.set_request_timeout(settings.delivery_timeout)?;
         Ok(app)
     }

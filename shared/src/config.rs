@@ -61,6 +61,9 @@ fn parse_timeout(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
     }
 }
 
+/// How long a Lambda instance uses an API key it read before reading it again.
+pub const DEFAULT_AWS_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Everything a running Tidings is configured by, built once: from the environment on Lambda
 /// ([`Settings::from_env`]), from flags (and the same variables) in `tidings serve`. The defaults
 /// live here and nowhere else.
@@ -75,6 +78,9 @@ pub struct Settings {
     pub delivery_timeout: std::time::Duration,
     /// Publishes one organization may make per calendar minute; 0 = no limit.
     pub publishes_per_minute: u32,
+    /// How long an API key read from the store is used without reading it again (so how long
+    /// a revocation may take to reach a warm instance); zero reads it every time.
+    pub key_cache_ttl: std::time::Duration,
 }
 
 /// Where the data lives.
@@ -90,9 +96,10 @@ impl Settings {
     /// The defaults, on `backend`: strict destinations on AWS, local ones (http and loopback
     /// allowed) on the embedded backend.
     pub fn new(backend: Backend) -> Settings {
-        let destinations = match backend {
-            Backend::Aws(_) => DestinationPolicy::STRICT,
-            Backend::Embedded { .. } => DestinationPolicy::LOCAL,
+        // On AWS a key read is a DynamoDB call per request; locally a revocation works at once.
+        let (destinations, key_cache_ttl) = match backend {
+            Backend::Aws(_) => (DestinationPolicy::STRICT, DEFAULT_AWS_KEY_CACHE_TTL),
+            Backend::Embedded { .. } => (DestinationPolicy::LOCAL, std::time::Duration::ZERO),
         };
         Settings {
             backend,
@@ -100,6 +107,7 @@ impl Settings {
             retry_schedule: Default::default(),
             delivery_timeout: crate::destination::DEFAULT_TIMEOUT,
             publishes_per_minute: 0,
+            key_cache_ttl,
         }
     }
 
@@ -109,7 +117,7 @@ impl Settings {
     /// `TIDINGS_QUEUE_URL`, `TIDINGS_DEAD_LETTER_QUEUE_URL` and `TIDINGS_SENDER`; `embedded`
     /// keeps everything in the SQLite file under `TIDINGS_DATA_DIR` (for `cargo lambda watch`).
     /// Then `TIDINGS_DESTINATIONS` (default `strict`), `TIDINGS_RETRY_SCHEDULE`,
-    /// `TIDINGS_DELIVERY_TIMEOUT` and `TIDINGS_PUBLISH_LIMIT_PER_MINUTE`.
+    /// `TIDINGS_DELIVERY_TIMEOUT`, `TIDINGS_PUBLISH_LIMIT_PER_MINUTE` and `TIDINGS_KEY_CACHE_TTL`.
     pub fn from_env() -> Result<Settings> {
         let backend = match optional("TIDINGS_BACKEND").as_deref().unwrap_or("aws") {
             "aws" => Backend::Aws(AwsSettings::from_env()?),
@@ -126,9 +134,21 @@ impl Settings {
                 .unwrap_or(defaults.delivery_timeout),
             publishes_per_minute: parse_publish_limit(optional("TIDINGS_PUBLISH_LIMIT_PER_MINUTE").as_deref())?
                 .unwrap_or(defaults.publishes_per_minute),
+            key_cache_ttl: parse_key_cache_ttl(optional("TIDINGS_KEY_CACHE_TTL").as_deref())?
+                .unwrap_or(defaults.key_cache_ttl),
             ..defaults
         })
     }
+}
+
+/// `TIDINGS_KEY_CACHE_TTL`: how long a warm instance uses an API key it read, e.g. `60s` (the
+/// default on AWS) or `0s` (read on every request).
+fn parse_key_cache_ttl(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
+    raw.map(|raw| {
+        humantime::parse_duration(raw.trim())
+            .map_err(|_| Error::internal(format!("TIDINGS_KEY_CACHE_TTL must be a duration such as 60s, not {raw:?}")))
+    })
+    .transpose()
 }
 
 /// Where the AWS resources are.
@@ -165,6 +185,14 @@ mod tests {
         assert_eq!(parse_publish_limit(Some("12000")).unwrap(), Some(12_000));
         let err = parse_publish_limit(Some("lots")).unwrap_err().to_string();
         assert!(err.contains("TIDINGS_PUBLISH_LIMIT_PER_MINUTE"), "{err}");
+    }
+
+    #[test]
+    fn the_key_cache_ttl_may_be_zero_and_a_bad_one_names_the_variable() {
+        assert_eq!(parse_key_cache_ttl(Some("0s")).unwrap(), Some(std::time::Duration::ZERO));
+        assert_eq!(parse_key_cache_ttl(None).unwrap(), None);
+        let err = parse_key_cache_ttl(Some("a while")).unwrap_err().to_string();
+        assert!(err.contains("TIDINGS_KEY_CACHE_TTL"), "{err}");
     }
 
     #[test]

@@ -139,7 +139,11 @@ async fn run(served: &Served, sink: &Sink, fan_out: usize, rate: Option<u64>, du
     let padding = "x".repeat(900);
     let published = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let publish = move |client: reqwest::Client, url: String, key: String, padding: String, published: Arc<AtomicU64>| async move {
+    let publish = move |client: reqwest::Client,
+                        url: String,
+                        key: String,
+                        padding: String,
+                        published: Arc<AtomicU64>| async move {
         let body = json!({"eventName": "ProductUpdated", "payload": {"sentAt": now_nanos(), "name": "Kaffe", "description": padding}});
         let response = client.post(&url).bearer_auth(&key).json(&body).send().await;
         if response.is_ok_and(|r| r.status() == 202) {
@@ -153,7 +157,13 @@ async fn run(served: &Served, sink: &Sink, fan_out: usize, rate: Option<u64>, du
             let mut tasks = tokio::task::JoinSet::new();
             while started.elapsed() < duration {
                 tick.tick().await;
-                tasks.spawn(publish(client.clone(), url.clone(), served.key.clone(), padding.clone(), published.clone()));
+                tasks.spawn(publish(
+                    client.clone(),
+                    url.clone(),
+                    served.key.clone(),
+                    padding.clone(),
+                    published.clone(),
+                ));
             }
             while tasks.join_next().await.is_some() {}
         }
@@ -227,7 +237,7 @@ async fn aws_calls() {
     for n in [0usize, 1, 10, 100, 250] {
         let fixture = AwsFixture::new(12).await;
         let counter = CallCounter::default();
-        let app =
+        let mut app =
             App::aws_counted(&fixture.sdk, &fixture.settings, DestinationPolicy::LOCAL, Some(counter.clone())).unwrap();
         let sink = Sink::default();
         let destination = sink.start().await;
@@ -237,6 +247,14 @@ async fn aws_calls() {
         for _ in 0..n {
             app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
         }
+        // A warm function, as on Lambda: the key was read by an earlier request.
+        app.keys = Arc::new(tidings::api::key_cache::KeyCache::new(tidings::config::DEFAULT_AWS_KEY_CACHE_TTL));
+        let warm_up = http::Request::builder()
+            .uri("/organizations/self/subscriptions")
+            .header("authorization", format!("Bearer {}", key.secret))
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(tidings::api::handle(&app, warm_up).await.status(), 200);
         counter.reset();
         let request = http::Request::builder()
             .method("POST")

@@ -8,6 +8,7 @@
 //! how requests authenticate and which error body they get. Handlers receive the authenticated
 //! key and the captured segments.
 
+pub mod key_cache;
 pub mod openapi;
 pub mod operations;
 pub mod publish;

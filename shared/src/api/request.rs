@@ -41,8 +41,8 @@ pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Optio
         }
     };
     let key = app
-        .store
-        .find_api_key_by_hash(&hash_secret(token))
+        .keys
+        .find(&*app.store, &hash_secret(token))
         .await?
         .ok_or_else(|| Error::Unauthenticated("the API key is invalid".into()))?;
     if key.revoked_at.is_some() {

@@ -30,9 +30,9 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
     let store: OrganizationId =
         text("store").unwrap_or_default().parse().map_err(|_| credentials("the store header must name your store"))?;
     let key = if let Some(api_key) = text("api_key") {
-        app.store.find_api_key_by_hash(&hash_secret(api_key)).await?
+        app.keys.find(&*app.store, &hash_secret(api_key)).await?
     } else if let (Some(user_id), Some(token)) = (text("user_id"), text("user_token")) {
-        app.store.find_api_key_by_hash(&hash_secret(token)).await?.filter(|k| k.id.to_string() == user_id)
+        app.keys.find(&*app.store, &hash_secret(token)).await?.filter(|k| k.id.to_string() == user_id)
     } else if headers.contains_key(header::AUTHORIZATION) {
         crate::api::request::authenticate(app, headers).await.ok()
     } else {

@@ -43,7 +43,7 @@ async fn authenticate(app: &App, request: &Request) -> Result<ApiKey> {
     if (app.clock.now().unix_timestamp() - seconds).abs() > SIGNATURE_WINDOW_SECONDS {
         return Err(refused("X-Timestamp is more than 5 minutes from now"));
     }
-    let key = app.store.find_api_key_by_hash(client_id).await?.ok_or_else(|| refused("unknown X-Client-Id"))?;
+    let key = app.keys.find(&*app.store, client_id).await?.ok_or_else(|| refused("unknown X-Client-Id"))?;
     if !key.is_usable_at(app.clock.now()) {
         return Err(refused("the key is revoked or expired"));
     }
