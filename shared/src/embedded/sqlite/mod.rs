@@ -180,9 +180,17 @@ impl DataDirLock {
     }
 }
 
+/// Read-only connections beside the writer (one per core of the development machine).
+const READERS: usize = 2;
+
 /// The SQLite file behind the store and queue ports.
 pub struct SqliteBackend {
+    /// The one writer: every write, and reads inside a write's transaction.
     conn: Mutex<Connection>,
+    /// Read-only connections for plain reads: WAL lets them run beside the writer and each
+    /// other, so authentication, fan-out and the worker's lookups do not queue behind writes.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     clock: Arc<dyn Clock>,
     path: PathBuf,
     /// Wakes the consumer in this process (the worker of `tidings serve`) when jobs were queued.
@@ -209,7 +217,25 @@ impl SqliteBackend {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn, path)?;
-        Ok(SqliteBackend { conn: Mutex::new(conn), clock, path: path.to_owned(), jobs_queued: Default::default() })
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+                reader.busy_timeout(Duration::from_secs(5))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteBackend {
+            conn: Mutex::new(conn),
+            readers,
+            next_reader: Default::default(),
+            clock,
+            path: path.to_owned(),
+            jobs_queued: Default::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -220,6 +246,18 @@ impl SqliteBackend {
         // A panic while holding the lock leaves SQLite itself consistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A read-only connection: a free one if any, else the next in turn.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(reader) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return reader;
+            }
+        }
+        let reader = &self.readers[start % self.readers.len()];
+        reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn now_nanos(&self) -> i64 {

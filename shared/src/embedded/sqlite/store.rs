@@ -116,7 +116,7 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
         let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
@@ -127,7 +127,7 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 ORDER BY created_at, rowid"
         ))?;
@@ -172,7 +172,7 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let columns: Vec<String> = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT DISTINCT {} FROM subscription_events e JOIN subscriptions s \
@@ -228,7 +228,7 @@ impl KeyStore for SqliteBackend {
     }
 
     async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))?;
         let mut rows = stmt.query(params![hash])?;
         match rows.next()? {
@@ -238,7 +238,7 @@ impl KeyStore for SqliteBackend {
     }
 
     async fn list_api_keys(&self, org: Option<OrganizationId>) -> Result<Vec<ApiKey>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR org = ?1 ORDER BY created_at, rowid"
         ))?;
@@ -272,7 +272,7 @@ impl KeyStore for SqliteBackend {
 #[async_trait]
 impl MessageLog for SqliteBackend {
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
     }
 
@@ -326,7 +326,7 @@ impl MessageLog for SqliteBackend {
         subscription_id: Uuid,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
              WHERE org = ?1 AND subscription_id = ?2 ORDER BY at DESC, id DESC LIMIT ?3",
@@ -401,7 +401,7 @@ impl StoreGroups for SqliteBackend {
     }
 
     async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT name, org FROM store_groups ORDER BY name, org")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut groups: Vec<StoreGroup> = Vec::new();
