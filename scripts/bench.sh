@@ -17,6 +17,7 @@ python3 scripts/bench_retention.py target/release/tidings 20000
 # Each Lambda function's init time, peak memory and invocation time, release build.
 cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
 # Binary sizes (this machine's architecture; `sam build` makes the arm64 bootstraps).
-python3 -c 'import os, sys; [print(f"{b:<22} {os.path.getsize(f"target/release/{b}") / 1e6:6.1f} MB") for b in sys.argv[1:]]' \
-  tidings-subscriptions tidings-ingest tidings-delivery tidings
+for bin in tidings-subscriptions tidings-ingest tidings-delivery tidings; do
+  python3 -c 'import os, sys; print("%-22s %6.1f MB" % (sys.argv[1], os.path.getsize(sys.argv[2]) / 1e6))' "$bin" "target/release/$bin"
+done
 .venv/bin/python scripts/measure_functions.py --profile release
