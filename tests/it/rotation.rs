@@ -238,34 +238,19 @@ async fn rotation_errors_change_nothing() {
 async fn the_cli_rotates_a_key_in_the_data_directory() {
     let w = world().await;
     let (id, old_key, _) = subscribe_each_dialect(&w).await.remove(1);
-    let output = tidings_tests::tidings_cli(&[
-        "secrets",
-        "rotate",
-        "--data-dir",
-        w.stack.data_dir().to_str().unwrap(),
-        "--org",
-        &w.org.to_string(),
-        "--subscription",
-        &id,
-        "--overlap",
-        "1h",
-    ]);
+    let (data_dir, org) = (w.stack.data_dir().to_str().unwrap().to_owned(), w.org.to_string());
+    let rotate = |subscription: &str| {
+        let args = ["secrets", "rotate", "--data-dir", &data_dir, "--org", &org, "--subscription", subscription];
+        tidings_tests::tidings_cli(&[&args[..], &["--overlap", "1h"]].concat())
+    };
+    let output = rotate(&id);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     let new_key = printed.lines().last().unwrap();
     let stored = w.stack.app.store.get_subscription(w.org, id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.signing_key, new_key);
     assert_eq!(stored.previous_signing_keys[0].key, old_key);
-    let unknown = tidings_tests::tidings_cli(&[
-        "secrets",
-        "rotate",
-        "--data-dir",
-        w.stack.data_dir().to_str().unwrap(),
-        "--org",
-        &w.org.to_string(),
-        "--subscription",
-        "0f1c8a6e-3c4e-11ee-be56-0242ac120002",
-    ]);
+    let unknown = rotate("0f1c8a6e-3c4e-11ee-be56-0242ac120002");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no subscription"));
 }
