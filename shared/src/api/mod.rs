@@ -91,21 +91,25 @@ impl Route {
         shape(self.path).eq(shape(other.path))
     }
 
-    /// The captures of `segments` if this route's path matches them.
-    fn captures<'a>(&self, segments: &[&'a str]) -> Option<Vec<(&'static str, &'a str)>> {
-        let pattern: Vec<&'static str> = self.path.split('/').collect();
-        if pattern.len() != segments.len() {
-            return None;
-        }
-        let mut captures = Vec::new();
-        for (want, got) in pattern.into_iter().zip(segments) {
-            match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-                Some(name) if !got.is_empty() => captures.push((name, *got)),
-                None if want == *got => {}
-                _ => return None,
-            }
-        }
-        Some(captures)
+    /// Whether this route's path matches `segments` (a capture takes any non-empty segment).
+    fn matches(&self, segments: &[&str]) -> bool {
+        self.path.split('/').count() == segments.len()
+            && self.path.split('/').zip(segments).all(|(want, got)| {
+                if want.starts_with('{') {
+                    !got.is_empty()
+                } else {
+                    want == *got
+                }
+            })
+    }
+
+    /// The captured segments by name, of `segments` this route [`matches`](Route::matches).
+    fn captures<'a>(&self, segments: &[&'a str]) -> Vec<(&'static str, &'a str)> {
+        self.path
+            .split('/')
+            .zip(segments)
+            .filter_map(|(want, got)| Some((want.strip_prefix('{')?.strip_suffix('}')?, *got)))
+            .collect()
     }
 }
 
@@ -162,10 +166,9 @@ pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Respo
     let span = tracing::info_span!("request", method = %request.method(), path = %path);
     async move {
         let segments = segments(&path);
-        let dialect = owner(&segments);
         let response = match dispatch(app, routes, &request, &segments).await {
             Ok(response) => response,
-            Err(err) => (dialect::spec(dialect).error_response)(&err, request.headers()),
+            Err(err) => (dialect::spec(owner(&segments)).error_response)(&err, request.headers()),
         };
         tracing::info!(status = response.status().as_u16(), "handled");
         response
@@ -180,29 +183,27 @@ async fn dispatch(app: &App, routes: Routes, request: &Request, segments: &[&str
     }
     let path = request.uri().path();
     let no_route = || Error::NotFound(format!("no route for {} {path}", request.method()));
-    // The first path that matches decides; its methods are the ones allowed.
-    let mut matches = TABLE.iter().filter_map(|(dialect, route)| Some((*dialect, *route, route.captures(segments)?)));
-    let Some((dialect, first, _)) = matches.next() else { return Err(no_route()) };
-    let same_path: Vec<_> = std::iter::once(first)
-        .chain(TABLE.iter().map(|(_, r)| *r).filter(|r| r.same_path(first) && !std::ptr::eq(*r, first)))
-        .collect();
-    let route = same_path.iter().find(|r| r.method == request.method());
-    if route.is_some_and(|r| !routes.serves(r)) {
+    // The first route whose path matches decides the group; the routes on that path are the
+    // methods allowed.
+    let Some((dialect, first)) = TABLE.iter().find(|(_, route)| route.matches(segments)) else {
+        return Err(no_route());
+    };
+    let on_path: Vec<&Route> = TABLE.iter().map(|(_, route)| *route).filter(|route| route.same_path(first)).collect();
+    let route = on_path.iter().copied().find(|route| route.method == request.method());
+    if route.is_some_and(|route| !routes.serves(route)) {
         return Err(Error::NotFound(format!("no route for {} {path} here", request.method())));
     }
-    if let Some(Route { handler: Handler::Public(handler), .. }) = route {
-        return Ok(handler(request));
-    }
-    let key = (dialect::spec(dialect).authenticate)(app, request).await?;
-    let Some(route) = route else {
-        let allow: Vec<&str> = same_path.iter().map(|r| r.method.as_str()).collect();
+    let handler = match route.map(|route| route.handler) {
+        Some(Handler::Public(handler)) => return Ok(handler(request)),
+        Some(Handler::Authenticated(handler)) => Some(handler),
+        None => None,
+    };
+    let key = (dialect::spec(*dialect).authenticate)(app, request).await?;
+    let (Some(route), Some(handler)) = (route, handler) else {
+        let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
-    let captures = route.captures(segments).unwrap_or_default();
-    match route.handler {
-        Handler::Authenticated(handler) => handler(Call { app, request, key, captures }).await,
-        Handler::Public(handler) => Ok(handler(request)),
-    }
+    handler(Call { app, request, key, captures: route.captures(segments) }).await
 }
 
 /// The dialect whose error body a path gets: the owner of the routes sharing the most leading
@@ -240,9 +241,10 @@ mod tests {
     fn captures_bind_names_to_segments_and_literals_must_match() {
         let route = &operations::ROUTES.routes[0];
         assert_eq!(route.path, "organizations/{org}/subscriptions/{subscriptionUuid}/attempts");
-        let got = route.captures(&segments("/organizations/self/subscriptions/abc/attempts")).unwrap();
-        assert_eq!(got, vec![("org", "self"), ("subscriptionUuid", "abc")]);
-        assert!(route.captures(&segments("/organizations/self/subscriptions/abc/replay")).is_none());
-        assert!(route.captures(&segments("/organizations//subscriptions/abc/attempts")).is_none());
+        let path = segments("/organizations/self/subscriptions/abc/attempts");
+        assert!(route.matches(&path));
+        assert_eq!(route.captures(&path), vec![("org", "self"), ("subscriptionUuid", "abc")]);
+        assert!(!route.matches(&segments("/organizations/self/subscriptions/abc/replay")));
+        assert!(!route.matches(&segments("/organizations//subscriptions/abc/attempts")));
     }
 }
