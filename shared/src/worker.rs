@@ -22,8 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use crate::delivery::{self, Disposition};
-use crate::domain::AttemptRecord;
-use crate::domain::OrganizationId;
+use crate::domain::{AttemptRecord, OrganizationId};
 use crate::ports::ReceivedJob;
 use crate::{App, Result};
 

@@ -4,8 +4,7 @@
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use tidings::domain::{DeliveryJob, PublishRecord};
-use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::domain::{DeliveryJob, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus};
 use tidings::ports::Queue;
 use tidings::{signing, App};
 use tidings_tests::aws::AwsFixture;

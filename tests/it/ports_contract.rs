@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
-use tidings::domain::{AttemptRecord, DeliveryJob, PublishRecord};
-use tidings::domain::{OrganizationId, Scope, Subscription, SubscriptionStatus};
+use tidings::domain::{
+    AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus,
+};
 use tidings::ports::{KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore};
 use tidings::Error;
 use time::OffsetDateTime;

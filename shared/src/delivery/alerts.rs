@@ -2,8 +2,7 @@
 //! or it gets disabled, at most one per subscription per window however many messages fail.
 
 use crate::delivery::Attempt;
-use crate::domain::DeliveryJob;
-use crate::domain::{utc_timestamp, Subscription};
+use crate::domain::{utc_timestamp, DeliveryJob, Subscription};
 use crate::ports::Email;
 use crate::App;
 

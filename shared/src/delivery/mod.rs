@@ -11,8 +11,7 @@ use std::time::Duration;
 pub use schedule::RetrySchedule;
 pub use webhook::{build, message_uuid, send, Attempt, Message, Webhook};
 
-use crate::domain::AttemptRecord;
-use crate::domain::{OrganizationId, SubscriptionStatus};
+use crate::domain::{AttemptRecord, OrganizationId, SubscriptionStatus};
 use crate::ports::ReceivedJob;
 use crate::{App, Error, Result};
 

@@ -29,8 +29,9 @@ use uuid::Uuid;
 
 use super::sdk_error;
 use crate::delivery::ATTEMPT_RETENTION;
-use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use crate::domain::{AttemptRecord, PublishRecord, StoreGroup};
+use crate::domain::{
+    ApiKey, AttemptRecord, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription, SubscriptionStatus,
+};
 use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
 use crate::{Error, Result};
 

@@ -14,8 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, OrganizationId, Scope, Subscription, SubscriptionStatus};
-use crate::domain::{AttemptRecord, DeliveryJob, PublishRecord, StoreGroup};
+use crate::domain::{
+    ApiKey, AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription,
+    SubscriptionStatus,
+};
 use crate::ports::{
     Clock, KeyStore, Limits, MessageLog, PublishLog, Queue, ReceivedJob, StoreGroups, SubscriptionStore,
 };
