@@ -61,6 +61,8 @@ fn bad_flags_and_values_exit_non_zero_with_one_line() {
         (vec!["keys", "create", "--org", ORG, "--scope", "READ:EVERYTHING"], "READ:EVERYTHING"),
         (vec!["keys", "create", "--org", ORG, "--expires-at", "tomorrow"], "tomorrow"),
         (vec!["keys", "revoke", "123"], "123"),
+        (vec!["serve", "--log-format", "xml"], "xml"),
+        (vec!["secrets", "rotate", "--org", ORG, "--subscription", ORG, "--overlap", "soon"], "soon"),
         (vec!["launch"], "launch"),
         (vec![], "subcommand"),
         (vec!["keys"], "subcommand"),

@@ -253,4 +253,11 @@ async fn the_cli_rotates_a_key_in_the_data_directory() {
     let unknown = rotate("0f1c8a6e-3c4e-11ee-be56-0242ac120002");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no subscription"));
+    // An overlap past the bound changes nothing.
+    let args = ["secrets", "rotate", "--data-dir", &data_dir, "--org", &org, "--subscription", &id, "--overlap", "8d"];
+    let too_long = tidings_tests::tidings_cli(&args);
+    assert!(!too_long.status.success());
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("0 to 604800 seconds"));
+    let unchanged = w.stack.app.store.get_subscription(w.org, id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(unchanged.signing_key, new_key);
 }
