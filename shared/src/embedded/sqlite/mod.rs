@@ -1,13 +1,15 @@
 //! One SQLite file holds the store and the durable delivery queue.
 //!
 //! WAL journal with `synchronous=NORMAL`: a commit survives a process crash, and readers never
-//! block the writer. The connection sits behind a mutex; every operation is a short
-//! statement or transaction, so holding it on the async worker is cheaper than a thread hop.
+//! block the writer. Writes go to one writer thread that commits them in groups
+//! ([`writer`]); plain reads use a few read-only connections beside it.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::Duration;
+use writer::Writer;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -25,6 +27,7 @@ use crate::{Error, Result};
 
 mod queue;
 mod store;
+mod writer;
 
 /// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
 const ALL_EVENTS: &str = "*";
@@ -188,7 +191,7 @@ const READERS: usize = 2;
 /// The SQLite file behind the store and queue ports.
 pub struct SqliteBackend {
     /// The one writer: every write, and reads inside a write's transaction.
-    conn: Mutex<Connection>,
+    writer: Writer,
     /// Read-only connections for plain reads: WAL lets them run beside the writer and each
     /// other, so authentication, fan-out and the worker's lookups do not queue behind writes.
     readers: Vec<Mutex<Connection>>,
@@ -231,7 +234,7 @@ impl SqliteBackend {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteBackend {
-            conn: Mutex::new(conn),
+            writer: Writer::start(conn)?,
             readers,
             next_reader: Default::default(),
             clock,
@@ -244,10 +247,14 @@ impl SqliteBackend {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite itself consistent (transactions roll
-        // back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs `work` on the writer thread, inside a savepoint of the next group's transaction;
+    /// resolves once that group is committed.
+    fn write<T, F>(&self, work: F) -> impl std::future::Future<Output = Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(work)
     }
 
     /// A read-only connection: a free one if any, else the next in turn.
@@ -258,6 +265,7 @@ impl SqliteBackend {
                 return reader;
             }
         }
+        // A panic while holding a reader leaves SQLite consistent, so a poisoned lock is reusable.
         let reader = &self.readers[start % self.readers.len()];
         reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -305,7 +313,7 @@ mod tests {
         let backend = SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap();
         let key = backend.find_api_key_by_hash("h").await.unwrap().unwrap();
         assert_eq!((key.scopes, key.client_secret), (vec![Scope::ReadOrder], None));
-        let version: i64 = backend.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = backend.reader().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
     }
 
@@ -350,7 +358,7 @@ mod tests {
         assert_eq!(backend.purge_expired(now, 10).await.unwrap(), 0);
         assert_eq!(kept_ids(backend.recent_attempts(org, subscription, 10).await.unwrap()), ["recent"]);
         let left: Vec<String> = backend
-            .conn()
+            .reader()
             .prepare("SELECT message_id FROM publishes")
             .unwrap()
             .query_map([], |r| r.get(0))

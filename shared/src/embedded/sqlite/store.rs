@@ -55,11 +55,11 @@ fn index_keys(subscription: &Subscription) -> Vec<&str> {
     }
 }
 
-fn write_index(tx: &rusqlite::Transaction<'_>, subscription: &Subscription) -> Result<()> {
+fn write_index(conn: &Connection, subscription: &Subscription) -> Result<()> {
     let org = subscription.organization.to_string();
     let id = subscription.id.to_string();
-    tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
-    let mut insert = tx.prepare_cached(
+    conn.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+    let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)",
     )?;
     for event in index_keys(subscription) {
@@ -100,19 +100,19 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 13
 #[async_trait]
 impl SubscriptionStore for SqliteBackend {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let values = subscription_params(subscription)?;
-        let inserted = tx.execute(
-            &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-            rusqlite::params_from_iter(values.iter()),
-        )?;
-        if inserted == 0 {
-            return Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)));
-        }
-        write_index(&tx, subscription)?;
-        tx.commit()?;
-        Ok(())
+        let subscription = subscription.clone();
+        self.write(move |conn| {
+            let values = subscription_params(&subscription)?;
+            let inserted = conn.execute(
+                &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                rusqlite::params_from_iter(values.iter()),
+            )?;
+            if inserted == 0 {
+                return Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)));
+            }
+            write_index(conn, &subscription)
+        })
+        .await
     }
 
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
@@ -140,35 +140,36 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut values: Vec<Box<dyn rusqlite::ToSql>> = subscription_params(subscription)?.into();
-        values.push(Box::new(to_nanos(read_version)));
-        let updated = tx.execute(
-            "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
-             contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12, \
-             previous_signing_keys = ?13 WHERE org = ?1 AND id = ?2 AND updated_at = ?14",
-            rusqlite::params_from_iter(values.iter()),
-        )?;
-        if updated == 0 {
-            return match subscription_exists(&tx, subscription)? {
-                true => Ok(false),
-                false => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
-            };
-        }
-        write_index(&tx, subscription)?;
-        tx.commit()?;
-        Ok(true)
+        let subscription = subscription.clone();
+        self.write(move |conn| {
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = subscription_params(&subscription)?.into();
+            values.push(Box::new(to_nanos(read_version)));
+            let updated = conn.execute(
+                "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
+                 contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12, \
+                 previous_signing_keys = ?13 WHERE org = ?1 AND id = ?2 AND updated_at = ?14",
+                rusqlite::params_from_iter(values.iter()),
+            )?;
+            if updated == 0 {
+                return match subscription_exists(conn, &subscription)? {
+                    true => Ok(false),
+                    false => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+                };
+            }
+            write_index(conn, &subscription)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
         let (org, id) = (org.to_string(), id.to_string());
-        let deleted = tx.execute("DELETE FROM subscriptions WHERE org = ?1 AND id = ?2", params![org, id])?;
-        tx.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
-        tx.commit()?;
-        Ok(deleted > 0)
+        self.write(move |conn| {
+            let deleted = conn.execute("DELETE FROM subscriptions WHERE org = ?1 AND id = ?2", params![org, id])?;
+            conn.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
@@ -189,21 +190,24 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
-        let conn = self.conn();
-        let updated = conn.execute(
-            "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
-            params![
-                subscription.organization.to_string(),
-                subscription.id.to_string(),
-                subscription.status.as_str(),
-                subscription.failing_since.map(to_nanos),
-                SubscriptionStatus::Inactive.as_str(),
-            ],
-        )?;
-        if updated == 0 && !subscription_exists(&conn, subscription)? {
-            return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
-        }
-        Ok(())
+        let subscription = subscription.clone();
+        self.write(move |conn| {
+            let updated = conn.execute(
+                "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
+                params![
+                    subscription.organization.to_string(),
+                    subscription.id.to_string(),
+                    subscription.status.as_str(),
+                    subscription.failing_since.map(to_nanos),
+                    SubscriptionStatus::Inactive.as_str(),
+                ],
+            )?;
+            if updated == 0 && !subscription_exists(conn, &subscription)? {
+                return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -211,20 +215,25 @@ impl SubscriptionStore for SqliteBackend {
 impl KeyStore for SqliteBackend {
     async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
-        self.conn().execute(
-            &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![
-                key.id.to_string(),
-                key.hash,
-                key.organization.to_string(),
-                serde_json::to_string(&scopes)?,
-                to_nanos(key.created_at),
-                key.expires_at.map(to_nanos),
-                key.revoked_at.map(to_nanos),
-                key.client_secret,
-            ],
-        )?;
-        Ok(())
+        let scopes = serde_json::to_string(&scopes)?;
+        let key = key.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!("INSERT OR REPLACE INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    key.id.to_string(),
+                    key.hash,
+                    key.organization.to_string(),
+                    scopes,
+                    to_nanos(key.created_at),
+                    key.expires_at.map(to_nanos),
+                    key.revoked_at.map(to_nanos),
+                    key.client_secret,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn find_api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
@@ -251,21 +260,23 @@ impl KeyStore for SqliteBackend {
     }
 
     async fn revoke_api_key(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
-        let conn = self.conn();
-        let exists: Option<Option<i64>> = conn
-            .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
-            .optional()?;
-        match exists {
-            None => Ok(false),
-            Some(Some(_)) => Ok(true),
-            Some(None) => {
-                conn.execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
-                    params![id.to_string(), to_nanos(at)],
-                )?;
-                Ok(true)
+        self.write(move |conn| {
+            let exists: Option<Option<i64>> = conn
+                .query_row("SELECT revoked_at FROM api_keys WHERE id = ?1", params![id.to_string()], |r| r.get(0))
+                .optional()?;
+            match exists {
+                None => Ok(false),
+                Some(Some(_)) => Ok(true),
+                Some(None) => {
+                    conn.execute(
+                        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                        params![id.to_string(), to_nanos(at)],
+                    )?;
+                    Ok(true)
+                }
             }
-        }
+        })
+        .await
     }
 }
 
@@ -279,29 +290,28 @@ impl MessageLog for SqliteBackend {
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
         // Bounded work per call, so the writer is never held long; freed pages are reused by
         // later writes, so a steady load keeps the file at a steady size.
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let attempts = tx.execute(
-            "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            params![to_nanos(now - crate::delivery::ATTEMPT_RETENTION), limit as i64],
-        )?;
-        let messages = tx.execute(
-            "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
-            params![to_nanos(now), limit as i64],
-        )?;
-        tx.commit()?;
-        Ok(attempts + messages)
+        self.write(move |conn| {
+            let attempts = conn.execute(
+                "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                params![to_nanos(now - crate::delivery::ATTEMPT_RETENTION), limit as i64],
+            )?;
+            let messages = conn.execute(
+                "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+                params![to_nanos(now), limit as i64],
+            )?;
+            Ok(attempts + messages)
+        })
+        .await
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
+        let attempts = attempts.to_vec();
+        self.write(move |conn| {
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
-            for a in attempts {
+            for a in &attempts {
                 insert.execute(params![
                     a.organization.to_string(),
                     a.subscription_id.to_string(),
@@ -315,9 +325,9 @@ impl MessageLog for SqliteBackend {
                     a.error,
                 ])?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn recent_attempts(
@@ -361,43 +371,51 @@ impl Limits for SqliteBackend {
         window: time::Duration,
     ) -> Result<bool> {
         // One statement: the insert or the update happens only if no alert went out within the window.
-        let changed = self.conn().execute(
-            "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
-            params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
-        )?;
-        Ok(changed == 1)
+        self.write(move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO alerts (org, subscription_id, sent_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (org, subscription_id) DO UPDATE SET sent_at = excluded.sent_at WHERE sent_at <= ?4",
+                params![org.to_string(), subscription_id.to_string(), to_nanos(at), to_nanos(at - window)],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
-        let conn = self.conn();
-        // Passed windows are useless: dropping every client's keeps the table as small as the
-        // number of clients active in the current window.
-        conn.execute("DELETE FROM request_counts WHERE window_start < ?1", params![window_start])?;
-        let hits = conn.query_row(
-            "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
-             ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
-            params![client, window_start],
-            |r| r.get::<_, u32>(0),
-        )?;
-        Ok(hits)
+        let client = client.to_owned();
+        self.write(move |conn| {
+            // Passed windows are useless: dropping every client's keeps the table as small as the
+            // number of clients active in the current window.
+            conn.prepare_cached("DELETE FROM request_counts WHERE window_start < ?1")?
+                .execute(params![window_start])?;
+            let hits = conn
+                .prepare_cached(
+                    "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
+                     ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+                )?
+                .query_row(params![client, window_start], |r| r.get::<_, u32>(0))?;
+            Ok(hits)
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl StoreGroups for SqliteBackend {
     async fn put_store_group(&self, name: &str, members: &[OrganizationId]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
-        for org in members {
-            tx.execute(
-                "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
-                params![name, org.to_string()],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        let (name, members) = (name.to_owned(), members.to_vec());
+        self.write(move |conn| {
+            conn.execute("DELETE FROM store_groups WHERE name = ?1", params![name])?;
+            for org in &members {
+                conn.execute(
+                    "INSERT OR IGNORE INTO store_groups (name, org) VALUES (?1, ?2)",
+                    params![name, org.to_string()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_store_groups(&self) -> Result<Vec<StoreGroup>> {
