@@ -70,7 +70,7 @@ impl App {
         destinations: DestinationPolicy,
         counter: Option<crate::aws::CallCounter>,
     ) -> Result<App> {
-        use crate::aws::{ClaimThenQueue, DynamoStore, SesMailer, SqsQueue};
+        use crate::aws::{DynamoStore, QueueThenClaim, SesMailer, SqsQueue};
         let dynamodb = {
             let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
             if let Some(counter) = &counter {
@@ -101,7 +101,7 @@ impl App {
         Ok(App {
             store: store.clone(),
             queue: queue.clone(),
-            publish_log: Arc::new(ClaimThenQueue { store, queue }),
+            publish_log: Arc::new(QueueThenClaim { store, queue }),
             mailer: Arc::new(SesMailer::new(ses, &settings.sender)),
             clock: Arc::new(SystemClock),
             destinations,

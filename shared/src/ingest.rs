@@ -46,26 +46,15 @@ pub async fn publish(
     } else {
         payload
     };
-    // Lifecycle events reach every subscription of the organization, whatever it chose.
-    let subscriptions = if event.delivered_to_all {
-        app.store.list_subscriptions(org).await?
-    } else if event.aliases.is_empty() {
-        app.store.subscriptions_for_event(org, event.name).await?
-    } else {
-        // Subscriptions are indexed by the spelling they chose.
-        let mut all = Vec::new();
-        for spelling in event.spellings() {
-            for subscription in app.store.subscriptions_for_event(org, spelling).await? {
-                if !all.iter().any(|s: &crate::domain::Subscription| s.id == subscription.id) {
-                    all.push(subscription);
-                }
-            }
-        }
-        all
-    };
-    // Only subscriptions of the event's API, and only those switched on and not disabled.
-    let targets: Vec<_> =
-        subscriptions.into_iter().filter(|s| s.dialect == event.dialect && s.status.receives()).collect();
+    // One read of the organization's subscriptions (one Query on DynamoDB), matched here: as
+    // Svix matches an application's endpoints. Only those switched on and not disabled.
+    let targets: Vec<_> = app
+        .store
+        .list_subscriptions(org)
+        .await?
+        .into_iter()
+        .filter(|s| event.reaches(s) && s.status.receives())
+        .collect();
 
     let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now());
     let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::new(&record, s.id)).collect();

@@ -25,7 +25,8 @@ pub trait SubscriptionStore: Send + Sync {
 
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>>;
 
-    /// The organization's subscriptions, oldest first.
+    /// The organization's subscriptions, oldest first: what fan-out reads, so a subscription
+    /// stored (answered 200) is in the next read (one strongly consistent Query on DynamoDB).
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>>;
 
     /// Replaces a stored subscription, if it is still the version read: its stored `updated_at`
@@ -35,10 +36,6 @@ pub trait SubscriptionStore: Send + Sync {
 
     /// Returns whether something was deleted.
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool>;
-
-    /// Fan-out: the organization's subscriptions that receive `event_name` (explicitly or as
-    /// all-events subscriptions), by index, never by scanning.
-    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>>;
 
     /// Writes only a subscription's health: `status` and `failing_since` (a concurrent update of
     /// its other fields is never overwritten). A subscription its owner switched off
@@ -65,6 +62,16 @@ pub trait KeyStore: Send + Sync {
 pub trait MessageLog: Send + Sync {
     /// A published message, while it is retained.
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>>;
+
+    /// What a delivery reads, in one go (one call on DynamoDB): its subscription, and its
+    /// message while retained (the claim that says the job is the publish's own, and the payload
+    /// when it was too large for the queue).
+    async fn delivery_records(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        message_id: &str,
+    ) -> Result<(Option<Subscription>, Option<PublishRecord>)>;
 
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;

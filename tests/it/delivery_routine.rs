@@ -199,3 +199,42 @@ async fn a_literal_private_address_is_refused_at_delivery_time_without_connectin
     }
     assert_eq!(connections.load(Ordering::SeqCst), 0, "a connection was made to a refused address");
 }
+
+/// Jobs whose publish did not end in the claim of its message id (on AWS the jobs are queued
+/// first): a repeat's jobs and a crashed publish's jobs are dropped without a request; a job
+/// whose claim may still be on its way waits for it.
+#[tokio::test]
+async fn only_jobs_of_the_publish_that_claimed_the_message_id_are_delivered() {
+    use tidings::domain::{DeliveryJob, PublishRecord};
+    let w = world("0s");
+    let receiver = Receiver::answering(200).await;
+    let subscription = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    let record = |id: &str, at: time::OffsetDateTime| PublishRecord::new(w.org, id, "ProductCreated", "{}", 1, at);
+    w.publish("ProductCreated", "{}", "m-claimed").await;
+    let claim = w.app.store.get_publish(w.org, "m-claimed").await.unwrap().unwrap();
+    let repeat = record("m-claimed", claim.created_at + time::Duration::seconds(1));
+    let orphan = record("m-never-claimed", w.clock.now());
+    let jobs = [DeliveryJob::new(&repeat, subscription.id), DeliveryJob::new(&orphan, subscription.id)];
+    w.app.queue.enqueue(&jobs, Duration::ZERO).await.unwrap();
+
+    let mut runs = w.run_due().await;
+    runs.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(
+        runs,
+        vec![
+            Disposition::Delivered,
+            Disposition::NotYetDue,
+            Disposition::Skipped("a repeat of a message id already published"),
+        ]
+    );
+    assert_eq!(receiver.deliveries().len(), 1);
+    assert_eq!(receiver.deliveries()[0].json()["messageId"], "m-claimed");
+
+    // Its publish's longest time has passed, and still no claim: never acknowledged.
+    w.advance(delivery::CLAIM_GRACE);
+    assert_eq!(
+        w.run_due().await,
+        vec![Disposition::Skipped("its publish was never acknowledged, or it is no longer retained")]
+    );
+    assert_eq!(receiver.deliveries().len(), 1, "no request for a job that is not its message's own");
+}

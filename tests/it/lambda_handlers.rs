@@ -133,10 +133,12 @@ fn subscription(org: OrganizationId, destination: String) -> Subscription {
     tidings_tests::subscription(org, &["ProductCreated"], &destination)
 }
 
-fn job(sub: &Subscription, message_id: &str) -> DeliveryJob {
+/// A published message's job, its message id claimed as publishing claims it.
+async fn job(aws: &AwsFixture, sub: &Subscription, message_id: &str) -> DeliveryJob {
     let payload = r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#;
     let message =
         PublishRecord::new(sub.organization, message_id, "ProductCreated", payload, 1, time::OffsetDateTime::now_utc());
+    assert_eq!(aws.store().claim_publish(&message, tidings::ingest::IDEMPOTENCY_WINDOW).await.unwrap(), None);
     DeliveryJob::new(&message, sub.id)
 }
 
@@ -153,8 +155,8 @@ async fn sqs_batches_report_only_the_records_that_failed() {
     app.store.create_subscription(&failing).await.unwrap();
 
     let mut event: Value = serde_json::from_str(&fixture("sqs-delivery-batch.json")).unwrap();
-    event["Records"][0]["body"] = Value::String(serde_json::to_string(&job(&delivered, "m-ok")).unwrap());
-    event["Records"][1]["body"] = Value::String(serde_json::to_string(&job(&failing, "m-fail")).unwrap());
+    event["Records"][0]["body"] = Value::String(serde_json::to_string(&job(&aws, &delivered, "m-ok").await).unwrap());
+    event["Records"][1]["body"] = Value::String(serde_json::to_string(&job(&aws, &failing, "m-fail").await).unwrap());
     let event: SqsEvent = serde_json::from_value(event).unwrap();
 
     let response = tidings::lambda::handle_sqs(&app, LambdaEvent::new(event, Context::default())).await.unwrap();

@@ -18,32 +18,26 @@ use crate::domain::{DeliveryJob, PublishRecord};
 use crate::ports::{PublishLog, Queue};
 use crate::{Error, Result};
 
-/// Publishing on AWS, where the claim (DynamoDB) and the jobs (SQS) cannot share a transaction:
-/// the claim is written `pending`, the jobs are sent, then the claim is marked queued. A crash or
-/// a failed send leaves the claim pending, and the producer's retry finishes the publish (its
-/// jobs may then arrive twice; receivers de-duplicate on `webhook-id`). 2 + ⌈n/10⌉ calls.
-pub struct ClaimThenQueue {
+/// Publishing on AWS, where DynamoDB and SQS share no transaction: the jobs are sent first,
+/// then the message id is claimed with one conditional write, so a claim always has its jobs
+/// queued. 2 + ⌈n/10⌉ calls with the fan-out Query. Jobs whose publish did not end in the claim
+/// (a repeat of the message id, a crash between the two steps) are dropped at delivery, which
+/// reads the claim with the subscription in its one call (`delivery::Provenance`).
+pub struct QueueThenClaim {
     pub store: Arc<DynamoStore>,
     pub queue: Arc<SqsQueue>,
 }
 
 #[async_trait]
-impl PublishLog for ClaimThenQueue {
+impl PublishLog for QueueThenClaim {
     async fn publish(
         &self,
         record: &PublishRecord,
         jobs: &[DeliveryJob],
         window: time::Duration,
     ) -> Result<Option<PublishRecord>> {
-        if let Some(existing) = self.store.claim_publish(record, window).await? {
-            return Ok(Some(existing));
-        }
         self.queue.enqueue(jobs, std::time::Duration::ZERO).await?;
-        if let Err(err) = self.store.mark_publish_queued(record.organization, &record.message_id).await {
-            // The jobs are queued, so the publish stands; a repeat of this id re-sends them.
-            tracing::warn!(message_id = %record.message_id, error = %err, "cannot mark the publish as queued");
-        }
-        Ok(None)
+        self.store.claim_publish(record, window).await
     }
 }
 

@@ -138,8 +138,26 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         app.queue.defer(&received.receipt, wait).await?;
         return Ok((Disposition::NotYetDue, None));
     }
-    let Some(mut subscription) = app.store.get_subscription(org, job.subscription_id).await? else {
+    let (subscription, message) = app.store.delivery_records(org, job.subscription_id, &job.message_id).await?;
+    let Some(mut subscription) = subscription else {
         return Ok((Disposition::Skipped("the subscription was deleted"), None));
+    };
+    let payload = match (Provenance::of(job, message.as_ref(), app.clock.now()), &job.payload, message) {
+        (Provenance::Published | Provenance::Earlier, Some(payload), _) => payload.clone(),
+        (Provenance::Published, None, Some(message)) => message.payload,
+        (Provenance::Published | Provenance::Earlier, None, _) => {
+            return Ok((Disposition::Skipped("the message is no longer retained"), None))
+        }
+        (Provenance::Repeat, ..) => {
+            return Ok((Disposition::Skipped("a repeat of a message id already published"), None))
+        }
+        (Provenance::Unclaimed, ..) => {
+            return Ok((Disposition::Skipped("its publish was never acknowledged, or it is no longer retained"), None))
+        }
+        (Provenance::ClaimPending, ..) => {
+            app.queue.defer(&received.receipt, CLAIM_WAIT).await?;
+            return Ok((Disposition::NotYetDue, None));
+        }
     };
     if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
@@ -158,13 +176,6 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         }
     } else {
         None
-    };
-    let payload = match &job.payload {
-        Some(payload) => payload.clone(),
-        None => match app.store.get_publish(org, &job.message_id).await? {
-            Some(message) => message.payload,
-            None => return Ok((Disposition::Skipped("the message is no longer retained"), None)),
-        },
     };
 
     let now = app.clock.now();
@@ -240,6 +251,50 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
     }
 }
 
+/// Whether a job is its message's own: on AWS the jobs are queued before the message id is
+/// claimed (`aws::QueueThenClaim`), so jobs whose publish did not end in the claim (a repeat of
+/// the id, a crash between the two steps) reach the queue and are dropped here. Locally the
+/// claim and the jobs commit together, so every job is its message's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// The stored message is the publish that queued this job.
+    Published,
+    /// The message id was published again after the idempotency window; this job is from the
+    /// earlier publish (deliverable while its payload travels with it).
+    Earlier,
+    /// Another publish of the same id holds the claim: this job is a repeat's.
+    Repeat,
+    /// No claim yet, and its publish may still be writing it.
+    ClaimPending,
+    /// No claim, long after its publish: never acknowledged, or no longer retained.
+    Unclaimed,
+}
+
+/// How long a publish may take between queueing its jobs and claiming its id (the API's
+/// longest request); a job without a claim is waited for this long after it was published.
+pub const CLAIM_GRACE: time::Duration = time::Duration::seconds(30);
+/// How long a job without a claim yet waits before it is looked at again.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(1);
+
+impl Provenance {
+    pub fn of(
+        job: &crate::domain::DeliveryJob,
+        claim: Option<&crate::domain::PublishRecord>,
+        now: time::OffsetDateTime,
+    ) -> Provenance {
+        use crate::domain::to_micros;
+        match claim {
+            Some(claim) if to_micros(claim.created_at) == to_micros(job.published_at) => Provenance::Published,
+            Some(claim) if claim.created_at >= job.published_at + crate::ingest::IDEMPOTENCY_WINDOW => {
+                Provenance::Earlier
+            }
+            Some(_) => Provenance::Repeat,
+            None if now < job.published_at + CLAIM_GRACE => Provenance::ClaimPending,
+            None => Provenance::Unclaimed,
+        }
+    }
+}
+
 /// How long a job waits while its failing endpoint is being probed by another request.
 pub const PROBE_WAIT: Duration = Duration::from_secs(5);
 
@@ -287,5 +342,26 @@ fn attempt_record(received: &ReceivedJob, attempt: &Attempt, at: time::OffsetDat
         latency_ms: attempt.latency.as_millis() as u64,
         response_excerpt: attempt.response_excerpt.clone(),
         error: attempt.error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeliveryJob, OrganizationId, PublishRecord};
+
+    #[test]
+    fn a_job_is_its_message_own_only_when_the_claim_is_of_its_publish() {
+        let t0 = time::OffsetDateTime::now_utc();
+        let record = |at| PublishRecord::new(OrganizationId(uuid::Uuid::nil()), "m", "ProductCreated", "{}", 1, at);
+        let job = DeliveryJob::new(&record(t0), uuid::Uuid::nil());
+        let of = |claim: Option<PublishRecord>, now| Provenance::of(&job, claim.as_ref(), now);
+        assert_eq!(of(Some(record(t0)), t0), Provenance::Published);
+        assert_eq!(of(Some(record(t0 + time::Duration::seconds(1))), t0), Provenance::Repeat);
+        assert_eq!(of(Some(record(t0 - time::Duration::seconds(1))), t0), Provenance::Repeat, "an earlier claim won");
+        let reused = t0 + crate::ingest::IDEMPOTENCY_WINDOW;
+        assert_eq!(of(Some(record(reused)), reused), Provenance::Earlier, "the id was published again later");
+        assert_eq!(of(None, t0 + CLAIM_GRACE - time::Duration::milliseconds(1)), Provenance::ClaimPending);
+        assert_eq!(of(None, t0 + CLAIM_GRACE), Provenance::Unclaimed);
     }
 }

@@ -45,6 +45,15 @@ impl EventDefinition {
     pub fn spellings(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.name).chain(self.aliases.iter().copied())
     }
+
+    /// Fan-out's rule: whether `subscription` receives this event, whatever spelling it chose.
+    /// Its own API's events only; all of them when it chose none, and lifecycle events always.
+    pub fn reaches(&self, subscription: &super::Subscription) -> bool {
+        subscription.dialect == self.dialect
+            && (self.delivered_to_all
+                || subscription.event_names.is_empty()
+                || subscription.event_names.iter().any(|name| self.is_named(name)))
+    }
 }
 
 /// Every event, of every dialect.
@@ -157,6 +166,20 @@ mod tests {
             "https://example.com",
             time::OffsetDateTime::UNIX_EPOCH,
         )
+    }
+
+    #[test]
+    fn fan_out_reaches_the_chosen_events_in_any_spelling_all_events_and_lifecycle_events_of_one_api() {
+        let product_created = find("ProductCreated").unwrap();
+        assert!(product_created.reaches(&subscription(Dialect::Zettle, &["ProductCreated", "ProductDeleted"])));
+        assert!(!product_created.reaches(&subscription(Dialect::Zettle, &["ProductDeleted"])));
+        assert!(product_created.reaches(&subscription(Dialect::Zettle, &[])), "an all-events subscription");
+        assert!(!product_created.reaches(&subscription(Dialect::Metro, &[])), "another API's subscription");
+        let removed = find("ApplicationConnectionRemoved").unwrap();
+        assert!(removed.reaches(&subscription(Dialect::Zettle, &["PurchaseCreated"])), "lifecycle events reach all");
+        let cancelled = find("order_line_canceled").unwrap();
+        assert!(cancelled.reaches(&subscription(Dialect::Metro, &["order_line_cancelled"])), "the alias it chose");
+        assert!(!cancelled.reaches(&subscription(Dialect::Metro, &["order_created"])));
     }
 
     #[test]

@@ -102,27 +102,6 @@ pub(super) fn subscription_item(sub: &Subscription) -> Item {
     item
 }
 
-pub(super) fn index_keys(event_names: &[String]) -> Vec<&str> {
-    if event_names.is_empty() {
-        vec![ALL_EVENTS]
-    } else {
-        event_names.iter().map(String::as_str).collect()
-    }
-}
-
-pub(super) fn index_sk(event: &str, id: Uuid) -> String {
-    format!("IDX#{event}#{id}")
-}
-
-pub(super) fn index_item(sub: &Subscription, event: &str) -> Item {
-    let mut item = subscription_attributes(sub);
-    item.insert("PK".into(), s(org_pk(sub.organization)));
-    item.insert("SK".into(), s(index_sk(event, sub.id)));
-    item.insert("GSI1PK".into(), s(format!("ORG#{}#EVT#{event}", sub.organization)));
-    item.insert("GSI1SK".into(), s(format!("{}#{}", sortable(sub.created_at), sub.id)));
-    item
-}
-
 pub(super) fn subscription_from(item: &Item) -> Result<Subscription> {
     Ok(Subscription {
         organization: OrganizationId::from_str(&get_s(item, "org")?).map_err(|e| corrupt("organization", e))?,

@@ -3,7 +3,6 @@
 //! | item | PK | SK | GSI1PK | GSI1SK |
 //! | --- | --- | --- | --- | --- |
 //! | subscription | `ORG#<org>` | `SUB#<id>` | | |
-//! | fan-out entry (one per event, `*` for all events) | `ORG#<org>` | `IDX#<event>#<id>` | `ORG#<org>#EVT#<event>` | `<created>#<id>` |
 //! | API key | `KEY#<sha256>` | `KEY` | `KEYS` | `<org>#<created>#<id>` |
 //! | published message (idempotency, replay) | `ORG#<org>` | `PUB#<message id>` | | |
 //! | last alert of a subscription | `ORG#<org>` | `ALERT#<id>` | | |
@@ -11,18 +10,21 @@
 //! | store group member | `GROUP#<name>` | `ORG#<org>` | `GROUPS` | `<name>#<org>` |
 //! | delivery attempt | `ORG#<org>#SUB#<id>#ATT` | `<at>#<message id>#<attempt>` | | |
 //!
-//! Fan-out entries carry a full copy of the subscription, so fan-out is a Query on GSI1 (one
-//! for the event, one for `*`, issued together), never a Scan. A subscription and its entries
-//! are written in one transaction whose condition refuses duplicates. Message, alert and
-//! attempt items carry `expires_at` (epoch seconds), the table's TTL attribute.
+//! Fan-out is one strongly consistent Query of the organization's subscriptions (`SUB#` under
+//! `ORG#<org>`), matched in memory: one call per publish up to 1 MB of subscriptions (about
+//! 1,500), never a Scan. Tables written by 0.1.0 also hold `IDX#` fan-out entries; nothing reads
+//! them any more. Message, alert and attempt items carry `expires_at` (epoch seconds), the
+//! table's TTL attribute.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,12 +43,13 @@ mod store;
 
 /// The GSI fan-out and key listing use.
 pub const GSI1: &str = "GSI1";
-/// Fan-out key of all-events subscriptions.
-const ALL_EVENTS: &str = "*";
-/// A published message whose jobs may not be on the queue yet (absent once they are).
-const PUBLISH_PENDING: &str = "pending";
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Whether a conditional write was refused by its condition (any operation's error).
+fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
 
 pub struct DynamoStore {
     client: Client,
@@ -62,9 +65,9 @@ impl DynamoStore {
         &self.client
     }
 
-    /// The first half of a publish on AWS: claims the message id with a record in state
-    /// `pending`. Returns the existing record instead when one younger than `window` has its
-    /// jobs queued; a `pending` record (its publish never finished) is taken over.
+    /// Claims a message id for a publish whose jobs are already on the queue: one conditional
+    /// PutItem. Returns the existing record instead when one younger than `window` holds the id
+    /// (the jobs just sent are then dropped at delivery: see `delivery::Provenance`).
     pub async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
         let pk = org_pk(record.organization);
         let sk = format!("PUB#{}", record.message_id);
@@ -77,41 +80,33 @@ impl DynamoStore {
             ("created_at".to_owned(), n(nanos(record.created_at))),
             ("retain_until".to_owned(), n(nanos(record.expires_at))),
             ("expires_at".to_owned(), n(record.expires_at.unix_timestamp())),
-            ("publish_state".to_owned(), s(PUBLISH_PENDING)),
         ]);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK) OR created_at <= :cutoff OR publish_state = :pending")
+            .condition_expression("attribute_not_exists(PK) OR created_at <= :cutoff")
             .expression_attribute_values(":cutoff", n(nanos(record.created_at - window)))
-            .expression_attribute_values(":pending", s(PUBLISH_PENDING))
+            // The record that holds the id comes back with the refusal: no second read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(None),
-            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                let existing =
-                    self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?;
+            Err(err) if condition_failed(&err) => {
+                let returned = err.as_service_error().and_then(|e| match e {
+                    PutItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
+                    _ => None,
+                });
+                let existing = match returned {
+                    Some(item) => item,
+                    None => self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?,
+                };
                 Ok(Some(publish_from(record.organization, &record.message_id, &existing)?))
             }
             Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
-    }
-
-    /// The second half: the message's jobs are on the queue, so a repeat is a repeat from now on.
-    pub async fn mark_publish_queued(&self, org: OrganizationId, message_id: &str) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(org_pk(org)))
-            .key("SK", s(format!("PUB#{message_id}")))
-            .update_expression("REMOVE publish_state")
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB UpdateItem", e))?;
-        Ok(())
     }
 
     async fn query_all(
@@ -130,6 +125,8 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression(key_condition)
                 .set_index_name(index.map(str::to_owned))
+                // Strongly consistent on the table itself (a GSI cannot be).
+                .consistent_read(index.is_none())
                 .set_filter_expression(filter.map(str::to_owned))
                 .set_exclusive_start_key(start.take());
             for (name, value) in values {
@@ -156,43 +153,6 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("DynamoDB GetItem", e))?;
         Ok(out.item)
-    }
-
-    fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(Error::internal)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn delete(&self, pk: String, sk: String, condition: Option<&str>) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key("PK", s(pk))
-            .key("SK", s(sk))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(Error::internal)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    /// Runs a transaction; `Ok(false)` when the first item's condition failed.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
-                    let first = cancelled.cancellation_reasons().first().and_then(|r| r.code());
-                    if first == Some("ConditionalCheckFailed") {
-                        return Ok(false);
-                    }
-                }
-                Err(sdk_error("DynamoDB TransactWriteItems", err))
-            }
-        }
     }
 
     async fn batch_put(&self, items: Vec<Item>) -> Result<()> {

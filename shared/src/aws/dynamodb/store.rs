@@ -5,14 +5,20 @@ use super::*;
 #[async_trait]
 impl SubscriptionStore for DynamoStore {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
-        let mut writes = vec![self.put(subscription_item(subscription), Some("attribute_not_exists(PK)"))?];
-        for event in index_keys(&subscription.event_names) {
-            writes.push(self.put(index_item(subscription, event), None)?);
-        }
-        if self.transact(writes).await? {
-            Ok(())
-        } else {
-            Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)))
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(subscription_item(subscription)))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => {
+                Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)))
+            }
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
     }
 
@@ -21,6 +27,7 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
+        // Strongly consistent: a subscription just stored is in the next fan-out.
         let items = self
             .query_all(None, "PK = :pk AND begins_with(SK, :sk)", &[(":pk", s(org_pk(org))), (":sk", s("SUB#"))], None)
             .await?;
@@ -28,88 +35,69 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn update_subscription(&self, subscription: &Subscription, read_version: OffsetDateTime) -> Result<bool> {
-        let previous = self
-            .get_subscription(subscription.organization, subscription.id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("subscription {} not found", subscription.id)))?;
-        if previous.updated_at != read_version {
-            return Ok(false);
-        }
-        let new_keys = index_keys(&subscription.event_names);
-        // Written only over the version read (and so over the index entries of `previous`).
-        let guarded = Put::builder()
+        // Written only over the version read.
+        let result = self
+            .client
+            .put_item()
             .table_name(&self.table)
             .set_item(Some(subscription_item(subscription)))
             .condition_expression("attribute_exists(PK) AND updated_at = :read")
             .expression_attribute_values(":read", n(nanos(read_version)))
-            .build()
-            .map_err(Error::internal)?;
-        let mut writes = vec![TransactWriteItem::builder().put(guarded).build()];
-        for event in index_keys(&previous.event_names) {
-            if !new_keys.contains(&event) {
-                writes.push(self.delete(org_pk(subscription.organization), index_sk(event, subscription.id), None)?);
-            }
-        }
-        for event in new_keys {
-            writes.push(self.put(index_item(subscription, event), None)?);
-        }
-        if self.transact(writes).await? {
-            return Ok(true);
-        }
-        match self.get_subscription(subscription.organization, subscription.id).await? {
-            Some(_) => Ok(false),
-            None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => self.exists_or_not_found(subscription).await.map(|()| false),
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
     }
 
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool> {
-        let Some(previous) = self.get_subscription(org, id).await? else { return Ok(false) };
-        let mut writes = vec![self.delete(org_pk(org), format!("SUB#{id}"), Some("attribute_exists(PK)"))?];
-        for event in index_keys(&previous.event_names) {
-            writes.push(self.delete(org_pk(org), index_sk(event, id), None)?);
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(org_pk(org)))
+            .key("SK", s(format!("SUB#{id}")))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(sdk_error("DynamoDB DeleteItem", err)),
         }
-        self.transact(writes).await
-    }
-
-    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
-        let query = |event: &str| {
-            let key = s(format!("ORG#{org}#EVT#{event}"));
-            async move { self.query_all(Some(GSI1), "GSI1PK = :k", &[(":k", key)], None).await }
-        };
-        let (explicit, all) = futures::future::try_join(query(event_name), query(ALL_EVENTS)).await?;
-        let subs = explicit.iter().chain(all.iter()).map(subscription_from).collect::<Result<Vec<_>>>()?;
-        Ok(by_creation(subs))
     }
 
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
-        let org = subscription.organization;
         let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
-        // The fan-out entries carry a copy of the status, so they change with the subscription.
-        let update = |sk: String, condition: Option<&str>| -> Result<TransactWriteItem> {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("PK", s(org_pk(org)))
-                .key("SK", s(sk))
-                .update_expression("SET #status = :status, failing_since = :failing")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(subscription.status.as_str()))
-                .expression_attribute_values(":failing", failing_since.clone())
-                .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map_err(Error::internal)?;
-            Ok(TransactWriteItem::builder().update(update).build())
-        };
-        // An owner's switch-off wins over health.
-        let condition = Some("attribute_exists(PK) AND #status <> :inactive");
-        let mut writes = vec![update(format!("SUB#{}", subscription.id), condition)?];
-        for event in index_keys(&subscription.event_names) {
-            writes.push(update(index_sk(event, subscription.id), condition)?);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(org_pk(subscription.organization)))
+            .key("SK", s(format!("SUB#{}", subscription.id)))
+            .update_expression("SET #status = :status, failing_since = :failing")
+            // An owner's switch-off wins over health.
+            .condition_expression("attribute_exists(PK) AND #status <> :inactive")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(subscription.status.as_str()))
+            .expression_attribute_values(":failing", failing_since)
+            .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => self.exists_or_not_found(subscription).await,
+            Err(err) => Err(sdk_error("DynamoDB UpdateItem", err)),
         }
-        if self.transact(writes).await? {
-            return Ok(());
-        }
-        match self.get_subscription(org, subscription.id).await? {
+    }
+}
+
+impl DynamoStore {
+    /// After a refused conditional write: fine if the subscription is still there.
+    async fn exists_or_not_found(&self, subscription: &Subscription) -> Result<()> {
+        match self.get_subscription(subscription.organization, subscription.id).await? {
             Some(_) => Ok(()),
             None => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
         }
@@ -177,6 +165,52 @@ impl MessageLog for DynamoStore {
         let record = publish_from(org, message_id, &item)?;
         // TTL deletion lags; an expired record is gone as far as callers know.
         Ok(Some(record).filter(|r| r.expires_at > OffsetDateTime::now_utc()))
+    }
+
+    async fn delivery_records(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        message_id: &str,
+    ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
+        let (subscription_sk, message_sk) = (format!("SUB#{subscription_id}"), format!("PUB#{message_id}"));
+        let key = |sk: &str| HashMap::from([("PK".to_owned(), s(org_pk(org))), ("SK".to_owned(), s(sk))]);
+        let mut wanted = KeysAndAttributes::builder()
+            .keys(key(&subscription_sk))
+            .keys(key(&message_sk))
+            .consistent_read(true)
+            .build()
+            .map_err(Error::internal)?;
+        let (mut subscription, mut message) = (None, None);
+        // One BatchGetItem; keys it leaves unprocessed (throttling) are asked for again.
+        for round in 0..8u32 {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, wanted)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB BatchGetItem", e))?;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                match get_s(&item, "SK")? {
+                    sk if sk == subscription_sk => subscription = Some(subscription_from(&item)?),
+                    sk if sk == message_sk => message = Some(publish_from(org, message_id, &item)?),
+                    _ => {}
+                }
+            }
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys.is_empty() && round < 7 => {
+                    wanted = rest;
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+                Some(rest) if !rest.keys.is_empty() => {
+                    return Err(Error::internal("DynamoDB BatchGetItem left keys unprocessed"))
+                }
+                _ => break,
+            }
+        }
+        // TTL deletion lags; an expired record is gone as far as callers know.
+        Ok((subscription, message.filter(|r: &PublishRecord| r.expires_at > OffsetDateTime::now_utc())))
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
@@ -267,9 +301,7 @@ impl Limits for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
         }
     }

@@ -29,9 +29,7 @@ mod queue;
 mod store;
 mod writer;
 
-/// The fan-out index key of all-events subscriptions (the DynamoDB GSI uses the same `*`).
-const ALL_EVENTS: &str = "*";
-
+/// The version 1 schema; the steps of [`migrate`] bring a file from there to the current one.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS subscriptions (
     org           TEXT NOT NULL,
@@ -121,7 +119,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -134,15 +132,20 @@ const ADD_EXPIRY_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_by_time ON
 const ADD_PREVIOUS_SIGNING_KEYS: &str =
     "ALTER TABLE subscriptions ADD COLUMN previous_signing_keys TEXT NOT NULL DEFAULT '[]';";
 
+/// Version 5: fan-out reads an organization's subscriptions and matches events in memory, so
+/// the per-event index goes.
+const DROP_EVENT_INDEX: &str = "DROP TABLE IF EXISTS subscription_events;";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
-        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
-        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS],
-        3 => vec![ADD_PREVIOUS_SIGNING_KEYS],
+        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
+        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
+        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
+        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
+        4 => vec![DROP_EVENT_INDEX],
         SCHEMA_VERSION => return Ok(()),
         other => {
             return Err(Error::internal(format!(

@@ -46,28 +46,6 @@ fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
 
 const API_KEY_COLUMNS: &str = "id, hash, org, scopes, created_at, expires_at, revoked_at, client_secret";
 
-/// Rows of the fan-out index for one subscription.
-fn index_keys(subscription: &Subscription) -> Vec<&str> {
-    if subscription.event_names.is_empty() {
-        vec![ALL_EVENTS]
-    } else {
-        subscription.event_names.iter().map(String::as_str).collect()
-    }
-}
-
-fn write_index(conn: &Connection, subscription: &Subscription) -> Result<()> {
-    let org = subscription.organization.to_string();
-    let id = subscription.id.to_string();
-    conn.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO subscription_events (org, event, subscription_id) VALUES (?1, ?2, ?3)",
-    )?;
-    for event in index_keys(subscription) {
-        insert.execute(params![org, event, id])?;
-    }
-    Ok(())
-}
-
 fn subscription_exists(conn: &Connection, subscription: &Subscription) -> Result<bool> {
     Ok(conn
         .query_row(
@@ -110,7 +88,7 @@ impl SubscriptionStore for SqliteBackend {
             if inserted == 0 {
                 return Err(Error::Duplicate(format!("a subscription with uuid {} already exists", subscription.id)));
             }
-            write_index(conn, &subscription)
+            Ok(())
         })
         .await
     }
@@ -156,7 +134,6 @@ impl SubscriptionStore for SqliteBackend {
                     false => Err(Error::NotFound(format!("subscription {} not found", subscription.id))),
                 };
             }
-            write_index(conn, &subscription)?;
             Ok(true)
         })
         .await
@@ -166,27 +143,9 @@ impl SubscriptionStore for SqliteBackend {
         let (org, id) = (org.to_string(), id.to_string());
         self.write(move |conn| {
             let deleted = conn.execute("DELETE FROM subscriptions WHERE org = ?1 AND id = ?2", params![org, id])?;
-            conn.execute("DELETE FROM subscription_events WHERE org = ?1 AND subscription_id = ?2", params![org, id])?;
             Ok(deleted > 0)
         })
         .await
-    }
-
-    async fn subscriptions_for_event(&self, org: OrganizationId, event_name: &str) -> Result<Vec<Subscription>> {
-        let conn = self.reader();
-        let columns: Vec<String> = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT DISTINCT {} FROM subscription_events e JOIN subscriptions s \
-             ON s.org = e.org AND s.id = e.subscription_id \
-             WHERE e.org = ?1 AND e.event IN (?2, ?3) ORDER BY s.created_at, s.rowid",
-            columns.join(", ")
-        ))?;
-        let mut rows = stmt.query(params![org.to_string(), event_name, ALL_EVENTS])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(subscription_from_row(row)?);
-        }
-        Ok(out)
     }
 
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
@@ -285,6 +244,15 @@ impl MessageLog for SqliteBackend {
     async fn get_publish(&self, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
         let conn = self.reader();
         Ok(read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now()))
+    }
+
+    async fn delivery_records(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        message_id: &str,
+    ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
+        Ok((self.get_subscription(org, subscription_id).await?, self.get_publish(org, message_id).await?))
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
