@@ -230,8 +230,13 @@ async fn only_jobs_of_the_publish_that_claimed_the_message_id_are_delivered() {
     assert_eq!(receiver.deliveries().len(), 1);
     assert_eq!(receiver.deliveries()[0].json()["messageId"], "m-claimed");
 
-    // Its publish's longest time has passed, and still no claim: never acknowledged.
-    w.advance(delivery::CLAIM_GRACE);
+    // Looked at again a second later; then not before its publish's longest time has passed.
+    w.advance(time::Duration::seconds(1));
+    assert_eq!(w.run_due().await, vec![Disposition::NotYetDue]);
+    w.advance(delivery::CLAIM_GRACE - time::Duration::seconds(2));
+    assert!(w.run_due().await.is_empty(), "waits for the end of the grace, not a second at a time");
+    // Still no claim: never acknowledged.
+    w.advance(time::Duration::seconds(1));
     assert_eq!(
         w.run_due().await,
         vec![Disposition::Skipped("its publish was never acknowledged, or it is no longer retained")]

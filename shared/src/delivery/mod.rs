@@ -155,7 +155,12 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
             return Ok((Disposition::Skipped("its publish was never acknowledged, or it is no longer retained"), None))
         }
         (Provenance::ClaimPending, ..) => {
-            app.queue.defer(&received.receipt, CLAIM_WAIT).await?;
+            // Claims usually land within milliseconds: look again in a second, then once more
+            // when its publish can no longer be running (each look is a receive on SQS, which
+            // counts towards the queue's redrive limit).
+            let age = app.clock.now() - job.published_at;
+            let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
+            app.queue.defer(&received.receipt, wait).await?;
             return Ok((Disposition::NotYetDue, None));
         }
     };
@@ -273,7 +278,7 @@ pub enum Provenance {
 /// How long a publish may take between queueing its jobs and claiming its id (the API's
 /// longest request); a job without a claim is waited for this long after it was published.
 pub const CLAIM_GRACE: time::Duration = time::Duration::seconds(30);
-/// How long a job without a claim yet waits before it is looked at again.
+/// How long a job found without a claim in its first second waits before it is looked at again.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(1);
 
 impl Provenance {
