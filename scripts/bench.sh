@@ -14,10 +14,19 @@ RUST_LOG=warn TIDINGS_BIN="$PWD/target/release/tidings" cargo bench -p tidings-t
 python3 scripts/bench_isolation.py target/release/tidings
 # The local store's size under the retention purge.
 python3 scripts/bench_retention.py target/release/tidings 20000
-# Each Lambda function's init time, peak memory and invocation time, release build.
-cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
-# Binary sizes (this machine's architecture; `sam build` makes the arm64 bootstraps).
-for bin in tidings-subscriptions tidings-ingest tidings-delivery tidings; do
-  python3 -c 'import os, sys; print("%-22s %6.1f MB" % (sys.argv[1], os.path.getsize(sys.argv[2]) / 1e6))' "$bin" "target/release/$bin"
+# The Lambda functions built as `sam build` builds them (from functions/, whose
+# .cargo/config.toml makes release builds size-first), for this machine's architecture, in a
+# target directory of their own so the speed-first builds above stay cached.
+(cd functions && CARGO_TARGET_DIR="$PWD/../target/size-first" cargo build --release \
+  -p tidings-subscriptions -p tidings-ingest -p tidings-delivery)
+size() { python3 -c 'import os, sys; print("%-34s %6.1f MB" % (sys.argv[1], os.path.getsize(sys.argv[2]) / 1e6))' "$1" "$2"; }
+for bin in tidings-subscriptions tidings-ingest tidings-delivery; do
+  size "$bin (x86_64)" "target/size-first/release/$bin"
 done
-.venv/bin/python scripts/measure_functions.py --profile release
+size "tidings (x86_64, speed-first)" target/release/tidings
+# The arm64 bootstraps, when `sam build` has made them (TIDINGS_SAM_BUILD=1 scripts/test.sh).
+for fn in SubscriptionsFunction IngestFunction DeliveryFunction; do
+  if [ -f ".aws-sam/build/$fn/bootstrap" ]; then size "$fn bootstrap (arm64)" ".aws-sam/build/$fn/bootstrap"; fi
+done
+# Each Lambda function's init time, peak memory and invocation time, as deployed (size-first).
+.venv/bin/python scripts/measure_functions.py --bins target/size-first/release

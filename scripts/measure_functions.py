@@ -6,7 +6,7 @@ This script plays the Lambda Runtime API itself (so it sees the first `next` req
 the AWS-API emulator for the functions' AWS calls; durations therefore lack real AWS latency
 (see the README's cost model for how that is added back).
 
-    .venv/bin/python scripts/measure_functions.py [--profile release] [--invocations 1000]
+    .venv/bin/python scripts/measure_functions.py [--bins target/size-first/release] [--invocations 1000]
 
 Needs AWS_ENDPOINT_URL pointing at a running moto server (scripts/bench.sh starts one).
 """
@@ -134,18 +134,19 @@ def run_function(binary, env, events):
     return init, durations, peak_kib, [api.responses[i] for i in ids]
 
 
-def cli(bins, *args):
-    out = subprocess.run([str(bins / "tidings"), *args], capture_output=True, text=True, check=True)
+def cli(*args):
+    out = subprocess.run([str(ROOT / "target" / "release" / "tidings"), *args], capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default="release")
+    parser.add_argument("--bins", default="target/release", help="the folder holding the three function binaries")
+    # The key is made with the `tidings` CLI of the speed-first release build (target/release).
     parser.add_argument("--invocations", type=int, default=1000)
     args = parser.parse_args()
     n = args.invocations
-    bins = ROOT / "target" / args.profile
+    bins = ROOT / args.bins
 
     deployed = subprocess.run([sys.executable, str(ROOT / "tests" / "emulated_deploy.py"), "--suffix",
                                uuid.uuid4().hex[:10], "--sender", "alerts@tidings.example.com"],
@@ -156,7 +157,7 @@ def main():
     destination = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     org = str(uuid.uuid4())
     env = {**manifest["functions"]["SubscriptionsFunction"]["env"], "TIDINGS_DESTINATIONS": "local"}
-    key = cli(bins, "keys", "create", "--table", env["TIDINGS_TABLE"], "--org", org, "--scope", "READ:PRODUCT")
+    key = cli("keys", "create", "--table", env["TIDINGS_TABLE"], "--org", org, "--scope", "READ:PRODUCT")
 
     rows = []
     # Subscriptions: one create, then lists.
