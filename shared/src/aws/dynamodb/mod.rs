@@ -41,7 +41,7 @@ mod items;
 use items::*;
 mod store;
 
-/// The GSI fan-out and key listing use.
+/// The GSI that lists API keys and store groups.
 pub const GSI1: &str = "GSI1";
 
 type Item = HashMap<String, AttributeValue>;
