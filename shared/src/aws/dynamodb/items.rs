@@ -1,4 +1,4 @@
-//! Records as DynamoDB items and back: the attribute codecs, the key layout, the event index.
+//! Records as DynamoDB items and back: the attribute codecs and the key layout.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! The store capabilities on SQLite: subscriptions and their event index, keys, the message
+//! The store capabilities on SQLite: subscriptions, keys, the message
 //! log, limits, store groups.
 
 use super::queue::read_publish;
