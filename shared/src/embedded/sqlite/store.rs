@@ -1,5 +1,4 @@
-//! The store capabilities on SQLite: subscriptions, keys, the message
-//! log, limits, store groups.
+//! The store capabilities on SQLite: subscriptions, keys, the message log, limits, store groups.
 
 use super::queue::read_publish;
 use super::*;
