@@ -19,7 +19,7 @@ python3 scripts/bench_retention.py target/release/tidings 20000
 # target directory of their own so the speed-first builds above stay cached.
 (cd functions && CARGO_TARGET_DIR="$PWD/../target/size-first" cargo build --release \
   -p tidings-subscriptions -p tidings-ingest -p tidings-delivery)
-size() { python3 -c 'import os, sys; print("%-34s %6.1f MB" % (sys.argv[1], os.path.getsize(sys.argv[2]) / 1e6))' "$1" "$2"; }
+size() { python3 -c 'import os, sys; print("%-40s %6.1f MB" % (sys.argv[1], os.path.getsize(sys.argv[2]) / 1e6))' "$1" "$2"; }
 for bin in tidings-subscriptions tidings-ingest tidings-delivery; do
   size "$bin (x86_64)" "target/size-first/release/$bin"
 done
