@@ -56,6 +56,16 @@ fn subscription_exists(conn: &Connection, subscription: &Subscription) -> Result
         .is_some())
 }
 
+fn read_subscription(conn: &Connection, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
+    let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(subscription_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
 fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 13]> {
     Ok([
         Box::new(s.organization.to_string()),
@@ -93,14 +103,7 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn get_subscription(&self, org: OrganizationId, id: Uuid) -> Result<Option<Subscription>> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org = ?1 AND id = ?2"))?;
-        let mut rows = stmt.query(params![org.to_string(), id.to_string()])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(subscription_from_row(row)?)),
-            None => Ok(None),
-        }
+        read_subscription(&self.reader(), org, id)
     }
 
     async fn list_subscriptions(&self, org: OrganizationId) -> Result<Vec<Subscription>> {
@@ -251,7 +254,10 @@ impl MessageLog for SqliteBackend {
         subscription_id: Uuid,
         message_id: &str,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
-        Ok((self.get_subscription(org, subscription_id).await?, self.get_publish(org, message_id).await?))
+        // One reader for both: a delivery takes one connection, once.
+        let conn = self.reader();
+        let message = read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now());
+        Ok((read_subscription(&conn, org, subscription_id)?, message))
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
