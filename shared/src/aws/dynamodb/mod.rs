@@ -94,18 +94,15 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(None),
-            Err(err) if condition_failed(&err) => {
-                let returned = err.as_service_error().and_then(|e| match e {
-                    PutItemError::ConditionalCheckFailedException(refused) => refused.item.clone(),
-                    _ => None,
-                });
-                let existing = match returned {
-                    Some(item) => item,
-                    None => self.get_item(pk, sk).await?.ok_or_else(|| Error::internal("publish record vanished"))?,
-                };
-                Ok(Some(publish_from(record.organization, &record.message_id, &existing)?))
-            }
-            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                    let existing = refused.item.as_ref().ok_or_else(|| {
+                        Error::internal("DynamoDB refused the claim without returning the record that holds the id")
+                    })?;
+                    Ok(Some(publish_from(record.organization, &record.message_id, existing)?))
+                }
+                _ => Err(sdk_error("DynamoDB PutItem", err)),
+            },
         }
     }
 
