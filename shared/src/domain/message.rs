@@ -140,4 +140,16 @@ mod tests {
         assert_eq!(small.expires_at, now + MESSAGE_RETENTION);
         assert_eq!(DeliveryJob::new(&small, Uuid::nil()).published_at, now);
     }
+
+    /// Delivery tells a publish's own jobs by `published_at`, so the queue must carry it exactly.
+    #[test]
+    fn a_job_carries_its_publish_time_through_the_queue_to_the_nanosecond() {
+        let org = OrganizationId(Uuid::nil());
+        for nanos in [0, 1, 999, 1_000, 123_456_789, 999_999_999] {
+            let at = OffsetDateTime::now_utc().replace_nanosecond(nanos).unwrap();
+            let job = DeliveryJob::new(&PublishRecord::new(org, "m", "ProductCreated", "{}", 1, at), Uuid::nil());
+            let queued: DeliveryJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+            assert_eq!(queued.published_at, at, "{nanos}");
+        }
+    }
 }
