@@ -11,7 +11,7 @@ would for the parts the functions touch, and prints what the whole-stack test ne
 Nothing here knows the resource names: rename one in the template and the manifest follows, so a
 broken link between the template and the code fails the test.
 
-    python tests/emulated_deploy.py --suffix abc123 --sender alerts@example.com [--param K=V ...]
+    python tests/emulated_deploy.py --suffix abc123 --sender alerts@example.com [--param K=V ...] [--max-receive-count N]
 """
 import argparse
 import json
@@ -31,6 +31,9 @@ def main():
     parser.add_argument("--suffix", required=True, help="appended to every resource name")
     parser.add_argument("--sender", required=True, help="the SenderEmail parameter")
     parser.add_argument("--param", action="append", default=[], help="another template parameter, K=V")
+    parser.add_argument("--max-receive-count", type=int,
+                        help="a redrive maxReceiveCount below the template's, for tests that must see within "
+                             "seconds whether receives are spent without attempts")
     args = parser.parse_args()
 
     template = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
@@ -94,7 +97,10 @@ def main():
             if key in props:
                 attributes[key] = str(props[key])
         if "RedrivePolicy" in props:
-            attributes["RedrivePolicy"] = json.dumps(resolve(props["RedrivePolicy"]))
+            redrive = resolve(props["RedrivePolicy"])
+            if args.max_receive_count is not None:
+                redrive = {**redrive, "maxReceiveCount": min(int(redrive["maxReceiveCount"]), args.max_receive_count)}
+            attributes["RedrivePolicy"] = json.dumps(redrive)
         queue_name = f"tidings-{args.suffix}-{name}"
         url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

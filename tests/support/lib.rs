@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub mod aws;
+pub mod noisy;
 pub mod stack;
 
 /// A running stack on a temporary data directory.
@@ -131,6 +132,8 @@ pub struct Received {
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// When it arrived (publish→receipt latency in benchmarks).
+    pub at: std::time::SystemTime,
 }
 
 impl Received {
@@ -216,6 +219,7 @@ impl Receiver {
                                 path: parts.uri.path().to_owned(),
                                 headers: parts.headers,
                                 body,
+                                at: std::time::SystemTime::now(),
                             };
                             // The destination check on create always succeeds; the behaviour
                             // scripts the deliveries.

@@ -54,14 +54,44 @@ pub struct Options {
     pub retry_schedule: String,
     /// How many instances of the subscriptions function serve the API, taking turns.
     pub subscriptions_instances: usize,
+    /// How many instances of the ingest function serve publishing, taking turns.
+    pub ingest_instances: usize,
     /// The `SenderEmail` parameter (the shared test sender when unset).
     pub sender: Option<String>,
+    /// Batches each SQS event source runs at once (at most its `MaximumConcurrency`): each
+    /// poller invokes an instance of the function of its own, as Lambda runs every concurrent
+    /// batch in an execution environment of its own, so a slow batch of one lane never holds up
+    /// the other lane.
+    pub event_source_concurrency: usize,
+    /// More environment for every function (a short `TIDINGS_DELIVERY_TIMEOUT`, say).
+    pub env: Vec<(String, String)>,
+    /// A redrive `maxReceiveCount` below the template's for every queue with a redrive policy,
+    /// so a test sees within seconds whether anything spends receives without attempts.
+    pub max_receive_count: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { retry_schedule: "0s,1s,1s".into(), subscriptions_instances: 1, sender: None }
+        Options {
+            retry_schedule: "0s,1s,1s".into(),
+            subscriptions_instances: 1,
+            ingest_instances: 1,
+            sender: None,
+            event_source_concurrency: 1,
+            env: Vec::new(),
+            max_receive_count: None,
+        }
     }
+}
+
+/// One invocation of a function, as Lambda bills it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function: String,
+    /// The template's name of the event source that invoked it (`Deliveries`, `Retries`), or
+    /// `Api` for the gateway.
+    pub source: String,
+    pub duration: Duration,
 }
 
 /// One warm instance of a function: its runtime emulator and its process.
@@ -88,6 +118,7 @@ struct Shared {
     /// Receives the event source pollers take back without invoking (Lambda throttled).
     throttled_receives: AtomicUsize,
     stop: AtomicBool,
+    invocations: std::sync::Mutex<Vec<Invocation>>,
 }
 
 /// The whole stack under emulation. Dropping it stops every process it started.
@@ -104,11 +135,12 @@ impl DeployedStack {
         crate::aws::endpoint();
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let sender = options.sender.clone().unwrap_or_else(|| crate::aws::SENDER.to_owned());
-        let out = Command::new(python())
-            .arg(workspace_root().join("tests/emulated_deploy.py"))
-            .args(["--suffix", &suffix, "--sender", &sender])
-            .output()
-            .expect("run tests/emulated_deploy.py");
+        let mut deploy = Command::new(python());
+        deploy.arg(workspace_root().join("tests/emulated_deploy.py")).args(["--suffix", &suffix, "--sender", &sender]);
+        if let Some(count) = options.max_receive_count {
+            deploy.args(["--max-receive-count", &count.to_string()]);
+        }
+        let out = deploy.output().expect("run tests/emulated_deploy.py");
         assert!(out.status.success(), "emulated deploy failed: {}", String::from_utf8_lossy(&out.stderr));
         let manifest: Value = serde_json::from_slice(&out.stdout).expect("deploy manifest");
 
@@ -117,13 +149,25 @@ impl DeployedStack {
             Some(dir) => tempfile::Builder::new().prefix(&suffix).disable_cleanup(true).tempdir_in(dir).unwrap(),
             None => tempfile::tempdir().unwrap(),
         };
+        // Pollers per SQS event source; a function they trigger gets an instance per poller.
+        let pollers = |source: &Value| {
+            let cap = &source["maximum_concurrency"];
+            let cap = cap.as_u64().or_else(|| cap.as_str().and_then(|c| c.parse().ok())).unwrap_or(u64::MAX) as usize;
+            options.event_source_concurrency.clamp(1, cap)
+        };
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for source in manifest["event_sources"].as_array().unwrap() {
+            *counts.entry(source["function"].as_str().unwrap().to_owned()).or_default() += pollers(source);
+        }
+        counts.insert("SubscriptionsFunction".into(), options.subscriptions_instances);
+        counts.insert("IngestFunction".into(), options.ingest_instances);
         let mut instances = HashMap::new();
         for (logical, function) in manifest["functions"].as_object().unwrap() {
-            let count = if logical == "SubscriptionsFunction" { options.subscriptions_instances } else { 1 };
-            let mut started = Vec::new();
-            for n in 0..count {
-                started.push(Instance::start(logical, function, n, &options, logs.path()).await);
-            }
+            let count = counts.get(logical).copied().unwrap_or(1);
+            let started = futures::future::join_all(
+                (0..count).map(|n| Instance::start(logical, function, n, &options, logs.path())),
+            )
+            .await;
             instances.insert(logical.clone(), started);
         }
         let shared = Arc::new(Shared {
@@ -139,10 +183,17 @@ impl DeployedStack {
                 .unwrap(),
             throttled_receives: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            invocations: std::sync::Mutex::new(Vec::new()),
         });
         let sdk = tidings::aws::load_config().await;
+        let mut next_instance: HashMap<String, usize> = HashMap::new();
         for source in shared.manifest["event_sources"].as_array().unwrap().clone() {
-            tokio::spawn(event_source(shared.clone(), aws_sdk_sqs::Client::new(&sdk), source));
+            for _ in 0..pollers(&source) {
+                let instance = next_instance.entry(source["function"].as_str().unwrap().to_owned()).or_default();
+                let sqs = aws_sdk_sqs::Client::new(&sdk);
+                tokio::spawn(event_source(shared.clone(), sqs, source.clone(), *instance));
+                *instance += 1;
+            }
         }
         let gateway = api_gateway(shared.clone()).await;
         DeployedStack { shared, gateway, sdk, sender, _logs: logs }
@@ -167,6 +218,25 @@ impl DeployedStack {
 
     pub fn throttled_receives_left(&self) -> usize {
         self.shared.throttled_receives.load(Ordering::SeqCst)
+    }
+
+    /// Every invocation of a function so far.
+    pub fn invocations(&self, logical: &str) -> Vec<Invocation> {
+        self.shared.invocations.lock().unwrap().iter().filter(|i| i.function == logical).cloned().collect()
+    }
+
+    /// What Lambda bills a function's invocations so far (those of one event source, or all):
+    /// each one's duration (rounded up to the millisecond) times the template's `MemorySize`,
+    /// in GB-seconds.
+    pub fn billed_gb_seconds(&self, logical: &str, source: Option<&str>) -> f64 {
+        let memory_gb = self.shared.manifest["functions"][logical]["memory"].as_f64().unwrap() / 1024.0;
+        let millis: u128 = self
+            .invocations(logical)
+            .iter()
+            .filter(|i| source.is_none_or(|s| i.source == s))
+            .map(|i| i.duration.as_micros().div_ceil(1000))
+            .sum();
+        millis as f64 / 1000.0 * memory_gb
     }
 
     /// `tidings keys create` against the deployed table: the key's secret.
@@ -271,6 +341,7 @@ impl Instance {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", function["memory"].to_string())
             .env("TIDINGS_DESTINATIONS", "local")
             .env("TIDINGS_RETRY_SCHEDULE", &options.retry_schedule)
+            .envs(options.env.iter().cloned())
             .env_remove("RUST_LOG_STYLE")
             .stdout(output.try_clone().unwrap())
             .stderr(output);
@@ -300,9 +371,23 @@ async fn wait_for_port(port: u16, binary: &str) {
 impl Shared {
     /// Invokes a function (one of its instances, in turn) with an event; its response payload.
     async fn invoke(&self, logical: &str, event: &Value) -> Result<Value, String> {
-        let instances = &self.instances[logical];
-        let instance = &instances[self.turn.fetch_add(1, Ordering::SeqCst) % instances.len()];
-        let response = self.http.post(&instance.invoke_url).json(event).send().await.map_err(|e| {
+        let turn = self.turn.fetch_add(1, Ordering::SeqCst);
+        self.invoke_on(logical, "Api", turn % self.instances[logical].len(), event).await
+    }
+
+    /// Invokes one instance of a function; the invocation's duration is recorded.
+    async fn invoke_on(&self, logical: &str, source: &str, instance: usize, event: &Value) -> Result<Value, String> {
+        let instance = &self.instances[logical][instance];
+        let started = std::time::Instant::now();
+        let result = self.invoke_url(logical, &instance.invoke_url, event).await;
+        let invocation =
+            Invocation { function: logical.to_owned(), source: source.to_owned(), duration: started.elapsed() };
+        self.invocations.lock().unwrap().push(invocation);
+        result
+    }
+
+    async fn invoke_url(&self, logical: &str, url: &str, event: &Value) -> Result<Value, String> {
+        let response = self.http.post(url).json(event).send().await.map_err(|e| {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
@@ -322,8 +407,9 @@ impl Shared {
 
 /// One SQS event source mapping, as Lambda runs it: receive up to BatchSize with every
 /// attribute, invoke with the records, delete what the response did not report in
-/// `batchItemFailures`, leave the rest to their visibility timeout.
-async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Value) {
+/// `batchItemFailures`, leave the rest to their visibility timeout. Each poller invokes an
+/// instance of its own.
+async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Value, instance: usize) {
     let function = source["function"].as_str().unwrap().to_owned();
     let queue_url = source["queue_url"].as_str().unwrap().to_owned();
     let queue_arn = source["queue_arn"].as_str().unwrap().to_owned();
@@ -379,7 +465,8 @@ async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Val
                 })
             })
             .collect();
-        let response = match shared.invoke(&function, &json!({ "Records": records })).await {
+        let event_name = source["event"].as_str().unwrap_or_default();
+        let response = match shared.invoke_on(&function, event_name, instance, &json!({ "Records": records })).await {
             Ok(response) => response,
             Err(why) => {
                 // A failed invocation: every record comes back after its visibility timeout.
