@@ -57,7 +57,9 @@ pub async fn publish(
         .collect();
 
     let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now());
-    let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::new(&record, s.id)).collect();
+    // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch waits on
+    // a dead endpoint.
+    let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
     if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
         return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
     }
@@ -76,7 +78,7 @@ pub async fn publish_to(
 ) -> Result<String> {
     let message_id = Uuid::new_v4().to_string();
     let record = PublishRecord::new(subscription.organization, &message_id, event_name, payload, 1, app.clock.now());
-    let job = DeliveryJob::new(&record, subscription.id);
+    let job = DeliveryJob::for_subscription(&record, subscription);
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
     crate::metrics::published(1);
@@ -117,7 +119,7 @@ pub async fn replay(
             )));
         }
     }
-    let job = DeliveryJob::new(&message, subscription.id);
+    let job = DeliveryJob::for_subscription(&message, &subscription);
     app.queue.enqueue(&[job], Duration::ZERO).await?;
     Ok(())
 }

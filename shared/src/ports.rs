@@ -76,6 +76,10 @@ pub trait MessageLog: Send + Sync {
     /// Appends delivery attempts to the log.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()>;
 
+    /// Keeps a message (its claim and payload) at least until `until`, so a dead letter's
+    /// message lives as long as the dead letter. Nothing happens when it is no longer kept.
+    async fn retain_message(&self, org: OrganizationId, message_id: &str, until: OffsetDateTime) -> Result<()>;
+
     /// Deletes up to `limit` attempts older than [`crate::delivery::ATTEMPT_RETENTION`] and up to
     /// `limit` published messages past their expiry, as of `now`; returns how many went. Stores
     /// whose backend expires items itself (DynamoDB's TTL) have nothing to do.
@@ -180,8 +184,16 @@ pub trait Queue: Send + Sync {
     /// received copy is then finished (acknowledging it is harmless; on SQS it is a new message).
     async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()>;
     /// Make the job visible again after `delay` without counting this receive: no attempt was
-    /// made (the worker had no room for its subscription). Not an attempt, not a retry.
+    /// made (it is not due yet, or the worker had no room for its subscription). Not an attempt,
+    /// not a retry. On SQS the received message is hidden again, and its receive still counts
+    /// towards the redrive policy: only for a bounded number of times (a scheduled wait).
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<()>;
+    /// Puts a received job off for `delay` without an attempt: `job` (the received one, perhaps
+    /// in another lane) comes back after `delay`, and the received copy is then finished
+    /// (acknowledging it is harmless). On SQS it is a new message, so put-offs, however many,
+    /// never spend a message's receives: only the explicit dead-lettering after the last
+    /// scheduled attempt sends a job to the dead-letter queue before SQS's redrive would.
+    async fn put_off(&self, received: &ReceivedJob, job: &DeliveryJob, delay: Duration) -> Result<()>;
     /// Move the job, intact, to the dead-letter queue.
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()>;
     /// Jobs in the dead-letter queue, oldest first.

@@ -36,11 +36,15 @@ async fn main() {
         "redriven",
         "B tried"
     );
-    for with_neighbour in [false, true] {
-        let report = noisy::run(with_neighbour, PUBLISHING, PER_SECOND).await;
+    for neighbour in [noisy::Neighbour::Absent, noisy::Neighbour::Healthy, noisy::Neighbour::TimingOut] {
+        let report = noisy::run(neighbour, PUBLISHING, PER_SECOND).await;
         println!(
             "{:<12} {:>12} {:>10.0} {:>10.0} {:>22.3} {:>20} {:>10} {:>10}",
-            if with_neighbour { "timing out" } else { "absent" },
+            match neighbour {
+                noisy::Neighbour::Absent => "absent",
+                noisy::Neighbour::Healthy => "healthy",
+                noisy::Neighbour::TimingOut => "timing out",
+            },
             format!("{}/{}", report.a_delivered, report.a_published),
             report.percentile(0.5),
             report.percentile(0.99),

@@ -242,9 +242,11 @@ async fn on_aws_retries_take_the_retry_queue_then_dead_letter_with_one_ses_alert
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0]["destinations"]["ToAddresses"][0], "ops@example.com");
 
-    // A second exhausted message within the day: dead-lettered, no second email.
+    // A second exhausted message within the day: dead-lettered, no second email. Its endpoint
+    // is failing, so its first attempt travels in the slow lane too.
     tidings::ingest::publish(&app, org, event, r#"{"n":2}"#, Some("m-aws-2".into())).await.unwrap();
-    assert_eq!(aws.run_event_source(&app, &aws.settings.queue_url.clone()).await, 1);
+    assert!(aws.sqs_event().await.records.is_empty());
+    run_retries(&aws, &app).await;
     run_retries(&aws, &app).await;
     assert_eq!(aws.queue().dead_letters(10).await.unwrap().len(), 2);
     assert_eq!(mails_about(aws.sent_emails().await, &sub).len(), 1);
@@ -292,29 +294,90 @@ async fn throttled_receives_do_not_use_up_attempts() {
 }
 
 /// On Lambda too, a failing endpoint is probed with one request at a time (per warm instance):
-/// the other jobs of its batch wait, reported back to SQS, without using up an attempt.
+/// of 20 jobs of one timing-out subscription in one batch, one makes its request; the 19 others
+/// are put off as new messages on the slow lane, so no receive of theirs counts towards the
+/// redrive policy (each comes back with a receive count of 1), and none used up an attempt.
 #[tokio::test]
-async fn a_failing_endpoint_gets_one_request_per_batch() {
-    let aws = AwsFixture::new(12).await;
-    let app = aws.app();
+async fn twenty_jobs_of_a_timing_out_endpoint_in_one_batch_make_one_request_and_spend_no_receives() {
+    let aws = AwsFixture::new(2).await;
+    let mut app = aws.app();
+    let timeout = std::time::Duration::from_millis(500);
+    app.http = tidings::destination::HttpClient::new(tidings::destination::DestinationPolicy::LOCAL, timeout).unwrap();
     let org = new_org();
-    let receiver = Receiver::slow(std::time::Duration::from_millis(300)).await;
+    let receiver = Receiver::slow(std::time::Duration::from_secs(30)).await;
     let mut sub = subscription(org, receiver.url());
     app.store.create_subscription(&sub).await.unwrap();
     sub.status = SubscriptionStatus::Failing;
     sub.failing_since = Some(time::OffsetDateTime::now_utc());
     app.store.set_subscription_health(&sub).await.unwrap();
     let event = tidings::domain::catalog::find("ProductCreated").unwrap();
-    for n in 0..3 {
+    for n in 0..20 {
         tidings::ingest::publish(&app, org, event, &format!("{{\"n\":{n}}}"), Some(format!("m-{n}"))).await.unwrap();
     }
-    let batch = aws.sqs_event().await;
-    assert_eq!(batch.records.len(), 3);
+    assert!(aws.sqs_event().await.records.is_empty(), "jobs for a failing endpoint skip the first lane");
+    let mut batch = aws.retry_event().await;
+    batch.records.extend(aws.retry_event().await.records);
+    assert_eq!(batch.records.len(), 20, "one batch of 20");
     let response =
         tidings::lambda::handle_sqs_from(&app, LambdaEvent::new(batch, Context::default()), Some(aws.retry_url()))
             .await
             .unwrap();
     assert_eq!(receiver.deliveries().len(), 1, "one probe at a time");
-    assert_eq!(response.batch_item_failures.len(), 2, "the others wait on the queue");
-    assert_eq!(app.store.recent_attempts(org, sub.id, 10).await.unwrap().len(), 1, "and used up no attempt");
+    assert!(response.batch_item_failures.is_empty(), "every record is finished: {response:?}");
+    let attempts = app.store.recent_attempts(org, sub.id, 100).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1], "one attempt made");
+    // What the event source then does: delete the finished records.
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    // The probe's retry and the 19 put off come back on the slow lane, each a new message.
+    let mut back = Vec::new();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let out = sqs
+            .receive_message()
+            .queue_url(aws.retry_url())
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        back.extend(out.messages.unwrap_or_default());
+        if back.len() >= 20 {
+            break;
+        }
+    }
+    assert_eq!(back.len(), 20, "all 20 back on the slow lane");
+    for message in &back {
+        let attributes = message.attributes.clone().unwrap_or_default();
+        let count = &attributes[&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
+        assert_eq!(count, "1", "a new message, its receives not spent");
+    }
+    let jobs: Vec<DeliveryJob> = back.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    assert_eq!(jobs.iter().filter(|j| j.attempts == 1).count(), 1, "the probe's retry");
+    assert_eq!(jobs.iter().filter(|j| j.attempts == 0 && j.provenance_checked).count(), 19, "the put-offs");
+    assert!(aws.queue().dead_letters(10).await.unwrap().is_empty());
+}
+
+/// A job already in the first lane when its endpoint starts failing moves to the slow lane
+/// without a request, so the first lane never waits on a dead endpoint.
+#[tokio::test]
+async fn a_first_lane_job_of_a_failing_endpoint_moves_to_the_slow_lane_without_a_request() {
+    let aws = AwsFixture::new(2).await;
+    let app = aws.app();
+    let org = new_org();
+    let receiver = Receiver::answering(503).await;
+    let mut sub = subscription(org, receiver.url());
+    app.store.create_subscription(&sub).await.unwrap();
+    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    tidings::ingest::publish(&app, org, event, "{}", Some("m-first".into())).await.unwrap();
+    sub.status = SubscriptionStatus::Failing;
+    sub.failing_since = Some(time::OffsetDateTime::now_utc());
+    app.store.set_subscription_health(&sub).await.unwrap();
+    assert_eq!(aws.run_event_source(&app, &aws.settings.queue_url.clone()).await, 1);
+    assert!(receiver.deliveries().is_empty(), "no request from the first lane");
+    let moved = aws.retry_event().await;
+    assert_eq!(moved.records.len(), 1);
+    let job: DeliveryJob = serde_json::from_str(moved.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((job.message_id.as_str(), job.attempts, job.lane), ("m-first", 0, tidings::domain::Lane::Slow));
+    assert!(aws.sqs_event().await.records.is_empty());
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{
-    AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus,
+    AttemptRecord, DeliveryJob, Lane, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus,
 };
 use tidings::ports::{KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore};
 use tidings::Error;
@@ -208,8 +208,32 @@ where
     assert_eq!(queue.redrive_dead_letters(100).await.unwrap(), 1);
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
     let back = queue.receive(10, secs(30)).await.unwrap();
-    assert_eq!(back.iter().map(|r| (r.job.clone(), r.attempt)).collect::<Vec<_>>(), vec![(job(2), 1)]);
+    // The replayed job keeps what delivery had found out: it is its message's own.
+    let replayed = job(2).next_attempt(None).fresh();
+    assert_eq!((replayed.attempts, replayed.lane, replayed.provenance_checked), (0, Lane::First, true));
+    assert_eq!(back.iter().map(|r| (r.job.clone(), r.attempt)).collect::<Vec<_>>(), vec![(replayed, 1)]);
     queue.ack(&back[0].receipt).await.unwrap();
+}
+
+/// A job put off comes back after its wait as it was put off (in the lane it was moved to), its
+/// attempts untouched; acknowledging the received copy afterwards is harmless.
+pub async fn a_put_off_job_comes_back_without_an_attempt<F, Fut>(queue: &dyn Queue, advance: F)
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    queue.enqueue(&[job(4)], Duration::ZERO).await.unwrap();
+    let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let moved = got[0].job.in_lane(Lane::Slow).checked();
+    queue.put_off(&got[0], &moved, Duration::from_secs(1)).await.unwrap();
+    queue.ack(&got[0].receipt).await.unwrap();
+    advance(Duration::from_secs(2)).await;
+    let back = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(back.iter().map(|r| (r.job.clone(), r.attempt)).collect::<Vec<_>>(), vec![(moved, 1)]);
+    queue.ack(&back[0].receipt).await.unwrap();
+    advance(Duration::from_secs(2)).await;
+    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "one copy, acknowledged");
 }
 
 /// More than one batch of jobs goes in and comes out whole.
@@ -439,6 +463,16 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_put_off_job_comes_back_without_an_attempt() {
+        let (backend, clock, _dir) = backend();
+        let advance = |by: std::time::Duration| {
+            clock.advance(time::Duration::try_from(by).unwrap());
+            std::future::ready(())
+        };
+        super::a_put_off_job_comes_back_without_an_attempt(&backend, advance).await;
+    }
+
+    #[tokio::test]
     async fn publishes_are_idempotent() {
         let (backend, _, _dir) = backend();
         super::publishes_are_idempotent(&backend, &backend, &backend).await;
@@ -646,6 +680,28 @@ mod aws {
     #[tokio::test]
     async fn queue_takes_many_jobs() {
         super::queue_takes_many_jobs(&AwsFixture::new(5).await.queue()).await;
+    }
+
+    #[tokio::test]
+    async fn a_put_off_job_comes_back_without_an_attempt() {
+        let fixture = AwsFixture::new(10).await;
+        super::a_put_off_job_comes_back_without_an_attempt(&fixture.queue(), tokio::time::sleep).await;
+    }
+
+    /// However often a job is put off, it never reaches the dead-letter queue by SQS's redrive:
+    /// each put-off is a new message, whose receives start again.
+    #[tokio::test]
+    async fn put_offs_never_spend_the_redrive_budget() {
+        let fixture = AwsFixture::new(2).await;
+        let queue = fixture.queue();
+        queue.enqueue(&[super::job(8)], Duration::ZERO).await.unwrap();
+        for round in 0..5 {
+            let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(got.len(), 1, "round {round}: the job came back");
+            queue.put_off(&got[0], &got[0].job, Duration::ZERO).await.unwrap();
+            queue.ack(&got[0].receipt).await.unwrap();
+        }
+        assert!(queue.dead_letters(10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -550,7 +550,7 @@ async fn an_alert_ses_refuses_is_an_alert_failed_metric() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_timing_out_tenant_spends_no_receives_and_every_healthy_message_is_delivered_on_the_lambda_path() {
     use tidings_tests::noisy;
-    let report = noisy::run(true, Duration::from_secs(15), 8).await;
+    let report = noisy::run(noisy::Neighbour::TimingOut, Duration::from_secs(15), 8).await;
     eprintln!(
         "A: {}/{} delivered, p50 {:.0} ms, p99 {:.0} ms; B: {} published, {} requests; dead letters {} ({} redriven, {} short of the schedule); GB-s first lane {:.3}, slow lane {:.3}",
         report.a_delivered,

@@ -138,16 +138,29 @@ async fn publish(
     accepted
 }
 
+/// Tenant B, beside A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbour {
+    Absent,
+    /// Publishing as much as when timing out, to a healthy receiver: the same load.
+    Healthy,
+    TimingOut,
+}
+
 /// Runs the scenario for `publishing` at `per_second` publishes a second for each tenant, then
 /// waits for A's deliveries (up to 60 s), and reads what happened.
-pub async fn run(with_neighbour: bool, publishing: Duration, per_second: u32) -> Report {
+pub async fn run(neighbour: Neighbour, publishing: Duration, per_second: u32) -> Report {
     let stack = Arc::new(DeployedStack::start(options()).await);
     let http = reqwest::Client::new();
     let healthy = Receiver::answering(200).await;
     // Answers the destination check, then never a delivery within the timeout.
     let dead = Receiver::behaving(Arc::new(|_| (200, Duration::from_secs(60)))).await;
     let a = tenant(&stack, &http, &healthy).await;
-    let b = if with_neighbour { Some(tenant(&stack, &http, &dead).await) } else { None };
+    let b = match neighbour {
+        Neighbour::Absent => None,
+        Neighbour::Healthy => Some(tenant(&stack, &http, &healthy).await),
+        Neighbour::TimingOut => Some(tenant(&stack, &http, &dead).await),
+    };
 
     let count = (publishing.as_secs_f64() * per_second as f64) as usize;
     let a_publishing = tokio::spawn(publish(stack.clone(), http.clone(), a.key.clone(), count, per_second));
@@ -166,7 +179,7 @@ pub async fn run(with_neighbour: bool, publishing: Duration, per_second: u32) ->
     // A's deliveries, however long B's keep failing meanwhile.
     healthy.wait_for(a_published, Duration::from_secs(60)).await;
     // Long enough for B's first jobs to run their whole schedule.
-    if with_neighbour {
+    if neighbour == Neighbour::TimingOut {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
@@ -174,6 +187,9 @@ pub async fn run(with_neighbour: bool, publishing: Duration, per_second: u32) ->
     let mut receipts: HashMap<String, usize> = HashMap::new();
     for delivery in healthy.deliveries() {
         let envelope = delivery.json();
+        if envelope["organizationUuid"] != a.org.as_str() {
+            continue;
+        }
         let payload: Value = serde_json::from_str(envelope["payload"].as_str().unwrap_or("{}")).unwrap();
         let sent: u128 = payload["sentAt"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
         let seen = receipts.entry(envelope["messageId"].as_str().unwrap_or_default().to_owned()).or_default();

@@ -482,15 +482,21 @@ async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Val
         } else {
             Vec::new()
         };
-        for message in &messages {
-            if !failed.contains(&message.message_id().unwrap_or_default()) {
-                let _ = sqs
-                    .delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await;
-            }
+        // One DeleteMessageBatch for the finished records, as Lambda's poller does.
+        let finished: Vec<_> = messages
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+            .enumerate()
+            .filter_map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if !finished.is_empty() {
+            let _ = sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(finished)).send().await;
         }
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::sdk_error;
-use crate::domain::DeliveryJob;
+use crate::domain::{DeliveryJob, Lane};
 use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
 
@@ -86,6 +86,48 @@ impl SqsQueue {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// The queue of a lane: the slow lane is the retry queue.
+    fn lane_url(&self, lane: Lane) -> &str {
+        match lane {
+            Lane::First => &self.queue_url,
+            Lane::Slow => &self.retry_url,
+        }
+    }
+
+    /// One SendMessageBatch of at most 10 bodies.
+    async fn send_batch(&self, queue_url: &str, bodies: &[String], delay: Duration) -> Result<()> {
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .delay_seconds(seconds(delay, MAX_DELAY))
+                    .build()
+                    .map_err(Error::internal)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS SendMessageBatch", e))?;
+        if let Some(failed) = out.failed.first() {
+            return Err(Error::internal(format!(
+                "SQS SendMessageBatch refused {} of {} messages: {} {}",
+                out.failed.len(),
+                bodies.len(),
+                failed.code,
+                failed.message.as_deref().unwrap_or("")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Whole seconds for SQS, rounded up so a short wait never becomes none.
@@ -99,36 +141,11 @@ impl Queue for SqsQueue {
         if delay > MAX_DELAY {
             tracing::warn!(delay_s = delay.as_secs(), "SQS delays stop at 15 minutes; enqueuing with the maximum");
         }
-        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-        for chunk in batches(bodies) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .delay_seconds(seconds(delay, MAX_DELAY))
-                        .build()
-                        .map_err(Error::internal)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sdk_error("SQS SendMessageBatch", e))?;
-            if let Some(failed) = out.failed.first() {
-                return Err(Error::internal(format!(
-                    "SQS SendMessageBatch refused {} of {} messages: {} {}",
-                    out.failed.len(),
-                    chunk.len(),
-                    failed.code,
-                    failed.message.as_deref().unwrap_or("")
-                )));
+        let (first, slow): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) = jobs.iter().partition(|j| j.lane == Lane::First);
+        for (lane, jobs) in [(Lane::First, first), (Lane::Slow, slow)] {
+            let bodies = jobs.into_iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+            for chunk in batches(bodies) {
+                self.send_batch(self.lane_url(lane), &chunk, delay).await?;
             }
         }
         Ok(())
@@ -222,7 +239,7 @@ impl Queue for SqsQueue {
             .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX));
         self.client
             .send_message()
-            .queue_url(&self.retry_url)
+            .queue_url(self.lane_url(Lane::Slow))
             .message_body(serde_json::to_string(&received.job.next_attempt(not_before))?)
             .delay_seconds(seconds(delay, MAX_DELAY))
             .send()
@@ -242,6 +259,30 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| sdk_error("SQS ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    async fn put_off(&self, _received: &ReceivedJob, job: &DeliveryJob, delay: Duration) -> Result<()> {
+        // A new message, whose receive count starts again: hiding the received one instead
+        // would count every put-off towards the redrive policy. The received copy is then
+        // deleted (the Lambda reports it done).
+        let job = match delay > MAX_DELAY {
+            true => DeliveryJob {
+                not_before: Some(
+                    time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX),
+                ),
+                ..job.clone()
+            },
+            false => job.clone(),
+        };
+        self.client
+            .send_message()
+            .queue_url(self.lane_url(job.lane))
+            .message_body(serde_json::to_string(&job)?)
+            .delay_seconds(seconds(delay, MAX_DELAY))
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS SendMessage (put off)", e))?;
         Ok(())
     }
 

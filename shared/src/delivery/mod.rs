@@ -11,7 +11,7 @@ use std::time::Duration;
 pub use schedule::RetrySchedule;
 pub use webhook::{build, message_uuid, send, Attempt, Message, Webhook};
 
-use crate::domain::{AttemptRecord, OrganizationId, SubscriptionStatus};
+use crate::domain::{AttemptRecord, DeliveryJob, Lane, OrganizationId, SubscriptionStatus};
 use crate::ports::ReceivedJob;
 use crate::{App, Error, Result};
 
@@ -61,6 +61,10 @@ pub enum Disposition {
     /// Received before its time (a wait longer than the queue can delay): hidden again until
     /// then, no attempt made. The caller leaves it on the queue.
     NotYetDue,
+    /// Put off without an attempt (its failing endpoint is being probed, its claim is not
+    /// written yet, or it moved to the slow lane): back on the queue after this wait as a new
+    /// message (already arranged); the received copy is finished.
+    PutOff(Duration),
 }
 
 impl Disposition {
@@ -94,9 +98,13 @@ pub async fn probe(app: &App, subscription: &crate::domain::Subscription, event_
 pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
     use futures::stream::{self, StreamExt};
     // The futures are made up front, so the stream only polls them (no closure over borrows).
-    let attempts: Vec<_> = jobs.iter().map(|received| attempt(app, received)).collect();
-    let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> =
-        stream::iter(attempts).buffered(concurrency.max(1)).collect().await;
+    // Unordered: a job that takes the whole timeout never keeps the next ones from starting.
+    let attempts: Vec<_> =
+        jobs.iter().enumerate().map(|(i, received)| async move { (i, attempt(app, received).await) }).collect();
+    let mut outcomes: Vec<(usize, Result<(Disposition, Option<AttemptRecord>)>)> =
+        stream::iter(attempts).buffer_unordered(concurrency.max(1)).collect().await;
+    outcomes.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> = outcomes.into_iter().map(|(_, o)| o).collect();
     let records: Vec<AttemptRecord> =
         outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
     crate::metrics::deliveries(&records);
@@ -134,49 +142,52 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
     let job = &received.job;
     let org = job.organization;
     if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {
+        // A scheduled wait longer than the queue can delay: hidden again, which SQS counts as a
+        // receive, at most twice a wait (see `aws::sqs::MAX_DEFER`).
         let wait = Duration::try_from(due - app.clock.now()).unwrap_or_default();
         app.queue.defer(&received.receipt, wait).await?;
         return Ok((Disposition::NotYetDue, None));
     }
-    let (subscription, message) = app.store.delivery_records(org, job.subscription_id, &job.message_id).await?;
+    let (subscription, payload) = match delivery_records(app, job).await? {
+        Ok(found) => found,
+        Err(disposition) => return Ok((disposition, None)),
+    };
     let Some(mut subscription) = subscription else {
         return Ok((Disposition::Skipped("the subscription was deleted"), None));
     };
-    let payload = match (Provenance::of(job, message.as_ref(), app.clock.now()), &job.payload, message) {
-        (Provenance::Published | Provenance::Earlier, Some(payload), _) => payload.clone(),
-        (Provenance::Published, None, Some(message)) => message.payload,
-        (Provenance::Published | Provenance::Earlier, None, _) => {
-            return Ok((Disposition::Skipped("the message is no longer retained"), None))
-        }
-        (Provenance::Repeat, ..) => {
-            return Ok((Disposition::Skipped("a repeat of a message id already published"), None))
-        }
-        (Provenance::Unclaimed, ..) => {
-            return Ok((Disposition::Skipped("its publish was never acknowledged, or it is no longer retained"), None))
-        }
-        (Provenance::ClaimPending, ..) => {
-            // Claims usually land within milliseconds: look again in a second, then once more
-            // when its publish can no longer be running (each look is a receive on SQS, which
-            // counts towards the queue's redrive limit).
-            let age = app.clock.now() - job.published_at;
-            let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
-            app.queue.defer(&received.receipt, wait).await?;
-            return Ok((Disposition::NotYetDue, None));
-        }
+    let Some(payload) = payload else {
+        // Claims usually land within milliseconds (see `delivery_records`); look again in a
+        // second, then once more when its publish can no longer be running.
+        let age = app.clock.now() - job.published_at;
+        let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
+        app.queue.put_off(received, job, wait).await?;
+        tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its message's claim is not written yet");
+        return Ok((Disposition::PutOff(wait), None));
     };
+    // From here on the job is its message's own: its retries and dead letters say so.
+    let job = &job.checked();
     if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
-        app.queue.dead_letter(&received.receipt, job).await?;
+        dead_letter(app, received, job).await?;
         return Ok((Disposition::DeadLettered, None));
     }
-    // A failing endpoint is probed, not hammered: one request to it at a time in this process
-    // (on Lambda: per warm instance); its other jobs wait without using up an attempt.
+    // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to
+    // the slow lane, where one request to it at a time is in flight in this process (on Lambda:
+    // per warm instance); its other jobs wait without using up an attempt.
     let _probe = if subscription.failing_since.is_some() {
+        if job.lane == Lane::First {
+            app.queue.put_off(received, &job.in_lane(Lane::Slow), Duration::ZERO).await?;
+            tracing::debug!("put off: moved to the slow lane, its endpoint is failing");
+            return Ok((Disposition::PutOff(Duration::ZERO), None));
+        }
         match app.delivery_probes.claim(org, subscription.id) {
             Some(probe) => Some(probe),
             None => {
-                app.queue.defer(&received.receipt, PROBE_WAIT).await?;
-                return Ok((Disposition::NotYetDue, None));
+                let failing_for = app.clock.now() - subscription.failing_since.unwrap_or(app.clock.now());
+                let wait = probe_wait(app.http.timeout(), failing_for);
+                app.queue.put_off(received, job, wait).await?;
+                tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its failing endpoint is being probed");
+                return Ok((Disposition::PutOff(wait), None));
             }
         }
     } else {
@@ -221,7 +232,7 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         subscription.status = SubscriptionStatus::Disabled;
         subscription.failing_since.get_or_insert(now);
         set_health(app, &subscription).await?;
-        app.queue.dead_letter(&received.receipt, job).await?;
+        dead_letter(app, received, job).await?;
         alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Gone).await;
         return Ok((Disposition::DeadLettered, record));
     }
@@ -230,7 +241,7 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
     if now - failing_since >= settings.disable_after {
         subscription.status = SubscriptionStatus::Disabled;
         set_health(app, &subscription).await?;
-        app.queue.dead_letter(&received.receipt, job).await?;
+        dead_letter(app, received, job).await?;
         alerts::notify(app, &subscription, job, &attempt, received.attempt, alerts::Reason::Disabled).await;
         return Ok((Disposition::DeadLettered, record));
     }
@@ -245,7 +256,7 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
             Ok((Disposition::Retry(delay), record))
         }
         None => {
-            app.queue.dead_letter(&received.receipt, job).await?;
+            dead_letter(app, received, job).await?;
             if first_failure || subscription.status != SubscriptionStatus::Failing {
                 subscription.status = SubscriptionStatus::Failing;
                 set_health(app, &subscription).await?;
@@ -255,6 +266,75 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         }
     }
 }
+
+/// What a delivery reads: its subscription, and the payload once the job is known to be its
+/// message's own; `Ok(Ok((_, None)))` while its claim may still be on its way (looked at again
+/// within this call a few times first, since claims usually land within milliseconds and a
+/// put-off costs a second); `Ok(Err(_))` when there is nothing to deliver.
+async fn delivery_records(
+    app: &App,
+    job: &DeliveryJob,
+) -> Result<std::result::Result<(Option<crate::domain::Subscription>, Option<String>), Disposition>> {
+    for look in 0..=CLAIM_LOOKS {
+        let (subscription, message) =
+            app.store.delivery_records(job.organization, job.subscription_id, &job.message_id).await?;
+        if subscription.is_none() {
+            return Ok(Ok((None, None)));
+        }
+        let payload = match (Provenance::of(job, message.as_ref(), app.clock.now()), &job.payload, message) {
+            (Provenance::Published, None, Some(message)) => message.payload,
+            (Provenance::Published | Provenance::Earlier, Some(payload), _) => payload.clone(),
+            (Provenance::Published | Provenance::Earlier, None, _) => {
+                return Ok(Err(Disposition::Skipped("the message is no longer retained")))
+            }
+            (Provenance::Repeat, ..) => {
+                return Ok(Err(Disposition::Skipped("a repeat of a message id already published")))
+            }
+            (Provenance::Unclaimed, ..) => {
+                return Ok(Err(Disposition::Skipped("its publish was never acknowledged, or it is no longer retained")))
+            }
+            (Provenance::ClaimPending, ..) if look < CLAIM_LOOKS => {
+                tokio::time::sleep(CLAIM_LOOK_EVERY).await;
+                continue;
+            }
+            (Provenance::ClaimPending, ..) => return Ok(Ok((subscription, None))),
+        };
+        return Ok(Ok((subscription, Some(payload))));
+    }
+    unreachable!("the last look returns")
+}
+
+/// How many more times a delivery looks for a claim not written yet before it puts the job off,
+/// and how long it waits between looks.
+const CLAIM_LOOKS: u32 = 3;
+const CLAIM_LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// How long dead letters are kept (the dead-letter queue's retention on AWS, which the template
+/// check ties to this): their message is kept as long, so a replay delivers it.
+pub const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days(14);
+
+/// Moves a job to the dead-letter queue, intact, and keeps its message as long as the dead
+/// letter is kept (the payload of a large message, the claim a replay is checked against).
+async fn dead_letter(app: &App, received: &ReceivedJob, job: &DeliveryJob) -> Result<()> {
+    let until = app.clock.now() + DEAD_LETTER_RETENTION;
+    app.store.retain_message(job.organization, &job.message_id, until).await?;
+    app.queue.dead_letter(&received.receipt, job).await
+}
+
+/// How long a job waits while its failing endpoint is being probed by another request: at
+/// least as long as that probe may take (the delivery timeout), and longer the longer the
+/// endpoint has been failing (up to [`MAX_PROBE_WAIT`]), so a long-dead endpoint's backlog
+/// costs a receive a job every few minutes, not every few seconds; jittered, so jobs put off
+/// together do not come back together.
+pub fn probe_wait(delivery_timeout: Duration, failing_for: time::Duration) -> Duration {
+    use rand::Rng;
+    let failing_for = Duration::try_from(failing_for).unwrap_or_default();
+    let base = delivery_timeout.max(Duration::from_secs(1));
+    failing_for.clamp(base, MAX_PROBE_WAIT.max(base)).mul_f64(rand::rng().random_range(1.0..=1.5))
+}
+
+/// The longest a job waits for its failing endpoint's probe before it looks again.
+pub const MAX_PROBE_WAIT: Duration = Duration::from_secs(5 * 60);
 
 /// Whether a job is its message's own: on AWS the jobs are queued before the message id is
 /// claimed (`aws::QueueThenClaim`), so jobs whose publish did not end in the claim (a repeat of
@@ -289,6 +369,12 @@ impl Provenance {
     ) -> Provenance {
         use crate::domain::to_micros;
         match claim {
+            // Found its own by an earlier receive: the claim may have expired since (a dead
+            // letter replayed late), or the id been published again.
+            Some(claim) if job.provenance_checked && to_micros(claim.created_at) == to_micros(job.published_at) => {
+                Provenance::Published
+            }
+            _ if job.provenance_checked => Provenance::Earlier,
             Some(claim) if to_micros(claim.created_at) == to_micros(job.published_at) => Provenance::Published,
             Some(claim) if claim.created_at >= job.published_at + crate::ingest::IDEMPOTENCY_WINDOW => {
                 Provenance::Earlier
@@ -299,9 +385,6 @@ impl Provenance {
         }
     }
 }
-
-/// How long a job waits while its failing endpoint is being probed by another request.
-pub const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// The failing subscriptions with a probe in flight in this process.
 #[derive(Debug, Default, Clone)]
@@ -354,6 +437,19 @@ fn attempt_record(received: &ReceivedJob, attempt: &Attempt, at: time::OffsetDat
 mod tests {
     use super::*;
     use crate::domain::{DeliveryJob, OrganizationId, PublishRecord};
+
+    #[test]
+    fn a_probe_wait_is_the_timeout_at_least_grows_with_the_failure_and_is_jittered() {
+        let timeout = Duration::from_secs(10);
+        let waits: Vec<Duration> = (0..50).map(|_| probe_wait(timeout, time::Duration::ZERO)).collect();
+        assert!(waits.iter().all(|w| (timeout..=timeout.mul_f64(1.5)).contains(w)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        let minute = probe_wait(timeout, time::Duration::minutes(1));
+        assert!((Duration::from_secs(60)..=Duration::from_secs(90)).contains(&minute), "{minute:?}");
+        let day = probe_wait(timeout, time::Duration::days(1));
+        assert!((MAX_PROBE_WAIT..=MAX_PROBE_WAIT.mul_f64(1.5)).contains(&day), "{day:?}");
+        assert!(probe_wait(Duration::ZERO, time::Duration::ZERO) >= Duration::from_secs(1));
+    }
 
     #[test]
     fn a_job_is_its_message_own_only_when_the_claim_is_of_its_publish() {

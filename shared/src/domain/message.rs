@@ -71,10 +71,44 @@ pub struct DeliveryJob {
     /// Not to be attempted before this time (waits longer than the queue's own delay limit).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
+    /// The lane it travels in, where the queue has two (SQS).
+    #[serde(default, skip_serializing_if = "Lane::is_first")]
+    pub lane: Lane,
+    /// Delivery has found this job to be its message's own (`delivery::Provenance`), so its
+    /// retries, put-offs and dead letters need the message's claim no more: a dead letter replayed
+    /// after the message's retention still delivers its inline payload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provenance_checked: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Where a host has two queues (SQS), the one a job travels in. First attempts to endpoints not
+/// known to fail never share a batch with retries or with jobs for a failing endpoint, which may
+/// take the whole delivery timeout: those travel in the slow lane, with a concurrency of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Lane {
+    #[default]
+    First,
+    Slow,
+}
+
+impl Lane {
+    /// The lane for a job to `subscription`: slow while its deliveries are failing.
+    pub fn for_subscription(subscription: &super::Subscription) -> Lane {
+        if subscription.failing_since.is_some() {
+            Lane::Slow
+        } else {
+            Lane::First
+        }
+    }
+
+    fn is_first(&self) -> bool {
+        *self == Lane::First
+    }
 }
 
 impl DeliveryJob {
@@ -90,17 +124,41 @@ impl DeliveryJob {
             published_at: message.created_at,
             attempts: 0,
             not_before: None,
+            lane: Lane::First,
+            provenance_checked: false,
         }
     }
 
-    /// The same job, for its next attempt after one more failed, not before `not_before`.
-    pub fn next_attempt(&self, not_before: Option<OffsetDateTime>) -> DeliveryJob {
-        DeliveryJob { attempts: self.attempts + 1, not_before, ..self.clone() }
+    /// The first delivery of `message` to `subscription`, in the lane its health calls for.
+    pub fn for_subscription(message: &PublishRecord, subscription: &super::Subscription) -> DeliveryJob {
+        DeliveryJob { lane: Lane::for_subscription(subscription), ..DeliveryJob::new(message, subscription.id) }
     }
 
-    /// The same job with its attempts forgotten (a replayed dead letter).
+    /// The same job, for its next attempt after one more failed, not before `not_before`: in the
+    /// slow lane, its provenance checked (an attempt was made).
+    pub fn next_attempt(&self, not_before: Option<OffsetDateTime>) -> DeliveryJob {
+        DeliveryJob {
+            attempts: self.attempts + 1,
+            not_before,
+            lane: Lane::Slow,
+            provenance_checked: true,
+            ..self.clone()
+        }
+    }
+
+    /// The same job in another lane.
+    pub fn in_lane(&self, lane: Lane) -> DeliveryJob {
+        DeliveryJob { lane, ..self.clone() }
+    }
+
+    /// The same job, found to be its message's own.
+    pub fn checked(&self) -> DeliveryJob {
+        DeliveryJob { provenance_checked: true, ..self.clone() }
+    }
+
+    /// The same job with its attempts forgotten (a replayed dead letter), back in the first lane.
     pub fn fresh(&self) -> DeliveryJob {
-        DeliveryJob { attempts: 0, not_before: None, ..self.clone() }
+        DeliveryJob { attempts: 0, not_before: None, lane: Lane::First, ..self.clone() }
     }
 }
 

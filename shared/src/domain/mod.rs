@@ -9,7 +9,7 @@ pub mod subscription;
 
 pub use api_key::{ApiKey, NewApiKey, Scope};
 pub use catalog::{EventDefinition, ScopeRequirement};
-pub use message::{AttemptRecord, DeliveryJob, PublishRecord};
+pub use message::{AttemptRecord, DeliveryJob, Lane, PublishRecord};
 pub use organization::{OrganizationId, StoreGroup};
 pub use subscription::{Dialect, PreviousSigningKey, Subscription, SubscriptionStatus};
 

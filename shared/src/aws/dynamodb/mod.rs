@@ -99,7 +99,13 @@ impl DynamoStore {
                     let existing = refused.item.as_ref().ok_or_else(|| {
                         Error::internal("DynamoDB refused the claim without returning the record that holds the id")
                     })?;
-                    Ok(Some(publish_from(record.organization, &record.message_id, existing)?))
+                    let existing = publish_from(record.organization, &record.message_id, existing)?;
+                    // The SDK retried a put that had landed: the record is this publish's own
+                    // (the same creation time, to the nanosecond), not a repeat.
+                    if existing.created_at == record.created_at {
+                        return Ok(None);
+                    }
+                    Ok(Some(existing))
                 }
                 _ => Err(sdk_error("DynamoDB PutItem", err)),
             },

@@ -167,6 +167,27 @@ impl MessageLog for DynamoStore {
         Ok(Some(record).filter(|r| r.expires_at > OffsetDateTime::now_utc()))
     }
 
+    async fn retain_message(&self, org: OrganizationId, message_id: &str, until: OffsetDateTime) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(org_pk(org)))
+            .key("SK", s(format!("PUB#{message_id}")))
+            .update_expression("SET retain_until = :until, expires_at = :ttl")
+            // Only a message still kept, and only ever later.
+            .condition_expression("attribute_exists(PK) AND retain_until < :until")
+            .expression_attribute_values(":until", n(nanos(until)))
+            .expression_attribute_values(":ttl", n(until.unix_timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(sdk_error("DynamoDB UpdateItem", err)),
+        }
+    }
+
     async fn delivery_records(
         &self,
         org: OrganizationId,

@@ -179,6 +179,23 @@ impl Queue for SqliteBackend {
         .await
     }
 
+    async fn put_off(&self, received: &ReceivedJob, job: &DeliveryJob, delay: Duration) -> Result<()> {
+        let (id, _) = parse_receipt(&received.receipt)?;
+        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        let receipt = received.receipt.clone();
+        let job = serde_json::to_string(job)?;
+        // One queue here: the row waits with the job as put off; the receive is not counted.
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL, receive_count = MAX(receive_count - 1, 0) \
+                 WHERE id = ?1 AND receipt = ?2",
+            )?
+            .execute(params![id, receipt, visible_at, job])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let now = self.now_nanos();

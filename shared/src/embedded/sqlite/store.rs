@@ -277,6 +277,18 @@ impl MessageLog for SqliteBackend {
         .await
     }
 
+    async fn retain_message(&self, org: OrganizationId, message_id: &str, until: OffsetDateTime) -> Result<()> {
+        let (org, message_id, until) = (org.to_string(), message_id.to_owned(), to_nanos(until));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE publishes SET expires_at = ?3 WHERE org = ?1 AND message_id = ?2 AND expires_at < ?3",
+            )?
+            .execute(params![org, message_id, until])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
         let attempts = attempts.to_vec();
         self.write(move |conn| {
