@@ -91,6 +91,9 @@ pub async fn probe(app: &App, subscription: &crate::domain::Subscription, event_
     send(&app.http, app.destinations, &subscription.destination, &build(subscription, &message)).await
 }
 
+/// What became of one job, and the attempt to record if a request was made.
+type Outcome = Result<(Disposition, Option<AttemptRecord>)>;
+
 /// Processes received jobs, up to `concurrency` at once, and records all their attempts in
 /// one write. Results come in the order of `jobs`. Retries and dead letters are arranged on
 /// the queue here; removing a delivered or skipped job is the caller's part (the local worker
@@ -101,10 +104,10 @@ pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) 
     // Unordered: a job that takes the whole timeout never keeps the next ones from starting.
     let attempts: Vec<_> =
         jobs.iter().enumerate().map(|(i, received)| async move { (i, attempt(app, received).await) }).collect();
-    let mut outcomes: Vec<(usize, Result<(Disposition, Option<AttemptRecord>)>)> =
+    let mut outcomes: Vec<(usize, Outcome)> =
         stream::iter(attempts).buffer_unordered(concurrency.max(1)).collect().await;
     outcomes.sort_by_key(|(i, _)| *i);
-    let outcomes: Vec<Result<(Disposition, Option<AttemptRecord>)>> = outcomes.into_iter().map(|(_, o)| o).collect();
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
     let records: Vec<AttemptRecord> =
         outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
     crate::metrics::deliveries(&records);
