@@ -85,10 +85,12 @@ check(template["Globals"]["Function"]["Environment"]["Variables"].get("TIDINGS_R
 delivery_role = str(resources["DeliveryRole"]["Properties"]["Policies"])
 check("RetryQueue" in delivery_role, "the delivery role must send to and consume the retry queue")
 alarms = of_type("AWS::CloudWatch::Alarm")
+# Alarms on one metric; metric-math alarms (the dead-letter queue's) are checked on their own.
+single = {name: a for name, a in alarms.items() if "MetricName" in a["Properties"]}
 check("RetryQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the retry queue")
 check("DeadLetterQueueAlarm" in alarms, "an alarm on the dead-letter queue")
 for fn in functions:
-    check(any(a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn} for a in alarms.values()), f"an error alarm on {fn}")
+    check(any(a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn} for a in single.values()), f"an error alarm on {fn}")
 for name, group in of_type("AWS::Logs::LogGroup").items():
     check("RetentionInDays" in group["Properties"], f"{name}: retention")
 
@@ -191,14 +193,14 @@ for response in ["MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_5XX", "IN
 metrics_rs = (ROOT / "shared" / "src" / "metrics.rs").read_text()
 emitted = set(re.findall(r'\("([A-Z][A-Za-z]+)", "(?:Count|Milliseconds)"', metrics_rs))
 check({"Delivered", "DeliveryFailed", "DeliveryLatency", "Published", "AlertFailed"} <= emitted, f"EMF metrics emitted: {sorted(emitted)}")
-for name, alarm in alarms.items():
+for name, alarm in single.items():
     if alarm["Properties"]["Namespace"] == "Tidings":
         check(alarm["Properties"]["MetricName"] in emitted, f"{name}: the code emits no {alarm['Properties']['MetricName']}")
 for fn in functions:
     check(any(a["Properties"]["MetricName"] == "Throttles" and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn}
-              for a in alarms.values()), f"a throttles alarm on {fn}")
+              for a in single.values()), f"a throttles alarm on {fn}")
 check(any(a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage" and a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeliveryQueue", "QueueName"]}
-          for a in alarms.values()), "a delivery-lag alarm on the delivery queue")
+          for a in single.values()), "a delivery-lag alarm on the delivery queue")
 check("Dashboard" in resources, "a CloudWatch dashboard")
 dashboard = resources.get("Dashboard", {"Properties": {"DashboardBody": {"Fn::Sub": ['{"widgets": []}', {}]}}})["Properties"]["DashboardBody"]["Fn::Sub"]
 body = dashboard[0]
@@ -216,6 +218,95 @@ for widget in widgets:
             shown.add(metric)
 check(emitted <= shown | {"FanOut"}, f"dashboard lacks {sorted(emitted - shown)}")
 check(shown <= emitted, f"dashboard shows metrics the code never emits: {sorted(shown - emitted)}")
+
+# --- Thresholds tied to the settings they depend on --------------------------------------
+def duration_seconds(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h|d)", text.strip()).groups()
+    return int(number) * units[unit]
+
+
+def rust_seconds(expression):
+    """A Rust `Duration::from_secs(<arithmetic>)` argument, evaluated."""
+    check(re.fullmatch(r"[\d\s*+\-()]+", expression) is not None, f"not plain arithmetic: {expression}")
+    return eval(expression)  # digits and operators only (checked above)
+
+
+schedule_rs = (ROOT / "shared" / "src" / "delivery" / "schedule.rs").read_text()
+delivery_rs = (ROOT / "shared" / "src" / "delivery" / "mod.rs").read_text()
+sqs_rs = (ROOT / "shared" / "src" / "aws" / "sqs.rs").read_text()
+destination_rs = (ROOT / "shared" / "src" / "destination.rs").read_text()
+default_schedule = re.search(r'pub const DEFAULT_SCHEDULE: &str = "([^"]+)"', schedule_rs).group(1)
+jitter = float(re.search(r"const JITTER: f64 = ([\d.]+);", schedule_rs).group(1))
+longest_wait = max(duration_seconds(d) for d in default_schedule.split(",")) * (1 + jitter)
+max_delay = rust_seconds(re.search(r"pub const MAX_DELAY: Duration = Duration::from_secs\(([^)]+(?:\)[^;]*)?)\);", sqs_rs).group(1))
+max_defer = rust_seconds(re.search(r"pub const MAX_DEFER: Duration = Duration::from_secs\(([^;]+)\);", sqs_rs).group(1))
+delivery_timeout = rust_seconds(re.search(r"pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs\(([^)]+)\);", destination_rs).group(1))
+
+# Lambda asks for a visibility of at least six times the function's timeout on both lanes; the
+# function's timeout covers a batch's deliveries (all at once) with room to record them.
+delivery_fn_timeout = functions["DeliveryFunction"]["Properties"]["Timeout"]
+for name in ["DeliveryQueue", "RetryQueue"]:
+    check(resources[name]["Properties"]["VisibilityTimeout"] >= 6 * delivery_fn_timeout, f"{name}: visibility >= 6 x the delivery function's timeout")
+check(delivery_fn_timeout >= 3 * delivery_timeout, f"the delivery function's timeout {delivery_fn_timeout} s must cover a batch at the delivery timeout {delivery_timeout} s")
+
+# A retry waiting its longest jittered wait must not page: the retry-age alarm sits above it.
+retry_age = resources["RetryQueueAgeAlarm"]["Properties"]["Threshold"]
+check(retry_age > longest_wait, f"RetryQueueAgeAlarm at {retry_age} s pages for a normal wait of up to {longest_wait:.0f} s")
+
+# The redrive budget against what a message may be received for by design: once for its
+# attempt, plus once for each hiding of a scheduled wait past SQS's delay (put-offs are new
+# messages and spend none: the only hide in the delivery routine is the scheduled wait's).
+hides = max(0, -(-(longest_wait - max_delay) // max_defer))
+designed_receives = 1 + hides
+check(delivery_rs.count("queue.defer(") == 1 and "put_off(" in delivery_rs, "the delivery routine hides only scheduled waits; every other put-off is a new message")
+for name in ["DeliveryQueue", "RetryQueue"]:
+    budget = int(resources[name]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
+    check(budget >= 2 * designed_receives + 4, f"{name}: maxReceiveCount {budget} leaves too little room beyond the {designed_receives:.0f} receives a message takes by design")
+
+# Dead letters stay as long as the message they need: the dead-letter queue keeps them for the
+# retention the code keeps their messages for.
+dlq_days = resources["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] / 86400
+code_days = int(re.search(r"pub const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days\((\d+)\);", delivery_rs).group(1))
+check(dlq_days == code_days, f"dead letters kept {dlq_days} days, their messages {code_days}")
+
+# The dead-letter alarm fires on each new arrival (sent after the last attempt, or redriven),
+# not on a queue that is merely not empty, which would stay in ALARM for two weeks.
+dlq_alarm = resources["DeadLetterQueueAlarm"]["Properties"]
+metrics = {m["Id"]: m for m in dlq_alarm.get("Metrics", [])}
+watched = [m for m in metrics.values() if m.get("ReturnData")]
+check(len(watched) == 1 and "DIFF(" in watched[0].get("Expression", ""), "DeadLetterQueueAlarm watches new arrivals")
+check({m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
+      == {"NumberOfMessagesSent", "ApproximateNumberOfMessagesVisible"}, "DeadLetterQueueAlarm reads sends and the visible count")
+
+# A total API outage is answered by functions that succeed: the stage's 5xx rate and latency are
+# alarmed, on the API's own name and stage.
+api_name, stage = api.get("Name"), api["StageName"]
+for metric in ["5XXError", "Latency"]:
+    check(any(a["Properties"]["Namespace"] == "AWS/ApiGateway" and a["Properties"]["MetricName"] == metric
+              and {"Name": "ApiName", "Value": api_name} in a["Properties"]["Dimensions"]
+              and {"Name": "Stage", "Value": stage} in a["Properties"]["Dimensions"] for a in single.values()),
+          f"an alarm on the API's {metric} (ApiName and Stage)")
+
+# The access log is JSON whatever the request: a value the gateway has not got is "-", so every
+# value is quoted.
+access_format = api["AccessLogSetting"]["Format"]
+try:
+    json.loads(re.sub(r"\$context\.[A-Za-z.]+", "-", access_format))
+    check(True, "")
+except ValueError as err:
+    check(False, f"the access log format is not JSON when a value is missing: {err}")
+
+# The account's API Gateway logging role: region-wide and shared, so kept; the API waits for it
+# through a handle that refers to it only when it is made.
+for name in ["ApiGatewayLoggingRole", "ApiGatewayAccount"]:
+    check(resources[name].get("DeletionPolicy") == "Retain" and resources[name].get("UpdateReplacePolicy") == "Retain", f"{name}: Retain")
+ready = resources["Api"].get("DependsOn")
+check(ready in resources and resources[ready]["Type"] == "AWS::CloudFormation::WaitConditionHandle"
+      and json.dumps(resources[ready].get("Metadata", {})).count('"Ref": "ApiGatewayAccount"') == 1
+      and "Fn::If" in json.dumps(resources[ready].get("Metadata", {})),
+      "the API must depend on the account's logging role through a conditional wait-condition handle")
+check(cfn["Api"].get("DependsOn") == ready, "SAM keeps the API's DependsOn on the RestApi (the stage follows it)")
 
 for failure in failures:
     print(f"FAIL: {failure}")
