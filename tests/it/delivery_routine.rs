@@ -244,3 +244,33 @@ async fn only_jobs_of_the_publish_that_claimed_the_message_id_are_delivered() {
     );
     assert_eq!(receiver.deliveries().len(), 1, "no request for a job that is not its message's own");
 }
+
+/// Dead letters stay until replayed: a subscription disabled for a week, then enabled again,
+/// gets its dead-lettered messages on replay, large ones included, although published messages
+/// are otherwise kept 7 days (a dead letter keeps its message as long as the dead-letter queue
+/// keeps the dead letter).
+#[tokio::test]
+async fn dead_letters_replayed_a_week_later_are_delivered() {
+    let w = world("0s");
+    let receiver = Receiver::answering(200).await;
+    let mut subscription = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    let large = format!("{{\"blob\":\"{}\"}}", "x".repeat(tidings::domain::message::INLINE_PAYLOAD_LIMIT + 10));
+    w.publish("ProductCreated", r#"{"n":1}"#, "m-small").await;
+    w.publish("ProductCreated", &large, "m-large").await;
+    subscription.status = SubscriptionStatus::Disabled;
+    subscription.failing_since = Some(w.clock.now());
+    w.app.store.set_subscription_health(&subscription).await.unwrap();
+    assert_eq!(w.run_due().await, vec![Disposition::DeadLettered, Disposition::DeadLettered]);
+
+    // A week and a day later, past the messages' own retention, the purge has run.
+    w.advance(time::Duration::days(8));
+    w.app.store.purge_expired(w.clock.now(), 100).await.unwrap();
+    subscription.status = SubscriptionStatus::Active;
+    subscription.failing_since = None;
+    w.app.store.set_subscription_health(&subscription).await.unwrap();
+    assert_eq!(w.app.queue.redrive_dead_letters(10).await.unwrap(), 2);
+    assert_eq!(w.run_due().await, vec![Disposition::Delivered, Disposition::Delivered]);
+    let payloads: Vec<String> =
+        receiver.deliveries().iter().map(|d| d.json()["payload"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(payloads, vec![r#"{"n":1}"#.to_owned(), large]);
+}

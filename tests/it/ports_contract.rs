@@ -277,6 +277,24 @@ async fn drain(queue: &dyn Queue) -> Vec<DeliveryJob> {
     }
 }
 
+/// A dead letter's message is kept as long as the dead letter: its retention is extended, never
+/// shortened; a message no longer kept stays gone.
+pub async fn a_dead_letter_keeps_its_message(log: &dyn PublishLog, store: &dyn MessageLog) {
+    let org = OrganizationId(Uuid::new_v4());
+    let now = OffsetDateTime::now_utc();
+    let record = publish_record(org, "m-kept", now);
+    assert_eq!(log.publish(&record, &[], tidings::ingest::IDEMPOTENCY_WINDOW).await.unwrap(), None);
+    let until = now + time::Duration::days(14);
+    store.retain_message(org, "m-kept", until).await.unwrap();
+    let kept = store.get_publish(org, "m-kept").await.unwrap().expect("kept");
+    assert_eq!(tidings::domain::to_micros(kept.expires_at), tidings::domain::to_micros(until));
+    store.retain_message(org, "m-kept", now + time::Duration::days(1)).await.unwrap();
+    let kept = store.get_publish(org, "m-kept").await.unwrap().expect("kept");
+    assert_eq!(tidings::domain::to_micros(kept.expires_at), tidings::domain::to_micros(until), "never shortened");
+    store.retain_message(org, "m-never-published", until).await.unwrap();
+    assert_eq!(store.get_publish(org, "m-never-published").await.unwrap(), None);
+}
+
 pub async fn publishes_are_idempotent(log: &dyn PublishLog, store: &dyn MessageLog, queue: &dyn Queue) {
     let org = org();
     let now = tidings::domain::to_micros(OffsetDateTime::now_utc());
@@ -478,6 +496,12 @@ mod embedded {
         super::publishes_are_idempotent(&backend, &backend, &backend).await;
     }
 
+    #[tokio::test]
+    async fn a_dead_letter_keeps_its_message() {
+        let (backend, _, _dir) = backend();
+        super::a_dead_letter_keeps_its_message(&backend, &backend).await;
+    }
+
     /// A full disk (or any failure) while the jobs are written: nothing of the publish is kept,
     /// so the producer's retry publishes it for real instead of being told it was a repeat.
     #[tokio::test]
@@ -608,6 +632,32 @@ mod aws {
         let (store, queue) = (fixture.store(), std::sync::Arc::new(fixture.queue()));
         let log = tidings::aws::QueueThenClaim { store: store.clone(), queue: queue.clone() };
         super::publishes_are_idempotent(&log, &*store, &*queue).await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_keeps_its_message() {
+        let fixture = AwsFixture::new(5).await;
+        let (store, queue) = (fixture.store(), std::sync::Arc::new(fixture.queue()));
+        let log = tidings::aws::QueueThenClaim { store: store.clone(), queue };
+        super::a_dead_letter_keeps_its_message(&log, &*store).await;
+    }
+
+    /// The SDK retries a conditional put that landed but whose answer was lost: the refusal then
+    /// names this publish's own record (its creation time to the nanosecond), so the publish is
+    /// answered as new, not "replayed".
+    #[tokio::test]
+    async fn a_claim_the_sdk_retried_is_its_own_publish_not_a_repeat() {
+        let store = AwsFixture::new(5).await.store();
+        let org = tidings::domain::OrganizationId(uuid::Uuid::new_v4());
+        let record = super::publish_record(org, "m-retried", time::OffsetDateTime::now_utc());
+        let window = tidings::ingest::IDEMPOTENCY_WINDOW;
+        assert_eq!(store.claim_publish(&record, window).await.unwrap(), None);
+        assert_eq!(store.claim_publish(&record, window).await.unwrap(), None, "the same publish, tried again");
+        let repeat = tidings::domain::PublishRecord {
+            created_at: record.created_at + time::Duration::seconds(1),
+            ..record.clone()
+        };
+        assert!(store.claim_publish(&repeat, window).await.unwrap().is_some(), "a later publish is a repeat");
     }
 
     /// SQS fails (here: a queue that does not exist), so the message id is not claimed. The

@@ -467,5 +467,11 @@ mod tests {
         assert_eq!(of(Some(record(reused)), reused), Provenance::Earlier, "the id was published again later");
         assert_eq!(of(None, t0 + CLAIM_GRACE - time::Duration::milliseconds(1)), Provenance::ClaimPending);
         assert_eq!(of(None, t0 + CLAIM_GRACE), Provenance::Unclaimed);
+        // Found its own once: its claim is needed no more (a dead letter replayed late).
+        let checked = job.checked();
+        let of_checked = |claim: Option<PublishRecord>, now| Provenance::of(&checked, claim.as_ref(), now);
+        assert_eq!(of_checked(None, t0 + time::Duration::days(30)), Provenance::Earlier);
+        assert_eq!(of_checked(Some(record(t0)), t0), Provenance::Published);
+        assert_eq!(of_checked(Some(record(reused)), reused), Provenance::Earlier);
     }
 }
