@@ -306,6 +306,21 @@ async fn publishes_are_delivered_signed_and_every_log_line_is_searchable_json() 
             assert!(!line.contains("Some("), "{function}: a field in Debug format: {line}");
         }
     }
+    // The API's lines say whose request it was.
+    let publish_handled = stack
+        .log_lines("IngestFunction")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "handled" && v["span"]["path"] == "/organizations/self/events")
+        .expect("the publish's handled line");
+    assert_eq!(publish_handled["fields"]["org"], org.as_str(), "{publish_handled}");
+    let published_line = stack
+        .log_lines("IngestFunction")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "published")
+        .expect("the published line");
+    assert_eq!(published_line["span"]["org"], org.as_str(), "the handler's lines too: {published_line}");
     let sum = |name: &str| emf.iter().filter_map(|v| v[name].as_u64()).sum::<u64>();
     assert_eq!(sum("Published"), 2, "a Published metric for the publish and for the execute");
     assert_eq!(sum("Delivered"), 2);

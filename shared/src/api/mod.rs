@@ -166,18 +166,28 @@ pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Respo
     let span = tracing::info_span!("request", method = %request.method(), path = %path);
     async move {
         let segments = segments(&path);
-        let response = match dispatch(app, routes, &request, &segments).await {
+        let caller = std::sync::OnceLock::new();
+        let response = match dispatch(app, routes, &request, &segments, &caller).await {
             Ok(response) => response,
             Err(err) => (dialect::spec(owner(&segments)).error_response)(&err, request.headers()),
         };
-        tracing::info!(status = response.status().as_u16(), "handled");
+        let org = caller.get().map(tracing::field::display);
+        tracing::info!(org, status = response.status().as_u16(), "handled");
         response
     }
     .instrument(span)
     .await
 }
 
-async fn dispatch(app: &App, routes: Routes, request: &Request, segments: &[&str]) -> Result<Response> {
+/// Routes one request; `caller` is set to the organization its credentials name, once checked,
+/// so the request's lines say whose it was.
+async fn dispatch(
+    app: &App,
+    routes: Routes,
+    request: &Request,
+    segments: &[&str],
+    caller: &std::sync::OnceLock<crate::domain::OrganizationId>,
+) -> Result<Response> {
     if request.body().len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
@@ -199,11 +209,13 @@ async fn dispatch(app: &App, routes: Routes, request: &Request, segments: &[&str
         None => None,
     };
     let key = (dialect::spec(*dialect).authenticate)(app, request).await?;
+    let _ = caller.set(key.organization);
     let (Some(route), Some(handler)) = (route, handler) else {
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
-    handler(Call { app, request, key, captures: route.captures(segments) }).await
+    let span = tracing::info_span!("caller", org = %key.organization);
+    handler(Call { app, request, key, captures: route.captures(segments) }).instrument(span).await
 }
 
 /// The dialect whose error body a path gets: the owner of the routes sharing the most leading
