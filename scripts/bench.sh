@@ -12,6 +12,10 @@ cargo build --release -p tidings-cli
 RUST_LOG=warn TIDINGS_BIN="$PWD/target/release/tidings" cargo bench -p tidings-tests --bench delivery
 # Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
 python3 scripts/bench_isolation.py target/release/tidings
+# The same on the Lambda path: the deployed stack under emulation, the function binaries built
+# beside the benchmark (release), the Lambda Runtime API emulator from the virtualenv.
+cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
+TIDINGS_PYTHON="$PWD/.venv/bin/python" RUST_LOG=warn cargo bench -p tidings-tests --bench lambda_isolation
 # The local store's size under the retention purge.
 python3 scripts/bench_retention.py target/release/tidings 20000
 # The Lambda functions built as `sam build` builds them (from functions/, whose
