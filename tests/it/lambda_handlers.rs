@@ -332,25 +332,14 @@ async fn twenty_jobs_of_a_timing_out_endpoint_in_one_batch_make_one_request_and_
     let mut back = Vec::new();
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let out = sqs
-            .receive_message()
-            .queue_url(aws.retry_url())
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        back.extend(out.messages.unwrap_or_default());
+        back.extend(tidings_tests::aws::take_messages(&sqs, aws.retry_url()).await);
         if back.len() >= 20 {
             break;
         }
     }
     assert_eq!(back.len(), 20, "all 20 back on the slow lane");
     for message in &back {
-        let attributes = message.attributes.clone().unwrap_or_default();
-        let count = &attributes[&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
-        assert_eq!(count, "1", "a new message, its receives not spent");
+        assert_eq!(tidings_tests::aws::receive_count(message), 1, "a new message, its receives not spent");
     }
     let jobs: Vec<DeliveryJob> = back.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
     assert_eq!(jobs.iter().filter(|j| j.attempts == 1).count(), 1, "the probe's retry");

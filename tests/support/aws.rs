@@ -232,3 +232,26 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
         .await
         .unwrap();
 }
+
+/// Takes up to 10 messages of a queue with every system attribute, hiding them for a minute, so
+/// repeated calls read each message once.
+pub async fn take_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(60)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    out.messages.unwrap_or_default()
+}
+
+/// A taken message's `ApproximateReceiveCount` (this receive included).
+pub fn receive_count(message: &aws_sdk_sqs::types::Message) -> u32 {
+    let attributes = message.attributes.as_ref();
+    let count =
+        attributes.and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount));
+    count.and_then(|c| c.parse().ok()).unwrap_or(0)
+}

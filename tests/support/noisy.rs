@@ -242,25 +242,14 @@ pub async fn dead_letters(stack: &DeployedStack) -> Vec<DeadLetter> {
     let url = stack.output("DeadLetterQueueUrl");
     let mut seen = HashMap::new();
     for _ in 0..1000 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
+        let messages = crate::aws::take_messages(&sqs, &url).await;
         if messages.is_empty() {
             break;
         }
         for message in messages {
-            let attributes = message.attributes.clone().unwrap_or_default();
-            let count = |name| attributes.get(&name).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-            let receives = count(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount);
-            let redriven = receives > 1
-                || attributes.contains_key(&aws_sdk_sqs::types::MessageSystemAttributeName::DeadLetterQueueSourceArn);
+            let source = aws_sdk_sqs::types::MessageSystemAttributeName::DeadLetterQueueSourceArn;
+            let redriven = crate::aws::receive_count(&message) > 1
+                || message.attributes.as_ref().is_some_and(|a| a.contains_key(&source));
             let job: Value = serde_json::from_str(message.body().unwrap_or("{}")).unwrap_or_default();
             let message_id = job["messageId"].as_str().unwrap_or_default().to_owned();
             seen.entry(message.message_id.clone().unwrap_or_default()).or_insert(DeadLetter { message_id, redriven });

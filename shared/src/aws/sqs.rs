@@ -130,6 +130,13 @@ impl SqsQueue {
     }
 }
 
+/// When a job sent now with `delay` becomes due, if SQS cannot delay it that long: the rest of the
+/// wait rides on the job (a receive before then only hides the message again).
+fn not_before(delay: Duration) -> Option<time::OffsetDateTime> {
+    (delay > MAX_DELAY)
+        .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX))
+}
+
 /// Whole seconds for SQS, rounded up so a short wait never becomes none.
 fn seconds(d: Duration, max: Duration) -> i32 {
     d.min(max).as_secs_f64().ceil() as i32
@@ -235,12 +242,10 @@ impl Queue for SqsQueue {
         // A new message carries the job with its attempt counted (SQS messages cannot change);
         // the received one is then finished. Waits beyond SQS's 15-minute delay ride on
         // `not_before`: a receive before then only hides the message again.
-        let not_before = (delay > MAX_DELAY)
-            .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX));
         self.client
             .send_message()
             .queue_url(self.lane_url(Lane::Slow))
-            .message_body(serde_json::to_string(&received.job.next_attempt(not_before))?)
+            .message_body(serde_json::to_string(&received.job.next_attempt(not_before(delay)))?)
             .delay_seconds(seconds(delay, MAX_DELAY))
             .send()
             .await
@@ -266,15 +271,7 @@ impl Queue for SqsQueue {
         // A new message, whose receive count starts again: hiding the received one instead
         // would count every put-off towards the redrive policy. The received copy is then
         // deleted (the Lambda reports it done).
-        let job = match delay > MAX_DELAY {
-            true => DeliveryJob {
-                not_before: Some(
-                    time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX),
-                ),
-                ..job.clone()
-            },
-            false => job.clone(),
-        };
+        let job = DeliveryJob { not_before: not_before(delay), ..job.clone() };
         self.client
             .send_message()
             .queue_url(self.lane_url(job.lane))

@@ -151,24 +151,21 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         app.queue.defer(&received.receipt, wait).await?;
         return Ok((Disposition::NotYetDue, None));
     }
-    let (subscription, payload) = match delivery_records(app, job).await? {
-        Ok(found) => found,
-        Err(disposition) => return Ok((disposition, None)),
+    let (mut subscription, payload) = match delivery_records(app, job).await? {
+        Records::Deliver(subscription, payload) => (*subscription, payload),
+        Records::Skip(why) => return Ok((Disposition::Skipped(why), None)),
+        Records::ClaimPending => {
+            // Claims usually land within milliseconds (see `delivery_records`); look again in a
+            // second, then once more when its publish can no longer be running.
+            let age = app.clock.now() - job.published_at;
+            let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
+            app.queue.put_off(received, job, wait).await?;
+            tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its message's claim is not written yet");
+            return Ok((Disposition::PutOff(wait), None));
+        }
     };
-    let Some(mut subscription) = subscription else {
-        return Ok((Disposition::Skipped("the subscription was deleted"), None));
-    };
-    let Some(payload) = payload else {
-        // Claims usually land within milliseconds (see `delivery_records`); look again in a
-        // second, then once more when its publish can no longer be running.
-        let age = app.clock.now() - job.published_at;
-        let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
-        app.queue.put_off(received, job, wait).await?;
-        tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its message's claim is not written yet");
-        return Ok((Disposition::PutOff(wait), None));
-    };
-    // From here on the job is its message's own: its retries and dead letters say so.
-    let job = &job.checked();
+    // From here on the job is its message's own: the copies it leaves on the queue (put-offs,
+    // retries, dead letters) say so.
     if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
         dead_letter(app, received, job).await?;
@@ -177,18 +174,17 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
     // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to
     // the slow lane, where one request to it at a time is in flight in this process (on Lambda:
     // per warm instance); its other jobs wait without using up an attempt.
-    let _probe = if subscription.failing_since.is_some() {
+    let _probe = if let Some(failing_since) = subscription.failing_since {
         if job.lane == Lane::First {
-            app.queue.put_off(received, &job.in_lane(Lane::Slow), Duration::ZERO).await?;
+            app.queue.put_off(received, &job.checked().in_lane(Lane::Slow), Duration::ZERO).await?;
             tracing::debug!("put off: moved to the slow lane, its endpoint is failing");
             return Ok((Disposition::PutOff(Duration::ZERO), None));
         }
         match app.delivery_probes.claim(org, subscription.id) {
             Some(probe) => Some(probe),
             None => {
-                let failing_for = app.clock.now() - subscription.failing_since.unwrap_or(app.clock.now());
-                let wait = probe_wait(app.http.timeout(), failing_for);
-                app.queue.put_off(received, job, wait).await?;
+                let wait = probe_wait(app.http.timeout(), app.clock.now() - failing_since);
+                app.queue.put_off(received, &job.checked(), wait).await?;
                 tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its failing endpoint is being probed");
                 return Ok((Disposition::PutOff(wait), None));
             }
@@ -270,41 +266,44 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
     }
 }
 
-/// What a delivery reads: its subscription, and the payload once the job is known to be its
-/// message's own; `Ok(Ok((_, None)))` while its claim may still be on its way (looked at again
-/// within this call a few times first, since claims usually land within milliseconds and a
-/// put-off costs a second); `Ok(Err(_))` when there is nothing to deliver.
-async fn delivery_records(
-    app: &App,
-    job: &DeliveryJob,
-) -> Result<std::result::Result<(Option<crate::domain::Subscription>, Option<String>), Disposition>> {
-    for look in 0..=CLAIM_LOOKS {
+/// What a delivery found to deliver.
+enum Records {
+    /// The subscription, and the payload of a job that is its message's own.
+    Deliver(Box<crate::domain::Subscription>, String),
+    /// Its message's claim may still be on its way.
+    ClaimPending,
+    /// Nothing to deliver.
+    Skip(&'static str),
+}
+
+/// Reads a job's subscription and message and tells whether the job is its message's own. A
+/// claim not written yet is looked for again within this call a few times first: claims
+/// usually land within milliseconds, and a put-off costs a second.
+async fn delivery_records(app: &App, job: &DeliveryJob) -> Result<Records> {
+    let mut looks = 0;
+    loop {
         let (subscription, message) =
             app.store.delivery_records(job.organization, job.subscription_id, &job.message_id).await?;
-        if subscription.is_none() {
-            return Ok(Ok((None, None)));
-        }
+        let Some(subscription) = subscription else { return Ok(Records::Skip("the subscription was deleted")) };
         let payload = match (Provenance::of(job, message.as_ref(), app.clock.now()), &job.payload, message) {
             (Provenance::Published, None, Some(message)) => message.payload,
             (Provenance::Published | Provenance::Earlier, Some(payload), _) => payload.clone(),
             (Provenance::Published | Provenance::Earlier, None, _) => {
-                return Ok(Err(Disposition::Skipped("the message is no longer retained")))
+                return Ok(Records::Skip("the message is no longer retained"))
             }
-            (Provenance::Repeat, ..) => {
-                return Ok(Err(Disposition::Skipped("a repeat of a message id already published")))
-            }
+            (Provenance::Repeat, ..) => return Ok(Records::Skip("a repeat of a message id already published")),
             (Provenance::Unclaimed, ..) => {
-                return Ok(Err(Disposition::Skipped("its publish was never acknowledged, or it is no longer retained")))
+                return Ok(Records::Skip("its publish was never acknowledged, or it is no longer retained"))
             }
-            (Provenance::ClaimPending, ..) if look < CLAIM_LOOKS => {
+            (Provenance::ClaimPending, ..) if looks < CLAIM_LOOKS => {
+                looks += 1;
                 tokio::time::sleep(CLAIM_LOOK_EVERY).await;
                 continue;
             }
-            (Provenance::ClaimPending, ..) => return Ok(Ok((subscription, None))),
+            (Provenance::ClaimPending, ..) => return Ok(Records::ClaimPending),
         };
-        return Ok(Ok((subscription, Some(payload))));
+        return Ok(Records::Deliver(Box::new(subscription), payload));
     }
-    unreachable!("the last look returns")
 }
 
 /// How many more times a delivery looks for a claim not written yet before it puts the job off,
@@ -321,7 +320,7 @@ pub const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days(14);
 async fn dead_letter(app: &App, received: &ReceivedJob, job: &DeliveryJob) -> Result<()> {
     let until = app.clock.now() + DEAD_LETTER_RETENTION;
     app.store.retain_message(job.organization, &job.message_id, until).await?;
-    app.queue.dead_letter(&received.receipt, job).await
+    app.queue.dead_letter(&received.receipt, &job.checked()).await
 }
 
 /// How long a job waits while its failing endpoint is being probed by another request: at
@@ -372,13 +371,10 @@ impl Provenance {
     ) -> Provenance {
         use crate::domain::to_micros;
         match claim {
+            Some(claim) if to_micros(claim.created_at) == to_micros(job.published_at) => Provenance::Published,
             // Found its own by an earlier receive: the claim may have expired since (a dead
             // letter replayed late), or the id been published again.
-            Some(claim) if job.provenance_checked && to_micros(claim.created_at) == to_micros(job.published_at) => {
-                Provenance::Published
-            }
             _ if job.provenance_checked => Provenance::Earlier,
-            Some(claim) if to_micros(claim.created_at) == to_micros(job.published_at) => Provenance::Published,
             Some(claim) if claim.created_at >= job.published_at + crate::ingest::IDEMPOTENCY_WINDOW => {
                 Provenance::Earlier
             }

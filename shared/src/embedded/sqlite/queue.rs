@@ -82,6 +82,25 @@ pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &
     .transpose()
 }
 
+impl SqliteBackend {
+    /// A received job waits `delay` (with `job` replacing it, if given), its receive not
+    /// counted: no attempt was made. Without its receipt it is waiting, not in flight.
+    async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<String>) -> Result<()> {
+        let (id, _) = parse_receipt(receipt)?;
+        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        let receipt = receipt.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE queue SET job = COALESCE(?4, job), visible_at = ?3, receipt = NULL, \
+                 receive_count = MAX(receive_count - 1, 0) WHERE id = ?1 AND receipt = ?2",
+            )?
+            .execute(params![id, receipt, visible_at, job])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn parse_receipt(receipt: &str) -> Result<(i64, i64)> {
     let (id, count) =
         receipt.split_once(':').ok_or_else(|| Error::internal(format!("malformed queue receipt {receipt:?}")))?;
@@ -165,35 +184,12 @@ impl Queue for SqliteBackend {
     }
 
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
-        let (id, _) = parse_receipt(receipt)?;
-        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
-        let receipt = receipt.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE queue SET visible_at = ?3, receipt = NULL, receive_count = MAX(receive_count - 1, 0) \
-                 WHERE id = ?1 AND receipt = ?2",
-            )?
-            .execute(params![id, receipt, visible_at])?;
-            Ok(())
-        })
-        .await
+        self.wait_uncounted(receipt, delay, None).await
     }
 
     async fn put_off(&self, received: &ReceivedJob, job: &DeliveryJob, delay: Duration) -> Result<()> {
-        let (id, _) = parse_receipt(&received.receipt)?;
-        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
-        let receipt = received.receipt.clone();
-        let job = serde_json::to_string(job)?;
-        // One queue here: the row waits with the job as put off; the receive is not counted.
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL, receive_count = MAX(receive_count - 1, 0) \
-                 WHERE id = ?1 AND receipt = ?2",
-            )?
-            .execute(params![id, receipt, visible_at, job])?;
-            Ok(())
-        })
-        .await
+        // One queue here: the row waits, with the job as put off.
+        self.wait_uncounted(&received.receipt, delay, Some(serde_json::to_string(job)?)).await
     }
 
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
