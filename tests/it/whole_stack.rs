@@ -314,6 +314,12 @@ async fn publishes_are_delivered_signed_and_every_log_line_is_searchable_json() 
         .find(|v| v["fields"]["message"] == "handled" && v["span"]["path"] == "/organizations/self/events")
         .expect("the publish's handled line");
     assert_eq!(publish_handled["fields"]["org"], org.as_str(), "{publish_handled}");
+    // The key's id, never the key.
+    let key_id = publish_handled["fields"]["key_id"].as_str().unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(key_id).is_ok(), "{publish_handled}");
+    for function in ["SubscriptionsFunction", "IngestFunction", "DeliveryFunction"] {
+        assert!(stack.log_lines(function).iter().all(|l| !l.contains(&client.key)), "{function} logged an API key");
+    }
     let published_line = stack
         .log_lines("IngestFunction")
         .iter()

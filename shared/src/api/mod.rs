@@ -171,22 +171,23 @@ pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Respo
             Ok(response) => response,
             Err(err) => (dialect::spec(owner(&segments)).error_response)(&err, request.headers()),
         };
-        let org = caller.get().map(tracing::field::display);
-        tracing::info!(org, status = response.status().as_u16(), "handled");
+        let org = caller.get().map(|(org, _)| tracing::field::display(org));
+        let key_id = caller.get().map(|(_, key)| tracing::field::display(key));
+        tracing::info!(org, key_id, status = response.status().as_u16(), "handled");
         response
     }
     .instrument(span)
     .await
 }
 
-/// Routes one request; `caller` is set to the organization its credentials name, once checked,
-/// so the request's lines say whose it was.
+/// Routes one request; `caller` is set to the organization its credentials name and the key's
+/// id (never the key), once checked, so the request's lines say whose it was.
 async fn dispatch(
     app: &App,
     routes: Routes,
     request: &Request,
     segments: &[&str],
-    caller: &std::sync::OnceLock<crate::domain::OrganizationId>,
+    caller: &std::sync::OnceLock<(crate::domain::OrganizationId, uuid::Uuid)>,
 ) -> Result<Response> {
     if request.body().len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
@@ -209,12 +210,12 @@ async fn dispatch(
         None => None,
     };
     let key = (dialect::spec(*dialect).authenticate)(app, request).await?;
-    let _ = caller.set(key.organization);
+    let _ = caller.set((key.organization, key.id));
     let (Some(route), Some(handler)) = (route, handler) else {
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
-    let span = tracing::info_span!("caller", org = %key.organization);
+    let span = tracing::info_span!("caller", org = %key.organization, key_id = %key.id);
     handler(Call { app, request, key, captures: route.captures(segments) }).instrument(span).await
 }
 
