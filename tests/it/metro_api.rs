@@ -506,3 +506,43 @@ async fn a_412_lists_unknown_and_missing_fields_together() {
     names.sort();
     assert_eq!(names, vec!["colour", "fallbackEmail", "url"]);
 }
+
+/// The public Metro client (n8n's METRO node) names the fields `eventType` and `targetUrl` and
+/// sends no fallback email: accepted as aliases, answered and listed in the seed's shape.
+#[tokio::test]
+async fn the_public_clients_event_type_and_target_url_are_aliases() {
+    let w = world().await;
+    let body = json!({"eventType": "order_line_cancelled", "targetUrl": w.receiver.url()});
+    let (status, created, _) = w.call(Method::POST, SUBS, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["message"], "Success. Subscription for \"events.names.order_line_cancelled\" event is active.");
+    let listed = w.list().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!((&listed[0]["event"], &listed[0]["url"]), (&json!("order_line_cancelled"), &json!(w.receiver.url())));
+    assert_eq!(listed[0]["fallbackEmail"], "");
+    // A PATCH by alias too.
+    let id = created["id"].as_str().unwrap();
+    let (status, body, _) =
+        w.call(Method::PATCH, &format!("{SUBS}/{id}"), Some(json!({"eventType": "order_created"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(w.list().await[0]["event"], "order_created");
+    // An invalid alias is named as sent; a missing one too.
+    let (status, body, _) = w.call(Method::POST, SUBS, Some(json!({"eventType": "order_shipped"}))).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let mut names = invalid_names(&body);
+    names.sort();
+    assert_eq!(names, vec!["eventType", "targetUrl"]);
+}
+
+/// One field under both its names is a 412 naming both, and nothing is stored.
+#[tokio::test]
+async fn a_field_under_both_its_names_is_412_naming_both() {
+    let w = world().await;
+    let body = json!({"event": "order_created", "eventType": "order_created", "url": w.receiver.url(), "fallbackEmail": "seller@example.com"});
+    let (status, body, _) = w.call(Method::POST, SUBS, Some(body)).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let mut names = invalid_names(&body);
+    names.sort();
+    assert_eq!(names, vec!["event", "eventType"]);
+    assert!(w.list().await.is_empty());
+}

@@ -29,6 +29,35 @@ use crate::domain::{catalog, ApiKey, Dialect, Subscription, SubscriptionStatus};
 use crate::{App, Error, Result};
 
 const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];
+/// Other names public clients give the seed's fields (n8n's Metro node: `eventType`,
+/// `targetUrl`), as (alias, field). The seed's names stay canonical and answers use them.
+const ALIASES: &[(&str, &str)] = &[("targetUrl", "url"), ("eventType", "event")];
+
+/// A body with its aliases renamed to the seed's fields, and whether any alias was used. A field
+/// given under both names is invalid under both.
+fn canonical(mut body: Map<String, Value>) -> (Map<String, Value>, bool, Vec<(String, String)>) {
+    let (mut aliased, mut invalid) = (false, Vec::new());
+    for (alias, field) in ALIASES {
+        let Some(value) = body.remove(*alias) else { continue };
+        aliased = true;
+        if body.contains_key(*field) {
+            let reason = format!("Give {field} or {alias}, not both.");
+            invalid.push((field.to_string(), reason.clone()));
+            invalid.push((alias.to_string(), reason));
+        } else {
+            body.insert(field.to_string(), value);
+        }
+    }
+    (body, aliased, invalid)
+}
+
+/// Names an invalid field as the client sent it (an alias, if it used one).
+fn as_sent(name: String, sent: &Map<String, Value>) -> String {
+    ALIASES
+        .iter()
+        .find(|(alias, field)| *field == name && sent.contains_key(*alias) && !sent.contains_key(*field))
+        .map_or(name, |(alias, _)| alias.to_string())
+}
 /// The event name of the connection check.
 pub const TEST_EVENT: &str = "test_connection";
 
@@ -105,7 +134,7 @@ struct Fields {
     is_active: Option<bool>,
 }
 
-fn validate(app: &App, body: &Map<String, Value>) -> Result<Fields> {
+fn validate(app: &App, body: &Map<String, Value>) -> std::result::Result<Fields, Vec<(String, String)>> {
     let mut invalid: Vec<(String, String)> = Vec::new();
     let mut fields = Fields::default();
     for (name, value) in body {
@@ -142,7 +171,7 @@ fn validate(app: &App, body: &Map<String, Value>) -> Result<Fields> {
     if invalid.is_empty() {
         Ok(fields)
     } else {
-        Err(Error::InvalidParams(invalid))
+        Err(invalid)
     }
 }
 
@@ -154,31 +183,40 @@ fn check_scope(key: &ApiKey, event: &catalog::EventDefinition) -> Result<()> {
     }
 }
 
+/// Validates a body whose fields may go by their aliases: the fields, whether an alias was used,
+/// and every invalid field named as the client sent it.
+fn validate_as_sent(app: &App, sent: Map<String, Value>) -> (Fields, bool, Vec<(String, String)>, Map<String, Value>) {
+    let (body, aliased, mut invalid) = canonical(sent.clone());
+    let fields = validate(app, &body).unwrap_or_else(|more| {
+        invalid.extend(more.into_iter().map(|(name, reason)| (as_sent(name, &sent), reason)));
+        Fields::default()
+    });
+    (fields, aliased, invalid, body)
+}
+
 async fn create(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
-    let body = parse_object(call.request.body())?;
+    let sent = parse_object(call.request.body())?;
     // Every invalid field at once: the ones present and wrong, and the required ones missing.
-    let (fields, mut invalid) = match validate(app, &body) {
-        Ok(fields) => (fields, Vec::new()),
-        Err(Error::InvalidParams(invalid)) => (Fields::default(), invalid),
-        Err(other) => return Err(other),
-    };
-    for name in ["url", "event", "fallbackEmail"] {
-        if !body.contains_key(name) {
+    let (fields, aliased, mut invalid, body) = validate_as_sent(app, sent);
+    // Clients that use the aliases name no fallback email (alerts then go nowhere but the logs).
+    let required: &[&str] = if aliased { &["url", "event"] } else { &["url", "event", "fallbackEmail"] };
+    for name in required {
+        if !body.contains_key(*name) && !invalid.iter().any(|(n, _)| n == name) {
+            let name = if aliased { ALIASES.iter().find(|(_, f)| f == name).map_or(*name, |(a, _)| *a) } else { *name };
             invalid.push((name.to_owned(), "This value should not be blank.".to_owned()));
         }
     }
     if !invalid.is_empty() {
         return Err(Error::InvalidParams(invalid));
     }
-    let (Some(url), Some((event, spelling)), Some(fallback_email)) = (fields.url, fields.event, fields.fallback_email)
-    else {
+    let (Some(url), Some((event, spelling))) = (fields.url, fields.event) else {
         return Err(Error::internal("validated fields went missing"));
     };
     check_scope(key, event)?;
     let active = fields.is_active.unwrap_or(true);
     let subscription = Subscription {
-        contact_email: Some(fallback_email),
+        contact_email: fields.fallback_email,
         status: if active { SubscriptionStatus::Active } else { SubscriptionStatus::Inactive },
         // The spelling the client chose, which it is answered (and delivered) with.
         ..Subscription::new(
@@ -220,16 +258,15 @@ async fn find(app: &App, key: &ApiKey, id: &str) -> Result<Subscription> {
 async fn update(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     let subscription = find(app, key, call.param("id")).await?;
-    let body = parse_object(call.request.body())?;
+    let sent = parse_object(call.request.body())?;
+    let (fields, _, mut invalid, body) = validate_as_sent(app, sent);
     if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
         let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
-        let mut invalid = vec![("body".to_owned(), reason)];
-        if let Err(Error::InvalidParams(more)) = validate(app, &body) {
-            invalid.extend(more);
-        }
+        invalid.insert(0, ("body".to_owned(), reason));
+    }
+    if !invalid.is_empty() {
         return Err(Error::InvalidParams(invalid));
     }
-    let fields = validate(app, &body)?;
     if let Some((event, _)) = &fields.event {
         check_scope(key, event)?;
     }
