@@ -183,22 +183,31 @@ fn check_scope(key: &ApiKey, event: &catalog::EventDefinition) -> Result<()> {
     }
 }
 
-/// Validates a body whose fields may go by their aliases: the fields, whether an alias was used,
-/// and every invalid field named as the client sent it.
-fn validate_as_sent(app: &App, sent: Map<String, Value>) -> (Fields, bool, Vec<(String, String)>, Map<String, Value>) {
+/// A body whose fields may go by their aliases, validated.
+struct Validated {
+    fields: Fields,
+    /// Whether an alias was used.
+    aliased: bool,
+    /// Every invalid field, named as the client sent it.
+    invalid: Vec<(String, String)>,
+    /// The body under the seed's names.
+    body: Map<String, Value>,
+}
+
+fn validate_as_sent(app: &App, sent: Map<String, Value>) -> Validated {
     let (body, aliased, mut invalid) = canonical(sent.clone());
     let fields = validate(app, &body).unwrap_or_else(|more| {
         invalid.extend(more.into_iter().map(|(name, reason)| (as_sent(name, &sent), reason)));
         Fields::default()
     });
-    (fields, aliased, invalid, body)
+    Validated { fields, aliased, invalid, body }
 }
 
 async fn create(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     let sent = parse_object(call.request.body())?;
     // Every invalid field at once: the ones present and wrong, and the required ones missing.
-    let (fields, aliased, mut invalid, body) = validate_as_sent(app, sent);
+    let Validated { fields, aliased, mut invalid, body } = validate_as_sent(app, sent);
     // Clients that use the aliases name no fallback email (alerts then go nowhere but the logs).
     let required: &[&str] = if aliased { &["url", "event"] } else { &["url", "event", "fallbackEmail"] };
     for name in required {
@@ -259,7 +268,7 @@ async fn update(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     let subscription = find(app, key, call.param("id")).await?;
     let sent = parse_object(call.request.body())?;
-    let (fields, _, mut invalid, body) = validate_as_sent(app, sent);
+    let Validated { fields, mut invalid, body, .. } = validate_as_sent(app, sent);
     if !body.keys().any(|k| FIELDS.contains(&k.as_str())) {
         let reason = "At least one of url, event, fallbackEmail, isActive is required.".to_owned();
         invalid.insert(0, ("body".to_owned(), reason));
