@@ -35,11 +35,12 @@ EXAMPLE_METRO_ID = "7c0e2a1e-2f7d-4c1a-9d2b-6c1f0e5a4b3d"
 EXAMPLE_LAGERKOLL_GUID = "5b1d7f0e-9a3c-4e2b-8f6d-1c2b3a4d5e6f"
 EXAMPLE_LAGERKOLL_ID = "3052672938240921"
 SCOPES = ["READ:PURCHASE", "READ:PRODUCT", "READ:USERINFO", "READ:ORDER"]
-CHECKS = ",".join([
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance", "unsupported_method",
-    "allow_header_conformance",
-])
+# Every check but one: positive_data_acceptance (a body of the documented shape must be
+# accepted) cannot hold here, for reasons no schema can state: a create's destination must answer
+# the signed check (Zettle's TestMessage, Metro's test_connection), a Zettle uuid may already be
+# taken, a key needs the scope of the events it names, and a replay needs a message still kept.
+EXCLUDED_CHECKS = "positive_data_acceptance"
+CONFIG = ROOT / "tests" / "schemathesis.toml"
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -139,13 +140,12 @@ def main() -> int:
             schema.write_text(seed(base, key, org, receiver_url, document))
             junit = Path(work) / "junit.xml"
             run = subprocess.run([
-                SCHEMATHESIS, "run", schema, "--url", base,
-                "-H", f"Authorization: Bearer {key}", "-H", f"store: {org}",
-                "--checks", CHECKS, "--phases", "examples,coverage,fuzzing",
+                SCHEMATHESIS, "--config-file", CONFIG, "run", schema, "--url", base,
+                "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--phases", "examples,coverage,fuzzing",
                 "--max-examples", "30", "--seed", "20261124", "--workers", "1",
                 "--request-timeout", "20", "--no-color", "--continue-on-failure",
                 "--report", "junit", "--report-junit-path", junit,
-            ], cwd=work)
+            ], cwd=work, env={**os.environ, "TIDINGS_ST_KEY": key, "TIDINGS_ST_STORE": org})
             tested = set()
             for case in ET.parse(junit).getroot().iter("testcase"):
                 if case.find("skipped") is None:

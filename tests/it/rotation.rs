@@ -204,6 +204,7 @@ async fn rotation_errors_change_nothing() {
         (json!({"overlapSeconds": -1}), "overlapSeconds"),
         (json!({"overlapSeconds": 604_801}), "overlapSeconds"),
         (json!({"overlapSeconds": "1h"}), "overlapSeconds"),
+        (json!({"overlapSeconds": 912.5}), "overlapSeconds"),
         (json!({"overlap": 60}), "overlap"),
     ] {
         let (status, error) = w.rotate(&id, Some(body.clone())).await;
@@ -231,6 +232,18 @@ async fn rotation_errors_change_nothing() {
     assert_eq!(stored.previous_signing_keys[0].key, old_key);
     let overlap = stored.previous_signing_keys[0].expires_at - time::OffsetDateTime::now_utc();
     assert!(overlap > time::Duration::hours(23) && overlap <= time::Duration::hours(24));
+}
+
+/// JSON Schema's integer includes `912.0`: the document says integer, so the server takes it.
+#[tokio::test]
+async fn a_whole_overlap_written_with_a_fraction_is_accepted() {
+    let w = world().await;
+    let (id, _, _) = subscribe_each_dialect(&w).await.remove(0);
+    let (status, rotated) = w.rotate(&id, Some(json!({"overlapSeconds": 912.0}))).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let stored = w.stack.app.store.get_subscription(w.org, id.parse().unwrap()).await.unwrap().unwrap();
+    let overlap = stored.previous_signing_keys[0].expires_at - time::OffsetDateTime::now_utc();
+    assert!(overlap > time::Duration::seconds(900) && overlap <= time::Duration::seconds(912), "{overlap}");
 }
 
 /// `tidings secrets rotate` on a data directory.

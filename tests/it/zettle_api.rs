@@ -784,6 +784,12 @@ async fn other_methods_are_405_with_allow() {
     let (status, _, text) = call(&w.stack, Method::GET, "/nowhere", Some(&w.key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     message(&text);
+    // The OpenAPI document needs no credentials, so neither does its 405; other paths keep
+    // their methods to themselves until the caller is known.
+    let (status, headers, _) = call(&w.stack, Method::DELETE, "/openapi.json", None, None).await;
+    assert_eq!((status, &headers["allow"]), (StatusCode::METHOD_NOT_ALLOWED, &"GET".parse().unwrap()));
+    let (status, _, _) = call(&w.stack, Method::PATCH, SUBS, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 // ---------------------------------------------------------------- tenants

@@ -209,6 +209,12 @@ async fn dispatch(
         Some(Handler::Authenticated(handler)) => Some(handler),
         None => None,
     };
+    // A path served without credentials (the OpenAPI document) has nothing to hide behind them:
+    // another method on it is 405 at once. Elsewhere a stranger learns nothing, 405 included.
+    if route.is_none() && on_path.iter().all(|route| matches!(route.handler, Handler::Public(_))) {
+        let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
+        return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
+    }
     let key = (dialect::spec(*dialect).authenticate)(app, request).await?;
     let _ = caller.set((key.organization, key.id));
     let (Some(route), Some(handler)) = (route, handler) else {

@@ -97,7 +97,8 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
         reject_unknown_fields(fields.keys(), &["overlapSeconds"])?;
         match fields.get("overlapSeconds") {
             None | Some(serde_json::Value::Null) => crate::subscriptions::DEFAULT_ROTATION_OVERLAP,
-            Some(value) => value.as_i64().map(time::Duration::seconds).ok_or_else(|| {
+            // A whole number, however written (JSON Schema's integer includes 912.0).
+            Some(value) => whole_number(value).map(time::Duration::seconds).ok_or_else(|| {
                 Error::bad_request("overlapSeconds", "overlapSeconds must be a whole number of seconds")
             })?,
         }
@@ -110,4 +111,10 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
         StatusCode::OK,
         &serde_json::json!({ "signingKey": rotated.signing_key, "previousKeyExpiresAt": expires }),
     ))
+}
+
+/// A JSON number that is a whole number (`912` or `912.0`), within `i64`.
+fn whole_number(value: &serde_json::Value) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact as f64
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= LIMIT).map(|f| f as i64))
 }
