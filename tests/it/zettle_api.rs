@@ -964,3 +964,137 @@ async fn publish_refuses_deep_payloads_and_unrepresentable_message_ids() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert_eq!(violation(&text), "messageId");
 }
+
+// ------------------------------------------------- receivers that look themselves up
+
+/// A receiver like a public Netlify function: it answers the TestMessage by listing the
+/// organization's subscriptions to find its signing key, 200 if the subscription is there with
+/// one (401 otherwise), or always `status` when given. It keeps what each lookup saw.
+struct LookupReceiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl LookupReceiver {
+    async fn start(base: String, key: String, fixed: Option<u16>) -> LookupReceiver {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/netlify/zettle", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (base, key, log) = (base.clone(), key.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                        let (base, key, log) = (base.clone(), key.clone(), log.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let envelope: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let listed: Value = reqwest::Client::new()
+                                .get(format!("{base}/organizations/self/subscriptions"))
+                                .bearer_auth(&key)
+                                .send()
+                                .await
+                                .unwrap()
+                                .json()
+                                .await
+                                .unwrap();
+                            log.lock().unwrap().push(listed.clone());
+                            let found = listed.as_array().into_iter().flatten().any(|s| {
+                                envelope["eventName"] == "TestMessage"
+                                    && s["signingKey"].as_str().is_some_and(|k| k.len() == 64)
+                            });
+                            let status = fixed.unwrap_or(if found { 200 } else { 401 });
+                            let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        LookupReceiver { url, seen }
+    }
+
+    /// The uuids the lookups saw, each lookup's list.
+    fn seen_uuids(&self) -> Vec<Vec<String>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .map(|list| list.as_array().into_iter().flatten().map(|s| s["uuid"].as_str().unwrap().to_owned()).collect())
+            .collect()
+    }
+}
+
+/// The receiver finds the subscription, with its signing key, while its destination check runs;
+/// once created it is ACTIVE.
+#[tokio::test]
+async fn a_receiver_that_looks_its_subscription_up_during_the_check_finds_it() {
+    let w = world().await;
+    let netlify = LookupReceiver::start(w.stack.base.clone(), w.key.clone(), None).await;
+    let (status, _, body) = call(
+        &w.stack,
+        Method::POST,
+        SUBS,
+        Some(&w.key),
+        Some(create_body(SEED_UUID, &["ProductUpdated"], &netlify.url)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(netlify.seen_uuids(), vec![vec![SEED_UUID.to_owned()]], "listed during the check");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["status"], "ACTIVE");
+    let listed = w.stored().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["status"], "ACTIVE");
+    assert_eq!(listed[0]["signingKey"], created["signingKey"]);
+}
+
+/// A failed check removes what was visible during it: nothing half-made remains, and the uuid is
+/// free again.
+#[tokio::test]
+async fn a_failed_check_leaves_nothing_behind() {
+    let w = world().await;
+    let refusing = LookupReceiver::start(w.stack.base.clone(), w.key.clone(), Some(500)).await;
+    let (status, _, body) = call(
+        &w.stack,
+        Method::POST,
+        SUBS,
+        Some(&w.key),
+        Some(create_body(SEED_UUID, &["ProductUpdated"], &refusing.url)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("DESTINATION_UNSUCCESSFUL_RESPONSE"), "{body}");
+    assert_eq!(refusing.seen_uuids(), vec![vec![SEED_UUID.to_owned()]], "it was visible during the check");
+    assert!(w.stored().await.is_empty(), "and is gone after it");
+    let (status, _, body) = call(
+        &w.stack,
+        Method::POST,
+        SUBS,
+        Some(&w.key),
+        Some(create_body(SEED_UUID, &["ProductUpdated"], &w.receiver.url())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the uuid is free again: {body}");
+}
+
+/// Concurrent creates with one uuid: exactly one is created, the others are told it exists.
+#[tokio::test]
+async fn concurrent_creates_with_one_uuid_give_exactly_one() {
+    let w = world().await;
+    let slow = Receiver::answering_slowly(200, "{}", std::time::Duration::from_millis(300)).await;
+    let creates = (0..5).map(|_| {
+        call(&w.stack, Method::POST, SUBS, Some(&w.key), Some(create_body(SEED_UUID, &["ProductUpdated"], &slow.url())))
+    });
+    let results = futures::future::join_all(creates).await;
+    let created = results.iter().filter(|(status, _, _)| *status == StatusCode::OK).count();
+    let refused = results.iter().filter(|(_, _, body)| body.contains("SUBSCRIPTION_ALREADY_EXIST")).count();
+    assert_eq!((created, refused), (1, 4), "{results:?}");
+    assert_eq!(w.stored().await.len(), 1);
+    assert_eq!(slow.requests().len(), 1, "one destination check");
+}

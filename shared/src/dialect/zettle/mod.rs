@@ -126,15 +126,27 @@ async fn create(call: Call<'_>) -> Result<Response> {
     let contact_email = contact_email(required_string(&fields, "contactEmail", Status::Unprocessable)?)?;
     check_scopes(key, &event_names)?;
 
-    if app.store.get_subscription(org, id).await?.is_some() {
-        return Err(Error::Duplicate(format!("a subscription with uuid {id} already exists")));
-    }
-    let subscription = Subscription {
+    // Stored before its destination check, switched off (nothing is delivered to it yet): some
+    // receivers answer the check by listing the organization's subscriptions to find their
+    // signing key. The conditional write refuses a duplicate uuid, so of concurrent creates with
+    // one uuid exactly one gets here. A failed check removes it again.
+    let pending = Subscription {
         contact_email: Some(contact_email),
+        status: SubscriptionStatus::Inactive,
         ..Subscription::new(org, id, Dialect::Zettle, event_names, &destination, app.clock.now())
     };
-    check_destination(app, &subscription).await?;
-    app.store.create_subscription(&subscription).await?;
+    app.store.create_subscription(&pending).await.map_err(|err| match err {
+        Error::Duplicate(_) => Error::Duplicate(format!("a subscription with uuid {id} already exists")),
+        other => other,
+    })?;
+    if let Err(refused) = check_destination(app, &pending).await {
+        app.store.delete_subscription(org, id).await?;
+        return Err(refused);
+    }
+    let subscription = crate::subscriptions::modify(&*app.store, app.clock.now(), pending, |s| {
+        s.status = SubscriptionStatus::Active;
+    })
+    .await?;
     tracing::info!(org = %org, subscription = %id, "subscription created");
     Ok(json_response(StatusCode::OK, &SubscriptionView::from(&subscription)))
 }
