@@ -112,6 +112,10 @@ pub trait Limits: Send + Sync {
     /// Adds one request to `client`'s count for the window starting at `window_start` (Unix
     /// seconds) and returns the count including it. Atomic across processes (rate limiting).
     async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32>;
+
+    /// Records `nonce` as used until `expires_at`: true the first time, false while an earlier
+    /// use is unexpired (a replay). Atomic across processes.
+    async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool>;
 }
 
 /// Lagerkoll store groups.

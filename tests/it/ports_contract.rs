@@ -337,6 +337,21 @@ async fn assert_repeat_delivers_nothing(store: &dyn MessageLog, queue: &dyn Queu
     }
 }
 
+/// A nonce is taken once until it expires, by exactly one of concurrent callers; then it may be
+/// taken again.
+pub async fn a_nonce_is_used_once_until_it_expires(store: &dyn Limits) {
+    let now = OffsetDateTime::now_utc();
+    let window = time::Duration::minutes(5);
+    let nonce = format!("nonce-{}", Uuid::new_v4());
+    assert!(store.use_once(&nonce, now, now + window).await.unwrap());
+    assert!(!store.use_once(&nonce, now + time::Duration::minutes(4), now + window).await.unwrap(), "a replay");
+    let later = now + time::Duration::minutes(6);
+    assert!(store.use_once(&nonce, later, later + window).await.unwrap(), "expired, so free again");
+    let fresh = format!("nonce-{}", Uuid::new_v4());
+    let racing = futures::future::join_all((0..8).map(|_| store.use_once(&fresh, now, now + window))).await;
+    assert_eq!(racing.into_iter().filter(|taken| *taken.as_ref().unwrap()).count(), 1, "exactly one caller");
+}
+
 pub async fn request_counts_are_per_client_and_window(store: &dyn Limits) {
     let client = format!("lagerkoll:{}", Uuid::new_v4());
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(2);
@@ -532,6 +547,11 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_nonce_is_used_once_until_it_expires() {
+        super::a_nonce_is_used_once_until_it_expires(&backend().0).await;
+    }
+
+    #[tokio::test]
     async fn store_groups() {
         super::store_groups(&backend().0).await;
     }
@@ -698,6 +718,11 @@ mod aws {
     #[tokio::test]
     async fn request_counts_are_per_client_and_window() {
         super::request_counts_are_per_client_and_window(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn a_nonce_is_used_once_until_it_expires() {
+        super::a_nonce_is_used_once_until_it_expires(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]

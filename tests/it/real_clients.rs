@@ -296,15 +296,28 @@ async fn a_metro_client_that_signs_its_requests_is_served() {
     let ts = ts_now();
     // Signed over the whole URL, as the public client does.
     let signature = python_metro_signature(&secret, "POST", &url, &body, &ts);
-    let response =
-        send(reqwest::Method::POST, path, body.clone(), ts.clone(), signature, client_id.clone()).await.unwrap();
+    let response = send(reqwest::Method::POST, path, body.clone(), ts.clone(), signature.clone(), client_id.clone())
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-    // Over the path alone works too.
+    // The same signed request again, within its 5 minutes: a replay, refused in Metro's shape,
+    // and nothing is created twice.
+    let replay =
+        send(reqwest::Method::POST, path, body.clone(), ts.clone(), signature, client_id.clone()).await.unwrap();
+    assert_eq!(replay.status(), 401);
+    let problem: Value = replay.json().await.unwrap();
+    assert_eq!(problem["type"], "authorization", "{problem}");
+    assert!(problem.to_string().contains("already used"), "{problem}");
+    // Over the path alone works too; a read may be sent again (it changes nothing).
     let ts = ts_now();
     let signature = python_metro_signature(&secret, "GET", path, "", &ts);
-    let listed = send(reqwest::Method::GET, path, String::new(), ts, signature, client_id.clone()).await.unwrap();
-    assert_eq!(listed.status(), 200);
-    assert_eq!(listed.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
+    for _ in 0..2 {
+        let listed = send(reqwest::Method::GET, path, String::new(), ts.clone(), signature.clone(), client_id.clone())
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), 200);
+        assert_eq!(listed.json::<Value>().await.unwrap().as_array().unwrap().len(), 1, "one subscription, not two");
+    }
 
     let stale = (time::OffsetDateTime::now_utc().unix_timestamp() - 600).to_string();
     let refusals = [

@@ -327,6 +327,27 @@ impl Limits for DynamoStore {
         }
     }
 
+    async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool> {
+        // One conditional put, shared by every Lambda instance; the TTL removes it (and an
+        // expired one not removed yet may be used again).
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("NONCE#{nonce}")))
+            .item("SK", s("NONCE"))
+            .item("expires_at", n(expires_at.unix_timestamp()))
+            .condition_expression("attribute_not_exists(PK) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(sdk_error("DynamoDB PutItem", err)),
+        }
+    }
+
     async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
         // One atomic counter per client and window, shared by every Lambda instance.
         let out = self

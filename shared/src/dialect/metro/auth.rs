@@ -56,11 +56,19 @@ async fn authenticate(app: &App, request: &Request) -> Result<ApiKey> {
         uris.extend(["https", "http"].map(|scheme| format!("{scheme}://{host}{path}")));
     }
     let method = request.method().as_str();
-    if uris.iter().any(|uri| verify_request(secret, method, uri, request.body(), timestamp, signature)) {
-        Ok(key)
-    } else {
-        Err(refused("X-Signature does not match"))
+    if !uris.iter().any(|uri| verify_request(secret, method, uri, request.body(), timestamp, signature)) {
+        return Err(refused("X-Signature does not match"));
     }
+    // A signed request that changes something is taken once: its signature is kept for as long
+    // as its timestamp is accepted, on every instance. Reading again changes nothing.
+    if !request.method().is_safe() {
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(seconds + SIGNATURE_WINDOW_SECONDS)
+            .map_err(|_| refused("X-Timestamp is out of range"))?;
+        if !app.store.use_once(&format!("metro-signature:{signature}"), app.clock.now(), expires_at).await? {
+            return Err(refused("this signed request was already used; sign each request anew"));
+        }
+    }
+    Ok(key)
 }
 
 /// The signed text of a Metro API client's request: `METHOD\nURI\nBODY\nTIMESTAMP`.

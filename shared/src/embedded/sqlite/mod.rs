@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -136,16 +136,23 @@ const ADD_PREVIOUS_SIGNING_KEYS: &str =
 /// the per-event index goes.
 const DROP_EVENT_INDEX: &str = "DROP TABLE IF EXISTS subscription_events;";
 
+/// Version 6: values used once until they expire (the signatures of Metro's signed requests).
+const ADD_NONCES: &str = "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL); \
+                          CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
-        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
-        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
-        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX],
-        4 => vec![DROP_EVENT_INDEX],
+        0 => {
+            vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES]
+        }
+        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
+        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
+        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
+        4 => vec![DROP_EVENT_INDEX, ADD_NONCES],
+        5 => vec![ADD_NONCES],
         SCHEMA_VERSION => return Ok(()),
         other => {
             return Err(Error::internal(format!(

@@ -367,6 +367,21 @@ impl Limits for SqliteBackend {
         .await
     }
 
+    async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool> {
+        let (nonce, now, expires_at) = (nonce.to_owned(), to_nanos(now), to_nanos(expires_at));
+        self.write(move |conn| {
+            // Expired nonces may be used again (their requests are refused by age anyway).
+            conn.prepare_cached("DELETE FROM nonces WHERE expires_at <= ?1")?.execute(params![now])?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT (nonce) DO NOTHING",
+                )?
+                .execute(params![nonce, expires_at])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
     async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
         let client = client.to_owned();
         self.write(move |conn| {
