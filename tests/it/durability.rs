@@ -259,9 +259,10 @@ async fn half_sent_and_idle_connections_are_closed() {
     assert!(closed_by_server(&mut idle, Duration::from_secs(10)).await, "an idle connection was kept");
 }
 
-/// Over the connection cap, a new client waits until a connection closes; it is then served.
+/// Over the connection cap, a new client is served at once: the connection idle longest (here
+/// one that never finished its headers) is closed to make room, and only that one.
 #[tokio::test]
-async fn connections_over_the_cap_wait_for_a_free_one() {
+async fn over_the_cap_the_oldest_idle_connection_makes_room() {
     let dir = tempfile::tempdir().unwrap();
     let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
     let serve = ServeProcess::start(dir.path(), &["--max-connections", "4", "--header-timeout", "60s"]);
@@ -269,12 +270,78 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
     for _ in 0..4 {
         dribblers.push(dribbler(&serve).await);
     }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let list = serve.url("/organizations/self/subscriptions");
+    assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
+    assert!(closed_by_server(&mut dribblers[0], Duration::from_secs(5)).await, "the oldest idle one was closed");
+    for stream in &mut dribblers[1..] {
+        assert!(!closed_by_server(stream, Duration::from_millis(200)).await, "only as many as needed");
+    }
+}
+
+/// A connection with a request in flight is never closed to make room: when every one is busy,
+/// a new client waits for one to finish, and is then served.
+#[tokio::test]
+async fn over_the_cap_busy_connections_are_never_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(
+        dir.path(),
+        &["--max-connections", "4", "--header-timeout", "60s", "--body-timeout", "60s"],
+    );
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        // Headers whole, body still to come: the request is in flight.
+        let mut stream = tokio::net::TcpStream::connect(serve.base.trim_start_matches("http://")).await.unwrap();
+        let request = format!(
+            "POST /organizations/self/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 100\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let http = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
     let list = serve.url("/organizations/self/subscriptions");
-    assert!(http.get(&list).bearer_auth(&key).send().await.is_err(), "served over the cap of 4 connections");
-    drop(dribblers.pop());
+    assert!(http.get(&list).bearer_auth(&key).send().await.is_err(), "a busy connection was closed for it");
+    for stream in &mut busy {
+        assert!(!closed_by_server(stream, Duration::from_millis(50)).await, "a request in flight was cut");
+    }
+    drop(busy.pop());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
+}
+
+/// A flood of idle connections beyond the file-descriptor limit (300 against 256): a new client
+/// is still served, long before any of them times out, because the oldest idle ones are closed
+/// to make room; the accept loop says so once, and does not spin.
+#[tokio::test]
+async fn a_flood_of_idle_connections_past_the_descriptor_limit_does_not_lock_clients_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
+    let log_path = dir.path().join("serve.log");
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(tidings_tests::tidings_binary())
+        .args(ServeProcess::args(&data, &["--max-connections", "10000", "--header-timeout", "60s"]));
+    let serve = ServeProcess::spawn(command, std::fs::File::create(&log_path).unwrap().into());
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        flood.push(dribbler(&serve).await);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let list = serve.url("/organizations/self/subscriptions");
+    let started = std::time::Instant::now();
+    let response = http.get(&list).bearer_auth(&key).send().await;
+    eprintln!("served beside 300 idle connections at 256 descriptors in {:?}", started.elapsed());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(response.expect("served while the idle connections hold their 60 s").status(), 200, "{log}");
+    let accept_lines = log.lines().filter(|l| l.contains("accept")).count();
+    assert!(accept_lines <= 2, "{accept_lines} log lines about accepting:\n{}", &log[..log.len().min(2000)]);
 }
 
 /// Out of file descriptors, the accept loop backs off and logs once per interval (it used to
