@@ -143,10 +143,18 @@ async fn create(call: Call<'_>) -> Result<Response> {
         app.store.delete_subscription(org, id).await?;
         return Err(refused);
     }
-    let subscription = crate::subscriptions::modify(&*app.store, app.clock.now(), pending, |s| {
+    let activated = crate::subscriptions::modify(&*app.store, app.clock.now(), pending, |s| {
         s.status = SubscriptionStatus::Active;
     })
-    .await?;
+    .await;
+    let subscription = match activated {
+        Ok(subscription) => subscription,
+        Err(err) => {
+            // Not left half-made: the create failed, so the subscription goes.
+            app.store.delete_subscription(org, id).await?;
+            return Err(err);
+        }
+    };
     tracing::info!(org = %org, subscription = %id, "subscription created");
     Ok(json_response(StatusCode::OK, &SubscriptionView::from(&subscription)))
 }
