@@ -318,17 +318,7 @@ async fn over_the_cap_busy_connections_are_never_closed() {
 #[tokio::test]
 async fn a_flood_of_idle_connections_past_the_descriptor_limit_does_not_lock_clients_out() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
-    let log_path = dir.path().join("serve.log");
-    let mut command = std::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
-        .arg(tidings_tests::tidings_binary())
-        .args(ServeProcess::args(&data, &["--max-connections", "10000", "--header-timeout", "60s"]));
-    let serve = ServeProcess::spawn(command, std::fs::File::create(&log_path).unwrap().into());
+    let (serve, key, log_path) = serve_with_descriptor_limit(dir.path(), 256);
     let mut flood = Vec::new();
     for _ in 0..300 {
         flood.push(dribbler(&serve).await);
@@ -349,18 +339,7 @@ async fn a_flood_of_idle_connections_past_the_descriptor_limit_does_not_lock_cli
 #[tokio::test]
 async fn running_out_of_file_descriptors_is_logged_once_and_survived() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // Made as `tidings serve` would make it: management commands never create one.
-    std::fs::create_dir_all(&data).unwrap();
-    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
-    let log_path = dir.path().join("serve.log");
-    let mut command = std::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg("ulimit -n 48 && exec \"$0\" \"$@\"")
-        .arg(tidings_tests::tidings_binary())
-        .args(ServeProcess::args(&data, &["--max-connections", "10000", "--header-timeout", "60s"]));
-    let serve = ServeProcess::spawn(command, std::fs::File::create(&log_path).unwrap().into());
+    let (serve, key, log_path) = serve_with_descriptor_limit(dir.path(), 48);
     let mut dribblers = Vec::new();
     for _ in 0..80 {
         dribblers.push(dribbler(&serve).await);
@@ -377,6 +356,24 @@ async fn running_out_of_file_descriptors_is_logged_once_and_survived() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let list = serve.url("/organizations/self/subscriptions");
     assert_eq!(http.get(&list).bearer_auth(&key).send().await.unwrap().status(), 200);
+}
+
+/// `tidings serve` allowed `limit` file descriptors (connection cap out of the way, header timeout
+/// 60 s), with a key: the process, the key and the log's path.
+fn serve_with_descriptor_limit(dir: &std::path::Path, limit: u32) -> (ServeProcess, String, std::path::PathBuf) {
+    let data = dir.join("data");
+    // Made as `tidings serve` would make it: management commands never create one.
+    std::fs::create_dir_all(&data).unwrap();
+    let (_, key) = cli_key(&data, ORG, &["READ:PRODUCT"]);
+    let log_path = dir.join("serve.log");
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(tidings_tests::tidings_binary())
+        .args(ServeProcess::args(&data, &["--max-connections", "10000", "--header-timeout", "60s"]));
+    let serve = ServeProcess::spawn(command, std::fs::File::create(&log_path).unwrap().into());
+    (serve, key, log_path)
 }
 
 /// `tidings serve` on a fixed port (so producers can retry against the restarted process).
