@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::domain::catalog::{self, PayloadKind};
-use crate::domain::message::{DeliveryJob, PublishRecord, MESSAGE_RETENTION};
+use crate::dialect::catalog;
+use crate::domain::event::allows;
+use crate::domain::message::{DeliveryJob, PublishRecord};
+use crate::domain::retention::{IDEMPOTENCY_WINDOW, MESSAGE_RETENTION};
 use crate::domain::{EventDefinition, OrganizationId, Scope};
 use crate::{App, Result};
-
-/// A repeated message id within this window is accepted once and answered the same.
-pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -34,18 +33,9 @@ pub async fn publish(
     message_id: Option<String>,
 ) -> Result<Published> {
     let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
-    // Purchases are delivered in the Purchase v2 shape: a v1 purchase is normalised, an
-    // invalid one refused naming the field.
-    let normalised;
-    let payload = if event.payload == PayloadKind::Purchase {
-        normalised = crate::dialect::zettle::purchase::normalise(payload).map_err(|e| crate::Error::Unprocessable {
-            field: Some(if e.field == "payload" { e.field.clone() } else { format!("payload.{}", e.field) }),
-            message: format!("the purchase is not valid: {}", e.message),
-        })?;
-        normalised.as_str()
-    } else {
-        payload
-    };
+    // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
+    let payload = event.prepare_payload(payload)?;
+    let payload = payload.as_ref();
     // One read of the organization's subscriptions (one Query on DynamoDB), matched here: as
     // Svix matches an application's endpoints. Only those switched on and not disabled.
     let targets: Vec<_> = app
@@ -112,7 +102,7 @@ pub async fn replay(
     })?;
     let event = catalog::find(&message.event_name);
     if let (Some(scopes), Some(event)) = (scopes, event) {
-        if !catalog::allows(scopes, event) {
+        if !allows(scopes, event) {
             return Err(crate::Error::Forbidden(format!(
                 "the API key may not replay {}: it lacks the event's scope",
                 event.name

@@ -80,7 +80,7 @@ pub trait MessageLog: Send + Sync {
     /// message lives as long as the dead letter. Nothing happens when it is no longer kept.
     async fn retain_message(&self, org: OrganizationId, message_id: &str, until: OffsetDateTime) -> Result<()>;
 
-    /// Deletes up to `limit` attempts older than [`crate::delivery::ATTEMPT_RETENTION`] and up to
+    /// Deletes up to `limit` attempts older than [`crate::domain::retention::ATTEMPT_RETENTION`] and up to
     /// `limit` published messages past their expiry, as of `now`; returns how many went. Stores
     /// whose backend expires items itself (DynamoDB's TTL) have nothing to do.
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {

@@ -58,7 +58,7 @@ async fn subscribe(app: &App, org: OrganizationId, destination: &str) -> uuid::U
 }
 
 async fn publish(app: &App, org: OrganizationId, n: usize) {
-    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let event = tidings::dialect::catalog::find("ProductCreated").unwrap();
     ingest::publish(app, org, event, &json!({"n": n}).to_string(), Some(format!("m-{n}"))).await.unwrap();
 }
 

@@ -299,7 +299,7 @@ async fn execute_by_guid_delivers_the_body_and_delete_by_id_removes() {
     );
     assert_eq!(
         got[0].header("webhook-id"),
-        tidings::delivery::message_uuid(
+        tidings::domain::message_uuid(
             w.store,
             uuid::Uuid::parse_str(&guid).unwrap(),
             executed["messageId"].as_str().unwrap()
@@ -471,7 +471,7 @@ async fn strangers_write_nothing_and_spend_no_stores_quota() {
     assert_eq!(counted_windows(stack.data_dir()), 1);
 }
 
-const REQUESTS: usize = tidings::dialect::lagerkoll::REQUESTS_PER_MINUTE as usize;
+const REQUESTS: usize = tidings::dialect::lagerkoll::routes::REQUESTS_PER_MINUTE as usize;
 
 /// The store id is counted in its canonical form: an upper-case spelling is the same store.
 #[tokio::test]

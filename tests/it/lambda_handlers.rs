@@ -138,7 +138,10 @@ async fn job(aws: &AwsFixture, sub: &Subscription, message_id: &str) -> Delivery
     let payload = r#"{"uuid":"0f1c8a6e-3c4e-11ee-be56-0242ac120002","name":"Coffee"}"#;
     let message =
         PublishRecord::new(sub.organization, message_id, "ProductCreated", payload, 1, time::OffsetDateTime::now_utc());
-    assert_eq!(aws.store().claim_publish(&message, tidings::ingest::IDEMPOTENCY_WINDOW).await.unwrap(), None);
+    assert_eq!(
+        aws.store().claim_publish(&message, tidings::domain::retention::IDEMPOTENCY_WINDOW).await.unwrap(),
+        None
+    );
     DeliveryJob::new(&message, sub.id)
 }
 
@@ -216,7 +219,7 @@ async fn on_aws_retries_take_the_retry_queue_then_dead_letter_with_one_ses_alert
     let sub = subscription(org, receiver.url());
     app.store.create_subscription(&sub).await.unwrap();
 
-    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let event = tidings::dialect::catalog::find("ProductCreated").unwrap();
     let published = tidings::ingest::publish(&app, org, event, r#"{"n":1}"#, Some("m-aws".into())).await.unwrap();
     assert_eq!(published.subscriptions, 1);
 
@@ -263,7 +266,7 @@ async fn throttled_receives_do_not_use_up_attempts() {
     let receiver = Receiver::answering(503).await;
     let sub = subscription(org, receiver.url());
     app.store.create_subscription(&sub).await.unwrap();
-    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let event = tidings::dialect::catalog::find("ProductCreated").unwrap();
     tidings::ingest::publish(&app, org, event, r#"{"n":1}"#, Some("m-throttled".into())).await.unwrap();
 
     // Twice received and dropped, as a throttled event source does.
@@ -310,7 +313,7 @@ async fn twenty_jobs_of_a_timing_out_endpoint_in_one_batch_make_one_request_and_
     sub.status = SubscriptionStatus::Failing;
     sub.failing_since = Some(time::OffsetDateTime::now_utc());
     app.store.set_subscription_health(&sub).await.unwrap();
-    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let event = tidings::dialect::catalog::find("ProductCreated").unwrap();
     for n in 0..20 {
         tidings::ingest::publish(&app, org, event, &format!("{{\"n\":{n}}}"), Some(format!("m-{n}"))).await.unwrap();
     }
@@ -357,7 +360,7 @@ async fn a_first_lane_job_of_a_failing_endpoint_moves_to_the_slow_lane_without_a
     let receiver = Receiver::answering(503).await;
     let mut sub = subscription(org, receiver.url());
     app.store.create_subscription(&sub).await.unwrap();
-    let event = tidings::domain::catalog::find("ProductCreated").unwrap();
+    let event = tidings::dialect::catalog::find("ProductCreated").unwrap();
     tidings::ingest::publish(&app, org, event, "{}", Some("m-first".into())).await.unwrap();
     sub.status = SubscriptionStatus::Failing;
     sub.failing_since = Some(time::OffsetDateTime::now_utc());

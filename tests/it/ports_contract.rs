@@ -90,7 +90,7 @@ pub async fn duplicate_subscription_is_refused(store: &dyn SubscriptionStore) {
 
 /// Fan-out as publishing does it: the organization's subscriptions, matched to the event.
 async fn fan_out(store: &dyn SubscriptionStore, org: OrganizationId, event: &str) -> Vec<Subscription> {
-    let event = tidings::domain::catalog::find(event).unwrap();
+    let event = tidings::dialect::catalog::find(event).unwrap();
     store.list_subscriptions(org).await.unwrap().into_iter().filter(|s| event.reaches(s)).collect()
 }
 
@@ -283,7 +283,7 @@ pub async fn a_dead_letter_keeps_its_message(log: &dyn PublishLog, store: &dyn M
     let org = OrganizationId(Uuid::new_v4());
     let now = OffsetDateTime::now_utc();
     let record = publish_record(org, "m-kept", now);
-    assert_eq!(log.publish(&record, &[], tidings::ingest::IDEMPOTENCY_WINDOW).await.unwrap(), None);
+    assert_eq!(log.publish(&record, &[], tidings::domain::retention::IDEMPOTENCY_WINDOW).await.unwrap(), None);
     let until = now + time::Duration::days(14);
     store.retain_message(org, "m-kept", until).await.unwrap();
     let kept = store.get_publish(org, "m-kept").await.unwrap().expect("kept");
@@ -670,7 +670,7 @@ mod aws {
         let store = AwsFixture::new(5).await.store();
         let org = tidings::domain::OrganizationId(uuid::Uuid::new_v4());
         let record = super::publish_record(org, "m-retried", time::OffsetDateTime::now_utc());
-        let window = tidings::ingest::IDEMPOTENCY_WINDOW;
+        let window = tidings::domain::retention::IDEMPOTENCY_WINDOW;
         assert_eq!(store.claim_publish(&record, window).await.unwrap(), None);
         assert_eq!(store.claim_publish(&record, window).await.unwrap(), None, "the same publish, tried again");
         let repeat = tidings::domain::PublishRecord {

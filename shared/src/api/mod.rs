@@ -13,110 +13,27 @@ pub mod openapi;
 pub mod operations;
 pub mod publish;
 pub mod request;
+pub mod route;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
 
-use bytes::Bytes;
-use http::Method;
 use tracing::Instrument;
 
 pub use request::{json_response, MAX_JSON_DEPTH};
+pub use route::{Call, DialectRoutes, Handler, Request, Response, Route, RouteGroup};
 
 use crate::app::MAX_BODY_BYTES;
-use crate::dialect;
-use crate::domain::{ApiKey, Dialect};
+use crate::dialect::{lagerkoll, metro, zettle};
+use crate::domain::Dialect;
 use crate::{App, Error, Result};
 
-pub type Request = http::Request<Bytes>;
-pub type Response = http::Response<Bytes>;
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What a handler is given: the request, its authenticated key and the path's captures.
-pub struct Call<'a> {
-    pub app: &'a App,
-    pub request: &'a Request,
-    pub key: ApiKey,
-    captures: Vec<(&'static str, &'a str)>,
-}
-
-impl<'a> Call<'a> {
-    /// The path segment the route's `{name}` captured.
-    pub fn param(&self, name: &str) -> &'a str {
-        self.captures.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v)
+/// A dialect's HTTP side: the one place each is looked up.
+fn dialect_routes(dialect: Dialect) -> &'static DialectRoutes {
+    match dialect {
+        Dialect::Zettle => &zettle::routes::HTTP,
+        Dialect::Metro => &metro::routes::HTTP,
+        Dialect::Lagerkoll => &lagerkoll::routes::HTTP,
     }
-}
-
-/// What a route runs: most need an authenticated key; a public one (the OpenAPI document) does
-/// not.
-#[derive(Clone, Copy)]
-pub enum Handler {
-    Authenticated(for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>),
-    Public(fn(&Request) -> Response),
-}
-pub type AuthenticatedHandler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
-/// How a group's requests prove who they are (and, for Lagerkoll, count against its limit).
-pub type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
-
-/// One method on one path.
-pub struct Route {
-    pub method: Method,
-    /// Segments without the leading slash; `{name}` captures one.
-    pub path: &'static str,
-    pub handler: Handler,
-    /// Whether it queues deliveries: on AWS such routes run in the ingest function, whose role
-    /// may send to the delivery queue.
-    pub queues_deliveries: bool,
-}
-
-impl Route {
-    pub const fn new(method: Method, path: &'static str, handler: AuthenticatedHandler) -> Route {
-        Route { method, path, handler: Handler::Authenticated(handler), queues_deliveries: false }
-    }
-
-    /// A route that queues deliveries.
-    pub const fn queueing(method: Method, path: &'static str, handler: AuthenticatedHandler) -> Route {
-        Route { method, path, handler: Handler::Authenticated(handler), queues_deliveries: true }
-    }
-
-    /// A route anyone may call.
-    pub const fn public(method: Method, path: &'static str, handler: fn(&Request) -> Response) -> Route {
-        Route { method, path, handler: Handler::Public(handler), queues_deliveries: false }
-    }
-
-    /// Whether both routes have one path (whatever their captures are called).
-    fn same_path(&self, other: &Route) -> bool {
-        let shape = |path: &'static str| path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s });
-        shape(self.path).eq(shape(other.path))
-    }
-
-    /// Whether this route's path matches `segments` (a capture takes any non-empty segment).
-    fn matches(&self, segments: &[&str]) -> bool {
-        self.path.split('/').count() == segments.len()
-            && self.path.split('/').zip(segments).all(|(want, got)| {
-                if want.starts_with('{') {
-                    !got.is_empty()
-                } else {
-                    want == *got
-                }
-            })
-    }
-
-    /// The captured segments by name, of `segments` this route [`matches`](Route::matches).
-    fn captures<'a>(&self, segments: &[&'a str]) -> Vec<(&'static str, &'a str)> {
-        self.path
-            .split('/')
-            .zip(segments)
-            .filter_map(|(want, got)| Some((want.strip_prefix('{')?.strip_suffix('}')?, *got)))
-            .collect()
-    }
-}
-
-/// Routes that authenticate alike and answer errors in one dialect's body.
-pub struct RouteGroup {
-    pub dialect: Dialect,
-    pub routes: &'static [Route],
 }
 
 /// The table: the producer and operator routes (Zettle-shaped, under `/organizations`), then
@@ -124,7 +41,7 @@ pub struct RouteGroup {
 static TABLE: LazyLock<Vec<(Dialect, &'static Route)>> = LazyLock::new(|| {
     let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES]
         .into_iter()
-        .chain(dialect::ALL.iter().map(|d| &dialect::spec(*d).routes));
+        .chain(Dialect::ALL.iter().map(|d| &dialect_routes(*d).routes));
     groups.flat_map(|group| group.routes.iter().map(move |route| (group.dialect, route))).collect()
 });
 
@@ -169,7 +86,7 @@ pub async fn handle_routes(app: &App, routes: Routes, request: Request) -> Respo
         let caller = std::sync::OnceLock::new();
         let response = match dispatch(app, routes, &request, &segments, &caller).await {
             Ok(response) => response,
-            Err(err) => (dialect::spec(owner(&segments)).error_response)(&err, request.headers()),
+            Err(err) => (dialect_routes(owner(&segments)).error_response)(&err, request.headers()),
         };
         let org = caller.get().map(|(org, _)| tracing::field::display(org));
         let key_id = caller.get().map(|(_, key)| tracing::field::display(key));
@@ -215,7 +132,7 @@ async fn dispatch(
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     }
-    let key = (dialect::spec(*dialect).authenticate)(app, request).await?;
+    let key = (dialect_routes(*dialect).authenticate)(app, request).await?;
     let _ = caller.set((key.organization, key.id));
     let (Some(route), Some(handler)) = (route, handler) else {
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
@@ -241,7 +158,7 @@ fn owner(segments: &[&str]) -> Dialect {
 
 /// An error in the error format of the dialect that owns `path`.
 pub fn error_response_for(request: &http::request::Parts, err: &Error) -> Response {
-    (dialect::spec(owner(&segments(request.uri.path()))).error_response)(err, &request.headers)
+    (dialect_routes(owner(&segments(request.uri.path()))).error_response)(err, &request.headers)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 
-use super::{Request, Response, Route, RouteGroup};
+use super::route::{Request, Response, Route, RouteGroup};
 use crate::domain::Dialect;
 
 /// The document, as served.

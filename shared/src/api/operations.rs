@@ -10,8 +10,9 @@ use http::{Method, StatusCode};
 use uuid::Uuid;
 
 use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
-use super::{Call, Response, Route, RouteGroup};
-use crate::domain::{catalog, Dialect, OrganizationId};
+use super::route::{Call, Response, Route, RouteGroup};
+use crate::dialect::catalog;
+use crate::domain::{Dialect, OrganizationId};
 use crate::{ingest, Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {

@@ -9,8 +9,10 @@ use serde_json::Value;
 use super::request::{
     count_against_minute_limit, json_response, parse_raw_object, reject_unknown_fields, resolve_organization,
 };
-use super::{Call, Response, Route, RouteGroup};
-use crate::domain::{catalog, Dialect};
+use super::route::{Call, Response, Route, RouteGroup};
+use crate::dialect::catalog;
+use crate::domain::event::allows;
+use crate::domain::Dialect;
 use crate::{ingest, Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {
@@ -73,7 +75,7 @@ async fn publish(call: Call<'_>) -> Result<Response> {
         _ => return Err(Error::bad_request("payload", "payload is required (the event as JSON)")),
     };
     let message_id = message_id(&fields, false)?;
-    if !catalog::allows(&key.scopes, event) {
+    if !allows(&key.scopes, event) {
         return Err(Error::Forbidden(format!(
             "the API key may not publish {}: it lacks the event's scope",
             event.name

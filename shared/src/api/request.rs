@@ -6,7 +6,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Response;
+use super::route::Response;
 use crate::domain::api_key::hash_secret;
 use crate::domain::{ApiKey, OrganizationId};
 use crate::{App, Error, Result};

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sesv2::Client;
 
-use super::sdk_error;
+use super::sdk::sdk_error;
 use crate::ports::{Email, Mailer};
 use crate::{Error, Result};
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
-use super::sdk_error;
+use super::sdk::sdk_error;
 use crate::domain::{DeliveryJob, Lane};
 use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};

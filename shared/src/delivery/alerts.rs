@@ -1,9 +1,10 @@
 //! Fallback alerts: one email to the subscription's contact when its deliveries are exhausted
 //! or it gets disabled, at most one per subscription per window however many messages fail.
 
-use crate::delivery::Attempt;
-use crate::domain::{utc_timestamp, DeliveryJob, Subscription};
-use crate::ports::Email;
+use super::settings::DeliverySettings;
+use super::webhook::Attempt;
+use crate::domain::{utc_timestamp, Subscription};
+use crate::ports::{Email, ReceivedJob};
 use crate::App;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,14 +19,7 @@ pub enum Reason {
 
 /// Sends the alert unless one went out within the window. A mail failure is logged, never
 /// allowed to fail the delivery bookkeeping.
-pub async fn notify(
-    app: &App,
-    subscription: &Subscription,
-    job: &DeliveryJob,
-    attempt: &Attempt,
-    attempts: u32,
-    reason: Reason,
-) {
+pub async fn notify(app: &App, subscription: &Subscription, received: &ReceivedJob, attempt: &Attempt, reason: Reason) {
     let Some(to) = subscription.contact_email.as_deref() else {
         // No one to tell (Lagerkoll webhooks name no contact): the attempts and the
         // dead-letter queue keep the record.
@@ -40,7 +34,7 @@ pub async fn notify(
             return;
         }
     }
-    let email = compose(to, subscription, job, attempt, attempts, reason, now);
+    let email = compose(to, subscription, received, attempt, reason, now, &app.delivery);
     match app.mailer.send(&email).await {
         Ok(()) => tracing::warn!(subscription = %subscription.id, to = %email.to, "alert sent"),
         Err(err) => {
@@ -61,29 +55,45 @@ fn describe(attempt: &Attempt) -> String {
     }
 }
 
-/// The alert to `to` about `subscription`.
-pub fn compose(
+/// A length of time as an alert says it: `5 days`, `1 day`, `12 hours`, `90 minutes`.
+fn spoken(span: time::Duration) -> String {
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    if span.whole_days() > 0 && span == time::Duration::days(span.whole_days()) {
+        plural(span.whole_days(), "day")
+    } else if span.whole_hours() > 0 && span == time::Duration::hours(span.whole_hours()) {
+        plural(span.whole_hours(), "hour")
+    } else {
+        plural(span.whole_minutes().max(1), "minute")
+    }
+}
+
+/// The alert to `to` about `subscription`, stating the configured disable-after and alert window.
+fn compose(
     to: &str,
     subscription: &Subscription,
-    job: &DeliveryJob,
+    received: &ReceivedJob,
     attempt: &Attempt,
-    attempts: u32,
     reason: Reason,
     now: time::OffsetDateTime,
+    settings: &DeliverySettings,
 ) -> Email {
+    let (job, attempts) = (&received.job, received.attempt);
+    let disable_after = spoken(settings.disable_after);
     let (org, id) = (subscription.organization, subscription.id);
     let (subject, state) = match reason {
         Reason::Exhausted => (
             format!("Tidings: webhook deliveries to {} are failing", subscription.destination),
-            "The subscription is now FAILING. New messages are still attempted; after 5 days of nothing \
-             but failures it is disabled."
-                .to_owned(),
+            format!(
+                "The subscription is now FAILING. New messages are still attempted; after {disable_after} of \
+                 nothing but failures it is disabled."
+            ),
         ),
         Reason::Disabled => (
             format!("Tidings: webhook subscription {id} has been disabled"),
-            "Every delivery has failed for 5 days, so the subscription is now DISABLED: no more attempts \
-             are made. Update the subscription (PUT) to enable it again."
-                .to_owned(),
+            format!(
+                "Every delivery has failed for {disable_after}, so the subscription is now DISABLED: no more \
+                 attempts are made. Update the subscription (PUT) to enable it again."
+            ),
         ),
         Reason::Gone => (
             format!("Tidings: webhook subscription {id} has been disabled (410 Gone)"),
@@ -113,12 +123,47 @@ pub fn compose(
          or replay every dead-lettered message with: tidings replay --dead-letters\n\
          Recent attempts: GET /organizations/{org}/subscriptions/{id}/attempts\n\
          \n\
-         You get at most one of these emails per subscription per day.\n",
+         You get at most one of these emails per subscription every {window}.\n",
         destination = subscription.destination,
         event = job.event_name,
         message_id = job.message_id,
         at = utc_timestamp(now),
         error = describe(attempt),
+        window = spoken(settings.alert_window).trim_start_matches("1 "),
     );
     Email { to: to.to_owned(), subject, text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeliveryJob, Dialect, OrganizationId, PublishRecord};
+
+    fn alert(settings: &DeliverySettings, reason: Reason) -> Email {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let org = OrganizationId(uuid::Uuid::nil());
+        let subscription =
+            Subscription::new(org, uuid::Uuid::nil(), Dialect::Zettle, vec![], "https://example.com", now);
+        let record = PublishRecord::new(org, "m-1", "ProductCreated", "{}", 1, now);
+        let received = ReceivedJob::new("r".into(), DeliveryJob::new(&record, subscription.id));
+        let attempt = Attempt::failed("connection refused".into(), std::time::Duration::ZERO);
+        compose("ops@example.com", &subscription, &received, &attempt, reason, now, settings)
+    }
+
+    #[test]
+    fn the_alert_states_the_configured_disable_after_and_window() {
+        let defaults = DeliverySettings::default();
+        assert!(alert(&defaults, Reason::Exhausted).text.contains("after 5 days of nothing but failures"));
+        assert!(alert(&defaults, Reason::Disabled).text.contains("has failed for 5 days"));
+        assert!(alert(&defaults, Reason::Disabled).text.contains("per subscription every day."));
+        let custom = DeliverySettings {
+            disable_after: time::Duration::hours(36),
+            alert_window: time::Duration::hours(6),
+            ..DeliverySettings::default()
+        };
+        let text = alert(&custom, Reason::Exhausted).text;
+        assert!(text.contains("after 36 hours of nothing but failures"), "{text}");
+        assert!(text.contains("per subscription every 6 hours."), "{text}");
+        assert!(!text.contains("5 days"), "{text}");
+    }
 }

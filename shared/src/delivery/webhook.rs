@@ -5,29 +5,13 @@
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::destination::{DestinationPolicy, HttpClient};
-use crate::domain::{OrganizationId, Subscription};
+use crate::domain::{Message, Subscription};
 use crate::signing;
 
 /// How much of a response body is kept with an attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
-
-/// A message for one subscription.
-#[derive(Debug, Clone)]
-pub struct Message<'a> {
-    /// Stable across retries of this message to this subscription; the receiver de-duplicates on it.
-    pub message_uuid: Uuid,
-    pub message_id: &'a str,
-    pub event_name: &'a str,
-    /// The event JSON, as published.
-    pub payload: &'a str,
-    /// When the event was published (Metro's `emittedAt`).
-    pub published_at: OffsetDateTime,
-    /// When this attempt is made (signature timestamps).
-    pub timestamp: OffsetDateTime,
-}
 
 /// A signed request, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,17 +103,13 @@ pub async fn send(client: &HttpClient, policy: DestinationPolicy, destination: &
     }
 }
 
-/// The id a receiver de-duplicates on: the same for every retry of one message to one
-/// subscription, different across subscriptions.
-pub fn message_uuid(organization: OrganizationId, subscription: Uuid, message_id: &str) -> Uuid {
-    let name = format!("{organization}/{subscription}/{message_id}");
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
     use crate::domain::Dialect;
+    use crate::domain::OrganizationId;
 
     fn subscription() -> Subscription {
         let org = OrganizationId(Uuid::nil());

@@ -5,10 +5,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::OrganizationId;
+use super::retention::MESSAGE_RETENTION;
+use super::{OrganizationId, Subscription};
 
-/// How long published messages are kept for replay (and repeats answered).
-pub const MESSAGE_RETENTION: time::Duration = time::Duration::days(7);
 /// Payloads up to this size travel inside the queue message; larger ones are read from the
 /// stored message at delivery time (SQS messages and batches have size limits).
 pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
@@ -98,7 +97,7 @@ pub enum Lane {
 
 impl Lane {
     /// The lane for a job to `subscription`: slow while its deliveries are failing.
-    pub fn for_subscription(subscription: &super::Subscription) -> Lane {
+    pub fn for_subscription(subscription: &Subscription) -> Lane {
         if subscription.failing_since.is_some() {
             Lane::Slow
         } else {
@@ -130,7 +129,7 @@ impl DeliveryJob {
     }
 
     /// The first delivery of `message` to `subscription`, in the lane its health calls for.
-    pub fn for_subscription(message: &PublishRecord, subscription: &super::Subscription) -> DeliveryJob {
+    pub fn for_subscription(message: &PublishRecord, subscription: &Subscription) -> DeliveryJob {
         DeliveryJob { lane: Lane::for_subscription(subscription), ..DeliveryJob::new(message, subscription.id) }
     }
 
@@ -181,6 +180,28 @@ pub struct AttemptRecord {
     pub response_excerpt: String,
     /// Why there was no answer.
     pub error: Option<String>,
+}
+
+/// A message for one subscription.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    /// Stable across retries of this message to this subscription; the receiver de-duplicates on it.
+    pub message_uuid: Uuid,
+    pub message_id: &'a str,
+    pub event_name: &'a str,
+    /// The event JSON, as published.
+    pub payload: &'a str,
+    /// When the event was published (Metro's `emittedAt`).
+    pub published_at: OffsetDateTime,
+    /// When this attempt is made (signature timestamps).
+    pub timestamp: OffsetDateTime,
+}
+
+/// The id a receiver de-duplicates on: the same for every retry of one message to one
+/// subscription, different across subscriptions.
+pub fn message_uuid(organization: OrganizationId, subscription: Uuid, message_id: &str) -> Uuid {
+    let name = format!("{organization}/{subscription}/{message_id}");
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
 }
 
 #[cfg(test)]

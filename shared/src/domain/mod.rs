@@ -2,28 +2,16 @@
 //! where (subscriptions).
 
 pub mod api_key;
-pub mod catalog;
+pub mod event;
 pub mod message;
 pub mod organization;
+pub mod retention;
 pub mod subscription;
+mod timestamp;
 
 pub use api_key::{ApiKey, NewApiKey, Scope};
-pub use catalog::{EventDefinition, ScopeRequirement};
-pub use message::{AttemptRecord, DeliveryJob, Lane, PublishRecord};
+pub use event::{EventDefinition, ScopeRequirement};
+pub use message::{message_uuid, AttemptRecord, DeliveryJob, Lane, Message, PublishRecord};
 pub use organization::{OrganizationId, StoreGroup};
 pub use subscription::{Dialect, PreviousSigningKey, Subscription, SubscriptionStatus};
-
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
-/// RFC 3339 in UTC with a `Z`, the form of every timestamp Tidings shows
-/// (`2021-03-29T16:31:47.087507Z`).
-pub fn utc_timestamp(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("every UTC time formats as RFC 3339")
-}
-
-/// Truncates to whole microseconds, the precision Tidings stores and shows.
-pub fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    let micros = t.nanosecond() / 1_000 * 1_000;
-    t.replace_nanosecond(micros).expect("a truncated nanosecond is in range")
-}
+pub use timestamp::{to_micros, utc_timestamp};

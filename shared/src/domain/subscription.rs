@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::timestamp::to_micros;
 use super::OrganizationId;
 
 /// Which API surface created the subscription; decides the delivery envelope and headers.
@@ -18,15 +19,23 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Every dialect.
+    pub const ALL: [Dialect; 3] = [Dialect::Zettle, Dialect::Metro, Dialect::Lagerkoll];
+
+    /// Its name in storage and logs.
     pub fn as_str(self) -> &'static str {
-        crate::dialect::spec(self).name
+        match self {
+            Dialect::Zettle => "zettle",
+            Dialect::Metro => "metro",
+            Dialect::Lagerkoll => "lagerkoll",
+        }
     }
 }
 
 impl FromStr for Dialect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::dialect::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| format!("unknown dialect {s:?}"))
+        Dialect::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| format!("unknown dialect {s:?}"))
     }
 }
 
@@ -96,6 +105,9 @@ pub struct PreviousSigningKey {
 /// The transport Zettle calls `transportName`; webhooks are the only one.
 pub const TRANSPORT_WEBHOOK: &str = "WEBHOOK";
 
+/// Longest accepted contact email, in every dialect.
+pub const MAX_CONTACT_EMAIL_LEN: usize = 512;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     pub organization: OrganizationId,
@@ -130,7 +142,7 @@ impl Subscription {
         destination: &str,
         now: OffsetDateTime,
     ) -> Subscription {
-        let now = super::to_micros(now);
+        let now = to_micros(now);
         Subscription {
             organization,
             id,

@@ -1,6 +1,15 @@
 //! Records as DynamoDB items and back: the attribute codecs and the key layout.
 
-use super::*;
+use crate::domain::{ApiKey, OrganizationId, PublishRecord, Scope, Subscription};
+use crate::{Error, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// One item: attribute names and values.
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())

@@ -17,24 +17,14 @@
 //! table's TTL attribute.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::sdk_error;
-use crate::delivery::ATTEMPT_RETENTION;
-use crate::domain::{
-    ApiKey, AttemptRecord, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription, SubscriptionStatus,
-};
-use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
+use super::sdk::sdk_error;
+use crate::domain::PublishRecord;
 use crate::{Error, Result};
 
 mod items;
@@ -43,8 +33,6 @@ mod store;
 
 /// The GSI that lists API keys and store groups.
 pub const GSI1: &str = "GSI1";
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Whether a conditional write was refused by its condition (any operation's error).
 fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {

@@ -1,6 +1,23 @@
 //! The store capabilities on the one DynamoDB table.
 
-use super::*;
+use super::items::{
+    api_key_from, api_key_item, by_creation, corrupt, get_n, get_opt_n, get_opt_s, get_s, n, nanos, org_pk,
+    publish_from, s, sortable, subscription_from, subscription_item, time_from,
+};
+use super::{condition_failed, DynamoStore, GSI1};
+use crate::aws::sdk::sdk_error;
+use crate::domain::retention::ATTEMPT_RETENTION;
+use crate::domain::{
+    ApiKey, AttemptRecord, OrganizationId, PublishRecord, StoreGroup, Subscription, SubscriptionStatus,
+};
+use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use std::collections::HashMap;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 #[async_trait]
 impl SubscriptionStore for DynamoStore {

@@ -1,9 +1,8 @@
 //! The Lagerkoll delivery: the executed body exactly as sent, the webhook and its feature in
 //! `x-lagerkoll-*` headers (signed by the Standard Webhooks headers alone).
 
-use crate::delivery::Message;
 use crate::dialect::Envelope;
-use crate::domain::Subscription;
+use crate::domain::{Message, Subscription};
 
 /// Lagerkoll has no signature of its own: the key is not used.
 pub fn envelope(subscription: &Subscription, message: &Message<'_>, _signing_key: &str) -> Envelope {

@@ -2,9 +2,9 @@
 //! itself in `payload`, signed in `x-signature` over `x-timestamp + "." + body`, the seller in
 //! `x-client`.
 
-use crate::delivery::Message;
+use super::events::EVENTS;
 use crate::dialect::Envelope;
-use crate::domain::{catalog, utc_timestamp, Subscription};
+use crate::domain::{utc_timestamp, Message, Subscription};
 use crate::signing::{hex, hmac_parts};
 
 #[derive(serde::Serialize)]
@@ -24,7 +24,7 @@ pub fn envelope(subscription: &Subscription, message: &Message<'_>, signing_key:
     let event = subscription
         .event_names
         .first()
-        .filter(|chosen| catalog::find(message.event_name).is_some_and(|e| e.is_named(chosen)))
+        .filter(|chosen| EVENTS.iter().any(|e| e.is_named(message.event_name) && e.is_named(chosen)))
         .map_or(message.event_name, String::as_str);
     let envelope = MetroEnvelope {
         message_id: message.message_id,

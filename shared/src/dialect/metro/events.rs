@@ -1,12 +1,12 @@
 //! The Metro Markets order events (seed 004 "List of events"); each needs `READ:ORDER`.
 
-use crate::domain::catalog::{EventDefinition, PayloadKind, ScopeRequirement};
+use crate::domain::event::{EventDefinition, Payload, ScopeRequirement};
 use crate::domain::{Dialect, Scope};
 
 const fn order(name: &'static str) -> EventDefinition {
     EventDefinition {
         name,
-        payload: PayloadKind::Json,
+        payload: Payload::Json,
         dialect: Dialect::Metro,
         requires: ScopeRequirement::Scope(Scope::ReadOrder),
         delivered_to_all: false,

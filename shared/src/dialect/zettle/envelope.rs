@@ -1,9 +1,8 @@
 //! The Zettle Pusher delivery: `{organizationUuid, messageUuid, eventName, messageId, payload,
 //! timestamp}` with the event JSON as a string in `payload`, signed in `X-iZettle-Signature`.
 
-use crate::delivery::Message;
 use crate::dialect::Envelope;
-use crate::domain::{utc_timestamp, Subscription};
+use crate::domain::{utc_timestamp, Message, Subscription};
 use crate::signing::{hex, hmac_parts};
 
 #[derive(serde::Serialize)]

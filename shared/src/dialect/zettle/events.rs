@@ -1,13 +1,14 @@
 //! The Zettle Pusher events, in the seed's order (seed 000 "Supported events"), with the scope
 //! a subscriber needs for each.
 
-use crate::domain::catalog::{EventDefinition, PayloadKind, ScopeRequirement};
+use super::purchase;
+use crate::domain::event::{EventDefinition, InvalidPayload, Payload, ScopeRequirement};
 use crate::domain::{Dialect, Scope};
 
 const fn event(name: &'static str, scope: Scope) -> EventDefinition {
     EventDefinition {
         name,
-        payload: PayloadKind::Json,
+        payload: Payload::Json,
         dialect: Dialect::Zettle,
         requires: ScopeRequirement::Scope(scope),
         delivered_to_all: false,
@@ -22,7 +23,13 @@ const fn lifecycle(name: &'static str) -> EventDefinition {
 
 /// Delivered in the Purchase v2 shape (a v1 purchase is normalised).
 const fn purchase(name: &'static str) -> EventDefinition {
-    EventDefinition { payload: PayloadKind::Purchase, ..event(name, Scope::ReadPurchase) }
+    EventDefinition { payload: Payload::Normalised(purchase_v2), ..event(name, Scope::ReadPurchase) }
+}
+
+/// A purchase in either shape as Purchase v2; an invalid one refused naming the field.
+fn purchase_v2(payload: &str) -> Result<String, InvalidPayload> {
+    purchase::normalise(payload)
+        .map_err(|e| InvalidPayload { field: e.field, message: format!("the purchase is not valid: {}", e.message) })
 }
 
 pub const EVENTS: &[EventDefinition] = &[

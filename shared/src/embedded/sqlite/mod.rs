@@ -5,24 +5,15 @@
 //! ([`writer`]); plain reads use a few read-only connections beside it.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Duration;
 use writer::Writer;
 
-use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::domain::{
-    ApiKey, AttemptRecord, DeliveryJob, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription,
-    SubscriptionStatus,
-};
-use crate::ports::{
-    Clock, KeyStore, Limits, MessageLog, PublishLog, Queue, ReceivedJob, StoreGroups, SubscriptionStore,
-};
+use crate::ports::Clock;
 use crate::{Error, Result};
 
 mod queue;
@@ -304,7 +295,12 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::params;
+    use uuid::Uuid;
+
+    use crate::domain::{AttemptRecord, OrganizationId, Scope};
     use crate::ports::SystemClock;
+    use crate::ports::{KeyStore, MessageLog};
 
     #[tokio::test]
     async fn a_version_1_file_is_upgraded_in_place_and_keeps_its_keys() {

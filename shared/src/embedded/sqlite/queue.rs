@@ -1,6 +1,12 @@
 //! Publishing's claim-and-queue transaction and the durable delivery queue on SQLite.
 
-use super::*;
+use super::{corrupt, duration_nanos, from_nanos, to_nanos, SqliteBackend};
+use crate::domain::{DeliveryJob, OrganizationId, PublishRecord};
+use crate::ports::{PublishLog, Queue, ReceivedJob};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::time::Duration;
 
 #[async_trait]
 impl PublishLog for SqliteBackend {

@@ -1,7 +1,17 @@
 //! The store capabilities on SQLite: subscriptions, keys, the message log, limits, store groups.
 
 use super::queue::read_publish;
-use super::*;
+use super::{corrupt, from_nanos, to_nanos, SqliteBackend};
+use crate::domain::{
+    ApiKey, AttemptRecord, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription, SubscriptionStatus,
+};
+use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
     let get = |i: usize| -> Result<String> { Ok(row.get::<_, String>(i)?) };
@@ -266,7 +276,7 @@ impl MessageLog for SqliteBackend {
         self.write(move |conn| {
             let attempts = conn.execute(
                 "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
-                params![to_nanos(now - crate::delivery::ATTEMPT_RETENTION), limit as i64],
+                params![to_nanos(now - crate::domain::retention::ATTEMPT_RETENTION), limit as i64],
             )?;
             let messages = conn.execute(
                 "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",

@@ -22,12 +22,14 @@
 //! `"2020-12-15T14:46:43.592+0000"` stay as text: their offset has no colon, so RFC 3339 parsers
 //! reject them, and keeping the text makes the round trip exact.
 
+mod common;
 mod model;
 mod normalise;
 mod payment;
 #[cfg(test)]
 mod tests;
 
+pub use common::{Extra, Nullable, References};
 pub use model::*;
 pub use normalise::*;
 pub use payment::*;

@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::*;
+use super::model::Purchase;
+use super::payment::{PaymentAttributes, PaymentType};
 
 // ---------------------------------------------------------------------------------------------
 // Parsing and normalising

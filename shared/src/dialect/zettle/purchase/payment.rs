@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use serde::de::{Error as _, Unexpected};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::*;
+use super::common::{Extra, Nullable, References};
 
 // ---------------------------------------------------------------------------------------------
 // Payments
@@ -302,24 +302,4 @@ pub struct InvoiceAttributes {
     pub due_date: Nullable<String>,
     #[serde(flatten)]
     pub extra: Extra,
-}
-
-/// Reads a product quantity: a string that holds a decimal number (`"1"`, `"-1"`, `"0.5"`).
-pub(super) fn decimal_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    if is_decimal(&text) {
-        Ok(text)
-    } else {
-        Err(D::Error::invalid_value(Unexpected::Str(&text), &"a decimal number such as \"1\" or \"-1\""))
-    }
-}
-
-/// An optional minus sign, digits, and optionally a point followed by more digits.
-pub(super) fn is_decimal(text: &str) -> bool {
-    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    let unsigned = text.strip_prefix('-').unwrap_or(text);
-    match unsigned.split_once('.') {
-        Some((whole, fraction)) => digits(whole) && digits(fraction),
-        None => digits(unsigned),
-    }
 }

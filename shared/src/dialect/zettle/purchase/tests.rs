@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::payment::is_decimal;
+use super::common::is_decimal;
 use super::*;
 
 const SWISH: &str = include_str!("../../../../tests/fixtures/purchases/purchase_swish.json");

@@ -1,64 +1,12 @@
-//! The events Tidings knows, which dialect's subscribers receive them, and the scope a
-//! subscriber needs for each (seed 000 "Supported events"; seed 004 "List of events").
+//! The catalog: every event of every dialect, looked up by name, and which of them a
+//! subscription receives (seed 000 "Supported events"; seed 004 "List of events").
 
-use super::api_key::Scope;
-use super::{Dialect, Subscription};
-
-/// What an API key must hold to subscribe to an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScopeRequirement {
-    /// This one scope.
-    Scope(Scope),
-    /// Any scope at all (lifecycle events every subscriber must be able to receive).
-    AnyScope,
-}
-
-/// What an event's payload must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadKind {
-    /// Any JSON, delivered as published.
-    Json,
-    /// A purchase (Purchase API v2; a v1 purchase is normalised to v2).
-    Purchase,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventDefinition {
-    pub payload: PayloadKind,
-    pub name: &'static str,
-    /// The API whose subscriptions can receive it.
-    pub dialect: Dialect,
-    pub requires: ScopeRequirement,
-    /// Delivered to every subscription of the organization, whatever events it chose.
-    pub delivered_to_all: bool,
-    /// Other spellings clients use for the same event; a subscription keeps the one it chose.
-    pub aliases: &'static [&'static str],
-}
-
-impl EventDefinition {
-    /// Whether `name` is this event, in its catalog spelling or an alias.
-    pub fn is_named(&self, name: &str) -> bool {
-        self.name == name || self.aliases.contains(&name)
-    }
-
-    /// Every spelling, the catalog's first.
-    pub fn spellings(&self) -> impl Iterator<Item = &'static str> {
-        std::iter::once(self.name).chain(self.aliases.iter().copied())
-    }
-
-    /// Fan-out's rule: whether `subscription` receives this event, whatever spelling it chose.
-    /// Its own API's events only; all of them when it chose none, and lifecycle events always.
-    pub fn reaches(&self, subscription: &super::Subscription) -> bool {
-        subscription.dialect == self.dialect
-            && (self.delivered_to_all
-                || subscription.event_names.is_empty()
-                || subscription.event_names.iter().any(|name| self.is_named(name)))
-    }
-}
+use crate::domain::event::allows;
+use crate::domain::{Dialect, EventDefinition, Scope, Subscription};
 
 /// Every event, of every dialect.
 pub fn all() -> impl Iterator<Item = &'static EventDefinition> {
-    crate::dialect::ALL.into_iter().flat_map(|d| crate::dialect::spec(d).events)
+    Dialect::ALL.into_iter().flat_map(|d| super::spec(d).events)
 }
 
 /// An event by any of its spellings.
@@ -74,14 +22,6 @@ pub fn find_for(dialect: Dialect, name: &str) -> Option<&'static EventDefinition
 /// The events of one dialect, in catalog order.
 pub fn of(dialect: Dialect) -> impl Iterator<Item = &'static EventDefinition> {
     all().filter(move |e| e.dialect == dialect)
-}
-
-/// Whether a key holding `scopes` may subscribe to `event`.
-pub fn allows(scopes: &[Scope], event: &EventDefinition) -> bool {
-    match event.requires {
-        ScopeRequirement::Scope(needed) => scopes.contains(&needed),
-        ScopeRequirement::AnyScope => !scopes.is_empty(),
-    }
 }
 
 /// The catalog events a subscription receives: those it names (every event of its API when it
@@ -119,6 +59,7 @@ pub fn check_may_manage(scopes: &[Scope], subscription: &Subscription) -> crate:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ScopeRequirement;
 
     #[test]
     fn every_seed_event_is_known_with_its_scope() {

@@ -1,0 +1,88 @@
+//! The second stage: the signed request goes out, and what came back is kept as it was. No
+//! decision is made here; [`super::settle`] decides.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::gate::Probe;
+use super::webhook::{build, send, Attempt};
+use crate::domain::{message_uuid, AttemptRecord, Message, Subscription};
+use crate::ports::ReceivedJob;
+use crate::App;
+
+/// A job that may be sent now.
+pub(super) struct PendingDispatch {
+    pub subscription: Subscription,
+    /// The payload to deliver, as published.
+    pub payload: String,
+    /// Held while a failing endpoint is probed: the next job to it waits until this is dropped.
+    pub _probe: Option<Probe>,
+}
+
+/// A request made, and its answer.
+pub(super) struct CompletedDispatch {
+    pub attempt: Attempt,
+    /// When the request went out (its signature's timestamp).
+    pub at: OffsetDateTime,
+}
+
+impl CompletedDispatch {
+    /// The attempt as the log keeps it.
+    pub fn record(&self, received: &ReceivedJob) -> AttemptRecord {
+        let job = &received.job;
+        AttemptRecord {
+            organization: job.organization,
+            subscription_id: job.subscription_id,
+            message_id: job.message_id.clone(),
+            event_name: job.event_name.clone(),
+            attempt: received.attempt,
+            at: self.at,
+            status: self.attempt.status,
+            latency_ms: self.attempt.latency.as_millis() as u64,
+            response_excerpt: self.attempt.response_excerpt.clone(),
+            error: self.attempt.error.clone(),
+        }
+    }
+}
+
+pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &PendingDispatch) -> CompletedDispatch {
+    let (job, subscription) = (&received.job, &pending.subscription);
+    let at = app.clock.now();
+    let message = Message {
+        message_uuid: message_uuid(job.organization, subscription.id, &job.message_id),
+        message_id: &job.message_id,
+        event_name: &job.event_name,
+        payload: &pending.payload,
+        published_at: job.published_at,
+        timestamp: at,
+    };
+    let attempt = send(&app.http, app.destinations, &subscription.destination, &build(subscription, &message)).await;
+    tracing::info!(
+        org = %job.organization,
+        subscription = %subscription.id,
+        message_id = %job.message_id,
+        attempt = received.attempt,
+        status = attempt.status,
+        latency_ms = attempt.latency.as_millis() as u64,
+        error = attempt.error.as_deref(),
+        "delivery attempt"
+    );
+    CompletedDispatch { attempt, at }
+}
+
+/// Sends one signed message that is no delivery (no job, no attempt recorded) to a
+/// subscription's destination, exactly as deliveries will look: the check a dialect makes before
+/// it stores a subscription (Zettle's `TestMessage`, Metro's `test_connection`).
+pub async fn probe(app: &App, subscription: &Subscription, event_name: &str, payload: &str) -> Attempt {
+    let now = app.clock.now();
+    let message_id = Uuid::new_v4().to_string();
+    let message = Message {
+        message_uuid: Uuid::new_v4(),
+        message_id: &message_id,
+        event_name,
+        payload,
+        published_at: now,
+        timestamp: now,
+    };
+    send(&app.http, app.destinations, &subscription.destination, &build(subscription, &message)).await
+}

@@ -1,0 +1,32 @@
+//! What became of a received job: what the queue host does with it next.
+
+use std::time::Duration;
+
+/// What became of a received job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// The destination accepted it; the caller removes it from the queue.
+    Delivered,
+    /// It failed and comes back after this wait with the attempt counted (already arranged on
+    /// the queue); the received copy is finished.
+    Retry(Duration),
+    /// It was moved, intact, to the dead-letter queue (already done).
+    DeadLettered,
+    /// Nothing to deliver (the subscription was deleted, the message is no longer kept); the
+    /// caller removes it from the queue.
+    Skipped(&'static str),
+    /// Received before its time (a wait longer than the queue can delay): hidden again until
+    /// then, no attempt made. The caller leaves it on the queue.
+    NotYetDue,
+    /// Put off without an attempt (its failing endpoint is being probed, its claim is not
+    /// written yet, or it moved to the slow lane): back on the queue after this wait as a new
+    /// message (already arranged); the received copy is finished.
+    PutOff(Duration),
+}
+
+impl Disposition {
+    /// Whether the queue host should delete the received message now.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Disposition::NotYetDue)
+    }
+}

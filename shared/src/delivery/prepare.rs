@@ -1,0 +1,119 @@
+//! The first stage of an attempt: what a received job needs before a request may go out. Its
+//! time has come, its subscription and payload are read, it is its message's own, its
+//! subscription receives, and its endpoint, if failing, is free to be probed. Any "no" finishes
+//! the job here, without a request.
+
+use std::time::Duration;
+
+use super::dispatch::PendingDispatch;
+use super::disposition::Disposition;
+use super::gate::probe_wait;
+use super::provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
+use super::settle::dead_letter;
+use crate::domain::{DeliveryJob, Lane, Subscription};
+use crate::ports::ReceivedJob;
+use crate::{App, Result};
+
+/// What the first stage decided.
+pub(super) enum Prepared {
+    Ready(Box<PendingDispatch>),
+    /// Finished without a request (waiting, put off, skipped or dead-lettered).
+    Done(Disposition),
+}
+
+pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepared> {
+    let job = &received.job;
+    if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {
+        // A scheduled wait longer than the queue can delay: hidden again, which SQS counts as a
+        // receive, at most twice a wait (see `aws::sqs::MAX_DEFER`).
+        let wait = Duration::try_from(due - app.clock.now()).unwrap_or_default();
+        app.queue.defer(&received.receipt, wait).await?;
+        return Ok(Prepared::Done(Disposition::NotYetDue));
+    }
+    let (subscription, payload) = match delivery_records(app, job).await? {
+        Records::Deliver(subscription, payload) => (*subscription, payload),
+        Records::Skip(why) => return Ok(Prepared::Done(Disposition::Skipped(why))),
+        Records::ClaimPending => {
+            // Claims usually land within milliseconds (see `delivery_records`); look again in a
+            // second, then once more when its publish can no longer be running.
+            let age = app.clock.now() - job.published_at;
+            let wait = if age < CLAIM_WAIT { CLAIM_WAIT } else { (CLAIM_GRACE - age).try_into().unwrap_or(CLAIM_WAIT) };
+            app.queue.put_off(received, job, wait).await?;
+            tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its message's claim is not written yet");
+            return Ok(Prepared::Done(Disposition::PutOff(wait)));
+        }
+    };
+    // From here on the job is its message's own: the copies it leaves on the queue (put-offs,
+    // retries, dead letters) say so.
+    if !subscription.status.receives() {
+        // Kept, not dropped: replayable once the owner re-enables the subscription.
+        dead_letter(app, received).await?;
+        return Ok(Prepared::Done(Disposition::DeadLettered));
+    }
+    // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to
+    // the slow lane, where one request to it at a time is in flight in this process (on Lambda:
+    // per warm instance); its other jobs wait without using up an attempt.
+    let probe = match subscription.failing_since {
+        None => None,
+        Some(_) if job.lane == Lane::First => {
+            app.queue.put_off(received, &job.checked().in_lane(Lane::Slow), Duration::ZERO).await?;
+            tracing::debug!("put off: moved to the slow lane, its endpoint is failing");
+            return Ok(Prepared::Done(Disposition::PutOff(Duration::ZERO)));
+        }
+        Some(failing_since) => match app.delivery_probes.claim(job.organization, subscription.id) {
+            Some(probe) => Some(probe),
+            None => {
+                let wait = probe_wait(app.http.timeout(), app.clock.now() - failing_since);
+                app.queue.put_off(received, &job.checked(), wait).await?;
+                tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: its failing endpoint is being probed");
+                return Ok(Prepared::Done(Disposition::PutOff(wait)));
+            }
+        },
+    };
+    Ok(Prepared::Ready(Box::new(PendingDispatch { subscription, payload, _probe: probe })))
+}
+
+/// What a delivery found to deliver.
+enum Records {
+    /// The subscription, and the payload of a job that is its message's own.
+    Deliver(Box<Subscription>, String),
+    /// Its message's claim may still be on its way.
+    ClaimPending,
+    /// Nothing to deliver.
+    Skip(&'static str),
+}
+
+/// Reads a job's subscription and message and tells whether the job is its message's own. A
+/// claim not written yet is looked for again within this call a few times first: claims
+/// usually land within milliseconds, and a put-off costs a second.
+async fn delivery_records(app: &App, job: &DeliveryJob) -> Result<Records> {
+    let mut looks = 0;
+    loop {
+        let (subscription, message) =
+            app.store.delivery_records(job.organization, job.subscription_id, &job.message_id).await?;
+        let Some(subscription) = subscription else { return Ok(Records::Skip("the subscription was deleted")) };
+        let payload = match (Provenance::of(job, message.as_ref(), app.clock.now()), &job.payload, message) {
+            (Provenance::Published, None, Some(message)) => message.payload,
+            (Provenance::Published | Provenance::Earlier, Some(payload), _) => payload.clone(),
+            (Provenance::Published | Provenance::Earlier, None, _) => {
+                return Ok(Records::Skip("the message is no longer retained"))
+            }
+            (Provenance::Repeat, ..) => return Ok(Records::Skip("a repeat of a message id already published")),
+            (Provenance::Unclaimed, ..) => {
+                return Ok(Records::Skip("its publish was never acknowledged, or it is no longer retained"))
+            }
+            (Provenance::ClaimPending, ..) if looks < CLAIM_LOOKS => {
+                looks += 1;
+                tokio::time::sleep(CLAIM_LOOK_EVERY).await;
+                continue;
+            }
+            (Provenance::ClaimPending, ..) => return Ok(Records::ClaimPending),
+        };
+        return Ok(Records::Deliver(Box::new(subscription), payload));
+    }
+}
+
+/// How many more times a delivery looks for a claim not written yet before it puts the job off,
+/// and how long it waits between looks.
+const CLAIM_LOOKS: u32 = 3;
+const CLAIM_LOOK_EVERY: Duration = Duration::from_millis(50);

@@ -1,0 +1,86 @@
+//! The last stage: what an answer means. Delivered (the subscription healthy again), retried on
+//! the schedule (or when the receiver asked), or dead-lettered with an alert (410 Gone, failing
+//! past the disable-after, attempts used up).
+
+use super::alerts::{self, Reason};
+use super::dispatch::{CompletedDispatch, PendingDispatch};
+use super::disposition::Disposition;
+use crate::domain::retention::DEAD_LETTER_RETENTION;
+use crate::domain::{Subscription, SubscriptionStatus};
+use crate::ports::ReceivedJob;
+use crate::{App, Error, Result};
+
+pub(super) async fn settle(
+    app: &App,
+    received: &ReceivedJob,
+    pending: PendingDispatch,
+    completed: &CompletedDispatch,
+) -> Result<Disposition> {
+    let (attempt, now) = (&completed.attempt, completed.at);
+    let mut subscription = pending.subscription;
+    if attempt.succeeded() {
+        if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() {
+            subscription.status = SubscriptionStatus::Active;
+            subscription.failing_since = None;
+            set_health(app, &subscription).await?;
+        }
+        return Ok(Disposition::Delivered);
+    }
+
+    let settings = &app.delivery;
+    if attempt.status == Some(410) {
+        // 410 Gone: the receiver says this endpoint is no more (Standard Webhooks' meaning).
+        subscription.status = SubscriptionStatus::Disabled;
+        subscription.failing_since.get_or_insert(now);
+        set_health(app, &subscription).await?;
+        dead_letter(app, received).await?;
+        alerts::notify(app, &subscription, received, attempt, Reason::Gone).await;
+        return Ok(Disposition::DeadLettered);
+    }
+    let first_failure = subscription.failing_since.is_none();
+    let failing_since = *subscription.failing_since.get_or_insert(now);
+    if now - failing_since >= settings.disable_after {
+        subscription.status = SubscriptionStatus::Disabled;
+        set_health(app, &subscription).await?;
+        dead_letter(app, received).await?;
+        alerts::notify(app, &subscription, received, attempt, Reason::Disabled).await;
+        return Ok(Disposition::DeadLettered);
+    }
+    match settings.schedule.next_delay(received.attempt) {
+        Some(delay) => {
+            // A receiver that says when to come back (429 / 503 with Retry-After) is not asked sooner.
+            let delay = delay.max(attempt.retry_after.unwrap_or_default().min(settings.max_retry_after));
+            if first_failure {
+                set_health(app, &subscription).await?;
+            }
+            app.queue.retry_later(received, delay).await?;
+            Ok(Disposition::Retry(delay))
+        }
+        None => {
+            dead_letter(app, received).await?;
+            if first_failure || subscription.status != SubscriptionStatus::Failing {
+                subscription.status = SubscriptionStatus::Failing;
+                set_health(app, &subscription).await?;
+            }
+            alerts::notify(app, &subscription, received, attempt, Reason::Exhausted).await;
+            Ok(Disposition::DeadLettered)
+        }
+    }
+}
+
+/// Moves a job to the dead-letter queue, intact, and keeps its message as long as the dead
+/// letter is kept (the payload of a large message, the claim a replay is checked against).
+pub(super) async fn dead_letter(app: &App, received: &ReceivedJob) -> Result<()> {
+    let job = &received.job;
+    let until = app.clock.now() + DEAD_LETTER_RETENTION;
+    app.store.retain_message(job.organization, &job.message_id, until).await?;
+    app.queue.dead_letter(&received.receipt, &job.checked()).await
+}
+
+/// A subscription deleted meanwhile is not an error.
+async fn set_health(app: &App, subscription: &Subscription) -> Result<()> {
+    match app.store.set_subscription_health(subscription).await {
+        Err(Error::NotFound(_)) | Ok(()) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
