@@ -36,6 +36,17 @@ pub struct App {
 impl App {
     /// The embedded stack of `tidings serve`: one SQLite file and an outbox in `data_dir`.
     pub fn embedded(data_dir: &Path, destinations: DestinationPolicy, clock: Arc<dyn Clock>) -> Result<App> {
+        let http = destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?;
+        App::embedded_with(data_dir, destinations, clock, http)
+    }
+
+    /// The embedded stack, delivering through `http`.
+    fn embedded_with(
+        data_dir: &Path,
+        destinations: DestinationPolicy,
+        clock: Arc<dyn Clock>,
+        http: destination::HttpClient,
+    ) -> Result<App> {
         let backend = Arc::new(SqliteBackend::open_in(data_dir, clock.clone())?);
         Ok(App {
             store: backend.clone(),
@@ -44,7 +55,7 @@ impl App {
             mailer: Arc::new(OutboxMailer::new(data_dir.join("outbox"), "Tidings", "alerts@tidings.local")),
             clock,
             destinations,
-            http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
+            http,
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
@@ -69,6 +80,19 @@ impl App {
         settings: &crate::config::AwsSettings,
         destinations: DestinationPolicy,
         counter: Option<crate::aws::CallCounter>,
+    ) -> Result<App> {
+        let http = destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?;
+        App::aws_with(sdk, settings, destinations, counter, http)
+    }
+
+    /// The AWS stack, delivering through `http`.
+    #[cfg(feature = "aws")]
+    fn aws_with(
+        sdk: &aws_config::SdkConfig,
+        settings: &crate::config::AwsSettings,
+        destinations: DestinationPolicy,
+        counter: Option<crate::aws::CallCounter>,
+        http: destination::HttpClient,
     ) -> Result<App> {
         use crate::aws::{DynamoStore, QueueThenClaim, SesMailer, SqsQueue};
         let dynamodb = {
@@ -105,7 +129,7 @@ impl App {
             mailer: Arc::new(SesMailer::new(ses, &settings.sender)),
             clock: Arc::new(SystemClock),
             destinations,
-            http: destination::HttpClient::new(destinations, destination::DEFAULT_TIMEOUT)?,
+            http,
             delivery: DeliverySettings::default(),
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
@@ -113,27 +137,23 @@ impl App {
         })
     }
 
-    /// The application `settings` describe.
+    /// The application `settings` describe. The HTTP client is built here, once, with the
+    /// configured delivery timeout.
     pub async fn from_settings(settings: &crate::config::Settings) -> Result<App> {
         use crate::config::Backend;
+        let (destinations, clock) = (settings.destinations, Arc::new(SystemClock));
+        let http = destination::HttpClient::new(destinations, settings.delivery_timeout)?;
         let mut app = match &settings.backend {
             #[cfg(feature = "aws")]
-            Backend::Aws(aws) => App::aws(&crate::aws::load_config().await, aws, settings.destinations)?,
+            Backend::Aws(aws) => App::aws_with(&crate::aws::load_config().await, aws, destinations, None, http)?,
             #[cfg(not(feature = "aws"))]
             Backend::Aws(_) => return Err(crate::Error::internal("this build has no AWS adapters (feature aws)")),
-            Backend::Embedded { data_dir } => App::embedded_default(data_dir, settings.destinations)?,
+            Backend::Embedded { data_dir } => App::embedded_with(data_dir, destinations, clock, http)?,
         };
         app.delivery.schedule = settings.retry_schedule.clone();
         app.publishes_per_minute = settings.publishes_per_minute;
         app.keys = Arc::new(crate::api::key_cache::KeyCache::new(settings.key_cache_ttl));
-        app.set_request_timeout(settings.delivery_timeout)?;
         Ok(app)
-    }
-
-    /// Replaces the HTTP client with one whose connect and total timeout is `timeout`.
-    pub fn set_request_timeout(&mut self, timeout: std::time::Duration) -> Result<()> {
-        self.http = destination::HttpClient::new(self.destinations, timeout)?;
-        Ok(())
     }
 
     /// The embedded stack with the system clock.

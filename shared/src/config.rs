@@ -49,16 +49,21 @@ fn parse_publish_limit(raw: Option<&str>) -> Result<Option<u32>> {
     .transpose()
 }
 
+/// A timeout such as `10s` or `2500ms`, more than zero: what every timeout setting accepts, from
+/// the environment here and from the CLI's flags.
+pub fn positive_duration(raw: &str) -> std::result::Result<std::time::Duration, String> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(format!("must be more than zero, not {raw:?}")),
+        Err(_) => Err(format!("must be a duration such as 10s or 2500ms, not {raw:?}")),
+    }
+}
+
 /// `TIDINGS_DELIVERY_TIMEOUT`: connect + total timeout of each delivery, e.g. `10s` (the
 /// default) or `2500ms`.
 fn parse_timeout(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
-    match raw.map(|raw| (raw, humantime::parse_duration(raw.trim()))) {
-        None => Ok(None),
-        Some((_, Ok(timeout))) if !timeout.is_zero() => Ok(Some(timeout)),
-        Some((raw, _)) => {
-            Err(Error::internal(format!("TIDINGS_DELIVERY_TIMEOUT must be a duration such as 10s, not {raw:?}")))
-        }
-    }
+    raw.map(|raw| positive_duration(raw).map_err(|e| Error::internal(format!("TIDINGS_DELIVERY_TIMEOUT {e}"))))
+        .transpose()
 }
 
 /// How long a Lambda instance uses an API key it read before reading it again.
@@ -141,6 +146,16 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Where retries go on AWS (the slow lane), if the stack has a retry queue.
+    pub fn retry_queue_url(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Aws(aws) => aws.retry_queue_url.as_deref(),
+            Backend::Embedded { .. } => None,
+        }
+    }
+}
+
 /// `TIDINGS_KEY_CACHE_TTL`: how long a warm instance uses an API key it read, e.g. `60s` (the
 /// default on AWS) or `0s` (read on every request).
 fn parse_key_cache_ttl(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
@@ -178,6 +193,13 @@ impl AwsSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_durations_above_zero() {
+        assert_eq!(positive_duration(" 2500ms ").unwrap(), std::time::Duration::from_millis(2500));
+        assert!(positive_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(positive_duration("soon").unwrap_err().contains("such as 10s"));
+    }
 
     #[test]
     fn the_publish_limit_is_a_whole_number_and_a_bad_one_names_the_variable() {

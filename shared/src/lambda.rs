@@ -54,16 +54,12 @@ pub async fn handle_http(
 /// records concurrently. A record that is not due yet (hidden again) is reported as a batch item
 /// failure so SQS keeps it; the rest, retries included (they went out as new messages), are
 /// deleted by the runtime. Records that cannot be read are failures too, so the queue's redrive
-/// policy moves them to the dead-letter queue.
-pub async fn handle_sqs(app: &App, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    handle_sqs_from(app, event, std::env::var("TIDINGS_RETRY_QUEUE_URL").ok().as_deref()).await
-}
-
-/// [`handle_sqs`] with the retry queue's URL given.
-pub async fn handle_sqs_from(
+/// policy moves them to the dead-letter queue. `retry_queue`: the retry queue's URL from the
+/// settings ([`crate::config::Settings::retry_queue_url`]), whose records are acknowledged there.
+pub async fn handle_sqs(
     app: &App,
-    event: LambdaEvent<SqsEvent>,
     retry_queue: Option<&str>,
+    event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     // (position in the batch, message id) of every record SQS must keep.
     let mut failed: Vec<(usize, String)> = Vec::new();

@@ -35,16 +35,20 @@ pub const PER_SUBSCRIPTION: usize = 4;
 pub const FAST_SHARE: usize = CONCURRENCY / 4;
 /// Deliveries that take this long or longer make a subscription slow.
 pub const SLOW: Duration = Duration::from_millis(100);
-/// Jobs waiting in one subscription's line should all start within this (well inside
-/// [`VISIBILITY`], so none is received twice).
+/// Jobs waiting in one subscription's line should all start within this (inside the
+/// [`visibility`], so none is received twice).
 const LINE_HORIZON: Duration = Duration::from_secs(20);
 /// Jobs waiting in all lines at once, at most (memory).
 const MAX_WAITING: usize = 4096;
 /// Jobs taken per queue read, at most (never more than the free slots).
 pub const BATCH: usize = 256;
-/// How long a taken job stays hidden: longer than any delivery (timeout 10 s) plus bookkeeping.
-/// After a crash, `tidings serve` makes such jobs visible at once on restart instead.
-pub const VISIBILITY: Duration = Duration::from_secs(60);
+/// How long a taken job stays hidden, from the delivery timeout: a job may wait in its
+/// subscription's line up to [`LINE_HORIZON`], then take the whole timeout, and three timeouts
+/// more are room to record and acknowledge it under load (60 s at the default 10 s). After a
+/// crash, `tidings serve` makes such jobs visible at once on restart instead.
+pub fn visibility(delivery_timeout: Duration) -> Duration {
+    LINE_HORIZON + delivery_timeout * 4
+}
 /// The longest sleep between reads when idle (delayed retries become due meanwhile).
 pub const IDLE_POLL: Duration = Duration::from_millis(100);
 /// The most finished jobs written together.
@@ -199,7 +203,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
             _ = &mut shutdown => break,
         };
         let free = slots.available_permits() + 1;
-        let jobs = match app.queue.receive(free.min(BATCH), VISIBILITY).await {
+        let jobs = match app.queue.receive(free.min(BATCH), visibility(app.http.timeout())).await {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the delivery queue");
@@ -296,5 +300,19 @@ async fn record(app: App, mut finished: mpsc::UnboundedReceiver<Finished>) {
                 tracing::error!(error = %err, "cannot acknowledge delivered jobs");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_job_stays_hidden_past_its_longest_line_and_its_delivery() {
+        assert_eq!(visibility(crate::destination::DEFAULT_TIMEOUT), Duration::from_secs(60), "the default");
+        for timeout in [1, 10, 60, 300].map(Duration::from_secs) {
+            assert!(visibility(timeout) >= LINE_HORIZON + timeout * 2, "{timeout:?}");
+        }
+        assert!(visibility(Duration::from_secs(120)) > visibility(Duration::from_secs(10)), "grows with the timeout");
     }
 }

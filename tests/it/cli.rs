@@ -62,6 +62,10 @@ fn bad_flags_and_values_exit_non_zero_with_one_line() {
         (vec!["keys", "create", "--org", ORG, "--expires-at", "tomorrow"], "tomorrow"),
         (vec!["keys", "revoke", "123"], "123"),
         (vec!["serve", "--log-format", "xml"], "xml"),
+        // Timeouts parse as the Lambda settings parse them: zero is refused, as in config.rs.
+        (vec!["serve", "--delivery-timeout", "0s"], "more than zero"),
+        (vec!["serve", "--header-timeout", "0ms"], "more than zero"),
+        (vec!["serve", "--body-timeout", "later"], "such as 10s"),
         (vec!["secrets", "rotate", "--org", ORG, "--subscription", ORG, "--overlap", "soon"], "soon"),
         (vec!["launch"], "launch"),
         (vec![], "subcommand"),

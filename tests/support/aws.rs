@@ -128,10 +128,10 @@ impl AwsFixture {
         if records.is_empty() {
             return 0;
         }
-        let response = tidings::lambda::handle_sqs_from(
+        let response = tidings::lambda::handle_sqs(
             app,
-            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
             Some(self.retry_url()),
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
         )
         .await
         .unwrap();

@@ -8,7 +8,8 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     tidings::lambda::init_tracing();
     // Built once per cold start: clients, connection pools and configuration.
-    let app = tidings::App::from_settings(&tidings::config::Settings::from_env()?).await?;
-    let app = &app;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, event))).await
+    let settings = tidings::config::Settings::from_env()?;
+    let app = tidings::App::from_settings(&settings).await?;
+    let (app, retry_queue) = (&app, settings.retry_queue_url());
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, retry_queue, event))).await
 }
