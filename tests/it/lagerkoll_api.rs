@@ -15,23 +15,22 @@ use tidings::ports::Clock;
 use tidings::signing;
 use tidings_tests::aws::AwsFixture;
 use tidings_tests::ManualClock;
-use tidings_tests::{new_org, Receiver, Stack};
+use tidings_tests::{new_org, Receiver, Stack, Tenant};
 
 const BASE: &str = "/v1/webhooks/";
 
-struct World {
-    stack: Stack,
-    receiver: Receiver,
-    store: OrganizationId,
-    key: String,
+async fn world() -> World {
+    World(Tenant::start(Receiver::answering(200).await, &[Scope::ReadProduct]).await)
 }
 
-async fn world() -> World {
-    let stack = Stack::local().await;
-    let receiver = Receiver::answering(200).await;
-    let store = new_org();
-    let key = stack.key(store, &[Scope::ReadProduct]).await;
-    World { stack, receiver, store, key }
+/// The suite's tenant, with the requests this suite makes.
+struct World(Tenant);
+
+impl std::ops::Deref for World {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.0
+    }
 }
 
 impl World {
@@ -39,7 +38,7 @@ impl World {
         self.stack
             .http
             .request(method, self.stack.url(path))
-            .header("store", self.store.to_string())
+            .header("store", self.org.to_string())
             .header("api_key", &self.key)
     }
 
@@ -194,14 +193,14 @@ async fn the_three_ways_to_authenticate_and_900001() {
     let path = w.stack.url(&format!("{BASE}articles"));
     let key_id = w.stack.app.store.find_api_key_by_hash(&hash_secret(&w.key)).await.unwrap().unwrap().id;
     let ok = [
-        w.stack.http.get(&path).header("store", w.store.to_string()).header("api_key", &w.key),
+        w.stack.http.get(&path).header("store", w.org.to_string()).header("api_key", &w.key),
         w.stack
             .http
             .get(&path)
-            .header("store", w.store.to_string())
+            .header("store", w.org.to_string())
             .header("user_id", key_id.to_string())
             .header("user_token", &w.key),
-        w.stack.http.get(&path).header("store", w.store.to_string()).bearer_auth(&w.key),
+        w.stack.http.get(&path).header("store", w.org.to_string()).bearer_auth(&w.key),
     ];
     for request in ok {
         assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
@@ -210,12 +209,12 @@ async fn the_three_ways_to_authenticate_and_900001() {
     let bad = [
         w.stack.http.get(&path),
         w.stack.http.get(&path).header("api_key", &w.key),
-        w.stack.http.get(&path).header("store", w.store.to_string()).header("api_key", "tdk_wrong"),
+        w.stack.http.get(&path).header("store", w.org.to_string()).header("api_key", "tdk_wrong"),
         w.stack.http.get(&path).header("store", other_store.to_string()).header("api_key", &w.key),
         w.stack
             .http
             .get(&path)
-            .header("store", w.store.to_string())
+            .header("store", w.org.to_string())
             .header("user_id", uuid::Uuid::new_v4().to_string())
             .header("user_token", &w.key),
         w.stack.http.get(&path).header("store", "not-a-store").header("api_key", &w.key),
@@ -272,7 +271,7 @@ async fn execute_by_guid_delivers_the_body_and_delete_by_id_removes() {
         .stack
         .app
         .store
-        .get_subscription(w.store, uuid::Uuid::parse_str(&guid).unwrap())
+        .get_subscription(w.org, uuid::Uuid::parse_str(&guid).unwrap())
         .await
         .unwrap()
         .unwrap()
@@ -300,7 +299,7 @@ async fn execute_by_guid_delivers_the_body_and_delete_by_id_removes() {
     assert_eq!(
         got[0].header("webhook-id"),
         tidings::domain::message_uuid(
-            w.store,
+            w.org,
             uuid::Uuid::parse_str(&guid).unwrap(),
             executed["messageId"].as_str().unwrap()
         )
@@ -339,7 +338,7 @@ async fn execute_by_guid_delivers_the_body_and_delete_by_id_removes() {
 async fn enable_for_group_creates_the_webhook_for_every_store_of_the_group() {
     let w = world().await;
     let (second, third, outsider) = (new_org(), new_org(), new_org());
-    let mut members = vec![w.store, second, third];
+    let mut members = vec![w.org, second, third];
     members.sort();
     w.stack.app.store.put_store_group("north", &members).await.unwrap();
     let response = w

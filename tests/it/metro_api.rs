@@ -5,26 +5,25 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tidings::domain::{OrganizationId, Scope};
+use tidings::domain::Scope;
 use tidings::signing;
-use tidings_tests::{closed_port_url, new_org, Received, Receiver, Stack};
+use tidings_tests::{closed_port_url, new_org, Received, Receiver, Stack, Tenant};
 
 const SUBS: &str = "/openapi/v1/subscriptions";
 const OK_BODY: &str = r#"{ "status":"OK"}"#;
 
-struct World {
-    stack: Stack,
-    receiver: Receiver,
-    org: OrganizationId,
-    key: String,
+async fn world() -> World {
+    World(Tenant::start(Receiver::answering_with(200, OK_BODY).await, &[Scope::ReadOrder]).await)
 }
 
-async fn world() -> World {
-    let stack = Stack::local().await;
-    let receiver = Receiver::answering_with(200, OK_BODY).await;
-    let org = new_org();
-    let key = stack.key(org, &[Scope::ReadOrder]).await;
-    World { stack, receiver, org, key }
+/// The suite's tenant, with the requests this suite makes.
+struct World(Tenant);
+
+impl std::ops::Deref for World {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.0
+    }
 }
 
 impl World {

@@ -6,34 +6,39 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tidings::domain::Scope;
-use tidings_tests::{new_org, Receiver, Stack};
+use tidings_tests::{Receiver, Tenant};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../shared/tests/fixtures/purchases/{name}", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
 }
 
-struct World {
-    stack: Stack,
-    receiver: Receiver,
-    key: String,
+/// The suite's tenant, with the requests this suite makes.
+struct World(Tenant);
+
+impl std::ops::Deref for World {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.0
+    }
 }
 
 async fn world() -> World {
-    let stack = Stack::local().await;
-    let receiver = Receiver::answering(200).await;
-    let key = stack.key(new_org(), &[Scope::ReadPurchase]).await;
+    let world = World(Tenant::start(Receiver::answering(200).await, &[Scope::ReadPurchase]).await);
+    let (stack, receiver, key) = (&world.stack, &world.receiver, &world.key);
     let response = stack
+
+
         .http
         .post(stack.url("/organizations/self/subscriptions"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .json(&json!({"uuid": "f02f80f8-8f35-11eb-8dcd-0242ac130003", "transportName": "WEBHOOK", "eventNames": ["PurchaseCreated"],
                       "destination": receiver.url(), "contactEmail": "ops@example.com"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    World { stack, receiver, key }
+    world
 }
 
 impl World {

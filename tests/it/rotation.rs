@@ -7,25 +7,25 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tidings::domain::{OrganizationId, Scope};
-use tidings_tests::{new_org, reference_library_verifies, Received, Receiver, Stack};
+use tidings::domain::Scope;
+use tidings_tests::{new_org, reference_library_verifies, Received, Receiver, Tenant};
 
 const ZETTLE_UUID: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
 
-struct World {
-    stack: Stack,
-    receiver: Receiver,
-    org: OrganizationId,
-    key: String,
-}
-
 async fn world() -> World {
-    let stack = Stack::local().await;
     // 200 {"status":"OK"}: Zettle's check and Metro's test_connection both pass.
     let receiver = Receiver::answering_with(200, r#"{"status":"OK"}"#).await;
-    let org = new_org();
-    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadOrder]).await;
-    World { stack, receiver, org, key }
+    World(Tenant::start(receiver, &[Scope::ReadProduct, Scope::ReadOrder]).await)
+}
+
+/// The suite's tenant, with the requests this suite makes.
+struct World(Tenant);
+
+impl std::ops::Deref for World {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.0
+    }
 }
 
 impl World {

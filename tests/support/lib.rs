@@ -118,6 +118,24 @@ impl Stack {
     }
 }
 
+/// One organization on its own local stack, with an API key holding `scopes` and a receiver:
+/// what the black-box suites of the dialects start from.
+pub struct Tenant {
+    pub stack: Stack,
+    pub receiver: Receiver,
+    pub org: OrganizationId,
+    pub key: String,
+}
+
+impl Tenant {
+    pub async fn start(receiver: Receiver, scopes: &[Scope]) -> Tenant {
+        let stack = Stack::local().await;
+        let org = new_org();
+        let key = stack.key(org, scopes).await;
+        Tenant { stack, receiver, org, key }
+    }
+}
+
 pub fn new_org() -> OrganizationId {
     OrganizationId(Uuid::new_v4())
 }
