@@ -71,6 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="exit 1 when a cycle exists")
     parser.add_argument("--verbose", action="store_true", help="print the files of each cycle")
+    parser.add_argument("--top", action="store_true", help="one node per top-level module, not per file")
     args = parser.parse_args()
 
     files = sorted(p for p in ROOT.rglob("*.rs"))
@@ -148,6 +149,14 @@ def main() -> int:
             found = resolve(target)
             if found is not None and found != mod:
                 edges[mod].add(found)
+
+    if args.top:
+        top = lambda m: m[:1]
+        collapsed = {}
+        for v, ws in edges.items():
+            collapsed.setdefault(top(v), set()).update(top(w) for w in ws if top(w) != top(v))
+        edges = collapsed
+        modules = {m: None for m in edges}
 
     # Tarjan's strongly connected components.
     index, low, stack, on_stack, groups = {}, {}, [], set(), []

@@ -24,6 +24,9 @@ step "SAM template: cfn-lint and the checks against the code"
 .venv/bin/cfn-lint infra/template.yaml
 .venv/bin/python tests/template_check.py
 
+step "structure: no import cycles in the core crate"
+python3 scripts/import_graph.py --check
+
 # One profile (dev) for build, lint and tests, so nothing is compiled twice.
 step "build"
 cargo build --workspace --locked

@@ -11,7 +11,7 @@ use crate::ports::{Clock, Mailer, PublishLog, Queue, Store, SystemClock};
 use crate::Result;
 
 /// Largest request body accepted; larger ones get 413.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct App {

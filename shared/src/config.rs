@@ -14,7 +14,7 @@ pub fn required(name: &str) -> Result<String> {
 }
 
 /// A variable with a default.
-pub fn optional(name: &str) -> Option<String> {
+pub(crate) fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

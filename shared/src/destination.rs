@@ -81,7 +81,7 @@ impl DestinationPolicy {
 /// shared, documentation, multicast or unspecified). An IPv6 address that embeds an IPv4 one
 /// (IPv4-mapped and -compatible, SIIT, NAT64, 6to4, Teredo) is judged by what it embeds, since
 /// that is where packets to it end up.
-pub fn is_public(ip: IpAddr) -> bool {
+fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),
@@ -144,7 +144,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 /// public, so the policy holds at connect time for names that resolve (or later re-resolve) to
 /// private addresses.
 #[derive(Clone, Copy)]
-pub struct DestinationResolver {
+struct DestinationResolver {
     public_only: bool,
 }
 
@@ -174,13 +174,13 @@ impl tower_service::Service<Name> for DestinationResolver {
 }
 
 /// Default connect + total timeout of a request to a destination.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Header names as the dialects document them. On HTTP/1.1 they go out spelled exactly so:
 /// names are case-insensitive by the standard, but receivers written against the real services
 /// look some up case-sensitively (a PHP receiver reading `apache_request_headers()` finds
 /// `X-iZettle-Signature` and nothing else). Names not listed go out in lowercase.
-pub const DOCUMENTED_HEADER_SPELLINGS: &[&str] = &["Content-Type", "User-Agent", "X-iZettle-Signature"];
+const DOCUMENTED_HEADER_SPELLINGS: &[&str] = &["Content-Type", "User-Agent", "X-iZettle-Signature"];
 
 /// What a request to a destination came back with.
 pub struct DestinationResponse {

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Which part of a request an error is about, so dialects can name it (`propertyName`,
 /// `invalidParams[].name`, `errorField`).
-pub type Field = Option<String>;
+type Field = Option<String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -64,7 +64,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn bad_request(field: impl Into<Option<&'static str>>, message: impl fmt::Display) -> Self {
+    pub(crate) fn bad_request(field: impl Into<Option<&'static str>>, message: impl fmt::Display) -> Self {
         Error::BadRequest { field: field.into().map(str::to_owned), message: message.to_string() }
     }
 
@@ -87,7 +87,7 @@ impl Error {
 }
 
 /// What a client is told while the data disk is full.
-pub const DISK_FULL: &str = "Tidings' data disk is full: nothing was stored; retry once space is freed";
+const DISK_FULL: &str = "Tidings' data disk is full: nothing was stored; retry once space is freed";
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {

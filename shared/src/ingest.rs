@@ -60,7 +60,7 @@ pub async fn publish(
 
 /// Publishes `payload` to one subscription (Lagerkoll's execute-by-guid): kept for replay like
 /// every message, queued once. Returns the message id.
-pub async fn publish_to(
+pub(crate) async fn publish_to(
     app: &App,
     subscription: &crate::domain::Subscription,
     event_name: &str,

@@ -1,16 +1,26 @@
-//! Tidings core library.
+//! Tidings core: everything the product does. The three Lambda binaries and the `tidings` CLI
+//! only wire configuration to it.
 //!
-//! Everything the product does lives here; the Lambda binaries and the `tidings` CLI only wire
-//! configuration to it. The layout follows the ports-and-adapters split of `DESIGN.md`:
+//! The modules, lowest first. No file imports one that imports it back: the import graph has no
+//! cycles, and `scripts/import_graph.py --check` in the test command keeps it so.
 //!
-//! - [`domain`]: subscriptions, the event catalog and its scopes, organizations, API keys.
-//! - [`ports`]: the store, queue, mailer and clock interfaces.
-//! - [`embedded`]: the adapters `tidings serve` runs on (one SQLite file, an `.eml` outbox).
-//! - [`api`]: the HTTP router shared by Lambda and the local server: one route table.
-//! - [`dialect`]: Zettle Pusher, Metro Markets and Lagerkoll, one folder each.
-//! - [`destination`]: which destination URLs are allowed and the HTTP client that reaches them.
-//! - [`signing`]: signing keys and webhook signatures.
-//! - [`server`]: the local HTTP host for the router.
+//! 1. [`error`], [`signing`]: the one error type; signing keys and webhook signatures.
+//! 2. [`domain`]: organizations, API keys and scopes, subscriptions, events, messages and jobs,
+//!    the retention windows. No I/O.
+//! 3. [`dialect`] (wire half): each dialect's events and delivery envelope, the event catalog.
+//!    [`ports`]: the store, queue, mailer and clock interfaces. [`destination`]: which URLs may be
+//!    called, and the HTTP client that calls them. [`config`]: the settings, read once.
+//! 4. [`embedded`], [`aws`]: the adapters (SQLite and an outbox; DynamoDB, SQS and SES).
+//!    [`app`]: the ports and settings assembled, once per process.
+//! 5. [`ingest`] (publish, replay), [`subscriptions`] (what every dialect's management shares),
+//!    [`delivery`] (prepare → dispatch → settle, alerts).
+//! 6. [`api`]: the one route table and router; each dialect's HTTP half (`dialect::<x>::routes`)
+//!    sits here too. [`worker`], [`server`]: `tidings serve`'s delivery loop and HTTP host.
+//!    [`lambda`]: the Lambda runtime glue.
+//!
+//! The public face is what the binaries and the black-box tests use: `pub` items are that API;
+//! everything else is `pub(crate)` or private, and modules only the crate reads are
+//! `pub(crate) mod`.
 
 pub mod api;
 pub mod app;
@@ -26,7 +36,7 @@ pub mod error;
 pub mod ingest;
 #[cfg(feature = "lambda")]
 pub mod lambda;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod ports;
 pub mod server;
 pub mod signing;

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::domain::AttemptRecord;
 
 /// The namespace of every Tidings metric.
-pub const NAMESPACE: &str = "Tidings";
+const NAMESPACE: &str = "Tidings";
 
 /// Whether this process runs on Lambda (where stdout goes to CloudWatch Logs).
 fn on_lambda() -> bool {
@@ -14,7 +14,7 @@ fn on_lambda() -> bool {
 }
 
 /// One EMF line: `values` are (metric name, unit, value or array of values).
-pub fn emf_line(timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, &str, Value)]) -> String {
+fn emf_line(timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, &str, Value)]) -> String {
     let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,

@@ -13,7 +13,7 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length of a subscription's signing key, as in the Zettle responses.
-pub const SIGNING_KEY_LEN: usize = 64;
+const SIGNING_KEY_LEN: usize = 64;
 
 /// 64 random alphanumerics from rand's thread RNG, a CSPRNG (ChaCha) seeded by the OS.
 pub fn generate_signing_key() -> String {
@@ -39,7 +39,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)).
-pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     let sig = hmac_parts(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
     format!("v1,{}", BASE64.encode(sig))
@@ -51,7 +51,7 @@ pub fn standard_webhooks_secret(signing_key: &str) -> String {
 }
 
 /// Key bytes from either a raw signing key or a `whsec_…` secret.
-pub fn key_bytes(secret: &str) -> Result<Vec<u8>, String> {
+fn key_bytes(secret: &str) -> Result<Vec<u8>, String> {
     match secret.strip_prefix("whsec_") {
         Some(b64) => BASE64.decode(b64).map_err(|e| format!("the whsec_ secret is not valid base64: {e}")),
         None => Ok(secret.as_bytes().to_vec()),

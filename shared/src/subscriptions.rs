@@ -8,9 +8,9 @@ use crate::ports::SubscriptionStore;
 use crate::{signing, Error, Result};
 
 /// How long a rotated-out key keeps signing unless the rotation says otherwise.
-pub const DEFAULT_ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+pub(crate) const DEFAULT_ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
 /// The longest overlap a rotation may ask for.
-pub const MAX_ROTATION_OVERLAP: time::Duration = time::Duration::days(7);
+const MAX_ROTATION_OVERLAP: time::Duration = time::Duration::days(7);
 
 /// Writes of one subscription that race are retried this often before giving up.
 const UPDATE_ROUNDS: usize = 8;
@@ -18,7 +18,7 @@ const UPDATE_ROUNDS: usize = 8;
 /// Applies `change` to `current` and stores it without losing a concurrent write: when another
 /// update landed since `current` was read, the subscription is read again and `change` applied
 /// to that (so only the fields a request sent change). Returns what was stored.
-pub async fn modify(
+pub(crate) async fn modify(
     store: &dyn SubscriptionStore,
     now: OffsetDateTime,
     mut current: Subscription,

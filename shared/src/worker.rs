@@ -27,21 +27,21 @@ use crate::ports::ReceivedJob;
 use crate::{App, Result};
 
 /// Deliveries in flight at once.
-pub const CONCURRENCY: usize = 128;
+const CONCURRENCY: usize = 128;
 /// Deliveries in flight to one subscription at once, while its deliveries succeed but are slow
 /// (or their speed is not known yet).
 pub const PER_SUBSCRIPTION: usize = 4;
 /// Deliveries in flight to one subscription whose deliveries are fast: a quarter of the worker.
-pub const FAST_SHARE: usize = CONCURRENCY / 4;
+const FAST_SHARE: usize = CONCURRENCY / 4;
 /// Deliveries that take this long or longer make a subscription slow.
-pub const SLOW: Duration = Duration::from_millis(100);
+const SLOW: Duration = Duration::from_millis(100);
 /// Jobs waiting in one subscription's line should all start within this (inside the
 /// [`visibility`], so none is received twice).
 const LINE_HORIZON: Duration = Duration::from_secs(20);
 /// Jobs waiting in all lines at once, at most (memory).
 const MAX_WAITING: usize = 4096;
 /// Jobs taken per queue read, at most (never more than the free slots).
-pub const BATCH: usize = 256;
+const BATCH: usize = 256;
 /// How long a taken job stays hidden, from the delivery timeout: a job may wait in its
 /// subscription's line up to [`LINE_HORIZON`], then take the whole timeout, and three timeouts
 /// more are room to record and acknowledge it under load (60 s at the default 10 s). After a
@@ -50,7 +50,7 @@ pub fn visibility(delivery_timeout: Duration) -> Duration {
     LINE_HORIZON + delivery_timeout * 4
 }
 /// The longest sleep between reads when idle (delayed retries become due meanwhile).
-pub const IDLE_POLL: Duration = Duration::from_millis(100);
+const IDLE_POLL: Duration = Duration::from_millis(100);
 /// The most finished jobs written together.
 const RECORD_BATCH: usize = 512;
 /// How long a job over its subscription's share waits, at least and at most.
@@ -172,7 +172,7 @@ impl Lanes {
 }
 
 /// The most rows of each kind one purge pass deletes.
-pub const PURGE_BATCH: usize = 5_000;
+const PURGE_BATCH: usize = 5_000;
 
 /// Keeps the local store to the retention DynamoDB's TTL keeps on AWS: attempts for 30 days,
 /// published messages until they expire. A full pass goes again at once, a partial one waits.

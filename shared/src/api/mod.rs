@@ -9,18 +9,19 @@
 //! key and the captured segments.
 
 pub mod key_cache;
-pub mod openapi;
-pub mod operations;
-pub mod publish;
-pub mod request;
-pub mod route;
+pub(crate) mod openapi;
+pub(crate) mod operations;
+pub(crate) mod publish;
+pub(crate) mod request;
+pub(crate) mod route;
 
 use std::sync::LazyLock;
 
 use tracing::Instrument;
 
 pub use request::{json_response, MAX_JSON_DEPTH};
-pub use route::{Call, DialectRoutes, Handler, Request, Response, Route, RouteGroup};
+pub use route::{Call, DialectRoutes, Route, RouteGroup};
+pub use route::{Handler, Request, Response};
 
 use crate::app::MAX_BODY_BYTES;
 use crate::dialect::{lagerkoll, metro, zettle};
@@ -157,7 +158,7 @@ fn owner(segments: &[&str]) -> Dialect {
 }
 
 /// An error in the error format of the dialect that owns `path`.
-pub fn error_response_for(request: &http::request::Parts, err: &Error) -> Response {
+pub(crate) fn error_response_for(request: &http::request::Parts, err: &Error) -> Response {
     (dialect_routes(owner(&segments(request.uri.path()))).error_response)(err, &request.headers)
 }
 

@@ -10,7 +10,7 @@ use super::route::{Request, Response, Route, RouteGroup};
 use crate::domain::Dialect;
 
 /// The document, as served.
-pub const DOCUMENT: &str = include_str!("openapi.json");
+const DOCUMENT: &str = include_str!("openapi.json");
 
 pub static ROUTES: RouteGroup =
     RouteGroup { dialect: Dialect::Zettle, routes: &[Route::public(Method::GET, "openapi.json", document)] };

@@ -31,7 +31,7 @@ pub static ROUTES: RouteGroup = RouteGroup {
 };
 
 /// The most attempts one request lists.
-pub const MAX_ATTEMPTS_LISTED: usize = 500;
+const MAX_ATTEMPTS_LISTED: usize = 500;
 
 /// The subscription, if the request's key may manage it (403 otherwise).
 async fn managed_subscription(call: &Call<'_>, org: OrganizationId, id: Uuid) -> Result<crate::domain::Subscription> {

@@ -17,7 +17,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
 }
 
 /// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).
-pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Option<&str>) -> Result<ApiKey> {
+pub(crate) async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Option<&str>) -> Result<ApiKey> {
     let plain = key_header.and_then(|name| headers.get(name)).and_then(|v| v.to_str().ok()).map(str::trim);
     let token = match (headers.get(header::AUTHORIZATION), plain) {
         (None, Some(token)) if !token.is_empty() => token,
@@ -56,7 +56,7 @@ pub async fn authenticate_with(app: &App, headers: &HeaderMap, key_header: Optio
 
 /// The organization a path names: `self` is the key's own; another organization is not found
 /// (tenants never learn of each other).
-pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {
+pub(crate) fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<OrganizationId> {
     if path_org == "self" {
         return Ok(key.organization);
     }
@@ -67,7 +67,7 @@ pub fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<Organization
 }
 
 /// Parses a body that must be one JSON object.
-pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::bad_request(None, "the request body must be a JSON object"));
     }
@@ -115,7 +115,9 @@ fn check_depth(body: &[u8]) -> Result<()> {
 
 /// Parses a body that must be one JSON object, keeping each field's exact bytes: for bodies
 /// that carry a payload to pass on untouched, parsed once.
-pub fn parse_raw_object(body: &[u8]) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
+pub(crate) fn parse_raw_object(
+    body: &[u8],
+) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::bad_request(None, "the request body must be a JSON object"));
     }
@@ -128,7 +130,7 @@ pub fn parse_raw_object(body: &[u8]) -> Result<std::collections::BTreeMap<String
 }
 
 /// Refuses fields the dialect does not define, naming the first one.
-pub fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
+pub(crate) fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
     match keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
         Some(unknown) => Err(Error::BadRequest {
             field: Some(unknown.clone()),
@@ -148,7 +150,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// Adds the headers an error's status calls for, whatever the dialect: `Allow` on a 405,
 /// `Retry-After` on a 429.
-pub fn add_error_headers(response: &mut Response, err: &Error) {
+pub(crate) fn add_error_headers(response: &mut Response, err: &Error) {
     match err {
         Error::MethodNotAllowed { allow } => {
             if let Ok(allow) = HeaderValue::from_str(allow) {

@@ -13,7 +13,7 @@ use crate::{App, Error, Result};
 
 pub type Request = http::Request<Bytes>;
 pub type Response = http::Response<Bytes>;
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a handler is given: the request, its authenticated key and the path's captures.
 pub struct Call<'a> {
@@ -37,9 +37,9 @@ pub enum Handler {
     Authenticated(for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>),
     Public(fn(&Request) -> Response),
 }
-pub type AuthenticatedHandler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
+type AuthenticatedHandler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
 /// How a group's requests prove who they are (and, for Lagerkoll, count against its limit).
-pub type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
+type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
 
 /// One method on one path.
 pub struct Route {

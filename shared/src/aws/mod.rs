@@ -5,8 +5,8 @@
 pub mod dynamodb;
 mod publish_log;
 mod sdk;
-pub mod ses;
-pub mod sqs;
+pub(crate) mod ses;
+pub(crate) mod sqs;
 
 pub use dynamodb::DynamoStore;
 pub use publish_log::QueueThenClaim;

@@ -19,15 +19,15 @@ use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
 
 /// SQS's limits.
-pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// The longest a received message is hidden again. SQS counts its 12 h visibility limit from
 /// the receive, and refuses a change beyond it; the receive was moments ago, so stay 10 minutes
 /// short. A longer wait comes back early and is hidden again (the job carries its due time).
-pub const MAX_DEFER: Duration = Duration::from_secs(12 * 60 * 60 - 10 * 60);
-pub const MAX_BATCH: usize = 10;
+pub(crate) const MAX_DEFER: Duration = Duration::from_secs(12 * 60 * 60 - 10 * 60);
+const MAX_BATCH: usize = 10;
 /// The total size SQS accepts in one SendMessageBatch (and one message).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// Splits message bodies into SendMessageBatch calls: at most 10 entries and 256 KiB each.
 fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
@@ -71,7 +71,7 @@ impl SqsQueue {
     }
 
     /// Our receipt for a message of the retry queue.
-    pub fn retry_receipt(handle: &str) -> String {
+    pub(crate) fn retry_receipt(handle: &str) -> String {
         format!("{RETRY_RECEIPT}{handle}")
     }
 

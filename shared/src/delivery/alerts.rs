@@ -8,7 +8,7 @@ use crate::ports::{Email, ReceivedJob};
 use crate::App;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// A message used up its attempts and was dead-lettered.
     Exhausted,
     /// The subscription failed for so long that it was disabled.
@@ -19,7 +19,13 @@ pub enum Reason {
 
 /// Sends the alert unless one went out within the window. A mail failure is logged, never
 /// allowed to fail the delivery bookkeeping.
-pub async fn notify(app: &App, subscription: &Subscription, received: &ReceivedJob, attempt: &Attempt, reason: Reason) {
+pub(crate) async fn notify(
+    app: &App,
+    subscription: &Subscription,
+    received: &ReceivedJob,
+    attempt: &Attempt,
+    reason: Reason,
+) {
     let Some(to) = subscription.contact_email.as_deref() else {
         // No one to tell (Lagerkoll webhooks name no contact): the attempts and the
         // dead-letter queue keep the record.

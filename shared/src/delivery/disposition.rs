@@ -26,7 +26,7 @@ pub enum Disposition {
 
 impl Disposition {
     /// Whether the queue host should delete the received message now.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         !matches!(self, Disposition::NotYetDue)
     }
 }

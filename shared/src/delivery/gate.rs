@@ -38,7 +38,7 @@ impl Drop for Probe {
 /// endpoint has been failing (up to [`MAX_PROBE_WAIT`]), so a long-dead endpoint's backlog
 /// costs a receive a job every few minutes, not every few seconds; jittered, so jobs put off
 /// together do not come back together.
-pub fn probe_wait(delivery_timeout: Duration, failing_for: time::Duration) -> Duration {
+pub(crate) fn probe_wait(delivery_timeout: Duration, failing_for: time::Duration) -> Duration {
     use rand::Rng;
     let failing_for = Duration::try_from(failing_for).unwrap_or_default();
     let base = delivery_timeout.max(Duration::from_secs(1));
@@ -46,7 +46,7 @@ pub fn probe_wait(delivery_timeout: Duration, failing_for: time::Duration) -> Du
 }
 
 /// The longest a job waits for its failing endpoint's probe before it looks again.
-pub const MAX_PROBE_WAIT: Duration = Duration::from_secs(5 * 60);
+pub(crate) const MAX_PROBE_WAIT: Duration = Duration::from_secs(5 * 60);
 
 #[cfg(test)]
 mod tests {

@@ -7,20 +7,20 @@
 //! its answer, no decisions) → [`settle`] (what the answer means for the job and the
 //! subscription). The batch around them records every attempt in one write.
 
-pub mod alerts;
+pub(crate) mod alerts;
 mod dispatch;
 mod disposition;
 mod gate;
 mod prepare;
 mod provenance;
-pub mod schedule;
+pub(crate) mod schedule;
 mod settings;
 mod settle;
-pub mod webhook;
+pub(crate) mod webhook;
 
 pub use dispatch::probe;
 pub use disposition::Disposition;
-pub use gate::{probe_wait, Probes, MAX_PROBE_WAIT};
+pub use gate::Probes;
 pub use provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
 pub use schedule::RetrySchedule;
 pub use settings::DeliverySettings;
@@ -39,7 +39,7 @@ type Outcome = Result<(Disposition, Option<AttemptRecord>)>;
 /// one write. Results come in the order of `jobs`. Retries and dead letters are arranged on
 /// the queue here; removing a delivered or skipped job is the caller's part (the local worker
 /// acknowledges it, the Lambda lets SQS delete it by reporting success).
-pub async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
+pub(crate) async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: usize) -> Vec<Result<Disposition>> {
     use futures::stream::{self, StreamExt};
     // The futures are made up front, so the stream only polls them (no closure over borrows).
     // Unordered: a job that takes the whole timeout never keeps the next ones from starting.

@@ -14,11 +14,11 @@ pub struct RetrySchedule {
 }
 
 /// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts over about 28 hours.
-pub const DEFAULT_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
+const DEFAULT_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
 /// Each wait is stretched or shrunk by up to this fraction, so receivers that fail together do
 /// not get retried together.
-pub const JITTER: f64 = 0.2;
+const JITTER: f64 = 0.2;
 
 impl Default for RetrySchedule {
     fn default() -> Self {
@@ -40,18 +40,13 @@ impl RetrySchedule {
     }
 
     /// The wait after attempt `attempt` (1-based) failed, jittered; `None` when it was the last.
-    pub fn next_delay(&self, attempt: u32) -> Option<Duration> {
+    pub(crate) fn next_delay(&self, attempt: u32) -> Option<Duration> {
         let base = *self.delays.get(attempt as usize)?;
         if base.is_zero() {
             return Some(base);
         }
         let factor = rand::rng().random_range(1.0 - JITTER..=1.0 + JITTER);
         Some(base.mul_f64(factor))
-    }
-
-    /// The un-jittered waits.
-    pub fn delays(&self) -> &[Duration] {
-        &self.delays
     }
 }
 
@@ -86,7 +81,7 @@ mod tests {
     fn default_schedule_spans_about_a_day() {
         let schedule = RetrySchedule::default();
         assert_eq!(schedule.attempts(), 8);
-        let total: Duration = schedule.delays().iter().sum();
+        let total: Duration = schedule.delays.iter().sum();
         assert_eq!(total, Duration::from_secs(5 + 5 * 60 + 30 * 60 + (2 + 5 + 10 + 10) * 3600));
     }
 
@@ -105,9 +100,6 @@ mod tests {
     fn bad_schedules_are_refused() {
         assert!("".parse::<RetrySchedule>().is_err());
         assert!("5s,soon".parse::<RetrySchedule>().unwrap_err().contains("soon"));
-        assert_eq!(
-            "0s, 200ms".parse::<RetrySchedule>().unwrap().delays(),
-            &[Duration::ZERO, Duration::from_millis(200)]
-        );
+        assert_eq!("0s, 200ms".parse::<RetrySchedule>().unwrap().delays, &[Duration::ZERO, Duration::from_millis(200)]);
     }
 }

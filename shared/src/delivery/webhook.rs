@@ -11,7 +11,7 @@ use crate::domain::{Message, Subscription};
 use crate::signing;
 
 /// How much of a response body is kept with an attempt.
-pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+const RESPONSE_EXCERPT_BYTES: usize = 1024;
 
 /// A signed request, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
 
@@ -69,7 +69,7 @@ impl Attempt {
 }
 
 /// `Retry-After` in seconds or as an HTTP date, as a wait from `now`; `None` when unreadable.
-pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
+fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

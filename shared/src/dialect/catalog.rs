@@ -15,7 +15,7 @@ pub fn find(name: &str) -> Option<&'static EventDefinition> {
 }
 
 /// An event a subscription of `dialect` may name.
-pub fn find_for(dialect: Dialect, name: &str) -> Option<&'static EventDefinition> {
+pub(crate) fn find_for(dialect: Dialect, name: &str) -> Option<&'static EventDefinition> {
     find(name).filter(|e| e.dialect == dialect)
 }
 
@@ -27,7 +27,7 @@ pub fn of(dialect: Dialect) -> impl Iterator<Item = &'static EventDefinition> {
 /// The catalog events a subscription receives: those it names (every event of its API when it
 /// names none) and the lifecycle events every subscription of its API gets. Lagerkoll features
 /// are not catalog events.
-pub fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition> {
+fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition> {
     of(subscription.dialect)
         .filter(|e| {
             e.delivered_to_all
@@ -40,12 +40,12 @@ pub fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition>
 /// Whether a key holding `scopes` may see or change `subscription`, its signing key and its
 /// attempts: only with the scope of every event the subscription receives (so a key cannot
 /// read, redirect or replay events it could not subscribe to).
-pub fn may_manage(scopes: &[Scope], subscription: &Subscription) -> bool {
+pub(crate) fn may_manage(scopes: &[Scope], subscription: &Subscription) -> bool {
     received_by(subscription).iter().all(|event| allows(scopes, event))
 }
 
 /// [`may_manage`] as a request's answer: 403 when the key may not.
-pub fn check_may_manage(scopes: &[Scope], subscription: &Subscription) -> crate::Result<()> {
+pub(crate) fn check_may_manage(scopes: &[Scope], subscription: &Subscription) -> crate::Result<()> {
     if may_manage(scopes, subscription) {
         Ok(())
     } else {
@@ -59,7 +59,7 @@ pub fn check_may_manage(scopes: &[Scope], subscription: &Subscription) -> crate:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ScopeRequirement;
+    use crate::domain::event::ScopeRequirement;
 
     #[test]
     fn every_seed_event_is_known_with_its_scope() {

@@ -15,12 +15,12 @@ pub mod metro;
 mod spec;
 pub mod zettle;
 
-pub use spec::{Envelope, Spec};
+pub(crate) use spec::{Envelope, Spec};
 
 use crate::domain::Dialect;
 
 /// The one place a dialect's wire side is looked up.
-pub fn spec(dialect: Dialect) -> &'static Spec {
+pub(crate) fn spec(dialect: Dialect) -> &'static Spec {
     match dialect {
         Dialect::Zettle => &zettle::SPEC,
         Dialect::Metro => &metro::SPEC,

@@ -1,10 +1,9 @@
 //! What a dialect brings to publishing and delivery: its events and its delivery envelope.
 
-use crate::domain::{Dialect, EventDefinition, Message, Subscription};
+use crate::domain::{EventDefinition, Message, Subscription};
 
 /// A dialect's wire side.
-pub struct Spec {
-    pub dialect: Dialect,
+pub(crate) struct Spec {
     /// The events its subscriptions may name (Lagerkoll's are free-form features: none).
     pub events: &'static [EventDefinition],
     /// The body and the dialect's own headers of a delivery, its signature made with the key
@@ -13,7 +12,7 @@ pub struct Spec {
 }
 
 /// A delivery's body and its dialect's headers (signature included).
-pub struct Envelope {
+pub(crate) struct Envelope {
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }

@@ -36,7 +36,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub(crate) const ALL: [Scope; 9] = [
         Scope::ReadPurchase,
         Scope::ReadProduct,
         Scope::WriteProduct,
@@ -118,7 +118,7 @@ pub struct NewApiKey {
 }
 
 /// Prefix of every secret, so a leaked key is recognisable (secret scanners, logs).
-pub const SECRET_PREFIX: &str = "tdk_";
+const SECRET_PREFIX: &str = "tdk_";
 
 impl NewApiKey {
     pub fn generate(

@@ -50,7 +50,7 @@ pub struct EventDefinition {
 
 impl EventDefinition {
     /// Whether `name` is this event, in its catalog spelling or an alias.
-    pub fn is_named(&self, name: &str) -> bool {
+    pub(crate) fn is_named(&self, name: &str) -> bool {
         self.name == name || self.aliases.contains(&name)
     }
 
@@ -70,7 +70,7 @@ impl EventDefinition {
 
     /// The payload as it is stored and delivered: as published, or shaped by the event's rule; a
     /// payload that does not fit is refused naming the field.
-    pub fn prepare_payload<'a>(&self, payload: &'a str) -> Result<Cow<'a, str>> {
+    pub(crate) fn prepare_payload<'a>(&self, payload: &'a str) -> Result<Cow<'a, str>> {
         match self.payload {
             Payload::Json => Ok(Cow::Borrowed(payload)),
             Payload::Normalised(normalise) => normalise(payload).map(Cow::Owned).map_err(|e| Error::Unprocessable {
@@ -90,7 +90,7 @@ impl PartialEq for EventDefinition {
 impl Eq for EventDefinition {}
 
 /// Whether a key holding `scopes` may subscribe to `event`.
-pub fn allows(scopes: &[Scope], event: &EventDefinition) -> bool {
+pub(crate) fn allows(scopes: &[Scope], event: &EventDefinition) -> bool {
     match event.requires {
         ScopeRequirement::Scope(needed) => scopes.contains(&needed),
         ScopeRequirement::AnyScope => !scopes.is_empty(),

@@ -97,7 +97,7 @@ pub enum Lane {
 
 impl Lane {
     /// The lane for a job to `subscription`: slow while its deliveries are failing.
-    pub fn for_subscription(subscription: &Subscription) -> Lane {
+    pub(crate) fn for_subscription(subscription: &Subscription) -> Lane {
         if subscription.failing_since.is_some() {
             Lane::Slow
         } else {
@@ -129,7 +129,7 @@ impl DeliveryJob {
     }
 
     /// The first delivery of `message` to `subscription`, in the lane its health calls for.
-    pub fn for_subscription(message: &PublishRecord, subscription: &Subscription) -> DeliveryJob {
+    pub(crate) fn for_subscription(message: &PublishRecord, subscription: &Subscription) -> DeliveryJob {
         DeliveryJob { lane: Lane::for_subscription(subscription), ..DeliveryJob::new(message, subscription.id) }
     }
 

@@ -2,16 +2,19 @@
 //! where (subscriptions).
 
 pub mod api_key;
-pub mod event;
+pub(crate) mod event;
 pub mod message;
-pub mod organization;
+pub(crate) mod organization;
 pub mod retention;
-pub mod subscription;
+pub(crate) mod subscription;
 mod timestamp;
 
-pub use api_key::{ApiKey, NewApiKey, Scope};
-pub use event::{EventDefinition, ScopeRequirement};
+pub use api_key::ApiKey;
+pub use api_key::{NewApiKey, Scope};
+pub use event::EventDefinition;
 pub use message::{message_uuid, AttemptRecord, DeliveryJob, Lane, Message, PublishRecord};
-pub use organization::{OrganizationId, StoreGroup};
-pub use subscription::{Dialect, PreviousSigningKey, Subscription, SubscriptionStatus};
+pub use organization::OrganizationId;
+pub use organization::StoreGroup;
+pub use subscription::PreviousSigningKey;
+pub use subscription::{Dialect, Subscription, SubscriptionStatus};
 pub use timestamp::{to_micros, utc_timestamp};

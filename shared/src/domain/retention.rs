@@ -2,14 +2,14 @@
 //! for the windows the adapters (DynamoDB TTL, the local purge), publishing and delivery share.
 
 /// How long published messages are kept for replay.
-pub const MESSAGE_RETENTION: time::Duration = time::Duration::days(7);
+pub(crate) const MESSAGE_RETENTION: time::Duration = time::Duration::days(7);
 
 /// A repeated message id within this window is accepted once and answered the same.
 pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
 
 /// How long delivery attempts are kept (the table's TTL on AWS, the worker's purge locally).
-pub const ATTEMPT_RETENTION: time::Duration = time::Duration::days(30);
+pub(crate) const ATTEMPT_RETENTION: time::Duration = time::Duration::days(30);
 
 /// How long dead letters are kept (the dead-letter queue's retention on AWS, which the template
 /// check ties to this): their message is kept as long, so a replay delivers it.
-pub const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days(14);
+pub(crate) const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days(14);

@@ -20,7 +20,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// Every dialect.
-    pub const ALL: [Dialect; 3] = [Dialect::Zettle, Dialect::Metro, Dialect::Lagerkoll];
+    pub(crate) const ALL: [Dialect; 3] = [Dialect::Zettle, Dialect::Metro, Dialect::Lagerkoll];
 
     /// Its name in storage and logs.
     pub fn as_str(self) -> &'static str {
@@ -91,7 +91,7 @@ impl FromStr for SubscriptionStatus {
 }
 
 /// Rotated-out keys kept signing at once, beside the current one (Svix allows five keys in all).
-pub const MAX_PREVIOUS_SIGNING_KEYS: usize = 4;
+const MAX_PREVIOUS_SIGNING_KEYS: usize = 4;
 
 /// A signing key rotated out, and when it stops signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,10 +103,10 @@ pub struct PreviousSigningKey {
 }
 
 /// The transport Zettle calls `transportName`; webhooks are the only one.
-pub const TRANSPORT_WEBHOOK: &str = "WEBHOOK";
+pub(crate) const TRANSPORT_WEBHOOK: &str = "WEBHOOK";
 
 /// Longest accepted contact email, in every dialect.
-pub const MAX_CONTACT_EMAIL_LEN: usize = 512;
+pub(crate) const MAX_CONTACT_EMAIL_LEN: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -163,7 +163,7 @@ impl Subscription {
 
     /// The keys that sign a delivery made at `at`: the current one first, then the rotated-out
     /// ones still in their overlap, newest first (Standard Webhooks carries one signature each).
-    pub fn signing_keys_at(&self, at: OffsetDateTime) -> Vec<&str> {
+    pub(crate) fn signing_keys_at(&self, at: OffsetDateTime) -> Vec<&str> {
         std::iter::once(self.signing_key.as_str())
             .chain(self.previous_signing_keys.iter().filter(|k| k.expires_at > at).map(|k| k.key.as_str()))
             .collect()
@@ -173,7 +173,7 @@ impl Subscription {
     /// `x-signature`) at `at`: the oldest key still in its overlap, else the current one. A
     /// receiver that has not switched keeps verifying until that key expires, at the time the
     /// rotation announced; one that verifies with either key never misses a delivery.
-    pub fn single_signature_key_at(&self, at: OffsetDateTime) -> &str {
+    pub(crate) fn single_signature_key_at(&self, at: OffsetDateTime) -> &str {
         self.previous_signing_keys
             .iter()
             .rev()
@@ -193,12 +193,6 @@ impl Subscription {
         self.previous_signing_keys.retain(|k| k.expires_at > now);
         self.previous_signing_keys.insert(0, PreviousSigningKey { key: replaced, expires_at: now + overlap });
         self.previous_signing_keys.truncate(MAX_PREVIOUS_SIGNING_KEYS);
-    }
-
-    /// Whether an event with this name is delivered to this subscription (explicit match or
-    /// all-events subscription).
-    pub fn wants(&self, event_name: &str) -> bool {
-        self.event_names.is_empty() || self.event_names.iter().any(|e| e == event_name)
     }
 }
 

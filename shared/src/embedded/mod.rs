@@ -1,7 +1,7 @@
 //! The embedded adapters `tidings serve` runs on: everything in one SQLite file (store and
 //! queue) plus an outbox folder of `.eml` files for mail. No AWS account needed.
 
-pub mod outbox;
+pub(crate) mod outbox;
 pub mod sqlite;
 
 pub use outbox::OutboxMailer;

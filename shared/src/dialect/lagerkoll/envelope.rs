@@ -19,12 +19,12 @@ pub fn envelope(subscription: &Subscription, message: &Message<'_>, _signing_key
 
 /// A Lagerkoll webhook's feature id and method, joined into its one event name with a control
 /// character neither side can contain in practice.
-pub fn feature_key(feature_id: &str, feature_method: &str) -> String {
+pub(crate) fn feature_key(feature_id: &str, feature_method: &str) -> String {
     format!("{feature_id}{FEATURE_SEPARATOR}{feature_method}")
 }
 
 /// The (feature id, method) of a Lagerkoll event name.
-pub fn split_feature(key: &str) -> (&str, &str) {
+pub(crate) fn split_feature(key: &str) -> (&str, &str) {
     key.split_once(FEATURE_SEPARATOR).unwrap_or((key, ""))
 }
 

@@ -111,7 +111,7 @@ fn failure_response(format: Format, failure: Failure) -> Response {
 }
 
 /// Maps a core error to Lagerkoll's error body, in the format the request asked for.
-pub fn error_response(err: &Error, request_headers: &HeaderMap) -> Response {
+pub(crate) fn error_response(err: &Error, request_headers: &HeaderMap) -> Response {
     let mut response = failure_response(response_format(request_headers), Failure::from(err.clone()));
     add_error_headers(&mut response, err);
     response

@@ -9,7 +9,6 @@ mod errors;
 pub mod routes;
 
 use super::Spec;
-use crate::domain::Dialect;
 
 /// Lagerkoll's wire side.
-pub static SPEC: Spec = Spec { dialect: Dialect::Lagerkoll, events: &[], envelope: envelope::envelope };
+pub(crate) static SPEC: Spec = Spec { events: &[], envelope: envelope::envelope };

@@ -42,7 +42,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
 };
 
 /// The numeric id Lagerkoll clients use: 53 bits of the guid, so it survives JavaScript too.
-pub fn numeric_id(guid: Uuid) -> i64 {
+fn numeric_id(guid: Uuid) -> i64 {
     (guid.as_u128() >> 75) as i64
 }
 

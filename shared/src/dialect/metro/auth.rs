@@ -23,7 +23,7 @@ pub(super) async fn authenticate_order_reader(app: &App, request: &Request) -> R
 }
 
 /// How far a signed request's `X-Timestamp` may be from now (either way), against replays.
-pub const SIGNATURE_WINDOW_SECONDS: i64 = 300;
+pub(crate) const SIGNATURE_WINDOW_SECONDS: i64 = 300;
 
 /// The key of a request: signed the way Metro's API clients sign (`X-Client-Id`, `X-Timestamp`,
 /// `X-Signature`), or carrying the key itself (`Authorization: Bearer`, `X-Api-Key`).
@@ -78,14 +78,7 @@ fn request_parts<'a>(method: &'a str, uri: &'a str, body: &'a [u8], timestamp: &
 
 /// Checks a Metro client's `X-Signature` (base64 HMAC-SHA256 keyed by the client secret over
 /// `METHOD\nURI\nBODY\nTIMESTAMP`) in constant time.
-pub fn verify_request(
-    client_secret: &str,
-    method: &str,
-    uri: &str,
-    body: &[u8],
-    timestamp: &str,
-    signature: &str,
-) -> bool {
+fn verify_request(client_secret: &str, method: &str, uri: &str, body: &[u8], timestamp: &str, signature: &str) -> bool {
     let Ok(candidate) = BASE64.decode(signature.trim()) else { return false };
     let mut mac = mac(client_secret.as_bytes());
     for part in request_parts(method, uri, body, timestamp) {

@@ -12,7 +12,7 @@ use crate::Error;
 const NOT_VALID_RESPONSE: &str = "Server response is not valid";
 
 /// The seed's problem bodies.
-pub fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
+pub(crate) fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
     let (status, body) = match err {
         // The seed's message first, then what exactly was wrong (missing, unknown, revoked, expired).
         Error::Unauthenticated(message) => (

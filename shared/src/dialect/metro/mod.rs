@@ -7,12 +7,11 @@ mod auth;
 mod envelope;
 mod errors;
 mod events;
-pub mod routes;
+pub(crate) mod routes;
 
 pub use envelope::signature;
 
 use super::Spec;
-use crate::domain::Dialect;
 
 /// Metro's wire side.
-pub static SPEC: Spec = Spec { dialect: Dialect::Metro, events: events::EVENTS, envelope: envelope::envelope };
+pub(crate) static SPEC: Spec = Spec { events: events::EVENTS, envelope: envelope::envelope };

@@ -13,8 +13,6 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-pub use super::auth::SIGNATURE_WINDOW_SECONDS;
-
 use super::{auth, errors};
 use crate::api::request::{json_response, parse_object};
 use crate::api::{Call, DialectRoutes, Response, Route, RouteGroup};
@@ -56,7 +54,7 @@ fn as_sent(name: String, sent: &Map<String, Value>) -> String {
         .map_or(name, |(alias, _)| alias.to_string())
 }
 /// The event name of the connection check.
-pub const TEST_EVENT: &str = "test_connection";
+const TEST_EVENT: &str = "test_connection";
 
 /// A subscription as Metro lists it. `signingKey` is Tidings' addition: the key of the
 /// `x-signature` HMAC (see README).

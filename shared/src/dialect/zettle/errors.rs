@@ -9,7 +9,7 @@ use crate::api::{json_response, Response};
 use crate::Error;
 
 /// The Zettle error body: `{errorType, developerMessage, violations: [{propertyName, developerMessage}]}`.
-pub fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
+pub(crate) fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
     let (status, error_type) = match err {
         Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
         Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),

@@ -7,12 +7,11 @@ mod envelope;
 mod errors;
 mod events;
 pub mod purchase;
-pub mod routes;
+pub(crate) mod routes;
 
 pub use envelope::signature;
 
 use super::Spec;
-use crate::domain::Dialect;
 
 /// Zettle's wire side.
-pub static SPEC: Spec = Spec { dialect: Dialect::Zettle, events: events::EVENTS, envelope: envelope::envelope };
+pub(crate) static SPEC: Spec = Spec { events: events::EVENTS, envelope: envelope::envelope };

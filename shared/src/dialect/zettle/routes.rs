@@ -25,9 +25,9 @@ use crate::domain::{utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription
 use crate::{App, Error, Result};
 
 /// The event name of the message sent to a destination when a subscription is created.
-pub const TEST_EVENT_NAME: &str = "TestMessage";
+const TEST_EVENT_NAME: &str = "TestMessage";
 /// Its payload, as Zettle documents it.
-pub const TEST_PAYLOAD: &str = r#"{"data":"payload"}"#;
+const TEST_PAYLOAD: &str = r#"{"data":"payload"}"#;
 
 const CREATE_FIELDS: &[&str] = &["uuid", "transportName", "eventNames", "destination", "contactEmail"];
 const UPDATE_FIELDS: &[&str] = &["transportName", "eventNames", "destination", "contactEmail"];
@@ -35,7 +35,7 @@ const UPDATE_FIELDS: &[&str] = &["transportName", "eventNames", "destination", "
 /// A subscription as the Zettle API shows it, fields in the seed's order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SubscriptionView<'a> {
+pub(crate) struct SubscriptionView<'a> {
     uuid: String,
     transport_name: &'a str,
     event_names: &'a [String],

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-pub const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
