@@ -23,15 +23,7 @@ async fn world() -> World {
     World(Tenant::start(Receiver::answering(200).await, &[Scope::ReadProduct]).await)
 }
 
-/// The suite's tenant, with the requests this suite makes.
-struct World(Tenant);
-
-impl std::ops::Deref for World {
-    type Target = Tenant;
-    fn deref(&self) -> &Tenant {
-        &self.0
-    }
-}
+tidings_tests::tenant_world!();
 
 impl World {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

@@ -16,15 +16,7 @@ async fn world() -> World {
     World(Tenant::start(Receiver::answering_with(200, OK_BODY).await, &[Scope::ReadOrder]).await)
 }
 
-/// The suite's tenant, with the requests this suite makes.
-struct World(Tenant);
-
-impl std::ops::Deref for World {
-    type Target = Tenant;
-    fn deref(&self) -> &Tenant {
-        &self.0
-    }
-}
+tidings_tests::tenant_world!();
 
 impl World {
     async fn call(

@@ -13,15 +13,7 @@ fn fixture(name: &str) -> String {
         .unwrap()
 }
 
-/// The suite's tenant, with the requests this suite makes.
-struct World(Tenant);
-
-impl std::ops::Deref for World {
-    type Target = Tenant;
-    fn deref(&self) -> &Tenant {
-        &self.0
-    }
-}
+tidings_tests::tenant_world!();
 
 async fn world() -> World {
     let world = World(Tenant::start(Receiver::answering(200).await, &[Scope::ReadPurchase]).await);

@@ -18,15 +18,7 @@ async fn world() -> World {
     World(Tenant::start(receiver, &[Scope::ReadProduct, Scope::ReadOrder]).await)
 }
 
-/// The suite's tenant, with the requests this suite makes.
-struct World(Tenant);
-
-impl std::ops::Deref for World {
-    type Target = Tenant;
-    fn deref(&self) -> &Tenant {
-        &self.0
-    }
-}
+tidings_tests::tenant_world!();
 
 impl World {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -136,6 +136,22 @@ impl Tenant {
     }
 }
 
+/// A suite's `World`: a [`Tenant`] the suite adds its own requests to (`impl World { … }`).
+#[macro_export]
+macro_rules! tenant_world {
+    () => {
+        /// The suite's tenant, with the requests this suite makes.
+        struct World($crate::Tenant);
+
+        impl std::ops::Deref for World {
+            type Target = $crate::Tenant;
+            fn deref(&self) -> &$crate::Tenant {
+                &self.0
+            }
+        }
+    };
+}
+
 pub fn new_org() -> OrganizationId {
     OrganizationId(Uuid::new_v4())
 }
