@@ -65,7 +65,7 @@ table = resources["Table"]["Properties"]
 check([k["AttributeName"] for k in table["KeySchema"]] == ["PK", "SK"], "table keys must be PK, SK")
 gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]}
 dynamodb_rs = "\n".join(f.read_text() for f in sorted((ROOT / "shared" / "src" / "aws" / "dynamodb").glob("*.rs")))
-gsi_name = re.search(r'pub const GSI1: &str = "([^"]+)"', dynamodb_rs).group(1)
+gsi_name = re.search(r'(?:pub(?:\(crate\))? )?const GSI1: &str = "([^"]+)"', dynamodb_rs).group(1)
 check(gsis.get(gsi_name) == ["GSI1PK", "GSI1SK"], f"GSI {gsi_name} must be keyed GSI1PK, GSI1SK: {gsis}")
 check(table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}, "TTL on expires_at")
 
@@ -238,12 +238,12 @@ delivery_rs = "".join(p.read_text() for p in sorted((ROOT / "shared" / "src" / "
 retention_rs = (ROOT / "shared" / "src" / "domain" / "retention.rs").read_text()
 sqs_rs = (ROOT / "shared" / "src" / "aws" / "sqs.rs").read_text()
 destination_rs = (ROOT / "shared" / "src" / "destination.rs").read_text()
-default_schedule = re.search(r'pub const DEFAULT_SCHEDULE: &str = "([^"]+)"', schedule_rs).group(1)
+default_schedule = re.search(r'(?:pub(?:\(crate\))? )?const DEFAULT_SCHEDULE: &str = "([^"]+)"', schedule_rs).group(1)
 jitter = float(re.search(r"const JITTER: f64 = ([\d.]+);", schedule_rs).group(1))
 longest_wait = max(duration_seconds(d) for d in default_schedule.split(",")) * (1 + jitter)
-max_delay = rust_seconds(re.search(r"pub const MAX_DELAY: Duration = Duration::from_secs\(([^)]+(?:\)[^;]*)?)\);", sqs_rs).group(1))
-max_defer = rust_seconds(re.search(r"pub const MAX_DEFER: Duration = Duration::from_secs\(([^;]+)\);", sqs_rs).group(1))
-delivery_timeout = rust_seconds(re.search(r"pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs\(([^)]+)\);", destination_rs).group(1))
+max_delay = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const MAX_DELAY: Duration = Duration::from_secs\(([^)]+(?:\)[^;]*)?)\);", sqs_rs).group(1))
+max_defer = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const MAX_DEFER: Duration = Duration::from_secs\(([^;]+)\);", sqs_rs).group(1))
+delivery_timeout = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const DEFAULT_TIMEOUT: Duration = Duration::from_secs\(([^)]+)\);", destination_rs).group(1))
 
 # Lambda asks for a visibility of at least six times the function's timeout on both lanes; the
 # function's timeout covers a batch's deliveries (all at once) with room to record them.
@@ -269,7 +269,7 @@ for name in ["DeliveryQueue", "RetryQueue"]:
 # Dead letters stay as long as the message they need: the dead-letter queue keeps them for the
 # retention the code keeps their messages for.
 dlq_days = resources["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] / 86400
-code_days = int(re.search(r"pub const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days\((\d+)\);", retention_rs).group(1))
+code_days = int(re.search(r"(?:pub(?:\(crate\))? )?const DEAD_LETTER_RETENTION: time::Duration = time::Duration::days\((\d+)\);", retention_rs).group(1))
 check(dlq_days == code_days, f"dead letters kept {dlq_days} days, their messages {code_days}")
 
 # The dead-letter alarm fires on each new arrival (sent after the last attempt, or redriven),
