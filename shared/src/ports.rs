@@ -88,13 +88,68 @@ pub trait MessageLog: Send + Sync {
         Ok(0)
     }
 
+    /// A subscription's attempts that `query` selects, newest first, at most `query.limit`.
+    async fn attempts(
+        &self,
+        org: OrganizationId,
+        subscription_id: Uuid,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>>;
+
     /// A subscription's most recent attempts, newest first.
     async fn recent_attempts(
         &self,
         org: OrganizationId,
         subscription_id: Uuid,
         limit: usize,
-    ) -> Result<Vec<AttemptRecord>>;
+    ) -> Result<Vec<AttemptRecord>> {
+        self.attempts(org, subscription_id, &AttemptQuery::recent(limit)).await
+    }
+}
+
+/// Which of a subscription's attempts to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptQuery {
+    /// Made at or after this.
+    pub since: Option<OffsetDateTime>,
+    /// Made before this.
+    pub until: Option<OffsetDateTime>,
+    /// Only delivered (2xx) or only failed attempts.
+    pub outcome: Option<AttemptOutcome>,
+    /// Only attempts of this event name.
+    pub event: Option<String>,
+    pub limit: usize,
+}
+
+impl AttemptQuery {
+    /// The newest `limit` attempts, whatever they were.
+    pub fn recent(limit: usize) -> AttemptQuery {
+        AttemptQuery { since: None, until: None, outcome: None, event: None, limit }
+    }
+
+    /// Whether `attempt` is one this query selects (the time window aside).
+    pub fn selects(&self, attempt: &AttemptRecord) -> bool {
+        self.outcome.is_none_or(|outcome| outcome == AttemptOutcome::of(attempt))
+            && self.event.as_ref().is_none_or(|event| *event == attempt.event_name)
+    }
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Any other answer, or none.
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub fn of(attempt: &AttemptRecord) -> AttemptOutcome {
+        match attempt.status {
+            Some(status) if (200..300).contains(&status) => AttemptOutcome::Delivered,
+            _ => AttemptOutcome::Failed,
+        }
+    }
 }
 
 /// Counters that hold across instances: alert windows and per-minute request counts.

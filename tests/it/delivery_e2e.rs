@@ -185,6 +185,67 @@ async fn a_receiver_failing_twice_gets_the_message_on_the_third_attempt() {
 }
 
 #[tokio::test]
+async fn attempts_are_filtered_and_summed_up_as_delivery_health() {
+    let s = setup();
+    let serve = ServeProcess::start(s.dir.path(), &["--retry-schedule", "0s,200ms,200ms,200ms"]);
+    let receiver = Receiver::failing(2, 503).await;
+    s.subscribe(&serve, SUB_A, &[], &receiver.url()).await;
+    s.publish(&serve, json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"})).await;
+    eventually("three attempts are recorded", || async { s.attempts(&serve, SUB_A).await.len() == 3 }).await;
+    s.publish(&serve, json!({"eventName": "ProductUpdated", "payload": {"n": 2}, "messageId": "m-2"})).await;
+    eventually("four attempts are recorded", || async { s.attempts(&serve, SUB_A).await.len() == 4 }).await;
+
+    let get = |query: &str| {
+        let url = serve.url(&format!("/organizations/self/subscriptions/{SUB_A}/{query}"));
+        let request = s.http.get(url).bearer_auth(&s.key);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let statuses = |v: &Value| v.as_array().unwrap().iter().map(|a| a["status"].as_u64().unwrap()).collect::<Vec<_>>();
+    let (status, failed) = get("attempts?status=failed").await;
+    assert_eq!((status, statuses(&failed)), (200, vec![503, 503]));
+    let (_, delivered) = get("attempts?status=delivered&limit=1").await;
+    assert_eq!(delivered[0]["eventName"], "ProductUpdated", "newest first");
+    let (_, created) = get("attempts?event=ProductCreated").await;
+    assert_eq!(statuses(&created), vec![200, 503, 503]);
+    let (_, later) = get("attempts?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(later, json!([]));
+    let (_, earlier) = get("attempts?until=2000-01-01T00:00:00Z").await;
+    assert_eq!(earlier, json!([]));
+    for (query, field) in [
+        ("attempts?status=ok", "status"),
+        ("attempts?since=yesterday", "since"),
+        ("attempts?event=", "event"),
+        ("attempts?order=asc", "order"),
+        ("stats?hours=0", "hours"),
+        ("stats?hours=721", "hours"),
+        ("stats?window=1d", "window"),
+    ] {
+        let (status, body) = get(query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.to_string().contains(field), "{query} names {field}: {body}");
+    }
+
+    let (status, health) = get("stats").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        (health["attempts"].as_u64(), health["delivered"].as_u64(), health["failed"].as_u64()),
+        (Some(4), Some(2), Some(2))
+    );
+    assert_eq!(health["successRate"], json!(0.5));
+    assert!(health["latencyP50Ms"].is_u64() && health["latencyP99Ms"].as_u64() >= health["latencyP50Ms"].as_u64());
+    let hourly = health["hourly"].as_array().unwrap();
+    assert!((24..=25).contains(&hourly.len()), "{}", hourly.len());
+    assert_eq!(hourly.iter().map(|h| h["attempts"].as_u64().unwrap()).sum::<u64>(), 4);
+    assert_eq!(health["complete"], true);
+    let (_, hour) = get("stats?hours=1").await;
+    assert_eq!(hour["attempts"], 4);
+    serve.interrupt();
+}
+
+#[tokio::test]
 async fn a_receiver_that_always_fails_gets_one_alert_and_its_messages_are_dead_lettered() {
     let s = setup();
     let serve = ServeProcess::start(s.dir.path(), &["--retry-schedule", "0s,100ms,100ms"]);

@@ -7,7 +7,9 @@ use tidings::domain::api_key::NewApiKey;
 use tidings::domain::{
     AttemptRecord, DeliveryJob, Lane, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus,
 };
-use tidings::ports::{KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore};
+use tidings::ports::{
+    AttemptOutcome, AttemptQuery, KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore,
+};
 use tidings::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -448,6 +450,68 @@ pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
     assert!(store.recent_attempts(self::org(), a, 10).await.unwrap().is_empty());
 }
 
+/// Attempts read by window, outcome and event: the window's start is included, its end not; a
+/// filter never shortens a page below the limit while more match.
+pub async fn attempts_are_selected_by_window_outcome_and_event(store: &dyn MessageLog) {
+    let org = org();
+    let sub = Uuid::new_v4();
+    let t0 = tidings::domain::to_micros(OffsetDateTime::now_utc());
+    let attempt = |n: u32, status: Option<u16>, event: &str| AttemptRecord {
+        organization: org,
+        subscription_id: sub,
+        message_id: format!("m-{n}"),
+        event_name: event.into(),
+        attempt: 1,
+        at: t0 + time::Duration::seconds(n as i64),
+        status,
+        latency_ms: 5,
+        response_excerpt: String::new(),
+        error: None,
+    };
+    // 1..=40: every fifth failed (503, or no answer on the tenth ones), every fourth an order event.
+    let log: Vec<AttemptRecord> = (1..=40)
+        .map(|n| {
+            let status = match n {
+                _ if n % 10 == 0 => None,
+                _ if n % 5 == 0 => Some(503),
+                _ => Some(200),
+            };
+            attempt(n, status, if n % 4 == 0 { "OrderCreated" } else { "ProductCreated" })
+        })
+        .collect();
+    store.record_attempts(&log).await.unwrap();
+    let at = |n: i64| t0 + time::Duration::seconds(n);
+    let ns = |found: Vec<AttemptRecord>| found.iter().map(|a| a.message_id.clone()).collect::<Vec<_>>();
+    let names = |ns: &[u32]| ns.iter().map(|n| format!("m-{n}")).collect::<Vec<_>>();
+
+    let window = AttemptQuery { since: Some(at(10)), until: Some(at(13)), ..AttemptQuery::recent(100) };
+    assert_eq!(ns(store.attempts(org, sub, &window).await.unwrap()), names(&[12, 11, 10]), "since in, until out");
+    let failed = AttemptQuery { outcome: Some(AttemptOutcome::Failed), ..AttemptQuery::recent(100) };
+    assert_eq!(ns(store.attempts(org, sub, &failed).await.unwrap()), names(&[40, 35, 30, 25, 20, 15, 10, 5]));
+    let delivered = AttemptQuery { outcome: Some(AttemptOutcome::Delivered), ..AttemptQuery::recent(3) };
+    assert_eq!(ns(store.attempts(org, sub, &delivered).await.unwrap()), names(&[39, 38, 37]));
+    let orders = AttemptQuery { event: Some("OrderCreated".into()), ..AttemptQuery::recent(4) };
+    assert_eq!(ns(store.attempts(org, sub, &orders).await.unwrap()), names(&[40, 36, 32, 28]));
+    let failed_orders_early = AttemptQuery {
+        outcome: Some(AttemptOutcome::Failed),
+        event: Some("OrderCreated".into()),
+        until: Some(at(30)),
+        ..AttemptQuery::recent(100)
+    };
+    assert_eq!(ns(store.attempts(org, sub, &failed_orders_early).await.unwrap()), names(&[20]));
+    let nothing = AttemptQuery { event: Some("Unheard".into()), ..AttemptQuery::recent(10) };
+    assert!(store.attempts(org, sub, &nothing).await.unwrap().is_empty());
+    // Bounds far outside what nanoseconds hold still bound.
+    let far =
+        |year: i32| time::Date::from_calendar_date(year, time::Month::January, 1).unwrap().midnight().assume_utc();
+    let future = AttemptQuery { since: Some(far(2999)), ..AttemptQuery::recent(10) };
+    assert!(store.attempts(org, sub, &future).await.unwrap().is_empty());
+    let past = AttemptQuery { until: Some(far(1900)), ..AttemptQuery::recent(10) };
+    assert!(store.attempts(org, sub, &past).await.unwrap().is_empty());
+    let all = AttemptQuery { since: Some(far(1900)), until: Some(far(2999)), ..AttemptQuery::recent(100) };
+    assert_eq!(store.attempts(org, sub, &all).await.unwrap().len(), 40);
+}
+
 mod embedded {
     use std::sync::Arc;
 
@@ -606,6 +670,11 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn attempts_are_selected_by_window_outcome_and_event() {
+        super::attempts_are_selected_by_window_outcome_and_event(&backend().0).await;
+    }
+
+    #[tokio::test]
     async fn data_survives_reopening_the_file() {
         let (backend, clock, dir) = backend();
         let sub = super::subscription(super::org(), &["ProductCreated"]);
@@ -743,6 +812,11 @@ mod aws {
     #[tokio::test]
     async fn attempts_are_logged_newest_first() {
         super::attempts_are_logged_newest_first(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn attempts_are_selected_by_window_outcome_and_event() {
+        super::attempts_are_selected_by_window_outcome_and_event(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]

@@ -1,7 +1,11 @@
-//! The operators' routes on a subscription: its recent attempts, and replaying a message to it.
-//! Errors use the Zettle error body, as every `/organizations/...` route does.
+//! The operators' routes on a subscription: its attempts and delivery health, replaying a message
+//! to it, rotating its key. Errors use the Zettle error body, as every `/organizations/...` route
+//! does.
 //!
-//! - `GET /organizations/{org}/subscriptions/{uuid}/attempts?limit=N` → 200, newest first.
+//! - `GET /organizations/{org}/subscriptions/{uuid}/attempts?limit=N&status=delivered|failed&event=E&since=T&until=T`
+//!   → 200, newest first.
+//! - `GET /organizations/{org}/subscriptions/{uuid}/stats?hours=N` → 200, its delivery health over
+//!   the last N hours (default 24): attempts, success rate, p50/p99 latency, hour by hour.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/secret/rotate` `{overlapSeconds?}` → 200
 //!   `{signingKey, previousKeyExpiresAt}`, for a subscription of any dialect.
@@ -12,7 +16,9 @@ use uuid::Uuid;
 use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
 use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
+use crate::domain::health::DeliveryHealth;
 use crate::domain::{Dialect, OrganizationId};
+use crate::ports::{AttemptOutcome, AttemptQuery};
 use crate::{ingest, Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {
@@ -20,6 +26,9 @@ pub static ROUTES: RouteGroup = RouteGroup {
     routes: &[
         Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/attempts", |call| {
             Box::pin(attempts(call))
+        }),
+        Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/stats", |call| {
+            Box::pin(stats(call))
         }),
         Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/replay", |call| {
             Box::pin(replay(call))
@@ -53,23 +62,88 @@ fn subscription_of(call: &Call<'_>) -> Result<(OrganizationId, Uuid)> {
     Ok((org, id))
 }
 
+/// The attempts route's query: `limit`, `status` (`delivered` or `failed`), `event`, and the
+/// window `since` / `until` (RFC 3339); unknown parameters are refused.
+fn attempt_query(query: Option<&str>) -> Result<AttemptQuery> {
+    let mut parsed = AttemptQuery::recent(50);
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*name {
+            "limit" => {
+                parsed.limit =
+                    value.parse::<usize>().ok().filter(|n| (1..=MAX_ATTEMPTS_LISTED).contains(n)).ok_or_else(|| {
+                        Error::bad_request("limit", format!("limit must be 1 to {MAX_ATTEMPTS_LISTED}"))
+                    })?;
+            }
+            "status" => {
+                parsed.outcome = Some(match &*value {
+                    "delivered" => AttemptOutcome::Delivered,
+                    "failed" => AttemptOutcome::Failed,
+                    _ => return Err(Error::bad_request("status", "status must be delivered or failed")),
+                });
+            }
+            "event" if !value.is_empty() => parsed.event = Some(value.into_owned()),
+            "event" => return Err(Error::bad_request("event", "event must name an event")),
+            "since" => parsed.since = Some(timestamp("since", &value)?),
+            "until" => parsed.until = Some(timestamp("until", &value)?),
+            other => {
+                return Err(Error::BadRequest {
+                    field: Some(other.to_owned()),
+                    message: format!("unknown query parameter {other:?}; allowed: limit, status, event, since, until"),
+                })
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn timestamp(field: &'static str, value: &str) -> Result<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        Error::bad_request(field, format!("{field} must be an RFC 3339 time such as 2026-12-04T18:00:00Z"))
+    })
+}
+
 async fn attempts(call: Call<'_>) -> Result<Response> {
     let app = call.app;
     let (org, id) = subscription_of(&call)?;
-    let query = call.request.uri().query();
-    let mut limit = 50;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if name == "limit" {
-            limit = value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_ATTEMPTS_LISTED).contains(n))
-                .ok_or_else(|| Error::bad_request("limit", format!("limit must be 1 to {MAX_ATTEMPTS_LISTED}")))?;
+    let query = attempt_query(call.request.uri().query())?;
+    managed_subscription(&call, org, id).await?;
+    let attempts = app.store.attempts(org, id, &query).await?;
+    Ok(json_response(StatusCode::OK, &attempts))
+}
+
+/// The most attempts a health figure is computed from (the newest in its window).
+const HEALTH_SAMPLE: usize = 10_000;
+/// The longest window a health figure covers: the attempts' retention.
+const MAX_HEALTH_HOURS: i64 = 30 * 24;
+
+async fn stats(call: Call<'_>) -> Result<Response> {
+    let app = call.app;
+    let (org, id) = subscription_of(&call)?;
+    let mut hours = 24;
+    for (name, value) in url::form_urlencoded::parse(call.request.uri().query().unwrap_or_default().as_bytes()) {
+        match &*name {
+            "hours" => {
+                hours = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|h| (1..=MAX_HEALTH_HOURS).contains(h))
+                    .ok_or_else(|| Error::bad_request("hours", format!("hours must be 1 to {MAX_HEALTH_HOURS}")))?;
+            }
+            other => {
+                return Err(Error::BadRequest {
+                    field: Some(other.to_owned()),
+                    message: format!("unknown query parameter {other:?}; allowed: hours"),
+                })
+            }
         }
     }
     managed_subscription(&call, org, id).await?;
-    let attempts = app.store.recent_attempts(org, id, limit).await?;
-    Ok(json_response(StatusCode::OK, &attempts))
+    let until = app.clock.now();
+    let since = until - time::Duration::hours(hours);
+    let query = AttemptQuery { since: Some(since), until: Some(until), ..AttemptQuery::recent(HEALTH_SAMPLE) };
+    let attempts = app.store.attempts(org, id, &query).await?;
+    let complete = attempts.len() < HEALTH_SAMPLE;
+    Ok(json_response(StatusCode::OK, &DeliveryHealth::of(&attempts, since, until, complete)))
 }
 
 async fn replay(call: Call<'_>) -> Result<Response> {

@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub(crate) mod event;
+pub(crate) mod health;
 pub mod message;
 pub(crate) mod organization;
 pub mod retention;

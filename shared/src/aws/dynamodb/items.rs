@@ -19,13 +19,14 @@ pub(super) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// Nanoseconds since the epoch, saturating past what an i64 holds (after 2262).
 pub(super) fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
+    t.unix_timestamp_nanos().clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 /// Zero-padded so that string order is time order.
 pub(super) fn sortable(t: OffsetDateTime) -> String {
-    format!("{:020}", nanos(t))
+    format!("{:020}", nanos(t).max(0))
 }
 
 pub(super) fn org_pk(org: OrganizationId) -> String {

@@ -10,7 +10,7 @@ use crate::domain::retention::ATTEMPT_RETENTION;
 use crate::domain::{
     ApiKey, AttemptRecord, OrganizationId, PublishRecord, StoreGroup, Subscription, SubscriptionStatus,
 };
-use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
+use crate::ports::{AttemptQuery, KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -18,6 +18,10 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// Items read per page, and pages at most, when attempts are filtered by outcome or event.
+const ATTEMPT_PAGE_SIZE: usize = 500;
+const ATTEMPT_PAGES: usize = 20;
 
 #[async_trait]
 impl SubscriptionStore for DynamoStore {
@@ -278,41 +282,59 @@ impl MessageLog for DynamoStore {
         self.batch_put(items).await
     }
 
-    async fn recent_attempts(
+    async fn attempts(
         &self,
         org: OrganizationId,
         subscription_id: Uuid,
-        limit: usize,
+        query: &AttemptQuery,
     ) -> Result<Vec<AttemptRecord>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", s(format!("ORG#{org}#SUB#{subscription_id}#ATT")))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB Query", e))?;
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| {
-                Ok(AttemptRecord {
+        // The time window is the sort key's range (it starts with the attempt's time); the
+        // outcome and event filters are applied here, page by page, as a FilterExpression would
+        // (the same items are read either way), up to ATTEMPT_PAGES pages.
+        let filtered = query.outcome.is_some() || query.event.is_some();
+        let page_size = if filtered { ATTEMPT_PAGE_SIZE.max(query.limit) } else { query.limit.max(1) };
+        let from = sortable(query.since.unwrap_or(OffsetDateTime::UNIX_EPOCH));
+        let to = query.until.map_or_else(|| "9".repeat(20), sortable);
+        let mut out = Vec::new();
+        let mut start = None;
+        for _ in 0..ATTEMPT_PAGES {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(format!("ORG#{org}#SUB#{subscription_id}#ATT")))
+                .expression_attribute_values(":from", s(from.clone()))
+                .expression_attribute_values(":to", s(to.clone()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(page_size).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                let attempt = AttemptRecord {
                     organization: org,
                     subscription_id,
-                    message_id: get_s(item, "message_id")?,
-                    event_name: get_s(item, "event_name")?,
-                    attempt: get_n(item, "attempt")?,
-                    at: time_from(get_n(item, "at")?)?,
-                    status: get_opt_n(item, "status")?,
-                    latency_ms: get_n(item, "latency_ms")?,
-                    response_excerpt: get_s(item, "response_excerpt")?,
-                    error: get_opt_s(item, "error"),
-                })
-            })
-            .collect()
+                    message_id: get_s(&item, "message_id")?,
+                    event_name: get_s(&item, "event_name")?,
+                    attempt: get_n(&item, "attempt")?,
+                    at: time_from(get_n(&item, "at")?)?,
+                    status: get_opt_n(&item, "status")?,
+                    latency_ms: get_n(&item, "latency_ms")?,
+                    response_excerpt: get_s(&item, "response_excerpt")?,
+                    error: get_opt_s(&item, "error"),
+                };
+                if query.selects(&attempt) && out.len() < query.limit {
+                    out.push(attempt);
+                }
+            }
+            start = page.last_evaluated_key;
+            if out.len() >= query.limit || start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 

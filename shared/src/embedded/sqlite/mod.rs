@@ -276,8 +276,10 @@ impl SqliteBackend {
     }
 }
 
+/// Nanoseconds since the epoch; times past what an i64 holds (after 2262) saturate, so a bound
+/// such as `since=2999-01-01T00:00:00Z` still compares as "later than everything".
 fn to_nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
+    t.unix_timestamp_nanos().clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 fn from_nanos(n: i64) -> Result<OffsetDateTime> {

@@ -5,7 +5,7 @@ use super::{corrupt, from_nanos, to_nanos, SqliteBackend};
 use crate::domain::{
     ApiKey, AttemptRecord, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription, SubscriptionStatus,
 };
-use crate::ports::{KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
+use crate::ports::{AttemptOutcome, AttemptQuery, KeyStore, Limits, MessageLog, StoreGroups, SubscriptionStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -325,18 +325,31 @@ impl MessageLog for SqliteBackend {
         .await
     }
 
-    async fn recent_attempts(
+    async fn attempts(
         &self,
         org: OrganizationId,
         subscription_id: Uuid,
-        limit: usize,
+        query: &AttemptQuery,
     ) -> Result<Vec<AttemptRecord>> {
         let conn = self.reader();
+        // One statement for every query: an absent bound or filter compares to NULL and passes.
         let mut stmt = conn.prepare_cached(
             "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
-             WHERE org = ?1 AND subscription_id = ?2 ORDER BY at DESC, id DESC LIMIT ?3",
+             WHERE org = ?1 AND subscription_id = ?2 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) \
+             AND (?5 IS NULL OR event_name = ?5) \
+             AND (?6 IS NULL OR (?6 = (status IS NOT NULL AND status BETWEEN 200 AND 299))) \
+             ORDER BY at DESC, id DESC LIMIT ?7",
         )?;
-        let mut rows = stmt.query(params![org.to_string(), subscription_id.to_string(), limit as i64])?;
+        let delivered = query.outcome.map(|outcome| outcome == AttemptOutcome::Delivered);
+        let mut rows = stmt.query(params![
+            org.to_string(),
+            subscription_id.to_string(),
+            query.since.map(to_nanos),
+            query.until.map(to_nanos),
+            query.event,
+            delivered,
+            query.limit as i64
+        ])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             out.push(AttemptRecord {
