@@ -5,6 +5,7 @@ mod deliveries;
 mod groups;
 mod keys;
 mod parse;
+mod portal;
 mod secrets;
 mod serve;
 mod stores;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::deliveries::{attempts, replay, AttemptsArgs, ReplayArgs};
 use crate::groups::{groups, GroupsCommand};
 use crate::keys::{manage_keys, KeysCommand};
+use crate::portal::{portal_link, PortalLinkArgs};
 use crate::secrets::{secrets, SecretsCommand};
 use crate::serve::{serve, ServeArgs};
 use crate::verify::{verify, VerifyArgs};
@@ -49,6 +51,9 @@ enum Command {
     /// Rotate a subscription's signing key.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Print a link to the organization's portal: opened once, it shows the organization's
+    /// subscriptions, their health and attempts in a browser (no API key reaches it).
+    PortalLink(PortalLinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,5 +92,6 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Verify(args) => verify(args),
         Command::Groups(command) => groups(command).await,
         Command::Secrets(command) => secrets(command).await,
+        Command::PortalLink(args) => portal_link(args).await,
     }
 }

@@ -31,6 +31,8 @@ pub struct App {
     pub keys: Arc<crate::api::key_cache::KeyCache>,
     /// Publishes one organization may make per calendar minute; 0 = no limit.
     pub publishes_per_minute: u32,
+    /// The portal's signing secret, read from the store once (`portal::secret`).
+    pub portal_secret: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl App {
@@ -60,6 +62,7 @@ impl App {
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
             keys: Default::default(),
+            portal_secret: Default::default(),
         })
     }
 
@@ -134,6 +137,7 @@ impl App {
             delivery_probes: Default::default(),
             publishes_per_minute: 0,
             keys: Default::default(),
+            portal_secret: Default::default(),
         })
     }
 

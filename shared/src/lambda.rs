@@ -28,6 +28,10 @@ pub async fn handle_http(
     let path = request.raw_http_path().to_owned();
     let (mut parts, body) = request.into_parts();
     if parts.uri.path() != path {
+        // Links the API hands out (the portal's) must carry the stage again.
+        if let Some(base) = parts.uri.path().strip_suffix(path.as_str()).filter(|base| !base.is_empty()) {
+            parts.extensions.insert(api::BasePath(base.to_owned()));
+        }
         let path_and_query = match parts.uri.query() {
             Some(query) => format!("{path}?{query}"),
             None => path,

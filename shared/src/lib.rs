@@ -37,6 +37,7 @@ pub mod ingest;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub(crate) mod metrics;
+pub mod portal;
 pub mod ports;
 pub mod server;
 pub mod signing;

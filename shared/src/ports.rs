@@ -171,6 +171,10 @@ pub trait Limits: Send + Sync {
     /// Records `nonce` as used until `expires_at`: true the first time, false while an earlier
     /// use is unexpired (a replay). Atomic across processes.
     async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool>;
+
+    /// A secret every instance shares, made once: stores `candidate` under `name` unless a value
+    /// is stored already, and returns the stored one (so concurrent first calls agree).
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
 }
 
 /// Lagerkoll store groups.

@@ -9,6 +9,7 @@ mod isolation;
 mod lagerkoll_api;
 mod lambda_handlers;
 mod metro_api;
+mod portal;
 mod ports_contract;
 mod purchases;
 mod real_clients;

@@ -354,6 +354,21 @@ pub async fn a_nonce_is_used_once_until_it_expires(store: &dyn Limits) {
     assert_eq!(racing.into_iter().filter(|taken| *taken.as_ref().unwrap()).count(), 1, "exactly one caller");
 }
 
+pub async fn a_shared_secret_is_made_once_and_kept(store: &dyn Limits) {
+    let name = format!("test-{}", Uuid::new_v4());
+    let racing = futures::future::join_all((0..8).map(|n| {
+        let candidate = format!("candidate-{n}");
+        let name = name.clone();
+        async move { store.shared_secret(&name, &candidate).await.unwrap() }
+    }))
+    .await;
+    assert!(racing.iter().all(|kept| *kept == racing[0]), "every caller gets the one kept: {racing:?}");
+    assert!(racing[0].starts_with("candidate-"));
+    assert_eq!(store.shared_secret(&name, "another").await.unwrap(), racing[0], "kept, not replaced");
+    let other = format!("test-{}", Uuid::new_v4());
+    assert_eq!(store.shared_secret(&other, "its own").await.unwrap(), "its own", "one secret a name");
+}
+
 pub async fn request_counts_are_per_client_and_window(store: &dyn Limits) {
     let client = format!("lagerkoll:{}", Uuid::new_v4());
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(2);
@@ -616,6 +631,11 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_shared_secret_is_made_once_and_kept() {
+        super::a_shared_secret_is_made_once_and_kept(&backend().0).await;
+    }
+
+    #[tokio::test]
     async fn store_groups() {
         super::store_groups(&backend().0).await;
     }
@@ -792,6 +812,11 @@ mod aws {
     #[tokio::test]
     async fn a_nonce_is_used_once_until_it_expires() {
         super::a_nonce_is_used_once_until_it_expires(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn a_shared_secret_is_made_once_and_kept() {
+        super::a_shared_secret_is_made_once_and_kept(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 pub mod key_cache;
 pub(crate) mod openapi;
 pub(crate) mod operations;
+pub(crate) mod portal;
 pub(crate) mod publish;
 pub(crate) mod request;
 pub(crate) mod route;
@@ -19,8 +20,9 @@ use std::sync::LazyLock;
 
 use tracing::Instrument;
 
+pub use portal::BasePath;
 pub use request::{json_response, MAX_JSON_DEPTH};
-pub use route::{Call, DialectRoutes, Route, RouteGroup};
+pub use route::{Call, Caller, DialectRoutes, Route, RouteGroup};
 pub use route::{Handler, Request, Response};
 
 use crate::app::MAX_BODY_BYTES;
@@ -40,7 +42,7 @@ fn dialect_routes(dialect: Dialect) -> &'static DialectRoutes {
 /// The table: the producer and operator routes (Zettle-shaped, under `/organizations`), then
 /// each dialect's own.
 static TABLE: LazyLock<Vec<(Dialect, &'static Route)>> = LazyLock::new(|| {
-    let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES]
+    let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES, &portal::ROUTES]
         .into_iter()
         .chain(Dialect::ALL.iter().map(|d| &dialect_routes(*d).routes));
     groups.flat_map(|group| group.routes.iter().map(move |route| (group.dialect, route))).collect()
@@ -123,7 +125,7 @@ async fn dispatch(
         return Err(Error::NotFound(format!("no route for {} {path} here", request.method())));
     }
     let handler = match route.map(|route| route.handler) {
-        Some(Handler::Public(handler)) => return Ok(handler(request)),
+        Some(Handler::Public(handler)) => return Ok(handler(app, request).await),
         Some(Handler::Authenticated(handler)) => Some(handler),
         None => None,
     };
@@ -133,14 +135,14 @@ async fn dispatch(
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     }
-    let key = (dialect_routes(*dialect).authenticate)(app, request).await?;
+    let Caller { key, session } = (dialect_routes(*dialect).authenticate)(app, request).await?;
     let _ = caller.set((key.organization, key.id));
     let (Some(route), Some(handler)) = (route, handler) else {
         let allow: Vec<&str> = on_path.iter().map(|route| route.method.as_str()).collect();
         return Err(Error::MethodNotAllowed { allow: allow.join(", ") });
     };
     let span = tracing::info_span!("caller", org = %key.organization, key_id = %key.id);
-    handler(Call { app, request, key, captures: route.captures(segments) }).instrument(span).await
+    handler(Call { app, request, key, session, captures: route.captures(segments) }).instrument(span).await
 }
 
 /// The dialect whose error body a path gets: the owner of the routes sharing the most leading

@@ -41,6 +41,9 @@ pub(super) fn message_id(fields: &serde_json::Map<String, Value>, required: bool
 
 async fn publish(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
+    if call.session.is_some() {
+        return Err(Error::Forbidden("a portal session may not publish: publishing takes an API key".into()));
+    }
     let org = resolve_organization(call.param("org"), key)?;
     let body = call.request.body();
     // One parse: the payload stays raw bytes, the small fields become values.

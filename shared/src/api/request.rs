@@ -6,14 +6,37 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::route::Response;
+use super::route::{Caller, Request, Response};
 use crate::domain::api_key::hash_secret;
 use crate::domain::{ApiKey, OrganizationId};
+use crate::portal;
 use crate::{App, Error, Result};
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
     authenticate_with(app, headers, None).await
+}
+
+/// The caller of a route the portal calls too: an API key (`Authorization: Bearer`), or else a
+/// portal session's cookie, whose calls that change something must carry its CSRF token.
+pub async fn authenticate_caller(app: &App, request: &Request) -> Result<Caller> {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return authenticate(app, request.headers()).await.map(Caller::from);
+    }
+    let Some(session) = portal::session_of(app, request.headers()).await? else {
+        return authenticate(app, request.headers()).await.map(Caller::from);
+    };
+    if !request.method().is_safe() {
+        let secret = portal::secret(app).await?;
+        let given = request.headers().get(portal::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !portal::csrf_matches(&secret, &session, given) {
+            return Err(Error::Forbidden(format!(
+                "a portal session's changes need its CSRF token in {} (from GET /portal/session)",
+                portal::CSRF_HEADER
+            )));
+        }
+    }
+    Ok(Caller { key: session.as_key(), session: Some(session) })
 }
 
 /// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).

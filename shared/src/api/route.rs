@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use crate::domain::{ApiKey, Dialect};
+use crate::portal::Grant;
 use crate::{App, Error, Result};
 
 pub type Request = http::Request<Bytes>;
@@ -20,6 +21,8 @@ pub struct Call<'a> {
     pub app: &'a App,
     pub request: &'a Request,
     pub key: ApiKey,
+    /// The portal session the call came with, if it came with one instead of an API key.
+    pub session: Option<Grant>,
     pub(super) captures: Vec<(&'static str, &'a str)>,
 }
 
@@ -30,16 +33,30 @@ impl<'a> Call<'a> {
     }
 }
 
-/// What a route runs: most need an authenticated key; a public one (the OpenAPI document) does
-/// not.
+/// What a route runs: most need an authenticated caller; a public one (the OpenAPI document, the
+/// portal's pages and its link) does not, and answers for itself.
 #[derive(Clone, Copy)]
 pub enum Handler {
     Authenticated(for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>),
-    Public(fn(&Request) -> Response),
+    Public(PublicHandler),
 }
 type AuthenticatedHandler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Result<Response>>;
+type PublicHandler = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Response>;
 /// How a group's requests prove who they are (and, for Lagerkoll, count against its limit).
-type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<ApiKey>>;
+type Authenticator = for<'a> fn(&'a App, &'a Request) -> BoxFuture<'a, Result<Caller>>;
+
+/// Who a request is from: an API key's holder, or a portal session (its grant as a key that is
+/// never stored, and the grant itself).
+pub struct Caller {
+    pub key: ApiKey,
+    pub session: Option<Grant>,
+}
+
+impl From<ApiKey> for Caller {
+    fn from(key: ApiKey) -> Caller {
+        Caller { key, session: None }
+    }
+}
 
 /// One method on one path.
 pub struct Route {
@@ -63,7 +80,7 @@ impl Route {
     }
 
     /// A route anyone may call.
-    pub const fn public(method: Method, path: &'static str, handler: fn(&Request) -> Response) -> Route {
+    pub const fn public(method: Method, path: &'static str, handler: PublicHandler) -> Route {
         Route { method, path, handler: Handler::Public(handler), queues_deliveries: false }
     }
 

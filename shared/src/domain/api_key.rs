@@ -48,6 +48,11 @@ impl Scope {
         Scope::ReadOrder,
     ];
 
+    /// Every scope.
+    pub fn every() -> &'static [Scope] {
+        &Scope::ALL
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::ReadPurchase => "READ:PURCHASE",

@@ -7,6 +7,8 @@
 //! | published message (idempotency, replay) | `ORG#<org>` | `PUB#<message id>` | | |
 //! | last alert of a subscription | `ORG#<org>` | `ALERT#<id>` | | |
 //! | request count (rate limit) | `RATE#<client>` | `<window start>` | | |
+//! | used nonce (signed requests, portal links) | `NONCE#<nonce>` | `NONCE` | | |
+//! | shared secret (the portal's signing key) | `SECRET#<name>` | `SECRET` | | |
 //! | store group member | `GROUP#<name>` | `ORG#<org>` | `GROUPS` | `<name>#<org>` |
 //! | delivery attempt | `ORG#<org>#SUB#<id>#ATT` | `<at>#<message id>#<attempt>` | | |
 //!

@@ -387,6 +387,38 @@ impl Limits for DynamoStore {
         }
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        // The first writer wins; everyone, the first included, reads what was kept.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("SECRET#{name}")))
+            .item("SK", s("SECRET"))
+            .item("value", s(candidate))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(candidate.to_owned()),
+            Err(err) if condition_failed(&err) => {}
+            Err(err) => return Err(sdk_error("DynamoDB PutItem", err)),
+        }
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("SECRET#{name}")))
+            .key("SK", s("SECRET"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB GetItem", e))?
+            .item
+            .ok_or_else(|| Error::internal(format!("secret {name} vanished after its write was refused")))?;
+        get_s(&item, "value")
+    }
+
     async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
         // One atomic counter per client and window, shared by every Lambda instance.
         let out = self

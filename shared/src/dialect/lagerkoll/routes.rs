@@ -37,7 +37,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
             Route::new(Method::DELETE, "v1/webhooks/{id}", |call| Box::pin(delete(call))),
         ],
     },
-    authenticate: |app, request| Box::pin(auth::authenticate_and_count(app, request)),
+    authenticate: |app, request| Box::pin(async { auth::authenticate_and_count(app, request).await.map(Into::into) }),
     error_response: errors::error_response,
 };
 

@@ -93,7 +93,9 @@ pub static HTTP: DialectRoutes = DialectRoutes {
             Route::new(Method::DELETE, ITEM, |call| Box::pin(deactivate(call))),
         ],
     },
-    authenticate: |app, request| Box::pin(auth::authenticate_order_reader(app, request)),
+    authenticate: |app, request| {
+        Box::pin(async { auth::authenticate_order_reader(app, request).await.map(Into::into) })
+    },
     error_response: errors::error_response,
 };
 

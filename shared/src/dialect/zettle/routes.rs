@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::errors;
 use crate::api::request::{
-    authenticate, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization,
+    authenticate_caller, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization,
 };
 use crate::api::{Call, DialectRoutes, Response, Route, RouteGroup};
 use crate::delivery;
@@ -78,7 +78,8 @@ pub static HTTP: DialectRoutes = DialectRoutes {
             Route::new(Method::DELETE, ITEM_BY_UUID, |call| Box::pin(delete(call))),
         ],
     },
-    authenticate: |app, request| Box::pin(authenticate(app, request.headers())),
+    // An API key, or a portal session (the portal calls these routes too).
+    authenticate: |app, request| Box::pin(authenticate_caller(app, request)),
     error_response: errors::error_response,
 };
 

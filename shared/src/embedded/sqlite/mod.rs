@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -131,19 +131,36 @@ const DROP_EVENT_INDEX: &str = "DROP TABLE IF EXISTS subscription_events;";
 const ADD_NONCES: &str = "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL); \
                           CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);";
 
+/// Version 7: secrets every process shares, made once (the portal's signing key).
+const ADD_SECRETS: &str = "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let steps = match version {
-        0 => {
-            vec![SCHEMA, ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES]
-        }
-        1 => vec![ADD_CLIENT_SECRET, ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
-        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
-        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES],
-        4 => vec![DROP_EVENT_INDEX, ADD_NONCES],
-        5 => vec![ADD_NONCES],
+        0 => vec![
+            SCHEMA,
+            ADD_CLIENT_SECRET,
+            ADD_EXPIRY_INDEXES,
+            ADD_PREVIOUS_SIGNING_KEYS,
+            DROP_EVENT_INDEX,
+            ADD_NONCES,
+            ADD_SECRETS,
+        ],
+        1 => vec![
+            ADD_CLIENT_SECRET,
+            ADD_EXPIRY_INDEXES,
+            ADD_PREVIOUS_SIGNING_KEYS,
+            DROP_EVENT_INDEX,
+            ADD_NONCES,
+            ADD_SECRETS,
+        ],
+        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
+        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
+        4 => vec![DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
+        5 => vec![ADD_NONCES, ADD_SECRETS],
+        6 => vec![ADD_SECRETS],
         SCHEMA_VERSION => return Ok(()),
         other => {
             return Err(Error::internal(format!(

@@ -405,6 +405,18 @@ impl Limits for SqliteBackend {
         .await
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached("INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")?
+                .execute(params![name, candidate])?;
+            Ok(conn
+                .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))?)
+        })
+        .await
+    }
+
     async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
         let client = client.to_owned();
         self.write(move |conn| {

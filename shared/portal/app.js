@@ -1,0 +1,205 @@
+// The Tidings portal: the organization's subscriptions, their health and attempts, through the
+// same API integrators call, authenticated by the session cookie (never an API key). Every value
+// that comes from the server or a receiver is put on the page as text, never as markup.
+"use strict";
+
+const state = { session: null };
+
+// The page lives at <base>/portal/; the API at <base>/organizations/…
+const api = (path) => new URL("../" + path.replace(/^\//, ""), document.baseURI).toString();
+
+async function call(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-Tidings-CSRF"] = state.session ? state.session.csrfToken : "";
+  }
+  const response = await fetch(api(path), {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  if (!response.ok) {
+    const reason = (json && (json.developerMessage || json.message || json.detail)) || text || response.statusText;
+    const error = new Error(reason);
+    error.status = response.status;
+    throw error;
+  }
+  return json;
+}
+
+// Elements from a tag, attributes and children (strings become text nodes).
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const main = () => document.getElementById("main");
+function show(...nodes) {
+  const target = main();
+  target.replaceChildren(...nodes);
+  target.focus();
+}
+function notice(text) {
+  document.getElementById("notice").textContent = text;
+  if (text) setTimeout(() => { if (document.getElementById("notice").textContent === text) notice(""); }, 6000);
+}
+function failure(error) {
+  if (error.status === 401) {
+    return el("p", { role: "alert", id: "expired" }, "Your portal session has ended. Ask for a new link.");
+  }
+  return el("p", { role: "alert" }, "Something went wrong: ", error.message);
+}
+
+const percent = (rate) => (rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %");
+const ms = (value) => (value === null || value === undefined ? "–" : value + " ms");
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+function chart(hourly) {
+  const top = Math.max(1, ...hourly.map((h) => h.attempts));
+  const bars = hourly.map((h) => el("span", {
+    class: h.failed > 0 ? "failed" : "",
+    style: null,
+    title: `${when(h.hour)}: ${h.attempts} attempts, ${h.failed} failed`,
+    "data-height": Math.round((h.attempts / top) * 100),
+  }));
+  // Heights through the CSSOM (the policy forbids inline style attributes).
+  for (const bar of bars) bar.style.height = bar.getAttribute("data-height") + "%";
+  return el("div", { class: "chart", role: "img", "aria-label": "Attempts per hour over the last 24 hours" }, bars);
+}
+
+async function listView() {
+  document.title = "Webhooks · Tidings portal";
+  const endpoints = await call("GET", "organizations/self/endpoints");
+  const rows = endpoints.map((e) => {
+    const health = el("td", { "data-label": "Last 24 h", class: "health" }, "…");
+    call("GET", `organizations/self/subscriptions/${e.uuid}/stats`).then((h) => {
+      health.replaceChildren(
+        el("div", {}, percent(h.successRate), " delivered · p50 ", ms(h.latencyP50Ms), " · p99 ", ms(h.latencyP99Ms)),
+        chart(h.hourly),
+      );
+    }, (error) => health.replaceChildren(failure(error)));
+    return el("tr", { "data-uuid": e.uuid },
+      el("td", { "data-label": "Destination" }, el("a", { href: `#/s/${e.uuid}`, class: "mono" }, e.destination)),
+      el("td", { "data-label": "API" }, e.dialect),
+      el("td", { "data-label": "Events" }, e.eventNames.length ? e.eventNames.join(", ") : "all events"),
+      el("td", { "data-label": "Status" }, el("span", { class: `status ${e.status}` }, e.status),
+        e.failingSince ? el("div", { class: "muted" }, "failing since ", when(e.failingSince)) : null),
+      health,
+    );
+  });
+  show(
+    el("h1", {}, "Subscriptions"),
+    endpoints.length === 0
+      ? el("p", { id: "empty" }, "No subscriptions yet.")
+      : el("table", { class: "responsive", id: "endpoints" },
+        el("thead", {}, el("tr", {}, ["Destination", "API", "Events", "Status", "Last 24 h"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, rows)),
+  );
+}
+
+async function subscriptionView(uuid, query) {
+  const endpoints = await call("GET", "organizations/self/endpoints");
+  const endpoint = endpoints.find((e) => e.uuid === uuid);
+  if (!endpoint) {
+    show(el("p", { role: "alert" }, "No such subscription, or it is not yours to see."), el("a", { href: "#/" }, "All subscriptions"));
+    return;
+  }
+  document.title = `${endpoint.destination} · Tidings portal`;
+  const params = new URLSearchParams(query);
+  const search = new URLSearchParams({ limit: "100" });
+  for (const name of ["status", "event", "since"]) if (params.get(name)) search.set(name, params.get(name));
+  const [attempts, health] = await Promise.all([
+    call("GET", `organizations/self/subscriptions/${uuid}/attempts?${search}`),
+    call("GET", `organizations/self/subscriptions/${uuid}/stats`),
+  ]);
+
+  const filters = el("form", { class: "filters", id: "filters", onsubmit: (event) => {
+    event.preventDefault();
+    const data = new FormData(event.target);
+    const next = new URLSearchParams();
+    if (data.get("status")) next.set("status", data.get("status"));
+    if (data.get("event")) next.set("event", data.get("event"));
+    if (data.get("since")) next.set("since", new Date(data.get("since")).toISOString());
+    location.hash = `#/s/${uuid}?${next}`;
+  } },
+  el("label", {}, "Outcome", el("select", { name: "status", id: "filter-status" },
+    el("option", { value: "" }, "any"),
+    el("option", { value: "delivered", selected: params.get("status") === "delivered" }, "delivered"),
+    el("option", { value: "failed", selected: params.get("status") === "failed" }, "failed"))),
+  el("label", {}, "Event", el("input", { name: "event", id: "filter-event", value: params.get("event") || "", placeholder: "any" })),
+  el("label", {}, "Since", el("input", { name: "since", id: "filter-since", type: "datetime-local" })),
+  el("button", { type: "submit" }, "Filter"));
+
+  const rows = attempts.map((a) => el("tr", {},
+    el("td", { "data-label": "At" }, when(a.at)),
+    el("td", { "data-label": "Message" }, el("span", { class: "mono" }, a.messageId)),
+    el("td", { "data-label": "Event" }, a.eventName),
+    el("td", { "data-label": "Attempt" }, String(a.attempt)),
+    el("td", { "data-label": "Status" }, el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status))),
+    el("td", { "data-label": "Latency" }, ms(a.latencyMs)),
+    el("td", { "data-label": "Response", class: "excerpt mono" }, a.error || a.responseExcerpt),
+    el("td", { "data-label": "" }, el("button", { class: "secondary", type: "button", "aria-label": `Replay message ${a.messageId}`,
+      onclick: async () => {
+        try {
+          await call("POST", `organizations/self/subscriptions/${uuid}/replay`, { messageId: a.messageId });
+          notice(`Message ${a.messageId} queued again.`);
+        } catch (error) { notice(`Replay refused: ${error.message}`); }
+      } }, "Replay")),
+  ));
+
+  show(
+    el("p", {}, el("a", { href: "#/" }, "← All subscriptions")),
+    el("h1", { class: "mono", id: "destination" }, endpoint.destination),
+    el("dl", {},
+      el("dt", {}, "Status"), el("dd", {}, el("span", { class: `status ${endpoint.status}`, id: "status" }, endpoint.status)),
+      el("dt", {}, "API"), el("dd", {}, endpoint.dialect),
+      el("dt", {}, "Events"), el("dd", {}, endpoint.eventNames.length ? endpoint.eventNames.join(", ") : "all events"),
+      el("dt", {}, "Last 24 h"), el("dd", { id: "health" }, `${health.attempts} attempts, ${percent(health.successRate)} delivered, p50 ${ms(health.latencyP50Ms)}, p99 ${ms(health.latencyP99Ms)}`)),
+    el("h2", {}, "Attempts"),
+    filters,
+    attempts.length === 0
+      ? el("p", { id: "no-attempts" }, "No attempts match.")
+      : el("table", { class: "responsive", id: "attempts" },
+        el("thead", {}, el("tr", {}, ["At", "Message", "Event", "Attempt", "Status", "Latency", "Response", ""].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, rows)),
+  );
+}
+
+async function route() {
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const [path, query] = hash.split("?");
+  try {
+    const match = path.match(/^\/s\/([0-9a-fA-F-]{36})$/);
+    if (match) await subscriptionView(match[1], query || "");
+    else await listView();
+  } catch (error) {
+    show(failure(error));
+  }
+}
+
+async function start() {
+  try {
+    state.session = await call("GET", "portal/session");
+    document.getElementById("who").textContent =
+      `Organization ${state.session.organization} · session ends ${when(state.session.expiresAt)}`;
+  } catch (error) {
+    show(failure(error));
+    return;
+  }
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+start();

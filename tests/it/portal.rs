@@ -1,0 +1,331 @@
+//! The portal's credentials over real HTTP, route by route: a link opens once into a session
+//! scoped to one organization and the link's scopes; nothing of another organization, nothing
+//! beyond the scopes, nothing after expiry; tampered and replayed links refused; changes need
+//! the session's CSRF token; a session never publishes or makes links; the pages carry a strict
+//! Content-Security-Policy and no credentials.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tidings::domain::{OrganizationId, Scope};
+use tidings_tests::{new_org, ManualClock, Receiver, Stack};
+
+const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
+
+/// A client that shows redirects and cookies instead of following them.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn link(stack: &Stack, key: &str, body: Value) -> (StatusCode, Value) {
+    let response = stack
+        .http
+        .post(stack.url("/organizations/self/portal-links"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// Opens a link's path: the status, and the session cookie (`name=value`) if one was set.
+async fn open(stack: &Stack, path: &str) -> (StatusCode, Option<String>, String) {
+    let response = browser().get(stack.url(path)).send().await.unwrap();
+    let status = response.status();
+    let cookie =
+        response.headers().get("set-cookie").map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
+    (status, cookie, response.text().await.unwrap())
+}
+
+/// A session for `org` with `scopes`, through a link made by a key holding them.
+async fn session(stack: &Stack, org: OrganizationId, scopes: &[Scope]) -> Session {
+    let key = stack.key(org, scopes).await;
+    let (status, made) = link(stack, &key, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, cookie, _) = open(stack, made["path"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.expect("a session cookie");
+    let info: Value = browser()
+        .get(stack.url("/portal/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Session { cookie, csrf: info["csrfToken"].as_str().unwrap().to_owned() }
+}
+
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    async fn call(
+        &self,
+        stack: &Stack,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        csrf: bool,
+    ) -> (StatusCode, Value) {
+        let mut request = browser().request(method, stack.url(path)).header("cookie", &self.cookie);
+        if csrf {
+            request = request.header("x-tidings-csrf", &self.csrf);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+async fn subscribe(stack: &Stack, key: &str, uuid: &str, events: &[&str], destination: &str) {
+    let response = stack
+        .http
+        .post(stack.url("/organizations/self/subscriptions"))
+        .bearer_auth(key)
+        .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": events,
+                      "destination": destination, "contactEmail": "ops@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_link_opens_once_into_a_session_of_its_organization_and_scopes() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let (a, b) = (new_org(), new_org());
+    let a_key = stack.key(a, &[Scope::ReadProduct, Scope::ReadPurchase, Scope::ReadUserinfo]).await;
+    let b_key = stack.key(b, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &a_key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let purchases = "6eefcb26-912c-11eb-a8b3-0242ac130003";
+    subscribe(&stack, &a_key, purchases, &["PurchaseCreated"], &receiver.url()).await;
+    let b_sub = "0d6a7e6e-912c-11eb-a8b3-0242ac130003";
+    subscribe(&stack, &b_key, b_sub, &["ProductCreated"], &receiver.url()).await;
+
+    // A link for product events only: it sees A's product subscription, nothing else.
+    let (status, made) =
+        link(&stack, &a_key, json!({"scopes": ["READ:PRODUCT", "READ:USERINFO"], "ttlSeconds": 600})).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert!(made["url"].as_str().unwrap().starts_with(&stack.base), "{made}");
+    assert_eq!(made["sessionExpiresIn"], 600);
+    let (status, cookie, _) = open(&stack, made["path"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap();
+    let session = {
+        let info: Value = browser()
+            .get(stack.url("/portal/session"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["organization"], a.to_string());
+        assert_eq!(info["scopes"], json!(["READ:PRODUCT", "READ:USERINFO"]));
+        assert!(!info.to_string().contains("tdk_"), "no API key in the session's answer");
+        Session { cookie, csrf: info["csrfToken"].as_str().unwrap().to_owned() }
+    };
+    let (status, endpoints) = session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
+    assert_eq!(status, 200);
+    let uuids: Vec<&str> = endpoints.as_array().unwrap().iter().map(|e| e["uuid"].as_str().unwrap()).collect();
+    assert_eq!(uuids, vec![SUB], "its own organization, its scopes only");
+    assert_eq!(endpoints[0]["dialect"], "zettle");
+    assert!(endpoints[0].get("signingKey").is_none(), "the list shows no signing key");
+
+    // Beyond its scopes: 403; another organization's: 404, whichever path names it.
+    for path in [
+        format!("/organizations/self/subscriptions/{purchases}/attempts"),
+        format!("/organizations/self/subscriptions/{purchases}/stats"),
+    ] {
+        assert_eq!(session.call(&stack, Method::GET, &path, None, false).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    for path in [
+        format!("/organizations/{b}/endpoints"),
+        format!("/organizations/{b}/subscriptions/{b_sub}/attempts"),
+        format!("/organizations/self/subscriptions/{b_sub}/attempts"),
+        format!("/organizations/self/subscriptions/{b_sub}/stats"),
+    ] {
+        assert_eq!(session.call(&stack, Method::GET, &path, None, false).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = session
+        .call(
+            &stack,
+            Method::POST,
+            &format!("/organizations/self/subscriptions/{b_sub}/replay"),
+            Some(json!({"messageId": "m"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The link opened once: again, it is refused, and so is a link altered in any byte.
+    let (status, cookie, page) = open(&stack, made["path"].as_str().unwrap()).await;
+    assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+    assert!(page.contains("opened already"), "{page}");
+    let path = made["path"].as_str().unwrap();
+    let flipped = path.replace("code=eyJ", "code=eyK");
+    let (status, cookie, page) = open(&stack, &flipped).await;
+    assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+    assert!(page.contains("not valid"), "{page}");
+    let (status, _, _) = open(&stack, "/portal/open").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no code");
+    // A session's token is no link, and a link's code no session.
+    let session_token = session.cookie.split_once('=').unwrap().1;
+    assert_eq!(open(&stack, &format!("/portal/open?code={session_token}")).await.0, StatusCode::UNAUTHORIZED);
+    let (_, fresh) = link(&stack, &a_key, json!({})).await;
+    let code = fresh["path"].as_str().unwrap().split_once("code=").unwrap().1;
+    let (status, _) = Session { cookie: format!("tidings_portal={code}"), csrf: String::new() }
+        .call(&stack, Method::GET, "/organizations/self/endpoints", None, false)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_session_changes_things_only_with_its_csrf_token_and_never_publishes_or_makes_links() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let published = stack
+        .http
+        .post(stack.url("/organizations/self/events"))
+        .bearer_auth(&key)
+        .json(&json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+
+    let replay = format!("/organizations/self/subscriptions/{SUB}/replay");
+    let (status, body) = session.call(&stack, Method::POST, &replay, Some(json!({"messageId": "m-1"})), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("CSRF"), "{body}");
+    let wrong = Session { cookie: session.cookie.clone(), csrf: "0".repeat(64) };
+    assert_eq!(
+        wrong.call(&stack, Method::POST, &replay, Some(json!({"messageId": "m-1"})), true).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = session.call(&stack, Method::POST, &replay, Some(json!({"messageId": "m-1"})), true).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    receiver.wait_for(2, std::time::Duration::from_secs(10)).await;
+
+    let (status, body) = session
+        .call(
+            &stack,
+            Method::POST,
+            "/organizations/self/events",
+            Some(json!({"eventName": "ProductCreated", "payload": {}})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.to_string().contains("may not publish"), "{body}");
+    let (status, body) =
+        session.call(&stack, Method::POST, "/organizations/self/portal-links", Some(json!({})), true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A key still works beside the cookie, and wins over it.
+    let with_both = browser()
+        .get(stack.url("/organizations/self/endpoints"))
+        .header("cookie", &session.cookie)
+        .bearer_auth("tdk_not-a-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_both.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn links_and_sessions_expire() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let stack = Stack::with_clock(clock.clone()).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct]).await;
+    // A link opens within 15 minutes.
+    let (_, late) = link(&stack, &key, json!({"ttlSeconds": 3600})).await;
+    clock.advance(time::Duration::minutes(15));
+    let (status, cookie, page) = open(&stack, late["path"].as_str().unwrap()).await;
+    assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+    assert!(page.contains("expired"), "{page}");
+    // A session lasts its ttl.
+    let (_, made) = link(&stack, &key, json!({"ttlSeconds": 120})).await;
+    let (_, cookie, _) = open(&stack, made["path"].as_str().unwrap()).await;
+    let session = Session { cookie: cookie.unwrap(), csrf: String::new() };
+    assert_eq!(session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await.0, StatusCode::OK);
+    clock.advance(time::Duration::seconds(121));
+    let (status, body) = session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(session.call(&stack, Method::GET, "/portal/session", None, false).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn link_requests_are_checked_and_a_link_opens_on_any_instance() {
+    let stack = Stack::local().await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct]).await;
+    for (body, status, mentions) in [
+        (json!({"scopes": ["READ:PURCHASE"]}), StatusCode::FORBIDDEN, "READ:PURCHASE"),
+        (json!({"scopes": ["READ:EVERYTHING"]}), StatusCode::BAD_REQUEST, "scopes"),
+        (json!({"scopes": "READ:PRODUCT"}), StatusCode::BAD_REQUEST, "scopes"),
+        (json!({"scopes": []}), StatusCode::BAD_REQUEST, "at least one"),
+        (json!({"ttlSeconds": 59}), StatusCode::BAD_REQUEST, "ttlSeconds"),
+        (json!({"ttlSeconds": 86401}), StatusCode::BAD_REQUEST, "ttlSeconds"),
+        (json!({"ttlSeconds": "1h"}), StatusCode::BAD_REQUEST, "ttlSeconds"),
+        (json!({"expires": 5}), StatusCode::BAD_REQUEST, "expires"),
+    ] {
+        let (got, answer) = link(&stack, &key, body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer.to_string().contains(mentions), "{body}: {answer}");
+    }
+    let anonymous = stack.http.post(stack.url("/organizations/self/portal-links")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // The secret is the store's: a link made on one instance opens on another.
+    let (_, made) = link(&stack, &key, json!({})).await;
+    let other = Stack::beside(&stack, Arc::new(tidings::ports::SystemClock)).await;
+    let (status, cookie, _) = open(&other, made["path"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = Session { cookie: cookie.unwrap(), csrf: String::new() };
+    assert_eq!(
+        session.call(&stack, Method::GET, "/portal/session", None, false).await.0,
+        StatusCode::OK,
+        "and works on the first"
+    );
+}
+
+#[tokio::test]
+async fn the_pages_are_served_with_a_strict_policy_and_no_credentials() {
+    let stack = Stack::local().await;
+    let (status, cookie, _) = open(&stack, "/portal").await;
+    assert_eq!((status, cookie), (StatusCode::PERMANENT_REDIRECT, None), "relative links need the slash");
+    for (path, content_type) in
+        [("/portal/", "text/html"), ("/portal/app.js", "text/javascript"), ("/portal/app.css", "text/css")]
+    {
+        let response = browser().get(stack.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+        assert!(headers.contains_key("cache-control"), "{path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("tdk_") && !body.contains("innerHTML"), "{path}: no key, no markup from strings");
+    }
+    // The session route answers a session only.
+    let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let by_key = stack.http.get(stack.url("/portal/session")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(by_key.status(), StatusCode::FORBIDDEN);
+}
