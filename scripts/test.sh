@@ -8,7 +8,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # System tools the black-box tests call.
 missing=()
-for tool in curl python3 node npm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl python3 node npm chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]/node/nodejs}"
@@ -53,6 +53,9 @@ step "Receiver snippets of the README (Python, Node) against a real delivery"
 
 step "OpenAPI: the served document validated, then schemathesis on every operation against tidings serve"
 .venv/bin/python tests/openapi_check.py
+
+step "The portal in a real browser (Debian's chromium driven by Playwright) against tidings serve"
+.venv/bin/python tests/portal_browser.py
 
 # `sam build` cross-compiles the three functions for arm64 in release mode: a second build
 # profile that takes about 10 minutes cold on two cores, so it runs on request only.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every README block marked for the walk-through (Zettle, Metro, Lagerkoll in JSON and XML,
-# publishing, verify, attempts, replay), in order and exactly as written, against a real
+# publishing, verify, attempts, replay, a portal link), in order and exactly as written, against a real
 # `tidings serve` (the binary built by `cargo build`), and checks what they printed and what
 # they left behind.
 set -euo pipefail
@@ -62,6 +62,7 @@ grep -q '^X-iZettle-Signature: valid' out.txt || fail "tidings verify: X-iZettle
 grep -q '^\[{"organization":"5b6a3f52-3c4e-11ee-be56-0242ac120002","subscriptionId":"f02f80f8-8f35-11eb-8dcd-0242ac130003","messageId":"prod-42-[0-9]*","eventName":"ProductUpdated","attempt":1,.*"status":200' out.txt || fail "the attempts"
 grep -q '  1  200 .* prod-42-[0-9]* *delivered$' out.txt || fail "tidings attempts"
 grep -q '"subscriptionUuid":"f02f80f8-8f35-11eb-8dcd-0242ac130003"} (HTTP 202)' out.txt || fail "the replay"
+grep -q '^303 http://127.0.0.1:[0-9]*/portal/$' out.txt || fail "the portal link did not open into the portal"
 
 # What the walk-through left behind: the key works, the subscription is gone.
 key="$(grep -o 'tdk_[A-Za-z0-9]*' <(tidings keys list) || true)"

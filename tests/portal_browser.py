@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The portal in a real browser: Debian's chromium driven by Playwright, against `tidings serve`.
+
+Starts `tidings serve` with a compressed retry schedule, two receivers (one healthy, one hostile:
+it passes the destination check, then answers 500 with markup and script in its body), makes a
+key and two subscriptions, publishes, and opens a portal link made by `tidings portal-link`.
+Each flow asserts what the page shows and saves a screenshot under target/portal/. Prints the
+time from opening the link to a rendered attempt list.
+
+Run by scripts/test.sh with the venv's Python (which has `playwright`); set PORTAL_SCREENSHOT to
+also write the list page's screenshot there (the README's).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+TIDINGS = ROOT / "target" / "debug" / "tidings"
+SHOTS = ROOT / "target" / "portal"
+CHROMIUM = os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium")
+ORG = "5b6a3f52-3c4e-11ee-be56-0242ac120002"
+GOOD = "f02f80f8-8f35-11eb-8dcd-0242ac130003"
+HOSTILE = "6eefcb26-912c-11eb-a8b3-0242ac130003"
+HOSTILE_BODY = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script> down'
+# Chromium on a closed network: no background fetches, no sandbox (root in CI), a fresh profile.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def receiver(hostile: bool) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            check = json.loads(body or b"{}").get("eventName") == "TestMessage"
+            status, answer = (500, HOSTILE_BODY.encode()) if hostile and not check else (200, b'{"ok":true}')
+            self.send_response(status)
+            self.send_header("content-type", "text/html" if status == 500 else "application/json")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def api(base, method, path, key, body=None):
+    request = Request(f"{base}{path}", method=method, data=None if body is None else json.dumps(body).encode(),
+                      headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    with urlopen(request) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+def portal_link(data: Path, base: str) -> str:
+    made = subprocess.run([TIDINGS, "portal-link", "--data-dir", data, "--org", ORG, "--url", base,
+                           "--scope", "READ:PRODUCT", "--scope", "READ:USERINFO", "--ttl", "30m"],
+                          check=True, capture_output=True, text=True)
+    return made.stdout.strip().splitlines()[-1]
+
+
+class Flows:
+    def __init__(self):
+        self.passed, self.failed = 0, 0
+
+    def run(self, name, flow):
+        try:
+            flow()
+            self.passed += 1
+            print(f"portal: {name}: ok")
+        except Exception as error:  # one flow's failure is reported, the rest still run
+            self.failed += 1
+            print(f"portal: {name}: FAILED: {error}")
+
+
+def main() -> int:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    good, hostile = receiver(False), receiver(True)
+    with tempfile.TemporaryDirectory() as work:
+        data = Path(work) / "data"
+        data.mkdir()
+        key = subprocess.run([TIDINGS, "keys", "create", "--data-dir", data, "--org", ORG, "--scope", "READ:PRODUCT",
+                              "--scope", "READ:USERINFO"], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        serve = subprocess.Popen([TIDINGS, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+                                  "--retry-schedule", "0s,100ms,100ms"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            base = "http://" + serve.stdout.readline().split("http://", 1)[1].split(" ", 1)[0]
+            return browse(base, data, key, good, hostile)
+        finally:
+            serve.terminate()
+            serve.wait(timeout=30)
+
+
+def browse(base, data, key, good, hostile) -> int:
+    for uuid_, server, events in [(GOOD, good, ["ProductCreated"]), (HOSTILE, hostile, ["ProductCreated"])]:
+        api(base, "POST", "/organizations/self/subscriptions", key, {
+            "uuid": uuid_, "transportName": "WEBHOOK", "eventNames": events,
+            "destination": f"http://127.0.0.1:{server.server_address[1]}/hooks", "contactEmail": "ops@example.com"})
+    for n in range(3):
+        api(base, "POST", "/organizations/self/events", key,
+            {"eventName": "ProductCreated", "payload": {"n": n}, "messageId": f"product-{n}"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        good_attempts = api(base, "GET", f"/organizations/self/subscriptions/{GOOD}/attempts", key)
+        bad_attempts = api(base, "GET", f"/organizations/self/subscriptions/{HOSTILE}/attempts", key)
+        if len(good_attempts) >= 3 and len(bad_attempts) >= 9:
+            break
+        time.sleep(0.1)
+    link = portal_link(data, base)
+    flows = Flows()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        timing = {}
+
+        def open_link():
+            started = time.perf_counter()
+            page.goto(link)
+            expect(page).to_have_url(f"{base}/portal/")
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+            timing["list"] = time.perf_counter() - started
+            expect(page.locator("#who")).to_contain_text(ORG)
+            expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .status')).to_have_text("FAILING")
+            expect(page.locator(f'tr[data-uuid="{GOOD}"] .status')).to_have_text("ACTIVE")
+            expect(page.locator(f'tr[data-uuid="{GOOD}"] .health')).to_contain_text("100.0 % delivered")
+            expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .health')).to_contain_text("0.0 % delivered")
+            page.screenshot(path=SHOTS / "01-subscriptions.png", full_page=True)
+            if os.environ.get("PORTAL_SCREENSHOT"):
+                page.screenshot(path=os.environ["PORTAL_SCREENSHOT"], full_page=True)
+
+        def no_credentials_in_the_page():
+            assert "tidings_portal" not in page.evaluate("document.cookie"), "the session cookie is HttpOnly"
+            assert key not in page.content(), "no API key in the page"
+            cookies = {c["name"]: c for c in context.cookies()}
+            session = cookies["tidings_portal"]
+            assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict", session
+
+        def attempts_of_a_subscription():
+            started = time.perf_counter()
+            page.locator(f'tr[data-uuid="{GOOD}"] a').click()
+            expect(page.locator("#attempts tbody tr")).to_have_count(3)
+            timing["attempts"] = time.perf_counter() - started
+            expect(page.locator("#destination")).to_contain_text(f"127.0.0.1:{good.server_address[1]}")
+            expect(page.locator("#attempts tbody tr").first).to_contain_text("200")
+            expect(page.locator("#health")).to_contain_text("3 attempts")
+            page.screenshot(path=SHOTS / "02-attempts.png", full_page=True)
+
+        def replay_a_message():
+            before = len(api(base, "GET", f"/organizations/self/subscriptions/{GOOD}/attempts", key))
+            page.locator("#attempts tbody tr").first.get_by_role("button", name="Replay").click()
+            expect(page.locator("#notice")).to_contain_text("queued again")
+            deadline = time.time() + 10
+            while len(api(base, "GET", f"/organizations/self/subscriptions/{GOOD}/attempts", key)) == before:
+                assert time.time() < deadline, "the replay was never delivered"
+                time.sleep(0.05)
+            page.reload()
+            expect(page.locator("#attempts tbody tr")).to_have_count(before + 1)
+            page.screenshot(path=SHOTS / "03-replayed.png", full_page=True)
+
+        def hostile_excerpt_is_text():
+            page.goto(f"{base}/portal/#/s/{HOSTILE}")
+            expect(page.locator("#attempts tbody tr").first).to_contain_text("<img src=x onerror=")
+            assert page.locator("#attempts img, #attempts script").count() == 0, "receiver markup became elements"
+            assert page.evaluate("window.__pwned") is None, "receiver script ran"
+            assert not dialogs, dialogs
+            page.screenshot(path=SHOTS / "04-hostile-excerpt.png", full_page=True)
+
+        def filter_attempts():
+            page.select_option("#filter-status", "failed")
+            page.get_by_role("button", name="Filter").click()
+            expect(page).to_have_url(f"{base}/portal/#/s/{HOSTILE}?status=failed")
+            rows = page.locator("#attempts tbody tr")
+            expect(rows.first).to_contain_text("500")
+            assert all("500" in rows.nth(i).inner_text() for i in range(rows.count()))
+            page.select_option("#filter-status", "delivered")
+            page.get_by_role("button", name="Filter").click()
+            expect(page.locator("#no-attempts")).to_have_text("No attempts match.")
+            page.fill("#filter-event", "ProductUpdated")
+            page.select_option("#filter-status", "")
+            page.get_by_role("button", name="Filter").click()
+            expect(page.locator("#no-attempts")).to_be_visible()
+            page.screenshot(path=SHOTS / "05-filtered.png", full_page=True)
+
+        def keyboard_only():
+            page.goto(f"{base}/portal/")
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+            page.keyboard.press("Tab")  # the header's link
+            page.keyboard.press("Tab")  # the first subscription
+            focused = page.evaluate("document.activeElement.getAttribute('href')")
+            assert focused and focused.startswith("#/s/"), focused
+            page.keyboard.press("Enter")
+            expect(page.locator("#attempts")).to_be_visible()
+            assert page.locator("label:has(#filter-status)").count() == 1, "every field has a label"
+            page.screenshot(path=SHOTS / "06-keyboard.png", full_page=True)
+
+        def phone_sized():
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+            phone.add_cookies(context.cookies())
+            small = phone.new_page()
+            small.goto(f"{base}/portal/")
+            expect(small.locator("#endpoints tbody tr")).to_have_count(2)
+            assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scroll"
+            small.screenshot(path=SHOTS / "07-phone.png", full_page=True)
+            phone.close()
+
+        def unknown_subscription():
+            page.goto(f"{base}/portal/#/s/{uuid.uuid4()}")
+            expect(page.get_by_role("alert")).to_contain_text("No such subscription")
+            page.screenshot(path=SHOTS / "08-unknown.png")
+
+        def a_link_opens_once():
+            again = browser.new_context()
+            other = again.new_page()
+            other.goto(link)
+            expect(other.locator("#refusal")).to_contain_text("opened already")
+            other.screenshot(path=SHOTS / "09-link-used.png")
+            again.close()
+
+        def a_tampered_link_is_refused():
+            again = browser.new_context()
+            other = again.new_page()
+            other.goto(link.replace("code=eyJ", "code=eyK"))
+            expect(other.locator("#refusal")).to_contain_text("not valid")
+            other.screenshot(path=SHOTS / "10-link-tampered.png")
+            again.close()
+
+        def an_ended_session():
+            ended = browser.new_context()
+            other = ended.new_page()
+            other.goto(f"{base}/portal/")
+            expect(other.locator("#expired")).to_contain_text("session has ended")
+            other.screenshot(path=SHOTS / "11-session-ended.png")
+            ended.close()
+
+        def another_organizations_link_sees_only_its_own():
+            other_org = str(uuid.uuid4())
+            subprocess.run([TIDINGS, "keys", "create", "--data-dir", data, "--org", other_org, "--scope", "READ:PRODUCT"],
+                           check=True, capture_output=True)
+            made = subprocess.run([TIDINGS, "portal-link", "--data-dir", data, "--org", other_org, "--url", base],
+                                  check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            stranger = browser.new_context()
+            other = stranger.new_page()
+            other.goto(made)
+            expect(other.locator("#empty")).to_have_text("No subscriptions yet.")
+            other.goto(f"{base}/portal/#/s/{GOOD}")
+            expect(other.get_by_role("alert")).to_contain_text("No such subscription")
+            other.screenshot(path=SHOTS / "12-other-organization.png")
+            stranger.close()
+
+        for name, flow in [
+            ("open a link: every subscription with its status and 24 h health", open_link),
+            ("no credential readable by the page", no_credentials_in_the_page),
+            ("a subscription's attempts", attempts_of_a_subscription),
+            ("replay one message", replay_a_message),
+            ("a hostile response excerpt is shown as text", hostile_excerpt_is_text),
+            ("filter attempts by outcome and event", filter_attempts),
+            ("keyboard only", keyboard_only),
+            ("phone-sized screen", phone_sized),
+            ("an unknown subscription", unknown_subscription),
+            ("a link opens once", a_link_opens_once),
+            ("a tampered link is refused", a_tampered_link_is_refused),
+            ("no session: the page says it ended", an_ended_session),
+            ("another organization's link sees only its own", another_organizations_link_sees_only_its_own),
+        ]:
+            flows.run(name, flow)
+        browser.close()
+    if "list" in timing and "attempts" in timing:
+        print(f"portal: link opened to subscription list rendered: {timing['list'] * 1000:.0f} ms; "
+              f"to its attempt list: {(timing['list'] + timing['attempts']) * 1000:.0f} ms")
+    print(f"portal: {flows.passed} flows passed, {flows.failed} failed; screenshots in {SHOTS}")
+    return 1 if flows.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
