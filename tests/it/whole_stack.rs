@@ -592,3 +592,47 @@ async fn a_timing_out_tenant_spends_no_receives_and_every_healthy_message_is_del
     assert_eq!(report.redriven, 0, "no job reached the dead-letter queue by spending its receives");
     assert_eq!(report.dead_letters_short_of_schedule, 0, "no dead letter before its attempts were spent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_opens_through_the_deployed_api_with_its_stage() {
+    let stack = DeployedStack::start(Options::default()).await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let client = Client::new(&stack, &org);
+    use reqwest::Method;
+    let zettle = zettle_subscription(&receiver.url(), "ops@example.com");
+    let (status, created) = client.call(&stack, Method::POST, "/organizations/self/subscriptions", Some(zettle)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+
+    let (status, link) =
+        client.call(&stack, Method::POST, "/organizations/self/portal-links", Some(json!({"ttlSeconds": 600}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let url = link["url"].as_str().unwrap();
+    assert!(url.starts_with(&stack.url("/portal/open?code=")), "the link keeps the stage: {url}");
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let opened = browser.get(url).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
+    assert_eq!(opened.headers()["location"], "./");
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(browser.get(url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "a link opens once");
+
+    let page = browser.get(stack.url("/portal/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    let endpoints: Value = browser
+        .get(stack.url("/organizations/self/endpoints"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(endpoints[0]["uuid"], created["uuid"], "{endpoints}");
+    let session: Value =
+        browser.get(stack.url("/portal/session")).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    assert_eq!(session["organization"], org.as_str());
+    let replay = stack.url(&format!("/organizations/self/subscriptions/{}/replay", created["uuid"].as_str().unwrap()));
+    let refused = browser.post(replay).header("cookie", &cookie).json(&json!({"messageId": "m"})).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "no CSRF token, no change");
+}
