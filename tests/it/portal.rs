@@ -47,16 +47,13 @@ async fn session(stack: &Stack, org: OrganizationId, scopes: &[Scope]) -> Sessio
     let (status, cookie, _) = open(stack, made["path"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = cookie.expect("a session cookie");
-    let info: Value = browser()
-        .get(stack.url("/portal/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = session_info(stack, &cookie).await;
     Session { cookie, csrf: info["csrfToken"].as_str().unwrap().to_owned() }
+}
+
+/// What `GET /portal/session` says to a session's cookie.
+async fn session_info(stack: &Stack, cookie: &str) -> Value {
+    browser().get(stack.url("/portal/session")).header("cookie", cookie).send().await.unwrap().json().await.unwrap()
 }
 
 struct Session {
@@ -123,15 +120,7 @@ async fn a_link_opens_once_into_a_session_of_its_organization_and_scopes() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = cookie.unwrap();
     let session = {
-        let info: Value = browser()
-            .get(stack.url("/portal/session"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info = session_info(&stack, &cookie).await;
         assert_eq!(info["organization"], a.to_string());
         assert_eq!(info["scopes"], json!(["READ:PRODUCT", "READ:USERINFO"]));
         assert!(!info.to_string().contains("tdk_"), "no API key in the session's answer");
