@@ -30,7 +30,7 @@ use crate::domain::PublishRecord;
 use crate::{Error, Result};
 
 mod items;
-use items::*;
+use items::{n, nanos, org_pk, publish_from, s, Item};
 mod store;
 
 /// The GSI that lists API keys and store groups.
