@@ -201,9 +201,12 @@ def browse(base, data, key, good, hostile) -> int:
         def keyboard_only():
             page.goto(f"{base}/portal/")
             expect(page.locator("#endpoints tbody tr")).to_have_count(2)
-            page.keyboard.press("Tab")  # the header's link
-            page.keyboard.press("Tab")  # the first subscription
-            focused = page.evaluate("document.activeElement.getAttribute('href')")
+            focused = None
+            for _ in range(6):  # past the header's links to the first subscription
+                page.keyboard.press("Tab")
+                focused = page.evaluate("document.activeElement.getAttribute('href')")
+                if focused and focused.startswith("#/s/"):
+                    break
             assert focused and focused.startswith("#/s/"), focused
             page.keyboard.press("Enter")
             expect(page.locator("#attempts")).to_be_visible()
@@ -219,6 +222,25 @@ def browse(base, data, key, good, hostile) -> int:
             assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scroll"
             small.screenshot(path=SHOTS / "07-phone.png", full_page=True)
             phone.close()
+
+        def event_catalog():
+            page.goto(f"{base}/portal/")
+            page.get_by_role("link", name="Event catalog").click()
+            expect(page.locator("#events > li")).to_have_count(9)  # READ:PRODUCT, READ:USERINFO: no purchases
+            expect(page.locator('li[data-event="ProductCreated"] .example')).to_contain_text('"name": "Kaffe"')
+            assert page.locator('li[data-event="PurchaseCreated"]').count() == 0, "beyond the link's scopes"
+            expect(page.locator("#snippet")).to_contain_text("standardwebhooks")
+            page.screenshot(path=SHOTS / "13-event-catalog.png", full_page=True)
+
+        def send_a_test_event():
+            page.goto(f"{base}/portal/#/s/{GOOD}")
+            rows = page.locator("#attempts tbody tr")
+            expect(page.locator("#health")).to_be_visible()
+            before = rows.count()
+            page.get_by_role("button", name="Send a test event").click()
+            expect(page.locator("#notice")).to_contain_text("Test ProductCreated sent")
+            expect(rows).to_have_count(before + 1, timeout=10000)
+            page.screenshot(path=SHOTS / "14-test-event.png", full_page=True)
 
         def unknown_subscription():
             page.goto(f"{base}/portal/#/s/{uuid.uuid4()}")
@@ -273,6 +295,8 @@ def browse(base, data, key, good, hostile) -> int:
             ("filter attempts by outcome and event", filter_attempts),
             ("keyboard only", keyboard_only),
             ("phone-sized screen", phone_sized),
+            ("the event catalog with examples and a receiver snippet", event_catalog),
+            ("send a test event and watch its attempt appear", send_a_test_event),
             ("an unknown subscription", unknown_subscription),
             ("a link opens once", a_link_opens_once),
             ("a tampered link is refused", a_tampered_link_is_refused),

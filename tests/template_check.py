@@ -113,10 +113,26 @@ for path, item in openapi["paths"].items():
         check(len(routed) == 1, f"{method} {path} is routed to {len(routed)} functions, not one")
 
 # Route -> function -> the AWS actions its code path calls. The routes that queue deliveries
-# (api::Routes::Ingest: publish, replay, Lagerkoll's execute) need sqs:SendMessage on the
-# delivery queue; the function serving the rest must not have it.
+# (api::Routes::Ingest: those the code declares with `Route::queueing`: publish, replay, test
+# events, Lagerkoll's execute) need sqs:SendMessage on the delivery queue; the function serving
+# the rest must not have it.
+def route_shape(path):
+    return "/".join("{}" if part.startswith("{") else part for part in path.strip("/").split("/"))
+
+
+queueing_routes = {
+    (m.group(1), route_shape(m.group(2)))
+    for source in (ROOT / "shared" / "src").rglob("*.rs")
+    for m in re.finditer(r'Route::queueing\(\s*Method::(\w+),\s*"([^"]+)"', source.read_text())
+}
+check(len(queueing_routes) >= 4, f"the code's queueing routes were not found: {queueing_routes}")
+
+
 def queues_deliveries(path, method):
-    return path.endswith("/events") or path.endswith("/replay") or (path == "/v1/webhooks/{proxy+}" and method == "POST")
+    if path.endswith("{proxy+}"):  # Lagerkoll's /v1/webhooks/{guid}: one segment behind the proxy
+        path = path.replace("{proxy+}", "{}")
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"] if method == "ANY" else [method]
+    return any((m, route_shape(path)) in queueing_routes for m in methods)
 
 
 def sends_to_delivery_queue(function):

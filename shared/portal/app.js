@@ -167,6 +167,13 @@ async function subscriptionView(uuid, query) {
       el("dt", {}, "API"), el("dd", {}, endpoint.dialect),
       el("dt", {}, "Events"), el("dd", {}, endpoint.eventNames.length ? endpoint.eventNames.join(", ") : "all events"),
       el("dt", {}, "Last 24 h"), el("dd", { id: "health" }, `${health.attempts} attempts, ${percent(health.successRate)} delivered, p50 ${ms(health.latencyP50Ms)}, p99 ${ms(health.latencyP99Ms)}`)),
+    el("p", {}, el("button", { type: "button", id: "send-test", onclick: async () => {
+      try {
+        const sent = await call("POST", `organizations/self/subscriptions/${uuid}/test`, {});
+        notice(`Test ${sent.eventName} sent as message ${sent.messageId}.`);
+        setTimeout(route, 1000);
+      } catch (error) { notice(`Test refused: ${error.message}`); }
+    } }, "Send a test event")),
     el("h2", {}, "Attempts"),
     filters,
     attempts.length === 0
@@ -177,12 +184,41 @@ async function subscriptionView(uuid, query) {
   );
 }
 
+const VERIFY_SNIPPET = `# pip install standardwebhooks
+from standardwebhooks.webhooks import Webhook
+import base64
+
+def verify(body: bytes, headers: dict, signing_key: str) -> dict:
+    secret = "whsec_" + base64.b64encode(signing_key.encode()).decode()
+    return Webhook(secret).verify(body, headers)  # raises if the signature is wrong`;
+
+const DIALECT_HEADER = {
+  zettle: "X-iZettle-Signature: lowercase hex HMAC-SHA256 of timestamp + \".\" + payload, keyed by the signing key.",
+  metro: "x-signature: lowercase hex HMAC-SHA256 of x-timestamp + \".\" + the body, keyed by the signing key.",
+};
+
+async function eventsView() {
+  document.title = "Event catalog · Tidings portal";
+  const events = await call("GET", "organizations/self/events");
+  show(
+    el("h1", {}, "Event catalog"),
+    el("p", {}, "Every event you may subscribe to, with an example payload. Every delivery carries Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature); verify them with any Standard Webhooks library:"),
+    el("pre", { class: "mono", id: "snippet" }, VERIFY_SNIPPET),
+    el("ul", { id: "events", class: "events" }, events.map((e) => el("li", { "data-event": e.name },
+      el("h2", {}, e.name, " ", el("span", { class: "muted" }, `(${e.dialect}${e.aliases.length ? ", also " + e.aliases.join(", ") : ""})`)),
+      el("p", { class: "muted" }, e.scope ? `Needs ${e.scope}.` : "Delivered to every subscription of its API.", " ", DIALECT_HEADER[e.dialect] || ""),
+      el("pre", { class: "mono example" }, JSON.stringify(e.example, null, 2)),
+    ))),
+  );
+}
+
 async function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   try {
     const match = path.match(/^\/s\/([0-9a-fA-F-]{36})$/);
     if (match) await subscriptionView(match[1], query || "");
+    else if (path === "/events") await eventsView();
     else await listView();
   } catch (error) {
     show(failure(error));

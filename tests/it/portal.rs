@@ -318,3 +318,55 @@ async fn the_pages_are_served_with_a_strict_policy_and_no_credentials() {
     let by_key = stack.http.get(stack.url("/portal/session")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(by_key.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_catalog_shows_what_a_caller_may_subscribe_to_and_a_test_event_is_delivered() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct]).await;
+    subscribe(&stack, &key, SUB, &["ProductUpdated"], &receiver.url()).await;
+    let session = session(&stack, org, &[Scope::ReadProduct]).await;
+
+    let (status, events) = session.call(&stack, Method::GET, "/organizations/self/events", None, false).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let names: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"ProductCreated") && names.contains(&"ApplicationConnectionRemoved"), "{names:?}");
+    assert!(!names.contains(&"PurchaseCreated") && !names.contains(&"order_created"), "beyond its scopes: {names:?}");
+    let product = events.as_array().unwrap().iter().find(|e| e["name"] == "ProductCreated").unwrap();
+    assert_eq!((product["scope"].as_str(), product["example"]["name"].as_str()), (Some("READ:PRODUCT"), Some("Kaffe")));
+
+    let test = format!("/organizations/self/subscriptions/{SUB}/test");
+    assert_eq!(
+        session.call(&stack, Method::POST, &test, Some(json!({})), false).await.0,
+        StatusCode::FORBIDDEN,
+        "no CSRF"
+    );
+    let (status, sent) = session.call(&stack, Method::POST, &test, Some(json!({})), true).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["eventName"], "ProductUpdated", "the first event it receives");
+    let delivered = receiver.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let envelope = delivered.last().unwrap().json();
+    assert_eq!(envelope["eventName"], "ProductUpdated");
+    assert_eq!(envelope["messageId"], sent["messageId"]);
+    assert_eq!(serde_json::from_str::<Value>(envelope["payload"].as_str().unwrap()).unwrap()["name"], "Kaffe");
+    for (body, mentions) in [
+        (json!({"eventName": "PurchaseCreated"}), "does not receive"),
+        (json!({"eventName": 7}), "eventName"),
+        (json!({"event": "ProductUpdated"}), "event"),
+    ] {
+        let (status, answer) = session.call(&stack, Method::POST, &test, Some(body.clone()), true).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer.to_string().contains(mentions), "{body}: {answer}");
+    }
+    let (status, _) = session
+        .call(
+            &stack,
+            Method::POST,
+            "/organizations/self/subscriptions/0d6a7e6e-912c-11eb-a8b3-0242ac130003/test",
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -8,6 +8,7 @@
 //! how requests authenticate and which error body they get. Handlers receive the authenticated
 //! key and the captured segments.
 
+pub(crate) mod catalog;
 pub mod key_cache;
 pub(crate) mod openapi;
 pub(crate) mod operations;
@@ -42,7 +43,7 @@ fn dialect_routes(dialect: Dialect) -> &'static DialectRoutes {
 /// The table: the producer and operator routes (Zettle-shaped, under `/organizations`), then
 /// each dialect's own.
 static TABLE: LazyLock<Vec<(Dialect, &'static Route)>> = LazyLock::new(|| {
-    let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES, &portal::ROUTES]
+    let groups = [&openapi::ROUTES, &publish::ROUTES, &operations::ROUTES, &portal::ROUTES, &catalog::ROUTES]
         .into_iter()
         .chain(Dialect::ALL.iter().map(|d| &dialect_routes(*d).routes));
     groups.flat_map(|group| group.routes.iter().map(move |route| (group.dialect, route))).collect()

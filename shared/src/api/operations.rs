@@ -30,6 +30,9 @@ pub static ROUTES: RouteGroup = RouteGroup {
         Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/stats", |call| {
             Box::pin(stats(call))
         }),
+        Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/test", |call| {
+            Box::pin(send_test(call))
+        }),
         Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/replay", |call| {
             Box::pin(replay(call))
         }),
@@ -144,6 +147,47 @@ async fn stats(call: Call<'_>) -> Result<Response> {
     let attempts = app.store.attempts(org, id, &query).await?;
     let complete = attempts.len() < HEALTH_SAMPLE;
     Ok(json_response(StatusCode::OK, &DeliveryHealth::of(&attempts, since, until, complete)))
+}
+
+/// `POST …/test` `{eventName?}`: a new message of one of the events the subscription receives
+/// (default: the first), with the catalog's example payload, to this subscription only. A
+/// Lagerkoll webhook gets `{"test": true}` under its feature.
+async fn send_test(call: Call<'_>) -> Result<Response> {
+    let app = call.app;
+    let (org, id) = subscription_of(&call)?;
+    let body = call.request.body();
+    let fields = if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_object(body)? };
+    reject_unknown_fields(fields.keys(), &["eventName"])?;
+    let asked = match fields.get("eventName") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(name.clone()),
+        Some(_) => return Err(Error::bad_request("eventName", "eventName must be a string")),
+    };
+    let subscription = managed_subscription(&call, org, id).await?;
+    let (event_name, payload) = if subscription.dialect == Dialect::Lagerkoll {
+        let feature = subscription.event_names.first().cloned().unwrap_or_default();
+        if asked.as_ref().is_some_and(|name| *name != feature) {
+            return Err(Error::bad_request(
+                "eventName",
+                format!("a Lagerkoll webhook receives its feature only: {feature:?}"),
+            ));
+        }
+        (feature, r#"{"test":true}"#.to_owned())
+    } else {
+        let receives = catalog::received_by(&subscription);
+        let event = match &asked {
+            Some(name) => receives.into_iter().find(|event| event.is_named(name)).ok_or_else(|| {
+                Error::bad_request("eventName", format!("subscription {id} does not receive {name:?}"))
+            })?,
+            None => receives
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::bad_request(None, "the subscription receives no event"))?,
+        };
+        (asked.unwrap_or_else(|| event.name.to_owned()), event.prepare_payload(event.example)?.into_owned())
+    };
+    let message_id = ingest::publish_to(app, &subscription, &event_name, &payload).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "messageId": message_id, "eventName": event_name })))
 }
 
 async fn replay(call: Call<'_>) -> Result<Response> {

@@ -27,7 +27,7 @@ pub fn of(dialect: Dialect) -> impl Iterator<Item = &'static EventDefinition> {
 /// The catalog events a subscription receives: those it names (every event of its API when it
 /// names none) and the lifecycle events every subscription of its API gets. Lagerkoll features
 /// are not catalog events.
-fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition> {
+pub(crate) fn received_by(subscription: &Subscription) -> Vec<&'static EventDefinition> {
     of(subscription.dialect)
         .filter(|e| {
             e.delivered_to_all
@@ -138,5 +138,15 @@ mod tests {
             may_manage(&[], &subscription(Dialect::Lagerkoll, &["articles\u{1f}update"])),
             "Lagerkoll has no scopes"
         );
+    }
+
+    #[test]
+    fn every_example_is_json_its_event_takes() {
+        for event in all() {
+            let parsed: serde_json::Value =
+                serde_json::from_str(event.example).unwrap_or_else(|e| panic!("{}: {e}", event.name));
+            assert!(parsed.is_object(), "{}", event.name);
+            event.prepare_payload(event.example).unwrap_or_else(|e| panic!("{}: {e}", event.name));
+        }
     }
 }

@@ -46,6 +46,8 @@ pub struct EventDefinition {
     pub delivered_to_all: bool,
     /// Other spellings clients use for the same event; a subscription keeps the one it chose.
     pub aliases: &'static [&'static str],
+    /// A payload of this event, as its seed shows one (the catalog's example, a test event's).
+    pub example: &'static str,
 }
 
 impl EventDefinition {
