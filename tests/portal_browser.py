@@ -12,6 +12,7 @@ also write the list page's screenshot there (the README's).
 """
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -242,6 +243,63 @@ def browse(base, data, key, good, hostile) -> int:
             expect(rows).to_have_count(before + 1, timeout=10000)
             page.screenshot(path=SHOTS / "14-test-event.png", full_page=True)
 
+        created = {}
+
+        def create_a_subscription():
+            page.goto(f"{base}/portal/")
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+            page.get_by_role("button", name="New subscription").click()
+            page.get_by_label("Destination URL").fill(f"http://127.0.0.1:{good.server_address[1]}/new")
+            page.get_by_label("Contact email (alerts)").fill("shop@example.com")
+            page.get_by_label("ProductUpdated").check()
+            page.get_by_role("button", name="Create").click()
+            panel = page.locator("#signing-key")
+            expect(panel).to_contain_text("shown only this once")
+            created["key"] = panel.locator("pre").inner_text().strip()
+            assert len(created["key"]) == 64, created
+            expect(page.locator("#endpoints tbody tr")).to_have_count(3)
+            row = page.locator("#endpoints tbody tr", has_text="/new")
+            created["uuid"] = row.get_attribute("data-uuid")
+            page.screenshot(path=SHOTS / "15-created.png", full_page=True)
+            page.reload()
+            expect(page.locator("#endpoints tbody tr")).to_have_count(3)
+            assert created["key"] not in page.content(), "the key is shown once"
+
+        def edit_a_subscription():
+            page.goto(f"{base}/portal/#/s/{created['uuid']}")
+            page.get_by_role("button", name="Edit").click()
+            page.get_by_label("ProductCreated").check()
+            page.get_by_label("ProductUpdated").uncheck()
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#notice")).to_contain_text("Saved.")
+            expect(page.locator("dd", has_text="ProductCreated")).to_be_visible()
+            page.screenshot(path=SHOTS / "16-edited.png", full_page=True)
+
+        def switch_off_and_on():
+            page.goto(f"{base}/portal/#/s/{created['uuid']}")
+            page.get_by_role("button", name="Switch off").click()
+            expect(page.locator("#status")).to_have_text("INACTIVE")
+            page.screenshot(path=SHOTS / "17-switched-off.png", full_page=True)
+            page.get_by_role("button", name="Switch on").click()
+            expect(page.locator("#status")).to_have_text("ACTIVE")
+
+        def rotate_the_signing_key():
+            page.goto(f"{base}/portal/#/s/{created['uuid']}")
+            page.select_option("#overlap", "0")
+            page.get_by_role("button", name="Rotate signing key").click()
+            rotated = page.locator("#signing-key pre")
+            expect(rotated).to_have_text(re.compile(r"^[A-Za-z0-9]{64}$"))
+            assert rotated.inner_text().strip() != created["key"]
+            page.screenshot(path=SHOTS / "18-rotated.png", full_page=True)
+
+        def delete_with_a_second_click():
+            page.goto(f"{base}/portal/#/s/{created['uuid']}")
+            page.get_by_role("button", name="Delete", exact=True).click()
+            page.get_by_role("button", name="Delete for good").click()
+            expect(page).to_have_url(f"{base}/portal/#/")
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+            page.screenshot(path=SHOTS / "19-deleted.png", full_page=True)
+
         def unknown_subscription():
             page.goto(f"{base}/portal/#/s/{uuid.uuid4()}")
             expect(page.get_by_role("alert")).to_contain_text("No such subscription")
@@ -297,6 +355,11 @@ def browse(base, data, key, good, hostile) -> int:
             ("phone-sized screen", phone_sized),
             ("the event catalog with examples and a receiver snippet", event_catalog),
             ("send a test event and watch its attempt appear", send_a_test_event),
+            ("create a subscription: its signing key is shown once", create_a_subscription),
+            ("edit a subscription's events", edit_a_subscription),
+            ("switch a subscription off and on", switch_off_and_on),
+            ("rotate a signing key: the new one shown once", rotate_the_signing_key),
+            ("delete a subscription, with a second click", delete_with_a_second_click),
             ("an unknown subscription", unknown_subscription),
             ("a link opens once", a_link_opens_once),
             ("a tampered link is refused", a_tampered_link_is_refused),

@@ -62,6 +62,52 @@ function failure(error) {
   return el("p", { role: "alert" }, "Something went wrong: ", error.message);
 }
 
+// Zettle's API takes version 1 UUIDs: the time in 100 ns since 1582, a random clock and node.
+function uuidV1() {
+  const t = BigInt(Date.now()) * 10000n + 0x01B21DD213814000n;
+  const random = crypto.getRandomValues(new Uint8Array(8));
+  random[2] |= 0x01; // a random node, as RFC 4122 marks one
+  const hex = (n, width) => n.toString(16).padStart(width, "0");
+  const low = hex(Number(t & 0xffffffffn), 8);
+  const mid = hex(Number((t >> 32n) & 0xffffn), 4);
+  const high = hex(Number((t >> 48n) & 0x0fffn) | 0x1000, 4);
+  const clock = hex((((random[0] << 8) | random[1]) & 0x3fff) | 0x8000, 4);
+  const node = Array.from(random.slice(2), (b) => hex(b, 2)).join("");
+  return `${low}-${mid}-${high}-${clock}-${node}`;
+}
+
+// A signing key, shown once: the server never shows it again.
+function keyPanel(title, key) {
+  return el("section", { class: "key", id: "signing-key", role: "status" },
+    el("h2", {}, title),
+    el("p", {}, "Copy it now: it is shown only this once. Your receiver verifies deliveries with it."),
+    el("pre", { class: "mono" }, key));
+}
+
+// The Zettle events the session may subscribe to, as checkboxes.
+async function eventChoices(chosen) {
+  const events = (await call("GET", "organizations/self/events")).filter((e) => e.dialect === "zettle" && !e.deliveredToAll);
+  return el("fieldset", { id: "event-choices" }, el("legend", {}, "Events (none ticked: all events)"),
+    events.map((e) => el("label", { class: "choice" },
+      el("input", { type: "checkbox", name: "events", value: e.name, checked: chosen.includes(e.name) }), e.name)));
+}
+
+function subscriptionForm(id, submitLabel, values, events, onsubmit) {
+  return el("form", { id, class: "manage", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(event.target);
+    await onsubmit({
+      eventNames: data.getAll("events"),
+      destination: data.get("destination"),
+      contactEmail: data.get("contactEmail"),
+    });
+  } },
+  el("label", {}, "Destination URL", el("input", { name: "destination", id: `${id}-destination`, type: "url", required: true, value: values.destination || "", placeholder: "https://example.com/webhooks" })),
+  el("label", {}, "Contact email (alerts)", el("input", { name: "contactEmail", id: `${id}-contact`, type: "email", required: true, value: values.contactEmail || "" })),
+  events,
+  el("button", { type: "submit" }, submitLabel));
+}
+
 const percent = (rate) => (rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %");
 const ms = (value) => (value === null || value === undefined ? "–" : value + " ms");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
@@ -99,8 +145,22 @@ async function listView() {
       health,
     );
   });
+  const creating = el("div", { id: "create" });
+  const newButton = el("button", { type: "button", id: "new-subscription", onclick: async () => {
+    newButton.hidden = true;
+    creating.replaceChildren(el("h2", {}, "New subscription"), subscriptionForm("create-form", "Create", {}, await eventChoices([]), async (fields) => {
+      try {
+        const created = await call("POST", "organizations/self/subscriptions", { uuid: uuidV1(), transportName: "WEBHOOK", ...fields });
+        await listView();
+        main().prepend(keyPanel(`Subscription ${created.uuid} created`, created.signingKey));
+      } catch (error) { notice(`Not created: ${error.message}`); }
+    }));
+    creating.querySelector("input").focus();
+  } }, "New subscription");
   show(
     el("h1", {}, "Subscriptions"),
+    el("p", {}, newButton),
+    creating,
     endpoints.length === 0
       ? el("p", { id: "empty" }, "No subscriptions yet.")
       : el("table", { class: "responsive", id: "endpoints" },
@@ -167,6 +227,46 @@ async function subscriptionView(uuid, query) {
       el("dt", {}, "API"), el("dd", {}, endpoint.dialect),
       el("dt", {}, "Events"), el("dd", {}, endpoint.eventNames.length ? endpoint.eventNames.join(", ") : "all events"),
       el("dt", {}, "Last 24 h"), el("dd", { id: "health" }, `${health.attempts} attempts, ${percent(health.successRate)} delivered, p50 ${ms(health.latencyP50Ms)}, p99 ${ms(health.latencyP99Ms)}`)),
+    el("div", { class: "actions" },
+      el("button", { type: "button", id: "toggle", class: "secondary", onclick: async () => {
+        const active = endpoint.status === "INACTIVE";
+        try {
+          await call("PATCH", `organizations/self/endpoints/${uuid}`, { active });
+          notice(active ? "Switched on." : "Switched off: nothing is sent to it until you switch it on.");
+          await route();
+        } catch (error) { notice(`Refused: ${error.message}`); }
+      } }, endpoint.status === "INACTIVE" ? "Switch on" : "Switch off"),
+      el("label", { class: "inline" }, "Old key signs on for",
+        el("select", { id: "overlap" },
+          el("option", { value: "86400" }, "24 hours"), el("option", { value: "3600" }, "1 hour"), el("option", { value: "0" }, "no time"))),
+      el("button", { type: "button", id: "rotate", class: "secondary", onclick: async () => {
+        try {
+          const rotated = await call("POST", `organizations/self/subscriptions/${uuid}/secret/rotate`,
+            { overlapSeconds: Number(document.getElementById("overlap").value) });
+          main().prepend(keyPanel("New signing key", rotated.signingKey));
+        } catch (error) { notice(`Not rotated: ${error.message}`); }
+      } }, "Rotate signing key"),
+      endpoint.dialect === "zettle" ? el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => {
+        const form = subscriptionForm("edit-form", "Save", endpoint, await eventChoices(endpoint.eventNames), async (fields) => {
+          try {
+            await call("PUT", `organizations/self/subscriptions/${uuid}`, { transportName: "WEBHOOK", ...fields });
+            notice("Saved.");
+            await route();
+          } catch (error) { notice(`Not saved: ${error.message}`); }
+        });
+        document.getElementById("editing").replaceChildren(el("h2", {}, "Edit"), form);
+      } }, "Edit") : null,
+      el("button", { type: "button", id: "delete", class: "secondary", onclick: (event) => {
+        event.target.replaceWith(el("button", { type: "button", id: "confirm-delete", class: "danger", onclick: async () => {
+          try {
+            await call("DELETE", `organizations/self/endpoints/${uuid}`);
+            notice("Deleted.");
+            location.hash = "#/";
+          } catch (error) { notice(`Not deleted: ${error.message}`); }
+        } }, "Delete for good"));
+        document.getElementById("confirm-delete").focus();
+      } }, "Delete")),
+    el("div", { id: "editing" }),
     el("p", {}, el("button", { type: "button", id: "send-test", onclick: async () => {
       try {
         const sent = await call("POST", `organizations/self/subscriptions/${uuid}/test`, {});

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use crate::domain::{to_micros, Subscription};
+use crate::domain::{to_micros, Subscription, SubscriptionStatus};
 use crate::ports::SubscriptionStore;
 use crate::{signing, Error, Result};
 
@@ -39,6 +39,26 @@ pub(crate) async fn modify(
             .ok_or_else(|| Error::NotFound(format!("subscription {} not found", current.id)))?;
     }
     Err(Error::Unavailable("the subscription is being changed by other requests; try again".into()))
+}
+
+/// Switches a subscription on or off, whatever its dialect. Switched off, nothing is queued for it
+/// and what is queued is kept in the dead-letter queue; switched on again, it is ACTIVE with its
+/// failure forgotten (as after Zettle's update or Metro's `isActive: true`).
+pub async fn set_active(
+    store: &dyn SubscriptionStore,
+    now: OffsetDateTime,
+    current: Subscription,
+    active: bool,
+) -> Result<Subscription> {
+    modify(store, now, current, |s| {
+        if active {
+            s.status = SubscriptionStatus::Active;
+            s.failing_since = None;
+        } else {
+            s.status = SubscriptionStatus::Inactive;
+        }
+    })
+    .await
 }
 
 /// A new signing key for `current`; the replaced one keeps signing for `overlap` (see

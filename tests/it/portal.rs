@@ -370,3 +370,67 @@ async fn the_catalog_shows_what_a_caller_may_subscribe_to_and_a_test_event_is_de
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_subscription_of_any_dialect_is_switched_off_on_and_deleted_within_the_scopes() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadPurchase, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let purchases = "6eefcb26-912c-11eb-a8b3-0242ac130003";
+    subscribe(&stack, &key, purchases, &["PurchaseCreated"], &receiver.url()).await;
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    let item = |id: &str| format!("/organizations/self/endpoints/{id}");
+    let publish = || async {
+        let response = stack
+            .http
+            .post(stack.url("/organizations/self/events"))
+            .bearer_auth(&key)
+            .json(&json!({"eventName": "ProductCreated", "payload": {}}))
+            .send()
+            .await
+            .unwrap();
+        response.json::<Value>().await.unwrap()["subscriptions"].clone()
+    };
+
+    let off = Some(json!({"active": false}));
+    assert_eq!(
+        session.call(&stack, Method::PATCH, &item(SUB), off.clone(), false).await.0,
+        StatusCode::FORBIDDEN,
+        "no CSRF"
+    );
+    let (status, switched) = session.call(&stack, Method::PATCH, &item(SUB), off.clone(), true).await;
+    assert_eq!((status, switched["status"].as_str()), (StatusCode::OK, Some("INACTIVE")), "{switched}");
+    assert_eq!(publish().await, 0, "switched off: nothing queued");
+    let (status, switched) = session.call(&stack, Method::PATCH, &item(SUB), Some(json!({"active": true})), true).await;
+    assert_eq!((status, switched["status"].as_str()), (StatusCode::OK, Some("ACTIVE")));
+    assert_eq!(publish().await, 1);
+    for body in [json!({"active": "no"}), json!({}), json!({"active": true, "status": "ACTIVE"})] {
+        assert_eq!(
+            session.call(&stack, Method::PATCH, &item(SUB), Some(body.clone()), true).await.0,
+            StatusCode::BAD_REQUEST,
+            "{body}"
+        );
+    }
+    // Beyond the session's scopes, or another organization's: refused, and untouched.
+    assert_eq!(session.call(&stack, Method::PATCH, &item(purchases), off.clone(), true).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(session.call(&stack, Method::DELETE, &item(purchases), None, true).await.0, StatusCode::FORBIDDEN);
+    let stranger = session_for_other(&stack).await;
+    assert_eq!(stranger.call(&stack, Method::DELETE, &item(SUB), None, true).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(stranger.call(&stack, Method::PATCH, &item(SUB), off.clone(), true).await.0, StatusCode::NOT_FOUND);
+
+    assert_eq!(session.call(&stack, Method::DELETE, &item(SUB), None, false).await.0, StatusCode::FORBIDDEN, "no CSRF");
+    assert_eq!(session.call(&stack, Method::DELETE, &item(SUB), None, true).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(session.call(&stack, Method::DELETE, &item(SUB), None, true).await.0, StatusCode::NOT_FOUND);
+    let (_, left) = session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
+    assert_eq!(left, json!([]), "the purchase subscription is beyond its scopes");
+    let all: Value =
+        stack.http.get(stack.url("/organizations/self/endpoints")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "the key still sees the other one");
+}
+
+/// A session of a fresh organization on the same stack.
+async fn session_for_other(stack: &Stack) -> Session {
+    session(stack, new_org(), &[Scope::ReadProduct, Scope::ReadUserinfo]).await
+}

@@ -6,7 +6,9 @@
 //!   `{url, path, expiresAt, sessionExpiresIn}`; the scopes are the key's or fewer.
 //! - `GET /portal/open?code=…` → 303 to the portal with the session cookie set, once per link.
 //! - `GET /portal/session` (the session) → `{organization, scopes, expiresAt, csrfToken}`.
-//! - `GET /organizations/{org}/endpoints` → every subscription the caller may manage.
+//! - `GET /organizations/{org}/endpoints` → every subscription the caller may manage;
+//!   `PATCH …/endpoints/{uuid}` `{active}` switches one off or on, `DELETE …/endpoints/{uuid}`
+//!   removes one, whatever API created it.
 //! - `GET /portal/`, `/portal/app.js`, `/portal/app.css`: the pages, under a strict
 //!   Content-Security-Policy (scripts and styles from this origin only, nothing inline).
 
@@ -27,6 +29,8 @@ pub static ROUTES: RouteGroup = RouteGroup {
     routes: &[
         Route::new(Method::POST, "organizations/{org}/portal-links", |call| Box::pin(create_link(call))),
         Route::new(Method::GET, "organizations/{org}/endpoints", |call| Box::pin(endpoints(call))),
+        Route::new(Method::PATCH, "organizations/{org}/endpoints/{subscriptionUuid}", |call| Box::pin(switch(call))),
+        Route::new(Method::DELETE, "organizations/{org}/endpoints/{subscriptionUuid}", |call| Box::pin(remove(call))),
         Route::new(Method::GET, "portal/session", |call| Box::pin(session(call))),
         Route::public(Method::GET, "portal/open", |app, request| Box::pin(open(app, request))),
         Route::public(Method::GET, "portal", |_, request| Box::pin(async { page(request) })),
@@ -261,4 +265,45 @@ async fn endpoints(call: Call<'_>) -> Result<Response> {
     subscriptions.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
     let views: Vec<Endpoint<'_>> = subscriptions.iter().map(Endpoint::from).collect();
     Ok(json_response(StatusCode::OK, &views))
+}
+
+/// The subscription a path names, if the caller may manage it (404 for another organization's
+/// or none, 403 beyond the caller's scopes).
+async fn managed(call: &Call<'_>) -> Result<Subscription> {
+    let org = resolve_organization(call.param("org"), &call.key)?;
+    let raw = call.param("subscriptionUuid");
+    let id = uuid::Uuid::parse_str(raw).map_err(|_| Error::NotFound(format!("subscription {raw} not found")))?;
+    let subscription = call
+        .app
+        .store
+        .get_subscription(org, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
+    catalog::check_may_manage(&call.key.scopes, &subscription)?;
+    Ok(subscription)
+}
+
+/// `PATCH /organizations/{org}/endpoints/{uuid}` `{active}`.
+async fn switch(call: Call<'_>) -> Result<Response> {
+    let fields = parse_object(call.request.body())?;
+    reject_unknown_fields(fields.keys(), &["active"])?;
+    let active = match fields.get("active") {
+        Some(Value::Bool(active)) => *active,
+        _ => return Err(Error::bad_request("active", "active must be true or false")),
+    };
+    let current = managed(&call).await?;
+    let app = call.app;
+    let stored = crate::subscriptions::set_active(&*app.store, app.clock.now(), current, active).await?;
+    tracing::info!(org = %stored.organization, subscription = %stored.id, active, "switched");
+    Ok(json_response(StatusCode::OK, &Endpoint::from(&stored)))
+}
+
+/// `DELETE /organizations/{org}/endpoints/{uuid}`.
+async fn remove(call: Call<'_>) -> Result<Response> {
+    let subscription = managed(&call).await?;
+    if !call.app.store.delete_subscription(subscription.organization, subscription.id).await? {
+        return Err(Error::NotFound(format!("subscription {} not found", subscription.id)));
+    }
+    tracing::info!(org = %subscription.organization, subscription = %subscription.id, "deleted");
+    Ok(empty(StatusCode::NO_CONTENT))
 }
