@@ -425,8 +425,16 @@ async fn a_subscription_of_any_dialect_is_switched_off_on_and_deleted_within_the
     assert_eq!(session.call(&stack, Method::DELETE, &item(SUB), None, true).await.0, StatusCode::NOT_FOUND);
     let (_, left) = session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
     assert_eq!(left, json!([]), "the purchase subscription is beyond its scopes");
-    let all: Value =
-        stack.http.get(stack.url("/organizations/self/endpoints")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let all: Value = stack
+        .http
+        .get(stack.url("/organizations/self/endpoints"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1, "the key still sees the other one");
 }
 
