@@ -8,12 +8,16 @@ Each flow asserts what the page shows and saves a screenshot under target/portal
 time from opening the link to a rendered attempt list.
 
 Run by scripts/test.sh with the venv's Python (which has `playwright`); set PORTAL_SCREENSHOT to
-also write the list page's screenshot there (the README's).
+also write the list page's screenshot there (the README's). With `--base URL --key K --other-key K2`
+it runs the same flows against a stack that is already running (the whole deployed stack under
+emulation: tests/it/whole_stack.rs), making links through the API instead of the CLI; `--key` is
+a key of ORG holding READ:PRODUCT and READ:USERINFO, `--other-key` one of another organization.
 """
 
+import argparse
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -66,16 +70,51 @@ def api(base, method, path, key, body=None):
         return json.loads(text) if text else None
 
 
-def portal_link(data: Path, base: str) -> str:
-    made = subprocess.run([TIDINGS, "portal-link", "--data-dir", data, "--org", ORG, "--url", base,
-                           "--scope", "READ:PRODUCT", "--scope", "READ:USERINFO", "--ttl", "30m"],
-                          check=True, capture_output=True, text=True)
-    return made.stdout.strip().splitlines()[-1]
+class Local:
+    """Keys and links through the CLI on `tidings serve`'s data directory."""
+
+    def __init__(self, data: Path):
+        self.data = data
+
+    def key(self) -> str:
+        return subprocess.run([TIDINGS, "keys", "create", "--data-dir", self.data, "--org", ORG, "--scope",
+                               "READ:PRODUCT", "--scope", "READ:USERINFO"],
+                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+
+    def link(self, base: str, _key: str) -> str:
+        made = subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", ORG, "--url", base,
+                               "--scope", "READ:PRODUCT", "--scope", "READ:USERINFO", "--ttl", "30m"],
+                              check=True, capture_output=True, text=True)
+        return made.stdout.strip().splitlines()[-1]
+
+    def other_link(self, base: str) -> str:
+        other_org = str(uuid.uuid4())
+        subprocess.run([TIDINGS, "keys", "create", "--data-dir", self.data, "--org", other_org, "--scope", "READ:PRODUCT"],
+                       check=True, capture_output=True)
+        return subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", other_org, "--url", base],
+                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+
+
+class Deployed:
+    """Keys given, links through the API (`POST …/portal-links`)."""
+
+    def __init__(self, key: str, other_key: str):
+        self.given, self.other_key = key, other_key
+
+    def key(self) -> str:
+        return self.given
+
+    def link(self, base: str, key: str) -> str:
+        return api(base, "POST", "/organizations/self/portal-links", key,
+                   {"scopes": ["READ:PRODUCT", "READ:USERINFO"], "ttlSeconds": 1800})["url"]
+
+    def other_link(self, base: str) -> str:
+        return api(base, "POST", "/organizations/self/portal-links", self.other_key, {"ttlSeconds": 1800})["url"]
 
 
 class Flows:
-    def __init__(self):
-        self.passed, self.failed = 0, 0
+    def __init__(self, page=None):
+        self.passed, self.failed, self.page = 0, 0, page
 
     def run(self, name, flow):
         try:
@@ -84,29 +123,38 @@ class Flows:
             print(f"portal: {name}: ok")
         except Exception as error:  # one flow's failure is reported, the rest still run
             self.failed += 1
-            print(f"portal: {name}: FAILED: {error}")
+            shown = ""
+            if self.page is not None:
+                shown = f" (at {self.page.url}: {self.page.locator('main').inner_text()[:400]!r})"
+            print(f"portal: {name}: FAILED: {error}{shown}")
 
 
 def main() -> int:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", help="a running stack's base URL (with its stage)")
+    parser.add_argument("--key")
+    parser.add_argument("--other-key")
+    args = parser.parse_args()
     good, hostile = receiver(False), receiver(True)
+    if args.base:
+        return browse(args.base.rstrip("/"), Deployed(args.key, args.other_key), good, hostile, SHOTS / "deployed")
     with tempfile.TemporaryDirectory() as work:
         data = Path(work) / "data"
         data.mkdir()
-        key = subprocess.run([TIDINGS, "keys", "create", "--data-dir", data, "--org", ORG, "--scope", "READ:PRODUCT",
-                              "--scope", "READ:USERINFO"], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         serve = subprocess.Popen([TIDINGS, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
                                   "--retry-schedule", "0s,100ms,100ms"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             base = "http://" + serve.stdout.readline().split("http://", 1)[1].split(" ", 1)[0]
-            return browse(base, data, key, good, hostile)
+            return browse(base, Local(data), good, hostile, SHOTS)
         finally:
             serve.terminate()
             serve.wait(timeout=30)
 
 
-def browse(base, data, key, good, hostile) -> int:
+def browse(base, stack, good, hostile, shots) -> int:
+    shots.mkdir(parents=True, exist_ok=True)
+    key = stack.key()
     for uuid_, server, events in [(GOOD, good, ["ProductCreated"]), (HOSTILE, hostile, ["ProductCreated"])]:
         api(base, "POST", "/organizations/self/subscriptions", key, {
             "uuid": uuid_, "transportName": "WEBHOOK", "eventNames": events,
@@ -121,12 +169,12 @@ def browse(base, data, key, good, hostile) -> int:
         if len(good_attempts) >= 3 and len(bad_attempts) >= 9:
             break
         time.sleep(0.1)
-    link = portal_link(data, base)
-    flows = Flows()
+    link = stack.link(base, key)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
+        flows = Flows(page)
         dialogs = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         timing = {}
@@ -142,7 +190,7 @@ def browse(base, data, key, good, hostile) -> int:
             expect(page.locator(f'tr[data-uuid="{GOOD}"] .status')).to_have_text("ACTIVE")
             expect(page.locator(f'tr[data-uuid="{GOOD}"] .health')).to_contain_text("100.0 % delivered")
             expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .health')).to_contain_text("0.0 % delivered")
-            page.screenshot(path=SHOTS / "01-subscriptions.png", full_page=True)
+            page.screenshot(path=shots / "01-subscriptions.png", full_page=True)
             if os.environ.get("PORTAL_SCREENSHOT"):
                 page.screenshot(path=os.environ["PORTAL_SCREENSHOT"], full_page=True)
 
@@ -161,7 +209,7 @@ def browse(base, data, key, good, hostile) -> int:
             expect(page.locator("#destination")).to_contain_text(f"127.0.0.1:{good.server_address[1]}")
             expect(page.locator("#attempts tbody tr").first).to_contain_text("200")
             expect(page.locator("#health")).to_contain_text("3 attempts")
-            page.screenshot(path=SHOTS / "02-attempts.png", full_page=True)
+            page.screenshot(path=shots / "02-attempts.png", full_page=True)
 
         def replay_a_message():
             before = len(api(base, "GET", f"/organizations/self/subscriptions/{GOOD}/attempts", key))
@@ -173,7 +221,7 @@ def browse(base, data, key, good, hostile) -> int:
                 time.sleep(0.05)
             page.reload()
             expect(page.locator("#attempts tbody tr")).to_have_count(before + 1)
-            page.screenshot(path=SHOTS / "03-replayed.png", full_page=True)
+            page.screenshot(path=shots / "03-replayed.png", full_page=True)
 
         def hostile_excerpt_is_text():
             page.goto(f"{base}/portal/#/s/{HOSTILE}")
@@ -181,23 +229,26 @@ def browse(base, data, key, good, hostile) -> int:
             assert page.locator("#attempts img, #attempts script").count() == 0, "receiver markup became elements"
             assert page.evaluate("window.__pwned") is None, "receiver script ran"
             assert not dialogs, dialogs
-            page.screenshot(path=SHOTS / "04-hostile-excerpt.png", full_page=True)
+            page.screenshot(path=shots / "04-hostile-excerpt.png", full_page=True)
 
         def filter_attempts():
+            view = page.locator("#main")
             page.select_option("#filter-status", "failed")
             page.get_by_role("button", name="Filter").click()
-            expect(page).to_have_url(f"{base}/portal/#/s/{HOSTILE}?status=failed")
+            expect(view).to_have_attribute("data-view", f"#/s/{HOSTILE}?status=failed")  # the filtered view is shown
             rows = page.locator("#attempts tbody tr")
             expect(rows.first).to_contain_text("500")
             assert all("500" in rows.nth(i).inner_text() for i in range(rows.count()))
             page.select_option("#filter-status", "delivered")
             page.get_by_role("button", name="Filter").click()
+            expect(view).to_have_attribute("data-view", f"#/s/{HOSTILE}?status=delivered")
             expect(page.locator("#no-attempts")).to_have_text("No attempts match.")
             page.fill("#filter-event", "ProductUpdated")
             page.select_option("#filter-status", "")
             page.get_by_role("button", name="Filter").click()
+            expect(view).to_have_attribute("data-view", f"#/s/{HOSTILE}?event=ProductUpdated")
             expect(page.locator("#no-attempts")).to_be_visible()
-            page.screenshot(path=SHOTS / "05-filtered.png", full_page=True)
+            page.screenshot(path=shots / "05-filtered.png", full_page=True)
 
         def keyboard_only():
             page.goto(f"{base}/portal/")
@@ -212,7 +263,7 @@ def browse(base, data, key, good, hostile) -> int:
             page.keyboard.press("Enter")
             expect(page.locator("#attempts")).to_be_visible()
             assert page.locator("label:has(#filter-status)").count() == 1, "every field has a label"
-            page.screenshot(path=SHOTS / "06-keyboard.png", full_page=True)
+            page.screenshot(path=shots / "06-keyboard.png", full_page=True)
 
         def phone_sized():
             phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -221,7 +272,7 @@ def browse(base, data, key, good, hostile) -> int:
             small.goto(f"{base}/portal/")
             expect(small.locator("#endpoints tbody tr")).to_have_count(2)
             assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scroll"
-            small.screenshot(path=SHOTS / "07-phone.png", full_page=True)
+            small.screenshot(path=shots / "07-phone.png", full_page=True)
             phone.close()
 
         def event_catalog():
@@ -231,7 +282,7 @@ def browse(base, data, key, good, hostile) -> int:
             expect(page.locator('li[data-event="ProductCreated"] .example')).to_contain_text('"name": "Kaffe"')
             assert page.locator('li[data-event="PurchaseCreated"]').count() == 0, "beyond the link's scopes"
             expect(page.locator("#snippet")).to_contain_text("standardwebhooks")
-            page.screenshot(path=SHOTS / "13-event-catalog.png", full_page=True)
+            page.screenshot(path=shots / "13-event-catalog.png", full_page=True)
 
         def send_a_test_event():
             page.goto(f"{base}/portal/#/s/{GOOD}")
@@ -241,7 +292,7 @@ def browse(base, data, key, good, hostile) -> int:
             page.get_by_role("button", name="Send a test event").click()
             expect(page.locator("#notice")).to_contain_text("Test ProductCreated sent")
             expect(rows).to_have_count(before + 1, timeout=10000)
-            page.screenshot(path=SHOTS / "14-test-event.png", full_page=True)
+            page.screenshot(path=shots / "14-test-event.png", full_page=True)
 
         created = {}
 
@@ -260,7 +311,7 @@ def browse(base, data, key, good, hostile) -> int:
             expect(page.locator("#endpoints tbody tr")).to_have_count(3)
             row = page.locator("#endpoints tbody tr", has_text="/new")
             created["uuid"] = row.get_attribute("data-uuid")
-            page.screenshot(path=SHOTS / "15-created.png", full_page=True)
+            page.screenshot(path=shots / "15-created.png", full_page=True)
             page.reload()
             expect(page.locator("#endpoints tbody tr")).to_have_count(3)
             assert created["key"] not in page.content(), "the key is shown once"
@@ -273,13 +324,13 @@ def browse(base, data, key, good, hostile) -> int:
             page.get_by_role("button", name="Save").click()
             expect(page.locator("#notice")).to_contain_text("Saved.")
             expect(page.locator("dd", has_text="ProductCreated")).to_be_visible()
-            page.screenshot(path=SHOTS / "16-edited.png", full_page=True)
+            page.screenshot(path=shots / "16-edited.png", full_page=True)
 
         def switch_off_and_on():
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
             page.get_by_role("button", name="Switch off").click()
             expect(page.locator("#status")).to_have_text("INACTIVE")
-            page.screenshot(path=SHOTS / "17-switched-off.png", full_page=True)
+            page.screenshot(path=shots / "17-switched-off.png", full_page=True)
             page.get_by_role("button", name="Switch on").click()
             expect(page.locator("#status")).to_have_text("ACTIVE")
 
@@ -290,7 +341,7 @@ def browse(base, data, key, good, hostile) -> int:
             rotated = page.locator("#signing-key pre")
             expect(rotated).to_have_text(re.compile(r"^[A-Za-z0-9]{64}$"))
             assert rotated.inner_text().strip() != created["key"]
-            page.screenshot(path=SHOTS / "18-rotated.png", full_page=True)
+            page.screenshot(path=shots / "18-rotated.png", full_page=True)
 
         def delete_with_a_second_click():
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
@@ -298,19 +349,19 @@ def browse(base, data, key, good, hostile) -> int:
             page.get_by_role("button", name="Delete for good").click()
             expect(page).to_have_url(f"{base}/portal/#/")
             expect(page.locator("#endpoints tbody tr")).to_have_count(2)
-            page.screenshot(path=SHOTS / "19-deleted.png", full_page=True)
+            page.screenshot(path=shots / "19-deleted.png", full_page=True)
 
         def unknown_subscription():
             page.goto(f"{base}/portal/#/s/{uuid.uuid4()}")
             expect(page.get_by_role("alert")).to_contain_text("No such subscription")
-            page.screenshot(path=SHOTS / "08-unknown.png")
+            page.screenshot(path=shots / "08-unknown.png")
 
         def a_link_opens_once():
             again = browser.new_context()
             other = again.new_page()
             other.goto(link)
             expect(other.locator("#refusal")).to_contain_text("opened already")
-            other.screenshot(path=SHOTS / "09-link-used.png")
+            other.screenshot(path=shots / "09-link-used.png")
             again.close()
 
         def a_tampered_link_is_refused():
@@ -318,7 +369,7 @@ def browse(base, data, key, good, hostile) -> int:
             other = again.new_page()
             other.goto(link.replace("code=eyJ", "code=eyK"))
             expect(other.locator("#refusal")).to_contain_text("not valid")
-            other.screenshot(path=SHOTS / "10-link-tampered.png")
+            other.screenshot(path=shots / "10-link-tampered.png")
             again.close()
 
         def an_ended_session():
@@ -326,22 +377,18 @@ def browse(base, data, key, good, hostile) -> int:
             other = ended.new_page()
             other.goto(f"{base}/portal/")
             expect(other.locator("#expired")).to_contain_text("session has ended")
-            other.screenshot(path=SHOTS / "11-session-ended.png")
+            other.screenshot(path=shots / "11-session-ended.png")
             ended.close()
 
         def another_organizations_link_sees_only_its_own():
-            other_org = str(uuid.uuid4())
-            subprocess.run([TIDINGS, "keys", "create", "--data-dir", data, "--org", other_org, "--scope", "READ:PRODUCT"],
-                           check=True, capture_output=True)
-            made = subprocess.run([TIDINGS, "portal-link", "--data-dir", data, "--org", other_org, "--url", base],
-                                  check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            made = stack.other_link(base)
             stranger = browser.new_context()
             other = stranger.new_page()
             other.goto(made)
             expect(other.locator("#empty")).to_have_text("No subscriptions yet.")
             other.goto(f"{base}/portal/#/s/{GOOD}")
             expect(other.get_by_role("alert")).to_contain_text("No such subscription")
-            other.screenshot(path=SHOTS / "12-other-organization.png")
+            other.screenshot(path=shots / "12-other-organization.png")
             stranger.close()
 
         for name, flow in [
@@ -371,7 +418,7 @@ def browse(base, data, key, good, hostile) -> int:
     if "list" in timing and "attempts" in timing:
         print(f"portal: link opened to subscription list rendered: {timing['list'] * 1000:.0f} ms; "
               f"to its attempt list: {(timing['list'] + timing['attempts']) * 1000:.0f} ms")
-    print(f"portal: {flows.passed} flows passed, {flows.failed} failed; screenshots in {SHOTS}")
+    print(f"portal: {flows.passed} flows passed, {flows.failed} failed; screenshots in {shots}")
     return 1 if flows.failed else 0
 
 

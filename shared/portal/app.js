@@ -49,6 +49,8 @@ const main = () => document.getElementById("main");
 function show(...nodes) {
   const target = main();
   target.replaceChildren(...nodes);
+  // Which view is on the page: a view replaced by a later one never overwrites it.
+  target.dataset.view = location.hash || "#/";
   target.focus();
 }
 function notice(text) {
@@ -151,13 +153,13 @@ async function listView() {
     creating.replaceChildren(el("h2", {}, "New subscription"), subscriptionForm("create-form", "Create", {}, await eventChoices([]), async (fields) => {
       try {
         const created = await call("POST", "organizations/self/subscriptions", { uuid: uuidV1(), transportName: "WEBHOOK", ...fields });
-        await listView();
+        await route();
         main().prepend(keyPanel(`Subscription ${created.uuid} created`, created.signingKey));
       } catch (error) { notice(`Not created: ${error.message}`); }
     }));
     creating.querySelector("input").focus();
   } }, "New subscription");
-  show(
+  return [
     el("h1", {}, "Subscriptions"),
     el("p", {}, newButton),
     creating,
@@ -166,15 +168,14 @@ async function listView() {
       : el("table", { class: "responsive", id: "endpoints" },
         el("thead", {}, el("tr", {}, ["Destination", "API", "Events", "Status", "Last 24 h"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, rows)),
-  );
+  ];
 }
 
 async function subscriptionView(uuid, query) {
   const endpoints = await call("GET", "organizations/self/endpoints");
   const endpoint = endpoints.find((e) => e.uuid === uuid);
   if (!endpoint) {
-    show(el("p", { role: "alert" }, "No such subscription, or it is not yours to see."), el("a", { href: "#/" }, "All subscriptions"));
-    return;
+    return [el("p", { role: "alert" }, "No such subscription, or it is not yours to see."), el("a", { href: "#/" }, "All subscriptions")];
   }
   document.title = `${endpoint.destination} · Tidings portal`;
   const params = new URLSearchParams(query);
@@ -219,7 +220,7 @@ async function subscriptionView(uuid, query) {
       } }, "Replay")),
   ));
 
-  show(
+  return [
     el("p", {}, el("a", { href: "#/" }, "← All subscriptions")),
     el("h1", { class: "mono", id: "destination" }, endpoint.destination),
     el("dl", {},
@@ -281,7 +282,7 @@ async function subscriptionView(uuid, query) {
       : el("table", { class: "responsive", id: "attempts" },
         el("thead", {}, el("tr", {}, ["At", "Message", "Event", "Attempt", "Status", "Latency", "Response", ""].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, rows)),
-  );
+  ];
 }
 
 const VERIFY_SNIPPET = `# pip install standardwebhooks
@@ -300,7 +301,7 @@ const DIALECT_HEADER = {
 async function eventsView() {
   document.title = "Event catalog · Tidings portal";
   const events = await call("GET", "organizations/self/events");
-  show(
+  return [
     el("h1", {}, "Event catalog"),
     el("p", {}, "Every event you may subscribe to, with an example payload. Every delivery carries Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature); verify them with any Standard Webhooks library:"),
     el("pre", { class: "mono", id: "snippet" }, VERIFY_SNIPPET),
@@ -309,19 +310,23 @@ async function eventsView() {
       el("p", { class: "muted" }, e.scope ? `Needs ${e.scope}.` : "Delivered to every subscription of its API.", " ", DIALECT_HEADER[e.dialect] || ""),
       el("pre", { class: "mono example" }, JSON.stringify(e.example, null, 2)),
     ))),
-  );
+  ];
 }
 
+let routing = 0;
 async function route() {
+  // Only the latest navigation renders: a slower, earlier one is dropped when it lands.
+  const mine = ++routing;
+  const stale = () => mine !== routing;
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   try {
     const match = path.match(/^\/s\/([0-9a-fA-F-]{36})$/);
-    if (match) await subscriptionView(match[1], query || "");
-    else if (path === "/events") await eventsView();
-    else await listView();
+    const nodes = match ? await subscriptionView(match[1], query || "")
+      : path === "/events" ? await eventsView() : await listView();
+    if (!stale()) show(...nodes);
   } catch (error) {
-    show(failure(error));
+    if (!stale()) show(failure(error));
   }
 }
 

@@ -636,3 +636,30 @@ async fn the_portal_opens_through_the_deployed_api_with_its_stage() {
     let refused = browser.post(replay).header("cookie", &cookie).json(&json!({"messageId": "m"})).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN, "no CSRF token, no change");
 }
+
+/// The portal's browser flows (tests/portal_browser.py: Debian's chromium driven by Playwright)
+/// against the whole deployed stack: the pages, the link, the session and every route they call
+/// through the emulated REST API and the function binaries, deliveries through the queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_flows_pass_in_a_browser_against_the_deployed_stack() {
+    let stack = DeployedStack::start(Options { retry_schedule: "0s,100ms,100ms".into(), ..Options::default() }).await;
+    // The organization the flows expect, and another one.
+    let key = stack.key("5b6a3f52-3c4e-11ee-be56-0242ac120002", &["READ:PRODUCT", "READ:USERINFO"]);
+    let other_key = stack.key(&new_org(), &["READ:PRODUCT"]);
+    let python = tidings_tests::stack::python();
+    let base = stack.url("");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/portal_browser.py");
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args([script, "--base", &base, "--key", &key, "--other-key", &other_key])
+            .output()
+            .expect("run tests/portal_browser.py")
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.contains("20 flows passed, 0 failed"), "{out}");
+    // The figure the README quotes (shown with --nocapture).
+    println!("{}", out.lines().find(|l| l.contains("link opened to")).unwrap_or_default());
+}

@@ -27,7 +27,8 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn python() -> String {
+/// The test virtualenv's Python (moto, Playwright, the Standard Webhooks library).
+pub fn python() -> String {
     std::env::var("TIDINGS_PYTHON").unwrap_or_else(|_| {
         panic!("TIDINGS_PYTHON is not set: the whole-stack test needs the .venv that ./scripts/test.sh installs")
     })
