@@ -223,6 +223,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(page.locator("#attempts tbody tr")).to_have_count(before + 1)
             page.screenshot(path=shots / "03-replayed.png", full_page=True)
 
+        def a_message_and_every_subscription_it_went_to():
+            page.goto(f"{base}/portal/#/s/{GOOD}")
+            page.get_by_role("link", name="product-1").first.click()
+            expect(page.locator("#message-id")).to_have_text("product-1")
+            expect(page.locator("#payload")).to_contain_text('"n": 1')
+            expect(page.locator("#deliveries > li")).to_have_count(2)  # the healthy receiver and the hostile one
+            expect(page.locator(f'#deliveries > li[data-uuid="{HOSTILE}"] ol li')).to_have_count(3)
+            expect(page.locator(f'#deliveries > li[data-uuid="{GOOD}"]')).to_contain_text("200")
+            page.screenshot(path=shots / "20-message.png", full_page=True)
+
         def hostile_excerpt_is_text():
             page.goto(f"{base}/portal/#/s/{HOSTILE}")
             expect(page.locator("#attempts tbody tr").first).to_contain_text("<img src=x onerror=")
@@ -396,6 +406,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("no credential readable by the page", no_credentials_in_the_page),
             ("a subscription's attempts", attempts_of_a_subscription),
             ("replay one message", replay_a_message),
+            ("a message and every subscription it went to", a_message_and_every_subscription_it_went_to),
             ("a hostile response excerpt is shown as text", hostile_excerpt_is_text),
             ("filter attempts by outcome and event", filter_attempts),
             ("keyboard only", keyboard_only),

@@ -205,7 +205,7 @@ async function subscriptionView(uuid, query) {
 
   const rows = attempts.map((a) => el("tr", {},
     el("td", { "data-label": "At" }, when(a.at)),
-    el("td", { "data-label": "Message" }, el("span", { class: "mono" }, a.messageId)),
+    el("td", { "data-label": "Message" }, el("a", { class: "mono", href: `#/m/${encodeURIComponent(a.messageId)}` }, a.messageId)),
     el("td", { "data-label": "Event" }, a.eventName),
     el("td", { "data-label": "Attempt" }, String(a.attempt)),
     el("td", { "data-label": "Status" }, el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status))),
@@ -285,6 +285,28 @@ async function subscriptionView(uuid, query) {
   ];
 }
 
+async function messageView(id) {
+  const message = await call("GET", `organizations/self/messages/${encodeURIComponent(id)}`);
+  document.title = `Message ${message.messageId} · Tidings portal`;
+  return [
+    el("p", {}, el("a", { href: "#/" }, "← All subscriptions")),
+    el("h1", {}, "Message ", el("span", { class: "mono", id: "message-id" }, message.messageId)),
+    el("dl", {},
+      el("dt", {}, "Event"), el("dd", {}, message.eventName),
+      el("dt", {}, "Published"), el("dd", {}, when(message.publishedAt))),
+    el("h2", {}, "Payload"),
+    el("pre", { class: "mono", id: "payload" }, JSON.stringify(message.payload, null, 2)),
+    el("h2", {}, `Sent to ${message.deliveries.length} subscription${message.deliveries.length === 1 ? "" : "s"}`),
+    el("ul", { id: "deliveries", class: "events" }, message.deliveries.map((d) => el("li", { "data-uuid": d.subscriptionUuid },
+      el("h3", {}, el("a", { href: `#/s/${d.subscriptionUuid}`, class: "mono" }, d.destination), " ",
+        el("span", { class: `status ${d.status}` }, d.status)),
+      el("ol", { reversed: true }, d.attempts.map((a) => el("li", {},
+        `${when(a.at)} · attempt ${a.attempt} · `,
+        el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status)),
+        ` · ${ms(a.latencyMs)} · `, el("span", { class: "mono" }, a.error || a.responseExcerpt))))))),
+  ];
+}
+
 const VERIFY_SNIPPET = `# pip install standardwebhooks
 from standardwebhooks.webhooks import Webhook
 import base64
@@ -322,8 +344,10 @@ async function route() {
   const [path, query] = hash.split("?");
   try {
     const match = path.match(/^\/s\/([0-9a-fA-F-]{36})$/);
+    const message = path.match(/^\/m\/(.+)$/);
     const nodes = match ? await subscriptionView(match[1], query || "")
-      : path === "/events" ? await eventsView() : await listView();
+      : message ? await messageView(decodeURIComponent(message[1]))
+        : path === "/events" ? await eventsView() : await listView();
     if (!stale()) show(...nodes);
   } catch (error) {
     if (!stale()) show(failure(error));

@@ -118,19 +118,22 @@ pub struct AttemptQuery {
     pub outcome: Option<AttemptOutcome>,
     /// Only attempts of this event name.
     pub event: Option<String>,
+    /// Only attempts of this message.
+    pub message_id: Option<String>,
     pub limit: usize,
 }
 
 impl AttemptQuery {
     /// The newest `limit` attempts, whatever they were.
     pub fn recent(limit: usize) -> AttemptQuery {
-        AttemptQuery { since: None, until: None, outcome: None, event: None, limit }
+        AttemptQuery { since: None, until: None, outcome: None, event: None, message_id: None, limit }
     }
 
     /// Whether `attempt` is one this query selects (the time window aside).
     pub fn selects(&self, attempt: &AttemptRecord) -> bool {
         self.outcome.is_none_or(|outcome| outcome == AttemptOutcome::of(attempt))
             && self.event.as_ref().is_none_or(|event| *event == attempt.event_name)
+            && self.message_id.as_ref().is_none_or(|id| *id == attempt.message_id)
     }
 }
 

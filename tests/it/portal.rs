@@ -442,3 +442,58 @@ async fn a_subscription_of_any_dialect_is_switched_off_on_and_deleted_within_the
 async fn session_for_other(stack: &Stack) -> Session {
     session(stack, new_org(), &[Scope::ReadProduct, Scope::ReadUserinfo]).await
 }
+
+#[tokio::test]
+async fn a_message_shows_every_subscription_it_went_to_that_the_caller_may_manage() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadPurchase, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let second = "0d6a7e6e-912c-11eb-a8b3-0242ac130003";
+    subscribe(&stack, &key, second, &[], &receiver.url()).await; // every event: needs every scope
+    let publish = |event: &'static str, id: &'static str, payload: Value| {
+        let request = stack
+            .http
+            .post(stack.url("/organizations/self/events"))
+            .bearer_auth(&key)
+            .json(&json!({"eventName": event, "payload": payload, "messageId": id}));
+        async move { assert_eq!(request.send().await.unwrap().status(), 202) }
+    };
+    publish("ProductCreated", "order/42?x#y", json!({"n": 1})).await;
+    let path = "/organizations/self/messages/order%2F42%3Fx%23y";
+    for _ in 0..200 {
+        let found: Value =
+            stack.http.get(stack.url(path)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        if found["deliveries"].as_array().is_some_and(|d| d.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A session of product events sees the message and the subscription it may manage only.
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    let (status, message) = session.call(&stack, Method::GET, path, None, false).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(
+        (message["messageId"].as_str(), message["eventName"].as_str()),
+        (Some("order/42?x#y"), Some("ProductCreated"))
+    );
+    assert_eq!(message["payload"], json!({"n": 1}));
+    let deliveries = message["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "the every-event subscription is beyond its scopes: {message}");
+    assert_eq!(deliveries[0]["subscriptionUuid"], SUB);
+    assert_eq!(deliveries[0]["attempts"][0]["status"], 200);
+    // The key with every scope sees both.
+    let all: Value = stack.http.get(stack.url(path)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["deliveries"].as_array().unwrap().len(), 2, "{all}");
+    // A purchase is not a product session's to see; nor another organization's message, nor none.
+    let purchase: Value =
+        serde_json::from_str(include_str!("../../shared/tests/fixtures/purchases/purchase_swish.json")).unwrap();
+    publish("PurchaseCreated", "purchase-1", purchase).await;
+    for path in ["/organizations/self/messages/purchase-1", "/organizations/self/messages/never-published"] {
+        let (status, body) = session.call(&stack, Method::GET, path, None, false).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let stranger = session_for_other(&stack).await;
+    assert_eq!(stranger.call(&stack, Method::GET, path, None, false).await.0, StatusCode::NOT_FOUND);
+}

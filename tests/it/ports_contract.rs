@@ -514,6 +514,8 @@ pub async fn attempts_are_selected_by_window_outcome_and_event(store: &dyn Messa
         ..AttemptQuery::recent(100)
     };
     assert_eq!(ns(store.attempts(org, sub, &failed_orders_early).await.unwrap()), names(&[20]));
+    let one = AttemptQuery { message_id: Some("m-7".into()), ..AttemptQuery::recent(10) };
+    assert_eq!(ns(store.attempts(org, sub, &one).await.unwrap()), names(&[7]), "one message's");
     let nothing = AttemptQuery { event: Some("Unheard".into()), ..AttemptQuery::recent(10) };
     assert!(store.attempts(org, sub, &nothing).await.unwrap().is_empty());
     // Bounds far outside what nanoseconds hold still bound.

@@ -4,6 +4,8 @@
 //!
 //! - `GET /organizations/{org}/subscriptions/{uuid}/attempts?limit=N&status=delivered|failed&event=E&since=T&until=T`
 //!   → 200, newest first.
+//! - `GET /organizations/{org}/messages/{messageId}` → the message (while retained) and every
+//!   subscription the caller may manage that it went to, with their attempts of it.
 //! - `GET /organizations/{org}/subscriptions/{uuid}/stats?hours=N` → 200, its delivery health over
 //!   the last N hours (default 24): attempts, success rate, p50/p99 latency, hour by hour.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
@@ -16,6 +18,7 @@ use uuid::Uuid;
 use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
 use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
+use crate::domain::event::allows;
 use crate::domain::health::DeliveryHealth;
 use crate::domain::{Dialect, OrganizationId};
 use crate::ports::{AttemptOutcome, AttemptQuery};
@@ -27,6 +30,7 @@ pub static ROUTES: RouteGroup = RouteGroup {
         Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/attempts", |call| {
             Box::pin(attempts(call))
         }),
+        Route::new(Method::GET, "organizations/{org}/messages/{messageId}", |call| Box::pin(message(call))),
         Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/stats", |call| {
             Box::pin(stats(call))
         }),
@@ -112,6 +116,59 @@ async fn attempts(call: Call<'_>) -> Result<Response> {
     managed_subscription(&call, org, id).await?;
     let attempts = app.store.attempts(org, id, &query).await?;
     Ok(json_response(StatusCode::OK, &attempts))
+}
+
+/// The most attempts of one message shown per subscription.
+const MESSAGE_ATTEMPTS_LISTED: usize = 50;
+
+async fn message(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    let org = resolve_organization(call.param("org"), key)?;
+    // Message ids may hold any printable character: the path carries them percent-encoded.
+    let message_id = &*percent_encoding::percent_decode_str(call.param("messageId")).decode_utf8_lossy();
+    let not_retained = || {
+        Error::MessageNotFound(format!(
+            "message {message_id} is not retained (messages are kept {} days)",
+            crate::domain::retention::MESSAGE_RETENTION.whole_days()
+        ))
+    };
+    let message = app.store.get_publish(org, message_id).await?.ok_or_else(not_retained)?;
+    // Only with the scope of its event (as a replay): otherwise it is not the caller's to see.
+    if catalog::find(&message.event_name).is_some_and(|event| !allows(&key.scopes, event)) {
+        return Err(not_retained());
+    }
+    let query = AttemptQuery {
+        message_id: Some(message.message_id.clone()),
+        since: Some(message.created_at - time::Duration::seconds(1)),
+        ..AttemptQuery::recent(MESSAGE_ATTEMPTS_LISTED)
+    };
+    let mut deliveries = Vec::new();
+    for subscription in app.store.list_subscriptions(org).await? {
+        if !catalog::may_manage(&key.scopes, &subscription) {
+            continue;
+        }
+        let attempts = app.store.attempts(org, subscription.id, &query).await?;
+        if !attempts.is_empty() {
+            deliveries.push(serde_json::json!({
+                "subscriptionUuid": subscription.id.to_string(),
+                "dialect": subscription.dialect.as_str(),
+                "destination": subscription.destination,
+                "status": subscription.status,
+                "attempts": attempts,
+            }));
+        }
+    }
+    let payload = serde_json::from_str::<serde_json::Value>(&message.payload).unwrap_or(serde_json::Value::Null);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "messageId": message.message_id,
+            "eventName": message.event_name,
+            "publishedAt": crate::domain::utc_timestamp(message.created_at),
+            "payload": payload,
+            "deliveries": deliveries,
+        }),
+    ))
 }
 
 /// The most attempts a health figure is computed from (the newest in its window).

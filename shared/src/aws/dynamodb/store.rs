@@ -289,9 +289,9 @@ impl MessageLog for DynamoStore {
         query: &AttemptQuery,
     ) -> Result<Vec<AttemptRecord>> {
         // The time window is the sort key's range (it starts with the attempt's time); the
-        // outcome and event filters are applied here, page by page, as a FilterExpression would
+        // outcome, event and message filters are applied here, page by page, as a FilterExpression would
         // (the same items are read either way), up to ATTEMPT_PAGES pages.
-        let filtered = query.outcome.is_some() || query.event.is_some();
+        let filtered = query.outcome.is_some() || query.event.is_some() || query.message_id.is_some();
         let page_size = if filtered { ATTEMPT_PAGE_SIZE.max(query.limit) } else { query.limit.max(1) };
         let from = sortable(query.since.unwrap_or(OffsetDateTime::UNIX_EPOCH));
         let to = query.until.map_or_else(|| "9".repeat(20), sortable);

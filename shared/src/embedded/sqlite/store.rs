@@ -338,6 +338,7 @@ impl MessageLog for SqliteBackend {
              WHERE org = ?1 AND subscription_id = ?2 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) \
              AND (?5 IS NULL OR event_name = ?5) \
              AND (?6 IS NULL OR (?6 = (status IS NOT NULL AND status BETWEEN 200 AND 299))) \
+             AND (?8 IS NULL OR message_id = ?8) \
              ORDER BY at DESC, id DESC LIMIT ?7",
         )?;
         let delivered = query.outcome.map(|outcome| outcome == AttemptOutcome::Delivered);
@@ -348,7 +349,8 @@ impl MessageLog for SqliteBackend {
             query.until.map(to_nanos),
             query.event,
             delivered,
-            query.limit as i64
+            query.limit as i64,
+            query.message_id
         ])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
