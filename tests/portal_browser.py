@@ -233,6 +233,15 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(page.locator(f'#deliveries > li[data-uuid="{GOOD}"]')).to_contain_text("200")
             page.screenshot(path=shots / "20-message.png", full_page=True)
 
+        def replay_failed_messages_with_progress():
+            page.goto(f"{base}/portal/#/s/{HOSTILE}")
+            expect(page.locator("#attempts")).to_be_visible()
+            page.get_by_role("button", name="Replay failed").click()  # the last 24 hours
+            progress = page.locator("#replay-progress")
+            # The receiver still fails: every message is tried again and fails again.
+            expect(progress).to_contain_text("0 of 3 delivered, 3 failing again, 0 waiting", timeout=60000)
+            page.screenshot(path=shots / "21-replay-failed.png", full_page=True)
+
         def hostile_excerpt_is_text():
             page.goto(f"{base}/portal/#/s/{HOSTILE}")
             expect(page.locator("#attempts tbody tr").first).to_contain_text("<img src=x onerror=")
@@ -407,6 +416,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("a subscription's attempts", attempts_of_a_subscription),
             ("replay one message", replay_a_message),
             ("a message and every subscription it went to", a_message_and_every_subscription_it_went_to),
+            ("replay every failed message, with progress", replay_failed_messages_with_progress),
             ("a hostile response excerpt is shown as text", hostile_excerpt_is_text),
             ("filter attempts by outcome and event", filter_attempts),
             ("keyboard only", keyboard_only),

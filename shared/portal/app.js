@@ -275,6 +275,35 @@ async function subscriptionView(uuid, query) {
         setTimeout(route, 1000);
       } catch (error) { notice(`Test refused: ${error.message}`); }
     } }, "Send a test event")),
+    el("form", { class: "filters", id: "replay-failed", onsubmit: async (event) => {
+      event.preventDefault();
+      const sinceValue = new FormData(event.target).get("since");
+      const since = new Date(sinceValue || Date.now() - 24 * 3600 * 1000).toISOString();
+      const progress = document.getElementById("replay-progress");
+      try {
+        const started = new Date().toISOString();
+        const replay = await call("POST", `organizations/self/subscriptions/${uuid}/replay-failed`, { since });
+        const total = replay.messageIds.length;
+        const wanted = new Set(replay.messageIds);
+        const note = replay.notRetained ? ` (${replay.notRetained} no longer kept)` : "";
+        // The deliveries run in the background; their new attempts say how far it got.
+        for (let round = 0; round < 120; round++) {
+          const attempts = await call("GET", `organizations/self/subscriptions/${uuid}/attempts?since=${encodeURIComponent(started)}&limit=500`);
+          const last = new Map();
+          for (const a of attempts) if (wanted.has(a.messageId) && !last.has(a.messageId)) last.set(a.messageId, a);
+          const delivered = [...last.values()].filter((a) => a.status >= 200 && a.status < 300).length;
+          const failing = last.size - delivered;
+          progress.replaceChildren(
+            el("progress", { max: String(Math.max(total, 1)), value: String(delivered), "aria-label": "Replay progress" }),
+            ` ${delivered} of ${total} delivered, ${failing} failing again, ${total - last.size} waiting${note}`);
+          if (last.size === total) break;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      } catch (error) { notice(`Replay refused: ${error.message}`); }
+    } },
+    el("label", {}, "Replay failed messages since", el("input", { type: "datetime-local", name: "since", id: "replay-since" })),
+    el("button", { type: "submit", class: "secondary" }, "Replay failed")),
+    el("p", { id: "replay-progress", role: "status", "aria-live": "polite" }),
     el("h2", {}, "Attempts"),
     filters,
     attempts.length === 0

@@ -113,3 +113,57 @@ pub async fn replay(
     app.queue.enqueue(&[job], Duration::ZERO).await?;
     Ok(())
 }
+
+/// What a bulk replay did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkReplay {
+    /// The messages queued again, newest first.
+    pub message_ids: Vec<String>,
+    /// Failed messages no longer retained (nothing to send).
+    pub not_retained: u32,
+    /// Whether more failed messages were found than one replay takes.
+    pub truncated: bool,
+}
+
+/// The most messages one bulk replay queues.
+pub const MAX_BULK_REPLAY: usize = 1_000;
+/// The most attempts a bulk replay reads to find them.
+const BULK_REPLAY_ATTEMPTS: usize = 10_000;
+
+/// Queues again every message of `subscription` whose last attempt since `since` failed (at most
+/// [`MAX_BULK_REPLAY`], newest first), each as a job of its own on the delivery queue, so the
+/// deliveries run in the background under the same rules as any other (the probe gate of a
+/// failing endpoint included). Messages no longer retained are counted, not sent.
+pub async fn replay_failed(
+    app: &App,
+    subscription: &crate::domain::Subscription,
+    since: time::OffsetDateTime,
+) -> Result<BulkReplay> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let org = subscription.organization;
+    let query =
+        crate::ports::AttemptQuery { since: Some(since), ..crate::ports::AttemptQuery::recent(BULK_REPLAY_ATTEMPTS) };
+    // Newest first: the first attempt seen of a message is its last.
+    let mut seen = std::collections::HashSet::new();
+    let mut failed = Vec::new();
+    for attempt in app.store.attempts(org, subscription.id, &query).await? {
+        if seen.insert(attempt.message_id.clone())
+            && crate::ports::AttemptOutcome::of(&attempt) == crate::ports::AttemptOutcome::Failed
+        {
+            failed.push(attempt.message_id);
+        }
+    }
+    let truncated = failed.len() > MAX_BULK_REPLAY;
+    failed.truncate(MAX_BULK_REPLAY);
+    // The futures are made up front, so the stream only polls them (no closure over borrows).
+    let lookups: Vec<_> = failed.iter().map(|id| async move { app.store.get_publish(org, id).await }).collect();
+    let messages: Vec<Option<PublishRecord>> = stream::iter(lookups).buffered(16).try_collect().await?;
+    let retained: Vec<PublishRecord> = messages.into_iter().flatten().collect();
+    let not_retained = (failed.len() - retained.len()) as u32;
+    let jobs: Vec<DeliveryJob> =
+        retained.iter().map(|message| DeliveryJob::for_subscription(message, subscription)).collect();
+    app.queue.enqueue(&jobs, Duration::ZERO).await?;
+    tracing::info!(org = %org, subscription = %subscription.id, messages = jobs.len(), not_retained, "failed messages replayed");
+    Ok(BulkReplay { message_ids: retained.into_iter().map(|m| m.message_id).collect(), not_retained, truncated })
+}

@@ -497,3 +497,86 @@ async fn a_message_shows_every_subscription_it_went_to_that_the_caller_may_manag
     let stranger = session_for_other(&stack).await;
     assert_eq!(stranger.call(&stack, Method::GET, path, None, false).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_failed_message_since_a_time_is_replayed_and_delivered() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stack = Stack::configured(|app| app.delivery.schedule = "0s".parse().unwrap()).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let switch = failing.clone();
+    let receiver = Receiver::behaving(Arc::new(move |_| {
+        (if switch.load(Ordering::SeqCst) { 503 } else { 200 }, Default::default())
+    }))
+    .await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let publish = |id: String| {
+        let request = stack
+            .http
+            .post(stack.url("/organizations/self/events"))
+            .bearer_auth(&key)
+            .json(&json!({"eventName": "ProductCreated", "payload": {"id": id}, "messageId": id}));
+        async move { assert_eq!(request.send().await.unwrap().status(), 202) }
+    };
+    for n in 1..=3 {
+        publish(format!("m-{n}")).await;
+    }
+    let attempts = || async {
+        let url = stack.url(&format!("/organizations/self/subscriptions/{SUB}/attempts"));
+        stack.http.get(url).bearer_auth(&key).send().await.unwrap().json::<Vec<Value>>().await.unwrap()
+    };
+    for _ in 0..200 {
+        if attempts().await.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(attempts().await.len(), 3, "one failed attempt each (a schedule of one)");
+    failing.store(false, Ordering::SeqCst);
+    publish("m-4".into()).await; // delivered at once: not replayed
+
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    let path = format!("/organizations/self/subscriptions/{SUB}/replay-failed");
+    let body = json!({"since": tidings::domain::utc_timestamp(since)});
+    assert_eq!(
+        session.call(&stack, Method::POST, &path, Some(body.clone()), false).await.0,
+        StatusCode::FORBIDDEN,
+        "no CSRF"
+    );
+    for bad in [
+        json!({}),
+        json!({"since": "yesterday"}),
+        json!({"since": 5}),
+        json!({"since": "2026-12-04T00:00:00Z", "all": true}),
+    ] {
+        assert_eq!(
+            session.call(&stack, Method::POST, &path, Some(bad.clone()), true).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+    let (status, replayed) = session.call(&stack, Method::POST, &path, Some(body.clone()), true).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed, json!({"messageIds": ["m-3", "m-2", "m-1"], "notRetained": 0, "truncated": false}));
+    for _ in 0..200 {
+        let delivered = attempts().await.iter().filter(|a| a["status"] == 200).count();
+        if delivered == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let delivered: Vec<String> = attempts()
+        .await
+        .iter()
+        .filter(|a| a["status"] == 200)
+        .map(|a| a["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered.len(), 4, "the three replayed and m-4: {delivered:?}");
+    // Nothing failed since: a second replay finds nothing; another organization's is not found.
+    let (_, again) = session.call(&stack, Method::POST, &path, Some(body.clone()), true).await;
+    assert_eq!(again["messageIds"], json!([]));
+    let stranger = session_for_other(&stack).await;
+    assert_eq!(stranger.call(&stack, Method::POST, &path, Some(body), true).await.0, StatusCode::NOT_FOUND);
+}

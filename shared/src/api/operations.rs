@@ -9,6 +9,8 @@
 //! - `GET /organizations/{org}/subscriptions/{uuid}/stats?hours=N` → 200, its delivery health over
 //!   the last N hours (default 24): attempts, success rate, p50/p99 latency, hour by hour.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
+//! - `POST /organizations/{org}/subscriptions/{uuid}/replay-failed` `{since}` → 202 `{messageIds,
+//!   notRetained, truncated}`: every message whose last attempt since then failed, queued again.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/secret/rotate` `{overlapSeconds?}` → 200
 //!   `{signingKey, previousKeyExpiresAt}`, for a subscription of any dialect.
 
@@ -36,6 +38,9 @@ pub static ROUTES: RouteGroup = RouteGroup {
         }),
         Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/test", |call| {
             Box::pin(send_test(call))
+        }),
+        Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/replay-failed", |call| {
+            Box::pin(replay_failed(call))
         }),
         Route::queueing(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/replay", |call| {
             Box::pin(replay(call))
@@ -245,6 +250,23 @@ async fn send_test(call: Call<'_>) -> Result<Response> {
     };
     let message_id = ingest::publish_to(app, &subscription, &event_name, &payload).await?;
     Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "messageId": message_id, "eventName": event_name })))
+}
+
+/// `POST …/replay-failed` `{since}`: every message whose last attempt since then failed, queued
+/// again; the answer names them, so a caller follows their new attempts.
+async fn replay_failed(call: Call<'_>) -> Result<Response> {
+    let (org, id) = subscription_of(&call)?;
+    let fields = parse_object(call.request.body())?;
+    reject_unknown_fields(fields.keys(), &["since"])?;
+    let since = match fields.get("since") {
+        Some(serde_json::Value::String(since)) => timestamp("since", since)?,
+        _ => {
+            return Err(Error::bad_request("since", "since is required: an RFC 3339 time such as 2026-12-04T18:00:00Z"))
+        }
+    };
+    let subscription = managed_subscription(&call, org, id).await?;
+    let replayed = ingest::replay_failed(call.app, &subscription, since).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &replayed))
 }
 
 async fn replay(call: Call<'_>) -> Result<Response> {
