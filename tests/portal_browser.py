@@ -87,6 +87,11 @@ class Local:
                               check=True, capture_output=True, text=True)
         return made.stdout.strip().splitlines()[-1]
 
+    def short_link(self, base: str, _key: str) -> str:
+        made = subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", ORG, "--url", base,
+                               "--scope", "READ:PRODUCT", "--ttl", "1s"], check=True, capture_output=True, text=True)
+        return made.stdout.strip().splitlines()[-1]
+
     def other_link(self, base: str) -> str:
         other_org = str(uuid.uuid4())
         subprocess.run([TIDINGS, "keys", "create", "--data-dir", self.data, "--org", other_org, "--scope", "READ:PRODUCT"],
@@ -107,6 +112,9 @@ class Deployed:
     def link(self, base: str, key: str) -> str:
         return api(base, "POST", "/organizations/self/portal-links", key,
                    {"scopes": ["READ:PRODUCT", "READ:USERINFO"], "ttlSeconds": 1800})["url"]
+
+    def short_link(self, base: str, key: str) -> str:
+        return api(base, "POST", "/organizations/self/portal-links", key, {"ttlSeconds": 1})["url"]
 
     def other_link(self, base: str) -> str:
         return api(base, "POST", "/organizations/self/portal-links", self.other_key, {"ttlSeconds": 1800})["url"]
@@ -210,6 +218,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(page.locator("#attempts tbody tr").first).to_contain_text("200")
             expect(page.locator("#health")).to_contain_text("3 attempts")
             page.screenshot(path=shots / "02-attempts.png", full_page=True)
+
+        def the_request_an_attempt_sent():
+            page.goto(f"{base}/portal/#/s/{GOOD}")
+            expect(page.locator("#attempts")).to_be_visible()
+            page.locator("#attempts tbody tr").first.get_by_role("button", name="Request of attempt").click()
+            request = page.locator("#request-text")
+            expect(request).to_contain_text("webhook-signature: v1,")
+            expect(request).to_contain_text("x-izettle-signature: ")
+            expect(request).to_contain_text('"eventName":"ProductCreated"')
+            page.screenshot(path=shots / "22-request.png", full_page=True)
 
         def replay_a_message():
             before = len(api(base, "GET", f"/organizations/self/subscriptions/{GOOD}/attempts", key))
@@ -383,6 +401,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             other.screenshot(path=shots / "09-link-used.png")
             again.close()
 
+        def an_expired_link_is_refused():
+            short = stack.short_link(base, key)  # opens within a second
+            time.sleep(1.5)
+            again = browser.new_context()
+            other = again.new_page()
+            other.goto(short)
+            expect(other.locator("#refusal")).to_contain_text("expired")
+            other.screenshot(path=shots / "23-link-expired.png")
+            again.close()
+
         def a_tampered_link_is_refused():
             again = browser.new_context()
             other = again.new_page()
@@ -414,6 +442,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("open a link: every subscription with its status and 24 h health", open_link),
             ("no credential readable by the page", no_credentials_in_the_page),
             ("a subscription's attempts", attempts_of_a_subscription),
+            ("the exact request an attempt sent", the_request_an_attempt_sent),
             ("replay one message", replay_a_message),
             ("a message and every subscription it went to", a_message_and_every_subscription_it_went_to),
             ("replay every failed message, with progress", replay_failed_messages_with_progress),
@@ -430,6 +459,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("delete a subscription, with a second click", delete_with_a_second_click),
             ("an unknown subscription", unknown_subscription),
             ("a link opens once", a_link_opens_once),
+            ("an expired link is refused", an_expired_link_is_refused),
             ("a tampered link is refused", a_tampered_link_is_refused),
             ("no session: the page says it ended", an_ended_session),
             ("another organization's link sees only its own", another_organizations_link_sees_only_its_own),

@@ -20,7 +20,7 @@ pub(crate) struct PortalLinkArgs {
     #[arg(long = "scope", value_parser = parse_scope)]
     scopes: Vec<Scope>,
     /// How long the session lasts once the link is opened (the link opens within 15 minutes, or
-    /// this if shorter), from 1m to 24h.
+    /// this if shorter), from 1s to 24h.
     #[arg(long, default_value = "1h", value_parser = tidings::config::positive_duration)]
     ttl: std::time::Duration,
     /// Where the stack is reached: `tidings serve`'s address, or the deployed API's URL (with
@@ -31,8 +31,8 @@ pub(crate) struct PortalLinkArgs {
 
 pub(crate) async fn portal_link(args: PortalLinkArgs) -> Result<(), String> {
     let ttl = time::Duration::try_from(args.ttl).map_err(|e| e.to_string())?;
-    if ttl < time::Duration::minutes(1) || ttl > portal::MAX_SESSION {
-        return Err(format!("--ttl must be from 1m to 24h, not {}", humantime::format_duration(args.ttl)));
+    if ttl < portal::MIN_SESSION || ttl > portal::MAX_SESSION {
+        return Err(format!("--ttl must be from 1s to 24h, not {}", humantime::format_duration(args.ttl)));
     }
     let scopes = if args.scopes.is_empty() { Scope::every().to_vec() } else { args.scopes };
     let store = open_store(&args.data).await?;

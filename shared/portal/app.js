@@ -211,7 +211,20 @@ async function subscriptionView(uuid, query) {
     el("td", { "data-label": "Status" }, el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status))),
     el("td", { "data-label": "Latency" }, ms(a.latencyMs)),
     el("td", { "data-label": "Response", class: "excerpt mono" }, a.error || a.responseExcerpt),
-    el("td", { "data-label": "" }, el("button", { class: "secondary", type: "button", "aria-label": `Replay message ${a.messageId}`,
+    el("td", { "data-label": "" }, el("button", { class: "secondary", type: "button", "aria-label": `Request of attempt ${a.attempt} of ${a.messageId}`,
+      onclick: async () => {
+        try {
+          const request = await call("GET", `organizations/self/subscriptions/${uuid}/attempts/${encodeURIComponent(a.messageId)}/${a.attempt}/request`);
+          document.getElementById("request").replaceChildren(
+            el("h2", {}, `Request of attempt ${a.attempt} of ${a.messageId}`),
+            el("pre", { class: "mono", id: "request-text" },
+              `${request.method} ${request.destination}\n`,
+              request.headers.map((h) => `${h.name}: ${h.value}\n`).join(""),
+              "\n",
+              request.body === null ? "(the body is made from the message, which is no longer kept)" : request.body));
+          document.getElementById("request").scrollIntoView();
+        } catch (error) { notice(`No request: ${error.message}`); }
+      } }, "Request"), " ", el("button", { class: "secondary", type: "button", "aria-label": `Replay message ${a.messageId}`,
       onclick: async () => {
         try {
           await call("POST", `organizations/self/subscriptions/${uuid}/replay`, { messageId: a.messageId });
@@ -306,6 +319,7 @@ async function subscriptionView(uuid, query) {
     el("p", { id: "replay-progress", role: "status", "aria-live": "polite" }),
     el("h2", {}, "Attempts"),
     filters,
+    el("div", { id: "request" }),
     attempts.length === 0
       ? el("p", { id: "no-attempts" }, "No attempts match.")
       : el("table", { class: "responsive", id: "attempts" },

@@ -28,8 +28,10 @@ pub const SESSION_COOKIE: &str = "tidings_portal";
 pub const CSRF_HEADER: &str = "x-tidings-csrf";
 /// How long after it is made a link may be opened.
 pub const LINK_OPEN_WINDOW: time::Duration = time::Duration::minutes(15);
-/// The session length when a link names none, and the longest it may name.
+/// The session length when a link names none, and the shortest and longest it may name (a
+/// second: to see expiry at work).
 pub const DEFAULT_SESSION: time::Duration = time::Duration::hours(1);
+pub const MIN_SESSION: time::Duration = time::Duration::seconds(1);
 pub const MAX_SESSION: time::Duration = time::Duration::hours(24);
 
 /// What a token grants.

@@ -497,6 +497,7 @@ async fn the_worker_purges_attempts_past_their_retention() {
         latency_ms: 3,
         response_excerpt: String::new(),
         error: None,
+        request_headers: Vec::new(),
     };
     stack.app.store.record_attempts(&[attempt("expired", 31), attempt("kept", 1)]).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -270,7 +270,7 @@ async fn link_requests_are_checked_and_a_link_opens_on_any_instance() {
         (json!({"scopes": ["READ:EVERYTHING"]}), StatusCode::BAD_REQUEST, "scopes"),
         (json!({"scopes": "READ:PRODUCT"}), StatusCode::BAD_REQUEST, "scopes"),
         (json!({"scopes": []}), StatusCode::BAD_REQUEST, "at least one"),
-        (json!({"ttlSeconds": 59}), StatusCode::BAD_REQUEST, "ttlSeconds"),
+        (json!({"ttlSeconds": 0}), StatusCode::BAD_REQUEST, "ttlSeconds"),
         (json!({"ttlSeconds": 86401}), StatusCode::BAD_REQUEST, "ttlSeconds"),
         (json!({"ttlSeconds": "1h"}), StatusCode::BAD_REQUEST, "ttlSeconds"),
         (json!({"expires": 5}), StatusCode::BAD_REQUEST, "expires"),
@@ -579,4 +579,61 @@ async fn every_failed_message_since_a_time_is_replayed_and_delivered() {
     assert_eq!(again["messageIds"], json!([]));
     let stranger = session_for_other(&stack).await;
     assert_eq!(stranger.call(&stack, Method::POST, &path, Some(body), true).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_attempts_request_is_the_exact_request_the_receiver_got() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let published = stack
+        .http
+        .post(stack.url("/organizations/self/events"))
+        .bearer_auth(&key)
+        .json(&json!({"eventName": "ProductCreated", "payload": {"name": "12\" pizza"}, "messageId": "p/1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    let got = receiver.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let delivered = got.iter().find(|r| r.json()["messageId"] == "p/1").expect("the delivery");
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    let path = format!("/organizations/self/subscriptions/{SUB}/attempts/p%2F1/1/request");
+    let mut request = Value::Null;
+    for _ in 0..200 {
+        let (status, body) = session.call(&stack, Method::GET, &path, None, false).await;
+        if status == StatusCode::OK {
+            request = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(request["method"], "POST", "{request}");
+    assert_eq!(request["body"].as_str().unwrap().as_bytes(), &delivered.body[..], "the body, byte for byte");
+    for header in ["content-type", "x-izettle-signature", "webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let shown = request["headers"].as_array().unwrap().iter().find(|h| h["name"] == header);
+        assert_eq!(shown.map(|h| h["value"].as_str().unwrap().to_owned()), Some(delivered.header(header)), "{header}");
+    }
+    assert!(!request.to_string().contains(&stack_signing_key(&stack, &key).await), "never the key");
+    let (status, _) = session.call(&stack, Method::GET, &path.replace("/1/request", "/2/request"), None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no second attempt");
+    let stranger = session_for_other(&stack).await;
+    assert_eq!(stranger.call(&stack, Method::GET, &path, None, false).await.0, StatusCode::NOT_FOUND);
+}
+
+/// The subscription's signing key, as the Zettle API lists it.
+async fn stack_signing_key(stack: &Stack, key: &str) -> String {
+    let listed: Value = stack
+        .http
+        .get(stack.url("/organizations/self/subscriptions"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed[0]["signingKey"].as_str().unwrap().to_owned()
 }

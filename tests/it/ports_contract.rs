@@ -454,6 +454,10 @@ pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
         latency_ms: 12 * n as u64,
         response_excerpt: if status.is_some() { "busy".into() } else { String::new() },
         error: if status.is_none() { Some("connection failed: refused".into()) } else { None },
+        request_headers: vec![
+            ("webhook-id".into(), format!("msg_{n}")),
+            ("content-type".into(), "application/json".into()),
+        ],
     };
     let log: Vec<AttemptRecord> = (1..=30).map(|n| attempt(a, n, if n % 2 == 0 { Some(503) } else { None })).collect();
     store.record_attempts(&log).await.unwrap();
@@ -482,6 +486,7 @@ pub async fn attempts_are_selected_by_window_outcome_and_event(store: &dyn Messa
         latency_ms: 5,
         response_excerpt: String::new(),
         error: None,
+        request_headers: Vec::new(),
     };
     // 1..=40: every fifth failed (503, or no answer on the tenth ones), every fourth an order event.
     let log: Vec<AttemptRecord> = (1..=40)

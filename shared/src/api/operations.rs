@@ -4,6 +4,9 @@
 //!
 //! - `GET /organizations/{org}/subscriptions/{uuid}/attempts?limit=N&status=delivered|failed&event=E&since=T&until=T`
 //!   → 200, newest first.
+//! - `GET /organizations/{org}/subscriptions/{uuid}/attempts/{messageId}/{attempt}/request` → the
+//!   request as sent: its headers (signatures, never a key) and its body, made again from the
+//!   message while it is retained.
 //! - `GET /organizations/{org}/messages/{messageId}` → the message (while retained) and every
 //!   subscription the caller may manage that it went to, with their attempts of it.
 //! - `GET /organizations/{org}/subscriptions/{uuid}/stats?hours=N` → 200, its delivery health over
@@ -33,6 +36,11 @@ pub static ROUTES: RouteGroup = RouteGroup {
             Box::pin(attempts(call))
         }),
         Route::new(Method::GET, "organizations/{org}/messages/{messageId}", |call| Box::pin(message(call))),
+        Route::new(
+            Method::GET,
+            "organizations/{org}/subscriptions/{subscriptionUuid}/attempts/{messageId}/{attempt}/request",
+            |call| Box::pin(attempt_request(call)),
+        ),
         Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/stats", |call| {
             Box::pin(stats(call))
         }),
@@ -121,6 +129,55 @@ async fn attempts(call: Call<'_>) -> Result<Response> {
     managed_subscription(&call, org, id).await?;
     let attempts = app.store.attempts(org, id, &query).await?;
     Ok(json_response(StatusCode::OK, &attempts))
+}
+
+async fn attempt_request(call: Call<'_>) -> Result<Response> {
+    let app = call.app;
+    let (org, id) = subscription_of(&call)?;
+    let message_id = percent_encoding::percent_decode_str(call.param("messageId")).decode_utf8_lossy().into_owned();
+    let number: u32 = call
+        .param("attempt")
+        .parse()
+        .map_err(|_| Error::NotFound(format!("attempt {} of message {message_id} not found", call.param("attempt"))))?;
+    let subscription = managed_subscription(&call, org, id).await?;
+    let query = AttemptQuery { message_id: Some(message_id.clone()), ..AttemptQuery::recent(MESSAGE_ATTEMPTS_LISTED) };
+    let attempt = app
+        .store
+        .attempts(org, id, &query)
+        .await?
+        .into_iter()
+        .find(|a| a.attempt == number)
+        .ok_or_else(|| Error::NotFound(format!("attempt {number} of message {message_id} not found")))?;
+    // The body is the message's envelope at the attempt's time: made again while the message is
+    // kept (its signatures were made then, with the keys of then: they are the stored headers).
+    let body = match app.store.get_publish(org, &message_id).await? {
+        Some(message) => {
+            let sent = crate::domain::Message {
+                message_uuid: crate::domain::message_uuid(org, id, &message_id),
+                message_id: &message_id,
+                event_name: &attempt.event_name,
+                payload: &message.payload,
+                published_at: message.created_at,
+                timestamp: attempt.at,
+            };
+            Some(String::from_utf8_lossy(&crate::delivery::build(&subscription, &sent).body).into_owned())
+        }
+        None => None,
+    };
+    let headers: Vec<serde_json::Value> = attempt
+        .request_headers
+        .iter()
+        .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "method": "POST",
+            "destination": subscription.destination,
+            "headers": headers,
+            "body": body,
+        }),
+    ))
 }
 
 /// The most attempts of one message shown per subscription.

@@ -166,12 +166,12 @@ async fn create_link(call: Call<'_>) -> Result<Response> {
     if let Some(beyond) = scopes.iter().find(|scope| !key.scopes.contains(scope)) {
         return Err(Error::Forbidden(format!("the API key may not hand out {beyond}: it does not hold it")));
     }
-    let max = portal::MAX_SESSION.whole_seconds();
+    let (min, max) = (portal::MIN_SESSION.whole_seconds(), portal::MAX_SESSION.whole_seconds());
     let ttl = match fields.get("ttlSeconds") {
         None | Some(Value::Null) => portal::DEFAULT_SESSION,
         Some(value) => {
-            value.as_i64().filter(|seconds| (60..=max).contains(seconds)).map(time::Duration::seconds).ok_or_else(
-                || Error::bad_request("ttlSeconds", format!("ttlSeconds must be a whole number from 60 to {max}")),
+            value.as_i64().filter(|seconds| (min..=max).contains(seconds)).map(time::Duration::seconds).ok_or_else(
+                || Error::bad_request("ttlSeconds", format!("ttlSeconds must be a whole number from {min} to {max}")),
             )?
         }
     };

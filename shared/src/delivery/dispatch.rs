@@ -22,6 +22,8 @@ pub(super) struct PendingDispatch {
 /// A request made, and its answer.
 pub(super) struct CompletedDispatch {
     pub attempt: Attempt,
+    /// The request's headers as sent (signatures included).
+    pub headers: Vec<(&'static str, String)>,
     /// When the request went out (its signature's timestamp).
     pub at: OffsetDateTime,
 }
@@ -41,6 +43,7 @@ impl CompletedDispatch {
             latency_ms: self.attempt.latency.as_millis() as u64,
             response_excerpt: self.attempt.response_excerpt.clone(),
             error: self.attempt.error.clone(),
+            request_headers: self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
         }
     }
 }
@@ -56,7 +59,8 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
         published_at: job.published_at,
         timestamp: at,
     };
-    let attempt = send(&app.http, app.destinations, &subscription.destination, &build(subscription, &message)).await;
+    let webhook = build(subscription, &message);
+    let attempt = send(&app.http, app.destinations, &subscription.destination, &webhook).await;
     tracing::info!(
         org = %job.organization,
         subscription = %subscription.id,
@@ -67,7 +71,7 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
         error = attempt.error.as_deref(),
         "delivery attempt"
     );
-    CompletedDispatch { attempt, at }
+    CompletedDispatch { attempt, headers: webhook.headers, at }
 }
 
 /// Sends one signed message that is no delivery (no job, no attempt recorded) to a

@@ -98,6 +98,7 @@ mod tests {
             latency_ms,
             response_excerpt: String::new(),
             error: None,
+            request_headers: Vec::new(),
         }
     }
 

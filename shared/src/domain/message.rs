@@ -180,6 +180,10 @@ pub struct AttemptRecord {
     pub response_excerpt: String,
     /// Why there was no answer.
     pub error: Option<String>,
+    /// The headers of the request as sent, signatures included (never a key). The body is not
+    /// kept: it is the message's envelope, made again while the message is retained.
+    #[serde(default)]
+    pub request_headers: Vec<(String, String)>,
 }
 
 /// A message for one subscription.

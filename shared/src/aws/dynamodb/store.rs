@@ -268,6 +268,7 @@ impl MessageLog for DynamoStore {
                     ("at".to_owned(), n(nanos(a.at))),
                     ("latency_ms".to_owned(), n(a.latency_ms)),
                     ("response_excerpt".to_owned(), s(&a.response_excerpt)),
+                    ("request_headers".to_owned(), s(serde_json::to_string(&a.request_headers).unwrap_or_default())),
                     ("expires_at".to_owned(), n((a.at + ATTEMPT_RETENTION).unix_timestamp())),
                 ]);
                 if let Some(status) = a.status {
@@ -324,6 +325,11 @@ impl MessageLog for DynamoStore {
                     latency_ms: get_n(&item, "latency_ms")?,
                     response_excerpt: get_s(&item, "response_excerpt")?,
                     error: get_opt_s(&item, "error"),
+                    // Attempts written before headers were kept have none.
+                    request_headers: get_opt_s(&item, "request_headers")
+                        .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("attempt", e)))
+                        .transpose()?
+                        .unwrap_or_default(),
                 };
                 if query.selects(&attempt) && out.len() < query.limit {
                     out.push(attempt);

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -134,6 +134,9 @@ const ADD_NONCES: &str = "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY 
 /// Version 7: secrets every process shares, made once (the portal's signing key).
 const ADD_SECRETS: &str = "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
+/// Version 8: the headers of each attempt's request, as sent (JSON pairs).
+const ADD_REQUEST_HEADERS: &str = "ALTER TABLE attempts ADD COLUMN request_headers TEXT NOT NULL DEFAULT '[]';";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
@@ -147,6 +150,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
             DROP_EVENT_INDEX,
             ADD_NONCES,
             ADD_SECRETS,
+            ADD_REQUEST_HEADERS,
         ],
         1 => vec![
             ADD_CLIENT_SECRET,
@@ -155,6 +159,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
             DROP_EVENT_INDEX,
             ADD_NONCES,
             ADD_SECRETS,
+            ADD_REQUEST_HEADERS,
         ],
         2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
         3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
@@ -362,6 +367,7 @@ mod tests {
             latency_ms: 1,
             response_excerpt: String::new(),
             error: None,
+            request_headers: Vec::new(),
         };
         backend.record_attempts(&[attempt("old-1", 31), attempt("old-2", 40), attempt("recent", 29)]).await.unwrap();
         let message = |id: &str, expires_in_days: i64| PublishRecord {

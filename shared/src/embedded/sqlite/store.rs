@@ -303,8 +303,8 @@ impl MessageLog for SqliteBackend {
         let attempts = attempts.to_vec();
         self.write(move |conn| {
             let mut insert = conn.prepare_cached(
-                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for a in &attempts {
                 insert.execute(params![
@@ -318,6 +318,7 @@ impl MessageLog for SqliteBackend {
                     a.latency_ms as i64,
                     a.response_excerpt,
                     a.error,
+                    serde_json::to_string(&a.request_headers).map_err(Error::internal)?,
                 ])?;
             }
             Ok(())
@@ -334,7 +335,7 @@ impl MessageLog for SqliteBackend {
         let conn = self.reader();
         // One statement for every query: an absent bound or filter compares to NULL and passes.
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error FROM attempts \
+            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers FROM attempts \
              WHERE org = ?1 AND subscription_id = ?2 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) \
              AND (?5 IS NULL OR event_name = ?5) \
              AND (?6 IS NULL OR (?6 = (status IS NOT NULL AND status BETWEEN 200 AND 299))) \
@@ -365,6 +366,7 @@ impl MessageLog for SqliteBackend {
                 latency_ms: r.get::<_, i64>(5)? as u64,
                 response_excerpt: r.get(6)?,
                 error: r.get(7)?,
+                request_headers: serde_json::from_str(&r.get::<_, String>(8)?).map_err(|e| corrupt("attempt", e))?,
             });
         }
         Ok(out)
