@@ -637,3 +637,102 @@ async fn stack_signing_key(stack: &Stack, key: &str) -> String {
         .unwrap();
     listed[0]["signingKey"].as_str().unwrap().to_owned()
 }
+
+/// Every organization route a session can call, with a body for those that change something.
+fn organization_routes(org: &str, sub: &str) -> Vec<(Method, String, Option<Value>)> {
+    let s = format!("/organizations/{org}/subscriptions/{sub}");
+    let create = json!({"uuid": "0e1f2a3b-912c-11eb-a8b3-0242ac130003", "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                        "destination": "http://127.0.0.1:9/", "contactEmail": "x@example.com"});
+    vec![
+        (Method::GET, format!("/organizations/{org}/subscriptions"), None),
+        (Method::POST, format!("/organizations/{org}/subscriptions"), Some(create)),
+        (Method::PUT, s.clone(), Some(json!({"destination": "http://127.0.0.1:9/"}))),
+        (
+            Method::PUT,
+            format!("/organizations/{org}/subscriptions/uuid/{sub}"),
+            Some(json!({"destination": "http://127.0.0.1:9/"})),
+        ),
+        (Method::DELETE, s.clone(), None),
+        (Method::DELETE, format!("/organizations/{org}/subscriptions/uuid/{sub}"), None),
+        (Method::GET, format!("{s}/attempts"), None),
+        (Method::GET, format!("{s}/attempts/m-1/1/request"), None),
+        (Method::GET, format!("{s}/stats"), None),
+        (Method::POST, format!("{s}/replay"), Some(json!({"messageId": "m-1"}))),
+        (Method::POST, format!("{s}/replay-failed"), Some(json!({"since": "2026-01-01T00:00:00Z"}))),
+        (Method::POST, format!("{s}/test"), Some(json!({}))),
+        (Method::POST, format!("{s}/secret/rotate"), Some(json!({}))),
+        (Method::GET, format!("/organizations/{org}/endpoints"), None),
+        (Method::PATCH, format!("/organizations/{org}/endpoints/{sub}"), Some(json!({"active": false}))),
+        (Method::DELETE, format!("/organizations/{org}/endpoints/{sub}"), None),
+        (Method::GET, format!("/organizations/{org}/events"), None),
+        (Method::GET, format!("/organizations/{org}/messages/m-1"), None),
+        (Method::POST, format!("/organizations/{org}/portal-links"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("/organizations/{org}/events"),
+            Some(json!({"eventName": "ProductCreated", "payload": {}})),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn route_by_route_a_session_reaches_nothing_of_another_organization_nothing_without_csrf_or_after_expiry() {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let stack = Stack::with_clock(clock.clone()).await;
+    let receiver = Receiver::answering(200).await;
+    let a = new_org();
+    let key = stack.key(a, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let before = stack_signing_key(&stack, &key).await;
+    let stranger = session_for_other(&stack).await;
+    let mine = session(&stack, a, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    let no_session = Session { cookie: "tidings_portal=".into(), csrf: String::new() };
+
+    for org in [a.to_string(), "self".to_owned()] {
+        for (method, path, body) in organization_routes(&org, SUB) {
+            let (status, answer) = stranger.call(&stack, method.clone(), &path, body.clone(), true).await;
+            // A session never publishes or makes links; another organization is not found; under
+            // `self` the stranger sees its own empty lists and none of A's subscriptions.
+            let own_list = org == "self"
+                && method == Method::GET
+                && (path.ends_with("/subscriptions") || path.ends_with("/endpoints") || path.ends_with("/events"));
+            let allowed = if path.ends_with("/portal-links") || (path.ends_with("/events") && method == Method::POST) {
+                vec![StatusCode::FORBIDDEN]
+            } else if own_list {
+                vec![StatusCode::OK]
+            } else if org == "self" && method == Method::POST && path.ends_with("/subscriptions") {
+                vec![StatusCode::BAD_REQUEST] // a create for itself: its destination check fails, nothing stored
+            } else {
+                vec![StatusCode::NOT_FOUND]
+            };
+            if own_list {
+                assert!(!answer.to_string().contains(SUB), "stranger {path}: {answer}");
+            }
+            assert!(allowed.contains(&status), "stranger {method} {path}: {status} {answer}");
+            let (status, answer) = no_session.call(&stack, method.clone(), &path, body.clone(), true).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "no session {method} {path}: {answer}");
+            if method != Method::GET {
+                let (status, answer) = mine.call(&stack, method.clone(), &path, body.clone(), false).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF {method} {path}: {answer}");
+            }
+        }
+    }
+    clock.advance(time::Duration::hours(2));
+    for (method, path, body) in organization_routes("self", SUB) {
+        let (status, answer) = mine.call(&stack, method.clone(), &path, body, true).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "expired {method} {path}: {answer}");
+    }
+    // Nothing of A's changed.
+    assert_eq!(stack_signing_key(&stack, &key).await, before);
+    let listed: Value = stack
+        .http
+        .get(stack.url("/organizations/self/endpoints"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((listed.as_array().unwrap().len(), listed[0]["status"].as_str()), (1, Some("ACTIVE")), "{listed}");
+}
