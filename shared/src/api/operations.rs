@@ -63,7 +63,11 @@ pub static ROUTES: RouteGroup = RouteGroup {
 const MAX_ATTEMPTS_LISTED: usize = 500;
 
 /// The subscription, if the request's key may manage it (403 otherwise).
-async fn managed_subscription(call: &Call<'_>, org: OrganizationId, id: Uuid) -> Result<crate::domain::Subscription> {
+pub(super) async fn managed_subscription(
+    call: &Call<'_>,
+    org: OrganizationId,
+    id: Uuid,
+) -> Result<crate::domain::Subscription> {
     let subscription = call
         .app
         .store
@@ -75,7 +79,7 @@ async fn managed_subscription(call: &Call<'_>, org: OrganizationId, id: Uuid) ->
 }
 
 /// The organization and subscription a path names.
-fn subscription_of(call: &Call<'_>) -> Result<(OrganizationId, Uuid)> {
+pub(super) fn subscription_of(call: &Call<'_>) -> Result<(OrganizationId, Uuid)> {
     let org = resolve_organization(call.param("org"), &call.key)?;
     let id = call.param("subscriptionUuid");
     let id = Uuid::parse_str(id).map_err(|_| Error::NotFound(format!("subscription {id} not found")))?;

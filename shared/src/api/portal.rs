@@ -268,19 +268,10 @@ async fn endpoints(call: Call<'_>) -> Result<Response> {
 }
 
 /// The subscription a path names, if the caller may manage it (404 for another organization's
-/// or none, 403 beyond the caller's scopes).
+/// or none, 403 beyond the caller's scopes): the operators' routes' rule.
 async fn managed(call: &Call<'_>) -> Result<Subscription> {
-    let org = resolve_organization(call.param("org"), &call.key)?;
-    let raw = call.param("subscriptionUuid");
-    let id = uuid::Uuid::parse_str(raw).map_err(|_| Error::NotFound(format!("subscription {raw} not found")))?;
-    let subscription = call
-        .app
-        .store
-        .get_subscription(org, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("subscription {id} not found")))?;
-    catalog::check_may_manage(&call.key.scopes, &subscription)?;
-    Ok(subscription)
+    let (org, id) = super::operations::subscription_of(call)?;
+    super::operations::managed_subscription(call, org, id).await
 }
 
 /// `PATCH /organizations/{org}/endpoints/{uuid}` `{active}`.
