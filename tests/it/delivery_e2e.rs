@@ -396,8 +396,10 @@ async fn publish_errors() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let response = s.http.get(serve.url("/organizations/self/events")).bearer_auth(&s.key).send().await.unwrap();
+    // GET on the path is the event catalog; other methods are 405 with Allow.
+    let response = s.http.put(serve.url("/organizations/self/events")).bearer_auth(&s.key).send().await.unwrap();
     assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST, GET");
     serve.interrupt();
 }
 
