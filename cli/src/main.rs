@@ -2,6 +2,7 @@
 //! Wiring only; the behaviour lives in the `tidings` crate.
 
 mod deliveries;
+mod delivery_options;
 mod groups;
 mod keys;
 mod parse;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::deliveries::{attempts, replay, AttemptsArgs, ReplayArgs};
+use crate::delivery_options::{delivery_options, DeliveryOptionsArgs};
 use crate::groups::{groups, GroupsCommand};
 use crate::keys::{manage_keys, KeysCommand};
 use crate::portal::{portal_link, PortalLinkArgs};
@@ -48,6 +50,8 @@ enum Command {
     /// the caller's groups).
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Show or set a subscription's rate limit and ordered delivery.
+    DeliveryOptions(DeliveryOptionsArgs),
     /// Rotate a subscription's signing key.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -92,6 +96,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Verify(args) => verify(args),
         Command::Groups(command) => groups(command).await,
         Command::Secrets(command) => secrets(command).await,
+        Command::DeliveryOptions(args) => delivery_options(args).await,
         Command::PortalLink(args) => portal_link(args).await,
     }
 }

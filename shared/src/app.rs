@@ -120,7 +120,8 @@ impl App {
             aws_sdk_sesv2::Client::from_conf(config.build())
         };
         let store = Arc::new(DynamoStore::new(dynamodb, &settings.table));
-        let mut queue = SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url);
+        let mut queue =
+            SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url).with_lines(store.clone());
         if let Some(retries) = &settings.retry_queue_url {
             queue = queue.with_retry_queue(retries);
         }

@@ -24,13 +24,26 @@ pub struct Published {
     pub repeated: bool,
 }
 
-/// Publishes `payload` (JSON text) as `event` for `org`.
+/// Publishes `payload` (JSON text) as `event` for `org`, unkeyed (see [`publish_keyed`]).
 pub async fn publish(
     app: &App,
     org: OrganizationId,
     event: &EventDefinition,
     payload: &str,
     message_id: Option<String>,
+) -> Result<Published> {
+    publish_keyed(app, org, event, payload, message_id, None).await
+}
+
+/// Publishes `payload` (JSON text) as `event` for `org`; ordered subscriptions get it in order
+/// with the other messages of `ordering_key` (none: with all their messages).
+pub async fn publish_keyed(
+    app: &App,
+    org: OrganizationId,
+    event: &EventDefinition,
+    payload: &str,
+    message_id: Option<String>,
+    ordering_key: Option<String>,
 ) -> Result<Published> {
     let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
     // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
@@ -46,7 +59,8 @@ pub async fn publish(
         .filter(|s| event.reaches(s) && s.status.receives())
         .collect();
 
-    let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now());
+    let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now())
+        .with_ordering_key(ordering_key);
     // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch waits on
     // a dead endpoint.
     let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();

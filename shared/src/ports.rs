@@ -175,6 +175,11 @@ pub trait Limits: Send + Sync {
     /// use is unexpired (a replay). Atomic across processes.
     async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool>;
 
+    /// Reserves the next request slot of the paced sender `key`, which sends one request per
+    /// `interval`: the slot is the later of `now` and the end of the last slot reserved, and the
+    /// next reservation starts `interval` after it. Atomic across processes.
+    async fn reserve_slot(&self, key: &str, now: OffsetDateTime, interval: Duration) -> Result<OffsetDateTime>;
+
     /// A secret every instance shares, made once: stores `candidate` under `name` unless a value
     /// is stored already, and returns the stored one (so concurrent first calls agree).
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
@@ -229,7 +234,9 @@ impl ReceivedJob {
     }
 }
 
-/// The delivery queue: delays, redelivery and a dead-letter queue.
+/// The delivery queue: delays, redelivery, a dead-letter queue, and lines: jobs of one line
+/// (`DeliveryJob::line`) are handed out one at a time, in the order they were queued; the next
+/// only once the one before it was acknowledged or dead-lettered.
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Enqueues jobs, each visible after `delay`.
@@ -249,6 +256,22 @@ pub trait Queue: Send + Sync {
     /// The received job failed: it comes back after `delay` counting one more attempt. The
     /// received copy is then finished (acknowledging it is harmless; on SQS it is a new message).
     async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()>;
+    /// A job of a line (`DeliveryJob::line`) is finished with: delivered, skipped or
+    /// dead-lettered. The next job of its line may go. A queue that moves a line on when its job
+    /// is acknowledged or dead-lettered (the embedded one, in the same write) has nothing to do.
+    async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
+        let _ = job;
+        Ok(())
+    }
+    /// Whether a received job of a line still holds its place (false: a copy received again
+    /// after its line moved on, as after a crash between finishing it and deleting it).
+    async fn in_line(&self, job: &DeliveryJob) -> Result<bool> {
+        let _ = job;
+        Ok(true)
+    }
+    /// How late a job enqueued or put off with a delay may come back, at most, when consumers
+    /// are keeping up: pacing aims that much early and waits out the rest in place.
+    fn lateness(&self) -> Duration;
     /// Make the job visible again after `delay` without counting this receive: no attempt was
     /// made (it is not due yet, or the worker had no room for its subscription). Not an attempt,
     /// not a retry. On SQS the received message is hidden again, and its receive still counts

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use crate::domain::{to_micros, Subscription, SubscriptionStatus};
+use crate::domain::{to_micros, DeliveryOptions, Subscription, SubscriptionStatus};
 use crate::ports::SubscriptionStore;
 use crate::{signing, Error, Result};
 
@@ -59,6 +59,19 @@ pub async fn set_active(
         }
     })
     .await
+}
+
+/// Sets how `current` wants its deliveries (rate limit, ordering), whatever its dialect. Jobs
+/// already queued keep the line they joined; new ones follow the new options.
+pub async fn set_delivery_options(
+    store: &dyn SubscriptionStore,
+    now: OffsetDateTime,
+    current: Subscription,
+    options: DeliveryOptions,
+) -> Result<Subscription> {
+    let changed = modify(store, now, current, |s| s.delivery = options.clone()).await?;
+    tracing::info!(org = %changed.organization, subscription = %changed.id, options = ?changed.delivery, "delivery options set");
+    Ok(changed)
 }
 
 /// A new signing key for `current`; the replaced one keeps signing for `overlap` (see

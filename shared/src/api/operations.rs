@@ -14,6 +14,9 @@
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay` `{messageId}` → 202.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay-failed` `{since}` → 202 `{messageIds,
 //!   notRetained, truncated}`: every message whose last attempt since then failed, queued again.
+//! - `GET|PUT /organizations/{org}/subscriptions/{uuid}/delivery-options` `{rateLimit:
+//!   {perSecond, burst?} | null, ordered}` → 200, the options as stored: a rate limit and
+//!   ordered delivery by `orderingKey`, for a subscription of any dialect.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/secret/rotate` `{overlapSeconds?}` → 200
 //!   `{signingKey, previousKeyExpiresAt}`, for a subscription of any dialect.
 
@@ -25,7 +28,7 @@ use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
 use crate::domain::event::allows;
 use crate::domain::health::DeliveryHealth;
-use crate::domain::{Dialect, OrganizationId};
+use crate::domain::{DeliveryOptions, Dialect, OrganizationId, RateLimit};
 use crate::ports::{AttemptOutcome, AttemptQuery};
 use crate::{ingest, Error, Result};
 
@@ -55,6 +58,12 @@ pub static ROUTES: RouteGroup = RouteGroup {
         }),
         Route::new(Method::POST, "organizations/{org}/subscriptions/{subscriptionUuid}/secret/rotate", |call| {
             Box::pin(rotate(call))
+        }),
+        Route::new(Method::GET, "organizations/{org}/subscriptions/{subscriptionUuid}/delivery-options", |call| {
+            Box::pin(delivery_options(call))
+        }),
+        Route::new(Method::PUT, "organizations/{org}/subscriptions/{subscriptionUuid}/delivery-options", |call| {
+            Box::pin(set_delivery_options(call))
         }),
     ],
 };
@@ -370,6 +379,60 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
         StatusCode::OK,
         &serde_json::json!({ "signingKey": rotated.signing_key, "previousKeyExpiresAt": expires }),
     ))
+}
+
+/// The options as answered: every field present, `rateLimit` null when there is none.
+fn options_body(options: &DeliveryOptions) -> serde_json::Value {
+    serde_json::json!({ "rateLimit": options.rate_limit, "ordered": options.ordered })
+}
+
+async fn delivery_options(call: Call<'_>) -> Result<Response> {
+    let (org, id) = subscription_of(&call)?;
+    let subscription = managed_subscription(&call, org, id).await?;
+    Ok(json_response(StatusCode::OK, &options_body(&subscription.delivery)))
+}
+
+/// Replaces the options: a field left out is unset (no limit, unordered).
+async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
+    let (org, id) = subscription_of(&call)?;
+    let fields = parse_object(call.request.body())?;
+    reject_unknown_fields(fields.keys(), &["rateLimit", "ordered"])?;
+    let rate_limit = match fields.get("rateLimit") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(limit)) => Some(rate_limit(limit)?),
+        Some(_) => {
+            return Err(Error::bad_request("rateLimit", "rateLimit must be an object {perSecond, burst?} or null"))
+        }
+    };
+    let ordered = match fields.get("ordered") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(ordered)) => *ordered,
+        Some(_) => return Err(Error::bad_request("ordered", "ordered must be true or false")),
+    };
+    let subscription = managed_subscription(&call, org, id).await?;
+    let options = DeliveryOptions { rate_limit, ordered };
+    let stored =
+        crate::subscriptions::set_delivery_options(&*call.app.store, call.app.clock.now(), subscription, options)
+            .await?;
+    Ok(json_response(StatusCode::OK, &options_body(&stored.delivery)))
+}
+
+/// A `rateLimit` object: `perSecond` (a whole number) and an optional `burst`.
+fn rate_limit(fields: &serde_json::Map<String, serde_json::Value>) -> Result<RateLimit> {
+    reject_unknown_fields(fields.keys(), &["perSecond", "burst"])?;
+    let whole = |name: &'static str| -> Result<Option<u32>> {
+        match fields.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => whole_number(value)
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| Error::bad_request(name, format!("rateLimit.{name} must be a whole number"))),
+        }
+    };
+    let per_second =
+        whole("perSecond")?.ok_or_else(|| Error::bad_request("perSecond", "rateLimit.perSecond is required"))?;
+    RateLimit::new(per_second, whole("burst")?)
+        .map_err(|why| Error::bad_request("rateLimit", format!("rateLimit.{why}")))
 }
 
 /// A JSON number that is a whole number (`912` or `912.0`), within `i64`.

@@ -1,4 +1,5 @@
-//! The producer's route: `POST /organizations/{org}/events` `{eventName, payload, messageId?}`
+//! The producer's route: `POST /organizations/{org}/events` `{eventName, payload, messageId?,
+//! orderingKey?}`
 //! → 202 `{messageId, subscriptions}` (a repeated messageId within 24 h gets the same answer,
 //! with `Idempotent-Replayed: true`). Errors use the Zettle error body, as every
 //! `/organizations/...` route does.
@@ -11,6 +12,7 @@ use super::request::{
 };
 use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
+use crate::domain::delivery_options::MAX_ORDERING_KEY_LEN;
 use crate::domain::event::allows;
 use crate::domain::Dialect;
 use crate::{ingest, Error, Result};
@@ -39,6 +41,20 @@ pub(super) fn message_id(fields: &serde_json::Map<String, Value>, required: bool
     }
 }
 
+/// An `orderingKey` field: 1 to 128 characters, or none.
+fn ordering_key(fields: &serde_json::Map<String, Value>) -> Result<Option<String>> {
+    match fields.get("orderingKey") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key)) if !key.is_empty() && key.chars().count() <= MAX_ORDERING_KEY_LEN => {
+            Ok(Some(key.clone()))
+        }
+        Some(_) => Err(Error::bad_request(
+            "orderingKey",
+            format!("orderingKey must be a string of 1 to {MAX_ORDERING_KEY_LEN} characters"),
+        )),
+    }
+}
+
 async fn publish(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     if call.session.is_some() {
@@ -48,7 +64,7 @@ async fn publish(call: Call<'_>) -> Result<Response> {
     let body = call.request.body();
     // One parse: the payload stays raw bytes, the small fields become values.
     let raw = parse_raw_object(body)?;
-    reject_unknown_fields(raw.keys(), &["eventName", "payload", "messageId"])?;
+    reject_unknown_fields(raw.keys(), &["eventName", "payload", "messageId", "orderingKey"])?;
     let fields: serde_json::Map<String, Value> = raw
         .iter()
         .filter(|(name, _)| name.as_str() != "payload")
@@ -78,6 +94,7 @@ async fn publish(call: Call<'_>) -> Result<Response> {
         _ => return Err(Error::bad_request("payload", "payload is required (the event as JSON)")),
     };
     let message_id = message_id(&fields, false)?;
+    let ordering_key = ordering_key(&fields)?;
     if !allows(&key.scopes, event) {
         return Err(Error::Forbidden(format!(
             "the API key may not publish {}: it lacks the event's scope",
@@ -88,7 +105,7 @@ async fn publish(call: Call<'_>) -> Result<Response> {
         // Per organization, so one publisher cannot take the whole API (times its fan-out).
         count_against_minute_limit(app, &format!("publish:{org}"), app.publishes_per_minute).await?;
     }
-    let published = ingest::publish(app, org, event, payload, message_id).await?;
+    let published = ingest::publish_keyed(app, org, event, payload, message_id, ordering_key).await?;
     let mut response = json_response(StatusCode::ACCEPTED, &published);
     if published.repeated {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));

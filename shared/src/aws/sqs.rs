@@ -7,6 +7,7 @@
 //! explicitly (a crash, a poison message) still reaches the DLQ after `maxReceiveCount`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::sdk::sdk_error;
+use super::DynamoStore;
 use crate::domain::{DeliveryJob, Lane};
 use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
@@ -52,6 +54,8 @@ pub struct SqsQueue {
     /// endpoints never share a batch with healthy ones. The delivery queue itself when unset.
     retry_url: String,
     dead_letter_url: String,
+    /// Where ordered jobs wait their turn (`DynamoStore::join_line`); none: no ordering.
+    lines: Option<Arc<DynamoStore>>,
 }
 
 /// Receipts of messages taken from the retry queue carry this prefix, so acknowledging and
@@ -61,7 +65,36 @@ const RETRY_RECEIPT: &str = "retry|";
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
         let queue_url = queue_url.into();
-        SqsQueue { client, retry_url: queue_url.clone(), queue_url, dead_letter_url: dead_letter_url.into() }
+        SqsQueue {
+            client,
+            retry_url: queue_url.clone(),
+            queue_url,
+            dead_letter_url: dead_letter_url.into(),
+            lines: None,
+        }
+    }
+
+    /// Keeps ordered jobs in lines in `store`'s table, so a line's jobs go one at a time.
+    pub fn with_lines(mut self, store: Arc<DynamoStore>) -> Self {
+        self.lines = Some(store);
+        self
+    }
+
+    fn lines(&self) -> Result<&DynamoStore> {
+        self.lines.as_deref().ok_or_else(|| Error::internal("ordered delivery on SQS needs the table for its lines"))
+    }
+
+    /// Sends jobs now, each in its lane.
+    async fn send_now(&self, jobs: Vec<&DeliveryJob>, delay: Duration) -> Result<()> {
+        let (first, slow): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) =
+            jobs.into_iter().partition(|j| j.lane == Lane::First);
+        for (lane, jobs) in [(Lane::First, first), (Lane::Slow, slow)] {
+            let bodies = jobs.into_iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+            for chunk in batches(bodies) {
+                self.send_batch(self.lane_url(lane), &chunk, delay).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends retries to `retry_url` instead of the delivery queue.
@@ -148,14 +181,31 @@ impl Queue for SqsQueue {
         if delay > MAX_DELAY {
             tracing::warn!(delay_s = delay.as_secs(), "SQS delays stop at 15 minutes; enqueuing with the maximum");
         }
-        let (first, slow): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) = jobs.iter().partition(|j| j.lane == Lane::First);
-        for (lane, jobs) in [(Lane::First, first), (Lane::Slow, slow)] {
-            let bodies = jobs.into_iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-            for chunk in batches(bodies) {
-                self.send_batch(self.lane_url(lane), &chunk, delay).await?;
-            }
+        let (ordered, unordered): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) = jobs.iter().partition(|j| j.line.is_some());
+        self.send_now(unordered, delay).await?;
+        // An ordered job joins its line; it is sent now only if it is the line's head.
+        let now = time::OffsetDateTime::now_utc();
+        let mut heads = Vec::new();
+        for job in ordered {
+            heads.extend(self.lines()?.join_line(job, now).await?);
+        }
+        self.send_now(heads.iter().collect(), delay).await
+    }
+
+    async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
+        if let Some(next) = self.lines()?.leave_line(job).await? {
+            self.send_now(vec![&next], Duration::ZERO).await?;
         }
         Ok(())
+    }
+
+    async fn in_line(&self, job: &DeliveryJob) -> Result<bool> {
+        self.lines()?.holds_seat(job).await
+    }
+
+    fn lateness(&self) -> Duration {
+        // Delays are whole seconds, rounded up.
+        Duration::from_secs(1)
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
@@ -313,19 +363,19 @@ impl Queue for SqsQueue {
             }
             for message in messages {
                 // Back onto the queue first, then off the DLQ: a crash leaves a duplicate, not a loss.
-                if let Some(body) = &message.body {
-                    // Replayed with a full schedule ahead of it.
-                    let body = match serde_json::from_str::<DeliveryJob>(body) {
-                        Ok(job) => serde_json::to_string(&job.fresh())?,
-                        Err(_) => body.clone(),
-                    };
-                    self.client
-                        .send_message()
-                        .queue_url(&self.queue_url)
-                        .message_body(body)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("SQS SendMessage", e))?;
+                match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
+                    // Replayed with a full schedule ahead of it (an ordered one at its line's end).
+                    Some(Ok(job)) => self.enqueue(&[job.fresh()], Duration::ZERO).await?,
+                    Some(Err(_)) => {
+                        self.client
+                            .send_message()
+                            .queue_url(&self.queue_url)
+                            .message_body(message.body.clone().unwrap_or_default())
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("SQS SendMessage", e))?;
+                    }
+                    None => {}
                 }
                 self.client
                     .delete_message()

@@ -25,6 +25,16 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// Whether the job is finished with, so the next job of its line may go: delivered,
+    /// dead-lettered, or skipped (unless it was a copy its line had moved past already).
+    pub(crate) fn frees_line(&self) -> bool {
+        match self {
+            Disposition::Delivered | Disposition::DeadLettered => true,
+            Disposition::Skipped(why) => *why != super::prepare::LEFT_ITS_LINE,
+            Disposition::Retry(_) | Disposition::NotYetDue | Disposition::PutOff(_) => false,
+        }
+    }
+
     /// Whether the queue host should delete the received message now.
     pub(crate) fn is_finished(&self) -> bool {
         !matches!(self, Disposition::NotYetDue)

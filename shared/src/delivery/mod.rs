@@ -11,6 +11,7 @@ pub(crate) mod alerts;
 mod dispatch;
 mod disposition;
 mod gate;
+mod pace;
 mod prepare;
 mod provenance;
 pub(crate) mod schedule;
@@ -83,12 +84,16 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
 }
 
 async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
-    let pending = match prepare::prepare(app, received).await? {
-        Prepared::Ready(pending) => *pending,
-        Prepared::Done(disposition) => return Ok((disposition, None)),
+    let (disposition, record) = match prepare::prepare(app, received).await? {
+        Prepared::Ready(pending) => {
+            let completed = dispatch::dispatch(app, received, &pending).await;
+            let record = completed.record(received);
+            (settle::settle(app, received, *pending, &completed).await?, Some(record))
+        }
+        Prepared::Done(disposition) => (disposition, None),
     };
-    let completed = dispatch::dispatch(app, received, &pending).await;
-    let record = completed.record(received);
-    let disposition = settle::settle(app, received, pending, &completed).await?;
-    Ok((disposition, Some(record)))
+    if received.job.line.is_some() && disposition.frees_line() {
+        app.queue.leave_line(&received.job).await?;
+    }
+    Ok((disposition, record))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::dispatch::PendingDispatch;
 use super::disposition::Disposition;
 use super::gate::probe_wait;
+use super::pace::{pace, Paced};
 use super::provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
 use super::settle::dead_letter;
 use crate::domain::{DeliveryJob, Lane, Subscription};
@@ -43,6 +44,11 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
             return Ok(Prepared::Done(Disposition::PutOff(wait)));
         }
     };
+    // A copy of an ordered job its line has moved past (received again after a crash between
+    // finishing it and deleting it) was finished already.
+    if job.line.is_some() && !app.queue.in_line(job).await? {
+        return Ok(Prepared::Done(Disposition::Skipped(LEFT_ITS_LINE)));
+    }
     // From here on the job is its message's own: the copies it leaves on the queue (put-offs,
     // retries, dead letters) say so.
     if !subscription.status.receives() {
@@ -70,8 +76,16 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
             }
         },
     };
+    if let Some(limit) = subscription.delivery.rate_limit {
+        if let Paced::Wait(wait) = pace(app, received, limit).await? {
+            return Ok(Prepared::Done(Disposition::PutOff(wait)));
+        }
+    }
     Ok(Prepared::Ready(Box::new(PendingDispatch { subscription, payload, _probe: probe })))
 }
+
+/// Why a copy of an ordered job is skipped: its line moved on without it (it was finished).
+pub(super) const LEFT_ITS_LINE: &str = "its line has moved past it (delivered already)";
 
 /// What a delivery found to deliver.
 enum Records {

@@ -25,6 +25,9 @@ pub struct PublishRecord {
     pub subscriptions: u32,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// The key its deliveries to ordered subscriptions are ordered by (`orderingKey`); none:
+    /// one line per subscription.
+    pub ordering_key: Option<String>,
 }
 
 impl PublishRecord {
@@ -45,7 +48,13 @@ impl PublishRecord {
             subscriptions,
             created_at: now,
             expires_at: now + MESSAGE_RETENTION,
+            ordering_key: None,
         }
+    }
+
+    /// The same message, ordered by `key` where its subscriptions ask for order.
+    pub fn with_ordering_key(self, key: Option<String>) -> PublishRecord {
+        PublishRecord { ordering_key: key, ..self }
     }
 }
 
@@ -78,6 +87,19 @@ pub struct DeliveryJob {
     /// after the message's retention still delivers its inline payload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provenance_checked: bool,
+    /// For an ordered subscription, the job's line within it (the message's ordering key, or
+    /// "" for the subscription's one line): the queue hands out a line's jobs one at a time, in
+    /// the order they were queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    /// Its place in its line, where the queue keeps lines apart from the jobs (SQS: a DynamoDB
+    /// item's sort key): set when it joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// For a rate-limited subscription, the time slot reserved for this job's request
+    /// (`delivery::pace`): it went back on the queue to wait for it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub paced_at: Option<OffsetDateTime>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -125,12 +147,20 @@ impl DeliveryJob {
             not_before: None,
             lane: Lane::First,
             provenance_checked: false,
+            line: None,
+            seat: None,
+            paced_at: None,
         }
     }
 
-    /// The first delivery of `message` to `subscription`, in the lane its health calls for.
+    /// The first delivery of `message` to `subscription`, in the lane its health calls for, in
+    /// its line if the subscription is ordered.
     pub(crate) fn for_subscription(message: &PublishRecord, subscription: &Subscription) -> DeliveryJob {
-        DeliveryJob { lane: Lane::for_subscription(subscription), ..DeliveryJob::new(message, subscription.id) }
+        DeliveryJob {
+            lane: Lane::for_subscription(subscription),
+            line: subscription.delivery.ordered.then(|| message.ordering_key.clone().unwrap_or_default()),
+            ..DeliveryJob::new(message, subscription.id)
+        }
     }
 
     /// The same job, for its next attempt after one more failed, not before `not_before`: in the
@@ -141,6 +171,7 @@ impl DeliveryJob {
             not_before,
             lane: Lane::Slow,
             provenance_checked: true,
+            paced_at: None,
             ..self.clone()
         }
     }
@@ -155,9 +186,10 @@ impl DeliveryJob {
         DeliveryJob { provenance_checked: true, ..self.clone() }
     }
 
-    /// The same job with its attempts forgotten (a replayed dead letter), back in the first lane.
+    /// The same job with its attempts forgotten (a replayed dead letter), back in the first lane
+    /// (and, if ordered, at the end of its line).
     pub fn fresh(&self) -> DeliveryJob {
-        DeliveryJob { attempts: 0, not_before: None, lane: Lane::First, ..self.clone() }
+        DeliveryJob { attempts: 0, not_before: None, lane: Lane::First, paced_at: None, seat: None, ..self.clone() }
     }
 }
 

@@ -2,6 +2,7 @@
 //! where (subscriptions).
 
 pub mod api_key;
+pub mod delivery_options;
 pub(crate) mod event;
 pub(crate) mod health;
 pub mod message;
@@ -12,6 +13,7 @@ mod timestamp;
 
 pub use api_key::ApiKey;
 pub use api_key::{NewApiKey, Scope};
+pub use delivery_options::{DeliveryOptions, RateLimit};
 pub use event::EventDefinition;
 pub use message::{message_uuid, AttemptRecord, DeliveryJob, Lane, Message, PublishRecord};
 pub use organization::OrganizationId;

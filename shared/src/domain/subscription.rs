@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::delivery_options::DeliveryOptions;
 use super::timestamp::to_micros;
 use super::OrganizationId;
 
@@ -127,6 +128,8 @@ pub struct Subscription {
     /// Keys rotated out that still sign until they expire, newest first (at most
     /// [`MAX_PREVIOUS_SIGNING_KEYS`]). An expired one signs nothing, stored or not.
     pub previous_signing_keys: Vec<PreviousSigningKey>,
+    /// Its rate limit and ordering (set through the operators' API, never by a dialect's body).
+    pub delivery: DeliveryOptions,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -156,6 +159,7 @@ impl Subscription {
             failing_since: None,
             signing_key: crate::signing::generate_signing_key(),
             previous_signing_keys: Vec::new(),
+            delivery: DeliveryOptions::default(),
             created_at: now,
             updated_at: now,
         }

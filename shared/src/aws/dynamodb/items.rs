@@ -102,6 +102,10 @@ pub(super) fn subscription_attributes(sub: &Subscription) -> Item {
         let keys = serde_json::to_string(&sub.previous_signing_keys).expect("keys always serialize");
         item.insert("previous_signing_keys".to_owned(), s(keys));
     }
+    if !sub.delivery.is_default() {
+        let options = serde_json::to_string(&sub.delivery).expect("options always serialize");
+        item.insert("delivery".to_owned(), s(options));
+    }
     item
 }
 
@@ -129,6 +133,10 @@ pub(super) fn subscription_from(item: &Item) -> Result<Subscription> {
         failing_since: get_opt_n::<i64>(item, "failing_since")?.map(time_from).transpose()?,
         previous_signing_keys: get_opt_s(item, "previous_signing_keys")
             .map(|keys| serde_json::from_str(&keys).map_err(|e| corrupt("previous signing keys", e)))
+            .transpose()?
+            .unwrap_or_default(),
+        delivery: get_opt_s(item, "delivery")
+            .map(|options| serde_json::from_str(&options).map_err(|e| corrupt("delivery options", e)))
             .transpose()?
             .unwrap_or_default(),
     })
@@ -184,6 +192,7 @@ pub(super) fn publish_from(org: OrganizationId, message_id: &str, item: &Item) -
         subscriptions: get_n(item, "subscriptions")?,
         created_at: time_from(get_n(item, "created_at")?)?,
         expires_at: time_from(get_n(item, "retain_until")?)?,
+        ordering_key: get_opt_s(item, "ordering_key"),
     })
 }
 

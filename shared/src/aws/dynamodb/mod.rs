@@ -30,6 +30,7 @@ use crate::domain::PublishRecord;
 use crate::{Error, Result};
 
 mod items;
+mod lines;
 use items::{n, nanos, org_pk, publish_from, s, Item};
 mod store;
 
@@ -61,7 +62,7 @@ impl DynamoStore {
     pub async fn claim_publish(&self, record: &PublishRecord, window: time::Duration) -> Result<Option<PublishRecord>> {
         let pk = org_pk(record.organization);
         let sk = format!("PUB#{}", record.message_id);
-        let item = HashMap::from([
+        let mut item = HashMap::from([
             ("PK".to_owned(), s(&pk)),
             ("SK".to_owned(), s(&sk)),
             ("event_name".to_owned(), s(&record.event_name)),
@@ -71,6 +72,9 @@ impl DynamoStore {
             ("retain_until".to_owned(), n(nanos(record.expires_at))),
             ("expires_at".to_owned(), n(record.expires_at.unix_timestamp())),
         ]);
+        if let Some(key) = &record.ordering_key {
+            item.insert("ordering_key".to_owned(), s(key));
+        }
         let result = self
             .client
             .put_item()

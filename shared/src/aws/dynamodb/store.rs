@@ -425,6 +425,64 @@ impl Limits for DynamoStore {
         get_s(&item, "value")
     }
 
+    async fn reserve_slot(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        interval: std::time::Duration,
+    ) -> Result<OffsetDateTime> {
+        // No read-modify-write: an idle sender's slot is `now` (a write conditional on the last
+        // slot having ended), a busy one's is the end of the last (an atomic ADD conditional on
+        // it not having ended). A race between the two tries the other again.
+        let interval = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
+        let (pk, now_nanos) = (s(format!("PACE#{key}")), nanos(now));
+        // Idle for a day, the item goes (TTL); its slots were long over.
+        let expires = n((now + time::Duration::days(1)).unix_timestamp());
+        for _ in 0..8 {
+            let idle = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", pk.clone())
+                .key("SK", s("PACE"))
+                .update_expression("SET next_slot = :next, expires_at = :expires")
+                .condition_expression("attribute_not_exists(next_slot) OR next_slot <= :now")
+                .expression_attribute_values(":next", n(now_nanos.saturating_add(interval)))
+                .expression_attribute_values(":now", n(now_nanos))
+                .expression_attribute_values(":expires", expires.clone())
+                .send()
+                .await;
+            match idle {
+                Ok(_) => return Ok(now),
+                Err(err) if condition_failed(&err) => {}
+                Err(err) => return Err(sdk_error("DynamoDB UpdateItem (pace)", err)),
+            }
+            let busy = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", pk.clone())
+                .key("SK", s("PACE"))
+                .update_expression("SET next_slot = next_slot + :interval, expires_at = :expires")
+                .condition_expression("next_slot > :now")
+                .expression_attribute_values(":interval", n(interval))
+                .expression_attribute_values(":now", n(now_nanos))
+                .expression_attribute_values(":expires", expires.clone())
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match busy {
+                Ok(out) => {
+                    let next: i64 = get_n(&out.attributes.unwrap_or_default(), "next_slot")?;
+                    return time_from(next.saturating_sub(interval));
+                }
+                Err(err) if condition_failed(&err) => {}
+                Err(err) => return Err(sdk_error("DynamoDB UpdateItem (pace)", err)),
+            }
+        }
+        Err(Error::internal(format!("the pace of {key} kept changing under its reservation")))
+    }
+
     async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
         // One atomic counter per client and window, shared by every Lambda instance.
         let out = self

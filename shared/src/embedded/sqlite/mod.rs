@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -137,36 +137,34 @@ const ADD_SECRETS: &str = "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY
 /// Version 8: the headers of each attempt's request, as sent (JSON pairs).
 const ADD_REQUEST_HEADERS: &str = "ALTER TABLE attempts ADD COLUMN request_headers TEXT NOT NULL DEFAULT '[]';";
 
+/// Version 9: delivery options (rate limit, ordering) on subscriptions; ordered jobs wait in
+/// their line on the queue (`line`, parked until the job ahead of them leaves); the next free
+/// slot of each rate-limited subscription; the ordering key a message was published with.
+const ADD_DELIVERY_OPTIONS: &str = "ALTER TABLE subscriptions ADD COLUMN delivery TEXT NOT NULL DEFAULT '{}'; \
+                                    ALTER TABLE queue ADD COLUMN line TEXT; \
+                                    CREATE INDEX IF NOT EXISTS queue_by_line ON queue (line, id) WHERE line IS NOT NULL; \
+                                    CREATE TABLE IF NOT EXISTS paces (key TEXT PRIMARY KEY, next INTEGER NOT NULL); \
+                                    ALTER TABLE publishes ADD COLUMN ordering_key TEXT;";
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // STEPS[n] brings a file from version n to n + 1 (version 0: a new file).
+    const STEPS: [&str; SCHEMA_VERSION as usize] = [
+        SCHEMA,
+        ADD_CLIENT_SECRET,
+        ADD_EXPIRY_INDEXES,
+        ADD_PREVIOUS_SIGNING_KEYS,
+        DROP_EVENT_INDEX,
+        ADD_NONCES,
+        ADD_SECRETS,
+        ADD_REQUEST_HEADERS,
+        ADD_DELIVERY_OPTIONS,
+    ];
     let steps = match version {
-        0 => vec![
-            SCHEMA,
-            ADD_CLIENT_SECRET,
-            ADD_EXPIRY_INDEXES,
-            ADD_PREVIOUS_SIGNING_KEYS,
-            DROP_EVENT_INDEX,
-            ADD_NONCES,
-            ADD_SECRETS,
-            ADD_REQUEST_HEADERS,
-        ],
-        1 => vec![
-            ADD_CLIENT_SECRET,
-            ADD_EXPIRY_INDEXES,
-            ADD_PREVIOUS_SIGNING_KEYS,
-            DROP_EVENT_INDEX,
-            ADD_NONCES,
-            ADD_SECRETS,
-            ADD_REQUEST_HEADERS,
-        ],
-        2 => vec![ADD_EXPIRY_INDEXES, ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
-        3 => vec![ADD_PREVIOUS_SIGNING_KEYS, DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
-        4 => vec![DROP_EVENT_INDEX, ADD_NONCES, ADD_SECRETS],
-        5 => vec![ADD_NONCES, ADD_SECRETS],
-        6 => vec![ADD_SECRETS],
         SCHEMA_VERSION => return Ok(()),
+        known @ 0..SCHEMA_VERSION => STEPS[known as usize..].to_vec(),
         other => {
             return Err(Error::internal(format!(
                 "{} has schema version {other}; this build of Tidings reads version {SCHEMA_VERSION}",
@@ -223,6 +221,10 @@ pub struct SqliteBackend {
     path: PathBuf,
     /// Wakes the consumer in this process (the worker of `tidings serve`) when jobs were queued.
     jobs_queued: tokio::sync::Notify,
+    /// When the earliest delayed job becomes due (nanoseconds; `i64::MAX`: none known), so the
+    /// worker wakes for it rather than at its next idle poll (a paced job's slot is to the
+    /// millisecond).
+    next_due: std::sync::atomic::AtomicI64,
 }
 
 impl SqliteBackend {
@@ -263,6 +265,7 @@ impl SqliteBackend {
             clock,
             path: path.to_owned(),
             jobs_queued: Default::default(),
+            next_due: std::sync::atomic::AtomicI64::new(i64::MAX),
         })
     }
 
@@ -348,6 +351,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_of_every_earlier_version_is_upgraded_to_one_that_stores_everything() {
+        use crate::ports::SubscriptionStore;
+        for version in 1..SCHEMA_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = SqliteBackend::file_in(dir.path());
+            {
+                let old = Connection::open(&path).unwrap();
+                let steps = [
+                    SCHEMA,
+                    ADD_CLIENT_SECRET,
+                    ADD_EXPIRY_INDEXES,
+                    ADD_PREVIOUS_SIGNING_KEYS,
+                    DROP_EVENT_INDEX,
+                    ADD_NONCES,
+                    ADD_SECRETS,
+                    ADD_REQUEST_HEADERS,
+                ];
+                old.execute_batch(&steps[..version as usize].concat()).unwrap();
+                old.pragma_update(None, "user_version", version).unwrap();
+            }
+            let backend = SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap();
+            let org = crate::domain::OrganizationId(Uuid::new_v4());
+            let mut sub = crate::domain::Subscription::new(
+                org,
+                Uuid::new_v4(),
+                crate::domain::Dialect::Zettle,
+                vec![],
+                "https://x.example",
+                time::OffsetDateTime::now_utc(),
+            );
+            sub.delivery.ordered = true;
+            backend.create_subscription(&sub).await.unwrap_or_else(|e| panic!("version {version}: {e}"));
+            assert_eq!(backend.get_subscription(org, sub.id).await.unwrap(), Some(sub), "version {version}");
+            let attempt = crate::domain::AttemptRecord {
+                organization: org,
+                subscription_id: Uuid::nil(),
+                message_id: "m".into(),
+                event_name: "e".into(),
+                attempt: 1,
+                at: time::OffsetDateTime::now_utc(),
+                status: Some(200),
+                latency_ms: 1,
+                response_excerpt: String::new(),
+                error: None,
+                request_headers: vec![("a".into(), "b".into())],
+            };
+            crate::ports::MessageLog::record_attempts(&backend, &[attempt])
+                .await
+                .unwrap_or_else(|e| panic!("version {version}: {e}"));
+        }
+    }
+
+    #[tokio::test]
     async fn the_purge_deletes_only_what_is_past_its_retention_and_at_most_the_limit_per_kind() {
         use crate::domain::PublishRecord;
         use crate::ports::PublishLog;
@@ -378,6 +434,7 @@ mod tests {
             subscriptions: 0,
             created_at: now - time::Duration::days(8),
             expires_at: now + time::Duration::days(expires_in_days),
+            ordering_key: None,
         };
         for record in [message("expired-1", -1), message("expired-2", -2), message("kept", 1)] {
             backend.publish(&record, &[], time::Duration::hours(24)).await.unwrap();

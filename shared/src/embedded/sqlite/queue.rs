@@ -6,6 +6,7 @@ use crate::ports::{PublishLog, Queue, ReceivedJob};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[async_trait]
@@ -29,8 +30,8 @@ impl PublishLog for SqliteBackend {
                     }
                 }
                 conn.prepare_cached(
-                    "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at, ordering_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     record.organization.to_string(),
@@ -39,7 +40,8 @@ impl PublishLog for SqliteBackend {
                     record.payload,
                     record.subscriptions,
                     to_nanos(record.created_at),
-                    to_nanos(record.expires_at)
+                    to_nanos(record.expires_at),
+                    record.ordering_key
                 ])?;
                 insert_jobs(conn, &jobs, visible_at)?;
                 Ok(None)
@@ -52,29 +54,71 @@ impl PublishLog for SqliteBackend {
     }
 }
 
-/// Jobs as stored, serialized by the caller so the writer thread only writes.
-fn serialize_jobs(jobs: &[DeliveryJob]) -> Result<Vec<String>> {
-    jobs.iter().map(|job| Ok(serde_json::to_string(job)?)).collect()
+/// A job as stored: serialized by the caller so the writer thread only writes, with its line.
+struct StoredJob {
+    job: String,
+    line: Option<String>,
 }
 
-fn insert_jobs(conn: &Connection, jobs: &[String], visible_at: i64) -> Result<()> {
-    let mut insert = conn.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
-    for job in jobs {
-        insert.execute(params![job, visible_at])?;
+fn serialize_jobs(jobs: &[DeliveryJob]) -> Result<Vec<StoredJob>> {
+    jobs.iter().map(|job| Ok(StoredJob { job: serde_json::to_string(job)?, line: line_of(job) })).collect()
+}
+
+/// The queue's name for a job's line: unique across organizations and subscriptions.
+fn line_of(job: &DeliveryJob) -> Option<String> {
+    job.line.as_ref().map(|line| format!("{}/{}/{line}", job.organization, job.subscription_id))
+}
+
+/// The `visible_at` of a job waiting behind an earlier one of its line: never due by time, only
+/// when the job ahead of it leaves the queue (acknowledged or dead-lettered).
+const PARKED: i64 = i64::MAX;
+
+fn insert_jobs(conn: &Connection, jobs: &[StoredJob], visible_at: i64) -> Result<()> {
+    let mut insert = conn.prepare_cached("INSERT INTO queue (job, visible_at, line) VALUES (?1, ?2, ?3)")?;
+    let mut line_busy = conn.prepare_cached("SELECT 1 FROM queue WHERE line = ?1 LIMIT 1")?;
+    for StoredJob { job, line } in jobs {
+        let parked = match line {
+            Some(line) => line_busy.exists(params![line])?,
+            None => false,
+        };
+        insert.execute(params![job, if parked { PARKED } else { visible_at }, line])?;
     }
     Ok(())
+}
+
+/// Removes a job from the queue; the next job of its line, if any, is due at once. Returns
+/// whether the job was there (held by `receipt`).
+fn remove_job(conn: &Connection, id: i64, receipt: &str, now: i64) -> Result<bool> {
+    let line: Option<Option<String>> = conn
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2 RETURNING line")?
+        .query_row(params![id, receipt], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(line)) = &line {
+        conn.prepare_cached(
+            "UPDATE queue SET visible_at = ?2 WHERE id = (SELECT MIN(id) FROM queue WHERE line = ?1) AND visible_at = ?3",
+        )?
+        .execute(params![line, now, PARKED])?;
+    }
+    Ok(line.is_some())
 }
 
 pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
     let row = conn
         .prepare_cached(
-            "SELECT event_name, payload, subscriptions, created_at, expires_at FROM publishes WHERE org = ?1 AND message_id = ?2",
+            "SELECT event_name, payload, subscriptions, created_at, expires_at, ordering_key FROM publishes WHERE org = ?1 AND message_id = ?2",
         )?
         .query_row(params![org.to_string(), message_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
         })
         .optional()?;
-    row.map(|(event_name, payload, subscriptions, created_at, expires_at)| {
+    row.map(|(event_name, payload, subscriptions, created_at, expires_at, ordering_key)| {
         Ok(PublishRecord {
             organization: org,
             message_id: message_id.to_owned(),
@@ -83,6 +127,7 @@ pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &
             subscriptions,
             created_at: from_nanos(created_at)?,
             expires_at: from_nanos(expires_at)?,
+            ordering_key,
         })
     })
     .transpose()
@@ -94,6 +139,7 @@ impl SqliteBackend {
     async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<String>) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
         let receipt = receipt.to_owned();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -121,11 +167,14 @@ impl Queue for SqliteBackend {
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let jobs = serialize_jobs(jobs)?;
         self.write(move |conn| insert_jobs(conn, &jobs, visible_at)).await?;
+        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
         self.jobs_queued.notify_one();
         Ok(())
     }
 
     async fn wait_for_jobs(&self, timeout: Duration) {
+        let until_due = self.next_due.load(Ordering::Relaxed).saturating_sub(self.now_nanos()).max(0);
+        let timeout = timeout.min(Duration::from_nanos(until_due as u64));
         let _ = tokio::time::timeout(timeout, self.jobs_queued.notified()).await;
     }
 
@@ -151,9 +200,16 @@ impl Queue for SqliteBackend {
                 let job: DeliveryJob = serde_json::from_str(&job).map_err(|e| corrupt("queued job", e))?;
                 taken.push(ReceivedJob::new(receipt, job));
             }
-            Ok(taken)
+            let next_due: Option<i64> = conn
+                .prepare_cached("SELECT MIN(visible_at) FROM queue WHERE visible_at > ?1 AND visible_at < ?2")?
+                .query_row(params![now, PARKED], |r| r.get(0))?;
+            Ok((taken, next_due.unwrap_or(PARKED)))
         })
         .await
+        .map(|(taken, next_due)| {
+            self.next_due.store(next_due, Ordering::Relaxed);
+            taken
+        })
     }
 
     async fn ack(&self, receipt: &str) -> Result<()> {
@@ -162,14 +218,20 @@ impl Queue for SqliteBackend {
 
     async fn ack_many(&self, receipts: &[String]) -> Result<()> {
         let receipts = receipts.iter().map(|r| Ok((parse_receipt(r)?, r.clone()))).collect::<Result<Vec<_>>>()?;
-        self.write(move |conn| {
-            let mut delete = conn.prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2")?;
-            for ((id, _), receipt) in &receipts {
-                delete.execute(params![id, receipt])?;
-            }
-            Ok(())
-        })
-        .await
+        let now = self.now_nanos();
+        let lines_moved = self
+            .write(move |conn| {
+                let mut lines_moved = false;
+                for ((id, _), receipt) in &receipts {
+                    lines_moved |= remove_job(conn, *id, receipt, now)?;
+                }
+                Ok(lines_moved)
+            })
+            .await?;
+        if lines_moved {
+            self.jobs_queued.notify_one();
+        }
+        Ok(())
     }
 
     async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()> {
@@ -177,6 +239,7 @@ impl Queue for SqliteBackend {
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let receipt = received.receipt.clone();
         let job = serde_json::to_string(&received.job.next_attempt(None))?;
+        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
         // The row's visibility carries the delay; the job carries the attempt it used up.
         // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.write(move |conn| {
@@ -187,6 +250,11 @@ impl Queue for SqliteBackend {
             Ok(())
         })
         .await
+    }
+
+    fn lateness(&self) -> Duration {
+        // The worker wakes when the earliest delayed job is due; the rest is one queue read.
+        Duration::from_millis(10)
     }
 
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
@@ -204,14 +272,15 @@ impl Queue for SqliteBackend {
         let receipt = receipt.to_owned();
         let job = serde_json::to_string(job)?;
         self.write(move |conn| {
-            let removed = conn.execute("DELETE FROM queue WHERE id = ?1 AND receipt = ?2", params![id, receipt])?;
             // Only the current holder of the receipt may move it, so a job is never dead-lettered twice.
-            if removed == 1 {
+            if remove_job(conn, id, &receipt, now)? {
                 conn.execute("INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)", params![job, now])?;
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.jobs_queued.notify_one();
+        Ok(())
     }
 
     async fn recover_in_flight(&self) -> Result<usize> {
@@ -235,12 +304,11 @@ impl Queue for SqliteBackend {
                     select.query_map(params![limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            let mut insert = conn.prepare_cached("INSERT INTO queue (job, visible_at) VALUES (?1, ?2)")?;
             let mut delete = conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
             for (id, job) in &letters {
                 let job: DeliveryJob = serde_json::from_str(job).map_err(|e| corrupt("dead letter", e))?;
-                // Replayed with a full schedule ahead of it.
-                insert.execute(params![serde_json::to_string(&job.fresh())?, now])?;
+                // Replayed with a full schedule ahead of it, at the end of its line.
+                insert_jobs(conn, &serialize_jobs(&[job.fresh()])?, now)?;
                 delete.execute(params![id])?;
             }
             Ok(letters.len())

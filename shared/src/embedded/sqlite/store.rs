@@ -30,11 +30,12 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
         updated_at: from_nanos(row.get(10)?)?,
         failing_since: row.get::<_, Option<i64>>(11)?.map(from_nanos).transpose()?,
         previous_signing_keys: serde_json::from_str(&get(12)?).map_err(|e| corrupt("previous signing keys", e))?,
+        delivery: serde_json::from_str(&get(13)?).map_err(|e| corrupt("delivery options", e))?,
     })
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
-                                    signing_key, created_at, updated_at, failing_since, previous_signing_keys";
+                                    signing_key, created_at, updated_at, failing_since, previous_signing_keys, delivery";
 
 fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
     let scopes: String = row.get(3)?;
@@ -76,7 +77,7 @@ fn read_subscription(conn: &Connection, org: OrganizationId, id: Uuid) -> Result
     }
 }
 
-fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 13]> {
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 14]> {
     Ok([
         Box::new(s.organization.to_string()),
         Box::new(s.id.to_string()),
@@ -91,6 +92,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 13
         Box::new(to_nanos(s.updated_at)),
         Box::new(s.failing_since.map(to_nanos)),
         Box::new(serde_json::to_string(&s.previous_signing_keys)?),
+        Box::new(serde_json::to_string(&s.delivery)?),
     ])
 }
 
@@ -101,7 +103,7 @@ impl SubscriptionStore for SqliteBackend {
         self.write(move |conn| {
             let values = subscription_params(&subscription)?;
             let inserted = conn.execute(
-                &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 rusqlite::params_from_iter(values.iter()),
             )?;
             if inserted == 0 {
@@ -137,7 +139,7 @@ impl SubscriptionStore for SqliteBackend {
             let updated = conn.execute(
                 "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
                  contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12, \
-                 previous_signing_keys = ?13 WHERE org = ?1 AND id = ?2 AND updated_at = ?14",
+                 previous_signing_keys = ?13, delivery = ?14 WHERE org = ?1 AND id = ?2 AND updated_at = ?15",
                 rusqlite::params_from_iter(values.iter()),
             )?;
             if updated == 0 {
@@ -419,6 +421,30 @@ impl Limits for SqliteBackend {
                 .query_row(params![name], |r| r.get(0))?)
         })
         .await
+    }
+
+    async fn reserve_slot(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        interval: std::time::Duration,
+    ) -> Result<OffsetDateTime> {
+        let (key, now, interval) = (key.to_owned(), to_nanos(now), super::duration_nanos(interval));
+        let slot = self
+            .write(move |conn| {
+                let next: Option<i64> = conn
+                    .prepare_cached("SELECT next FROM paces WHERE key = ?1")?
+                    .query_row(params![key], |r| r.get(0))
+                    .optional()?;
+                let slot = next.map_or(now, |next| next.max(now));
+                conn.prepare_cached(
+                    "INSERT INTO paces (key, next) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET next = excluded.next",
+                )?
+                .execute(params![key, slot.saturating_add(interval)])?;
+                Ok(slot)
+            })
+            .await?;
+        from_nanos(slot)
     }
 
     async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {

@@ -1,0 +1,71 @@
+//! `tidings delivery-options`: show or set a subscription's rate limit and ordering.
+
+use clap::Args;
+use tidings::domain::{DeliveryOptions, OrganizationId, RateLimit};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::parse::{parse_org, parse_uuid};
+use crate::stores::{open_store, StoreArgs};
+
+#[derive(Args)]
+pub(crate) struct DeliveryOptionsArgs {
+    #[command(flatten)]
+    data: StoreArgs,
+    /// The subscription's organization.
+    #[arg(long, value_parser = parse_org)]
+    org: OrganizationId,
+    /// The subscription (a Zettle uuid, a Metro id, a Lagerkoll guid).
+    #[arg(long, value_parser = parse_uuid)]
+    subscription: Uuid,
+    /// At most this many requests a second to its endpoint (0: no limit).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Requests beyond the rate any span may hold (default: a tenth of the rate, at least 1).
+    #[arg(long, requires = "rate")]
+    burst: Option<u32>,
+    /// Deliver messages of one ordering key one at a time, in publish order (`--ordered false`
+    /// to stop).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    ordered: Option<bool>,
+}
+
+/// Prints the options; with `--rate` or `--ordered`, changes those first (the rest stay).
+pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), String> {
+    let store = open_store(&args.data).await?;
+    let (org, id) = (args.org, args.subscription);
+    let current = store
+        .get_subscription(org, id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no subscription {id} in organization {org}"))?;
+    let mut options = current.delivery.clone();
+    if let Some(rate) = args.rate {
+        options.rate_limit = match rate {
+            0 => None,
+            rate => Some(RateLimit::new(rate, args.burst)?),
+        };
+    }
+    if let Some(ordered) = args.ordered {
+        options.ordered = ordered;
+    }
+    let options = if options == current.delivery {
+        options
+    } else {
+        tidings::subscriptions::set_delivery_options(&*store, OffsetDateTime::now_utc(), current, options)
+            .await
+            .map_err(|e| e.to_string())?
+            .delivery
+    };
+    println!("{}", describe(&options));
+    Ok(())
+}
+
+fn describe(options: &DeliveryOptions) -> String {
+    let rate = match options.rate_limit {
+        Some(limit) => format!("rate limit {}/s (burst {})", limit.per_second, limit.burst),
+        None => "no rate limit".to_owned(),
+    };
+    let order = if options.ordered { "ordered by key" } else { "unordered" };
+    format!("{rate}, {order}")
+}
