@@ -365,6 +365,25 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(page.locator("dd", has_text="ProductCreated")).to_be_visible()
             page.screenshot(path=shots / "16-edited.png", full_page=True)
 
+        def set_a_rate_limit_and_order():
+            page.goto(f"{base}/portal/#/s/{created['uuid']}")
+            expect(page.locator("#delivery-options")).to_have_text("no rate limit; unordered")
+            page.get_by_role("button", name="Rate limit and order").click()
+            page.get_by_label("Requests a second at most").fill("20")
+            page.get_by_label("Deliver in order").check()
+            page.get_by_role("button", name="Save limits").click()
+            expect(page.locator("#notice")).to_contain_text("Saved.")
+            expect(page.locator("#delivery-options")).to_have_text(
+                "at most 20 requests a second (burst 2); in order for each ordering key")
+            page.screenshot(path=shots / "24-rate-limit.png", full_page=True)
+            # A refused value says why and changes nothing.
+            page.get_by_role("button", name="Rate limit and order").click()
+            page.get_by_label("Burst").fill("999")
+            page.get_by_role("button", name="Save limits").click()
+            expect(page.locator("#notice")).to_contain_text("burst")
+            page.reload()
+            expect(page.locator("#delivery-options")).to_contain_text("at most 20 requests a second (burst 2)")
+
         def switch_off_and_on():
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
             page.get_by_role("button", name="Switch off").click()
@@ -456,6 +475,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("send a test event and watch its attempt appear", send_a_test_event),
             ("create a subscription: its signing key is shown once", create_a_subscription),
             ("edit a subscription's events", edit_a_subscription),
+            ("set a rate limit and ordered delivery", set_a_rate_limit_and_order),
             ("switch a subscription off and on", switch_off_and_on),
             ("rotate a signing key: the new one shown once", rotate_the_signing_key),
             ("delete a subscription, with a second click", delete_with_a_second_click),

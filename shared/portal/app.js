@@ -110,6 +110,41 @@ function subscriptionForm(id, submitLabel, values, events, onsubmit) {
   el("button", { type: "submit" }, submitLabel));
 }
 
+// A subscription's delivery options in words.
+function describeDelivery(options) {
+  const rate = options.rateLimit
+    ? `at most ${options.rateLimit.perSecond} requests a second (burst ${options.rateLimit.burst})`
+    : "no rate limit";
+  return `${rate}; ${options.ordered ? "in order for each ordering key" : "unordered"}`;
+}
+
+// The rate limit (empty: none) and ordering of a subscription, saved through the operators' route.
+function deliveryForm(uuid, options) {
+  const limit = options.rateLimit || {};
+  return el("form", { id: "delivery-form", class: "manage", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(event.target);
+    const perSecond = data.get("perSecond");
+    const burst = data.get("burst");
+    const body = {
+      rateLimit: perSecond ? { perSecond: Number(perSecond), ...(burst ? { burst: Number(burst) } : {}) } : null,
+      ordered: data.get("ordered") === "on",
+    };
+    try {
+      await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`, body);
+      notice("Saved.");
+      await route();
+    } catch (error) { notice(`Not saved: ${error.message}`); }
+  } },
+  el("label", {}, "Requests a second at most (empty: no limit)",
+    el("input", { name: "perSecond", id: "rate-per-second", type: "number", min: "1", max: "10000", step: "1", value: limit.perSecond || "" })),
+  el("label", {}, "Burst (empty: a tenth of the rate)",
+    el("input", { name: "burst", id: "rate-burst", type: "number", min: "1", step: "1", value: limit.burst || "" })),
+  el("label", { class: "choice" }, el("input", { type: "checkbox", name: "ordered", id: "ordered", checked: options.ordered }),
+    "Deliver in order for each ordering key (the next message waits until the one before is delivered or dead-lettered)"),
+  el("button", { type: "submit" }, "Save limits"));
+}
+
 const percent = (rate) => (rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %");
 const ms = (value) => (value === null || value === undefined ? "–" : value + " ms");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
@@ -181,9 +216,10 @@ async function subscriptionView(uuid, query) {
   const params = new URLSearchParams(query);
   const search = new URLSearchParams({ limit: "100" });
   for (const name of ["status", "event", "since"]) if (params.get(name)) search.set(name, params.get(name));
-  const [attempts, health] = await Promise.all([
+  const [attempts, health, delivery] = await Promise.all([
     call("GET", `organizations/self/subscriptions/${uuid}/attempts?${search}`),
     call("GET", `organizations/self/subscriptions/${uuid}/stats`),
+    call("GET", `organizations/self/subscriptions/${uuid}/delivery-options`),
   ]);
 
   const filters = el("form", { class: "filters", id: "filters", onsubmit: (event) => {
@@ -240,6 +276,7 @@ async function subscriptionView(uuid, query) {
       el("dt", {}, "Status"), el("dd", {}, el("span", { class: `status ${endpoint.status}`, id: "status" }, endpoint.status)),
       el("dt", {}, "API"), el("dd", {}, endpoint.dialect),
       el("dt", {}, "Events"), el("dd", {}, endpoint.eventNames.length ? endpoint.eventNames.join(", ") : "all events"),
+      el("dt", {}, "Delivery"), el("dd", { id: "delivery-options" }, describeDelivery(delivery)),
       el("dt", {}, "Last 24 h"), el("dd", { id: "health" }, `${health.attempts} attempts, ${percent(health.successRate)} delivered, p50 ${ms(health.latencyP50Ms)}, p99 ${ms(health.latencyP99Ms)}`)),
     el("div", { class: "actions" },
       el("button", { type: "button", id: "toggle", class: "secondary", onclick: async () => {
@@ -270,6 +307,9 @@ async function subscriptionView(uuid, query) {
         });
         document.getElementById("editing").replaceChildren(el("h2", {}, "Edit"), form);
       } }, "Edit") : null,
+      el("button", { type: "button", id: "limits", class: "secondary", onclick: () => {
+        document.getElementById("editing").replaceChildren(el("h2", {}, "Rate limit and order"), deliveryForm(uuid, delivery));
+      } }, "Rate limit and order"),
       el("button", { type: "button", id: "delete", class: "secondary", onclick: (event) => {
         event.target.replaceWith(el("button", { type: "button", id: "confirm-delete", class: "danger", onclick: async () => {
           try {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod delivery_e2e;
+mod delivery_options;
 mod delivery_routine;
 mod durability;
 mod isolation;

@@ -661,6 +661,8 @@ fn organization_routes(org: &str, sub: &str) -> Vec<(Method, String, Option<Valu
         (Method::POST, format!("{s}/replay-failed"), Some(json!({"since": "2026-01-01T00:00:00Z"}))),
         (Method::POST, format!("{s}/test"), Some(json!({}))),
         (Method::POST, format!("{s}/secret/rotate"), Some(json!({}))),
+        (Method::GET, format!("{s}/delivery-options"), None),
+        (Method::PUT, format!("{s}/delivery-options"), Some(json!({"rateLimit": {"perSecond": 5}, "ordered": true}))),
         (Method::GET, format!("/organizations/{org}/endpoints"), None),
         (Method::PATCH, format!("/organizations/{org}/endpoints/{sub}"), Some(json!({"active": false}))),
         (Method::DELETE, format!("/organizations/{org}/endpoints/{sub}"), None),

@@ -139,7 +139,6 @@ impl SqliteBackend {
     async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<String>) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
-        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
         let receipt = receipt.to_owned();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -149,7 +148,17 @@ impl SqliteBackend {
             .execute(params![id, receipt, visible_at, job])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.due_at(visible_at);
+        Ok(())
+    }
+
+    /// A job was written to become visible at `visible_at`: the worker wakes by then. It is
+    /// also woken now, to read the queue again: a read that ran beside this write may have
+    /// stored a later due time without seeing the job.
+    fn due_at(&self, visible_at: i64) {
+        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
+        self.jobs_queued.notify_one();
     }
 }
 
@@ -167,8 +176,7 @@ impl Queue for SqliteBackend {
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let jobs = serialize_jobs(jobs)?;
         self.write(move |conn| insert_jobs(conn, &jobs, visible_at)).await?;
-        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
-        self.jobs_queued.notify_one();
+        self.due_at(visible_at);
         Ok(())
     }
 
@@ -239,7 +247,6 @@ impl Queue for SqliteBackend {
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let receipt = received.receipt.clone();
         let job = serde_json::to_string(&received.job.next_attempt(None))?;
-        self.next_due.fetch_min(visible_at, Ordering::Relaxed);
         // The row's visibility carries the delay; the job carries the attempt it used up.
         // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.write(move |conn| {
@@ -249,7 +256,9 @@ impl Queue for SqliteBackend {
             .execute(params![id, receipt, visible_at, job])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.due_at(visible_at);
+        Ok(())
     }
 
     fn lateness(&self) -> Duration {

@@ -1,0 +1,246 @@
+//! Per-subscription delivery options: the operators' route and the CLI that set them, a rate
+//! limit the receiver can count on (requests per sliding 10 s window, counted at the receiver),
+//! and ordered delivery by key (no message of a key sent before the one published before it was
+//! delivered) through receiver failures and `kill -9` of `tidings serve`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tidings::domain::Scope;
+use tidings_tests::shaping::{self, Api, Ordered};
+use tidings_tests::stack::{DeployedStack, Options};
+use tidings_tests::{cli_key, new_org, tidings_cli, Receiver, ServeProcess, Stack};
+
+const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
+const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
+
+async fn subscribe(http: &reqwest::Client, base: &str, key: &str, uuid: &str, destination: &str) {
+    let response = http
+        .post(format!("{base}/organizations/self/subscriptions"))
+        .bearer_auth(key)
+        .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                      "destination": destination, "contactEmail": "ops@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+async fn call(http: &reqwest::Client, method: http::Method, url: &str, key: &str, body: Option<&str>) -> (u16, Value) {
+    let mut request = http.request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_bad_ones_change_nothing() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering(200).await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct]).await;
+    subscribe(&stack.http, &stack.base, &key, SUB, &receiver.url()).await;
+    let url = stack.url(&format!("/organizations/self/subscriptions/{SUB}/delivery-options"));
+    let get = || call(&stack.http, http::Method::GET, &url, &key, None);
+    let put = |body: &'static str| call(&stack.http, http::Method::PUT, &url, &key, Some(body));
+
+    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false})));
+    let set = put(r#"{"rateLimit": {"perSecond": 50}, "ordered": true}"#).await;
+    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 50, "burst": 5}, "ordered": true})));
+    assert_eq!(get().await, set);
+    let set = put(r#"{"rateLimit": {"perSecond": 3, "burst": 30}}"#).await;
+    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false})));
+
+    // Every refusal names its field in the Zettle error body, and leaves the options as they were.
+    for (body, field) in [
+        (r#"{"rateLimit": {"perSecond": 0}}"#, "rateLimit"),
+        (r#"{"rateLimit": {"perSecond": 10001}}"#, "rateLimit"),
+        (r#"{"rateLimit": {"perSecond": 50, "burst": 0}}"#, "rateLimit"),
+        (r#"{"rateLimit": {"perSecond": 50, "burst": 501}}"#, "rateLimit"),
+        (r#"{"rateLimit": {"perSecond": "50"}}"#, "perSecond"),
+        (r#"{"rateLimit": {"perSecond": 1.5}}"#, "perSecond"),
+        (r#"{"rateLimit": {"perSecond": -3}}"#, "perSecond"),
+        (r#"{"rateLimit": {"burst": 5}}"#, "perSecond"),
+        (r#"{"rateLimit": {"perSecond": 5, "throttleRate": 5}}"#, "throttleRate"),
+        (r#"{"rateLimit": 50}"#, "rateLimit"),
+        (r#"{"ordered": "yes"}"#, "ordered"),
+        (r#"{"throttleRate": 5}"#, "throttleRate"),
+    ] {
+        let (status, error) = put(body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["violations"][0]["propertyName"], field, "{body}: {error}");
+    }
+    let (status, error) = put("not json").await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(get().await, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false})));
+
+    // Left out is unset.
+    assert_eq!(put("{}").await, (200, json!({"rateLimit": null, "ordered": false})));
+
+    // Another organization's key does not find it; a key without the subscription's scope may not manage it.
+    let other = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let (status, _) = call(&stack.http, http::Method::GET, &url, &other, None).await;
+    assert_eq!(status, 404);
+    let narrow = stack.key(org, &[Scope::ReadPurchase]).await;
+    let (status, error) = call(&stack.http, http::Method::PUT, &url, &narrow, Some(r#"{"ordered": true}"#)).await;
+    assert_eq!(status, 403, "{error}");
+    let unknown = stack.url("/organizations/self/subscriptions/7a1d7a52-912c-11eb-a8b3-0242ac130003/delivery-options");
+    let (status, _) = call(&stack.http, http::Method::GET, &unknown, &key, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false})));
+
+    // An ordering key at publish is 1 to 128 characters.
+    let events = stack.url("/organizations/self/events");
+    for bad in [json!(""), json!("k".repeat(129)), json!(7)] {
+        let body = json!({"eventName": "ProductCreated", "payload": {}, "orderingKey": bad}).to_string();
+        let (status, error) = call(&stack.http, http::Method::POST, &events, &key, Some(&body)).await;
+        assert_eq!((status, &error["violations"][0]["propertyName"]), (400, &json!("orderingKey")), "{error}");
+    }
+    let body = json!({"eventName": "ProductCreated", "payload": {}, "orderingKey": "k".repeat(128)}).to_string();
+    let (status, answer) = call(&stack.http, http::Method::POST, &events, &key, Some(&body)).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test]
+async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let receiver = Receiver::answering(200).await;
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    subscribe(&http, &serve.base, &key, SUB, &receiver.url()).await;
+    serve.kill();
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["delivery-options", "--data-dir", data, "--org", ORG, "--subscription", SUB];
+        args.extend(extra);
+        let output = tidings_cli(&args);
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned(), output.stderr)
+    };
+    assert_eq!(run(&[]).1, "no rate limit, unordered");
+    assert_eq!(run(&["--rate", "20", "--ordered"]).1, "rate limit 20/s (burst 2), ordered by key");
+    assert_eq!(run(&["--burst", "4", "--rate", "8"]).1, "rate limit 8/s (burst 4), ordered by key");
+    let (ok, _, stderr) = run(&["--rate", "20", "--burst", "201"]);
+    assert!(!ok && String::from_utf8_lossy(&stderr).contains("burst"), "{}", String::from_utf8_lossy(&stderr));
+    let (ok, _, stderr) = run(&["--burst", "3"]);
+    assert!(!ok && String::from_utf8_lossy(&stderr).contains("--rate"), "{}", String::from_utf8_lossy(&stderr));
+    let unknown = tidings_cli(&["delivery-options", "--data-dir", data, "--org", ORG, "--subscription", ORG]);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("no subscription"));
+
+    // The serve that starts next delivers by them: the route shows what the CLI set.
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let url = serve.url(&format!("/organizations/self/subscriptions/{SUB}/delivery-options"));
+    let (status, options) = call(&http, http::Method::GET, &url, &key, None).await;
+    assert_eq!((status, options), (200, json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true})));
+    assert_eq!(run(&["--rate", "0", "--ordered", "false"]).1, "no rate limit, unordered");
+    serve.kill();
+}
+
+fn assert_rate(report: &shaping::RateReport) {
+    eprintln!(
+        "rate limit {}/s (burst {}), {} messages: {} delivered ({} repeats), most in any 10 s {} (allowed {}), \
+         delivered at {:.2}/s; unlimited neighbour p99 {:.1} ms alone, {:.1} ms beside the backlog \
+         ({} of its {} delivered when {} limited ones were)",
+        report.per_second,
+        report.burst,
+        report.messages,
+        report.delivered,
+        report.duplicates,
+        report.most_in_ten_seconds,
+        report.allowed_in_ten_seconds(),
+        report.delivered_per_second,
+        report.neighbour_p99_alone_ms,
+        report.neighbour_p99_beside_ms,
+        report.neighbour_delivered,
+        report.neighbour_published,
+        report.limited_when_neighbour_done,
+    );
+    assert_eq!(report.delivered, report.messages, "every limited message arrives");
+    assert!(report.most_in_ten_seconds <= report.allowed_in_ten_seconds(), "{report:?}");
+    let limit = report.per_second as f64;
+    assert!((limit * 0.9..=limit * 1.1).contains(&report.delivered_per_second), "{report:?}");
+    assert_eq!(report.neighbour_delivered, report.neighbour_published, "the neighbour's messages all arrive");
+    assert!(
+        report.limited_when_neighbour_done < report.messages / 2,
+        "the neighbour's messages waited behind the limited backlog: {report:?}"
+    );
+}
+
+/// 5,000 messages published at once to a subscription limited to 50/s on `tidings serve`'s
+/// stack: at most 505 in any 10 s, delivered at 50/s ± 10 %, every one; an unlimited neighbour
+/// publishing beside the backlog gets all of its messages while the backlog is young.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_subscription_gets_no_more_than_its_limit_in_any_ten_seconds() {
+    let stack = Stack::local().await;
+    let limited = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, 5_000, (50, 5), 200).await;
+    assert_rate(&report);
+}
+
+/// The same promise on the deployed stack under emulation, with three delivery function
+/// instances on each lane taking slots from one DynamoDB item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_holds_across_delivery_instances_on_the_deployed_stack() {
+    let options = Options { event_source_concurrency: 3, ingest_instances: 2, ..Options::default() };
+    let stack = DeployedStack::start(options).await;
+    let limited = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+    let neighbour = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 1_500, (50, 5), 100).await;
+    assert_rate(&report);
+}
+
+/// 10,000 events over 100 keys to an ordered subscription whose receiver fails one request in
+/// twenty, while `tidings serve` is killed with `kill -9` three times: no message of a key is
+/// sent before the one published before it was delivered, and every message is delivered.
+#[tokio::test]
+async fn ordered_delivery_keeps_each_keys_order_through_failures_and_kill_9() {
+    let run = Ordered { keys: 100, per_key: 100 };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let behaviour = shaping::failing_one_in_twenty();
+    let receiver = Receiver::behaving(behaviour.clone()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve_on = || {
+        let mut command = std::process::Command::new(tidings_tests::tidings_binary());
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", dir.path().to_str().unwrap()]);
+        command.args(["--retry-schedule", "0s,100ms,200ms,400ms,800ms,1s,1s,1s"]);
+        ServeProcess::spawn(command, std::process::Stdio::null())
+    };
+    let mut serve = serve_on();
+    let publishing = run.publish(&Api::new(&serve.base), &key, &receiver.url()).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        serve.kill();
+        serve = serve_on();
+    }
+    publishing.await.unwrap();
+    let report = run.check(&receiver, &behaviour, Duration::from_secs(180)).await;
+    eprintln!("ordered on tidings serve, kill -9 x3, 5 % failures: {report:?}, {:.1}/s overall", report.per_second());
+    assert_eq!(report.out_of_order, 0, "{report:?}");
+    assert_eq!(report.delivered, report.messages, "{report:?}");
+    serve.kill();
+}
+
+/// Ordered delivery on the deployed stack under emulation, three delivery instances a lane:
+/// the per-key lines in DynamoDB keep each key's order through 5 % receiver failures (each a
+/// retry through the slow lane).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ordered_delivery_keeps_each_keys_order_on_the_deployed_stack() {
+    let run = Ordered { keys: 20, per_key: 25 };
+    let options = Options { event_source_concurrency: 3, ingest_instances: 2, ..Options::default() };
+    let stack = DeployedStack::start(options).await;
+    let key = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+    let behaviour = shaping::failing_one_in_twenty();
+    let receiver = Receiver::behaving(behaviour.clone()).await;
+    run.publish(&Api::new(stack.url("")), &key, &receiver.url()).await.await.unwrap();
+    let report = run.check(&receiver, &behaviour, Duration::from_secs(180)).await;
+    eprintln!("ordered on the deployed stack, 5 % failures: {report:?}, {:.1}/s overall", report.per_second());
+    assert_eq!(report.out_of_order, 0, "{report:?}");
+    assert_eq!(report.delivered, report.messages, "{report:?}");
+}

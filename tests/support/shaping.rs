@@ -1,0 +1,340 @@
+//! The rate-limit and ordered-delivery scenarios, on either host, through HTTP the way users
+//! load the system: shared by the tests (which assert their counts) and the benchmark (which
+//! prints their figures).
+//!
+//! - Rate: messages published at once to a subscription limited to `perSecond`; the receiver
+//!   records when each request came, and the most requests in any sliding 10 s is counted to
+//!   the microsecond. An unlimited neighbour organization publishes at 10/s alone, then beside
+//!   the backlog; its publish→receipt p99 is measured both times.
+//! - Order: messages over keys, one producer a key publishing its messages in order, to an
+//!   ordered subscription whose receiver fails one request in twenty; for each key, no request
+//!   for message n+1 may come before message n got a 2xx.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::{Behaviour, Received, Receiver};
+
+/// An API to load: its base URL (with the stage, on the deployed stack) and a client.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Api {
+        Api { base: base.into(), http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Subscribes the key's organization to ProductCreated at `destination`; returns its uuid.
+    pub async fn subscribe(&self, key: &str, destination: &str) -> String {
+        let uuid = uuid::Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string();
+        let response = self
+            .http
+            .post(self.url("/organizations/self/subscriptions"))
+            .bearer_auth(key)
+            .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                          "destination": destination, "contactEmail": "ops@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        uuid
+    }
+
+    /// Replaces a subscription's delivery options through the operators' route.
+    pub async fn set_delivery_options(&self, key: &str, subscription: &str, options: Value) -> Value {
+        let response = self
+            .http
+            .put(self.url(&format!("/organizations/self/subscriptions/{subscription}/delivery-options")))
+            .bearer_auth(key)
+            .json(&options)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Publishes a ProductCreated, retrying (connection refused while `tidings serve`
+    /// restarts, a 5xx) until it is acknowledged with a 202.
+    pub async fn publish(&self, key: &str, body: &Value) {
+        loop {
+            let sent = self.http.post(self.url("/organizations/self/events")).bearer_auth(key).json(body).send().await;
+            match sent {
+                Ok(response) if response.status() == 202 => return,
+                Ok(response) if response.status().is_client_error() => {
+                    panic!("publish refused: {} {}", response.status(), response.text().await.unwrap_or_default())
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// What the rate scenario saw.
+#[derive(Debug)]
+pub struct RateReport {
+    pub messages: usize,
+    pub per_second: u32,
+    pub burst: u32,
+    /// Distinct messages the limited receiver got, and requests beyond one a message.
+    pub delivered: usize,
+    pub duplicates: usize,
+    /// The most requests in any 10 s, and the rate from the first request to the last.
+    pub most_in_ten_seconds: usize,
+    pub delivered_per_second: f64,
+    /// The neighbour's messages received (of `neighbour_published`), and its p99s.
+    pub neighbour_published: usize,
+    pub neighbour_delivered: usize,
+    pub neighbour_p99_alone_ms: f64,
+    pub neighbour_p99_beside_ms: f64,
+    /// How many of the limited messages had arrived when the neighbour's last one had.
+    pub limited_when_neighbour_done: usize,
+}
+
+impl RateReport {
+    /// The promise: at most limit × 10 + burst in any 10 s.
+    pub fn allowed_in_ten_seconds(&self) -> usize {
+        self.per_second as usize * 10 + self.burst as usize
+    }
+}
+
+/// The most requests in any sliding 10 s, and the rate from the first to the last.
+fn rate_seen(deliveries: &[Received]) -> (usize, f64) {
+    let mut times: Vec<SystemTime> = deliveries.iter().map(|d| d.at).collect();
+    times.sort();
+    let window = Duration::from_secs(10);
+    let (mut most, mut end) = (0, 0);
+    for start in 0..times.len() {
+        while end < times.len() && times[end].duration_since(times[start]).unwrap() < window {
+            end += 1;
+        }
+        most = most.max(end - start);
+    }
+    let span = times.last().unwrap().duration_since(times[0]).unwrap().as_secs_f64();
+    (most, (times.len() - 1) as f64 / span.max(f64::EPSILON))
+}
+
+/// Publish→receipt latencies of the messages `sent` (message id → when), in ms, sorted.
+fn latencies(sent: &HashMap<String, SystemTime>, receiver: &Receiver) -> Vec<f64> {
+    let mut latencies: Vec<f64> = receiver
+        .deliveries()
+        .iter()
+        .filter_map(|d| {
+            let at = sent.get(d.json()["messageId"].as_str()?)?;
+            Some(d.at.duration_since(*at).unwrap_or_default().as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+fn p99(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1],
+    }
+}
+
+/// Publishes `count` messages named `{prefix}-{n}` at `per_second` (0: as fast as 16 producers
+/// go); returns when each was published.
+async fn publish_paced(
+    api: &Api,
+    key: &str,
+    prefix: &str,
+    count: usize,
+    per_second: u32,
+) -> HashMap<String, SystemTime> {
+    use futures::StreamExt;
+    if per_second == 0 {
+        let sent = futures::stream::iter(0..count)
+            .map(|n| async move {
+                let id = format!("{prefix}-{n}");
+                let at = SystemTime::now();
+                api.publish(key, &json!({"eventName": "ProductCreated", "messageId": id, "payload": {"n": n}})).await;
+                (id, at)
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        return sent.into_iter().collect();
+    }
+    let mut sent = HashMap::new();
+    let every = Duration::from_secs(1) / per_second;
+    let start = Instant::now();
+    for n in 0..count {
+        tokio::time::sleep_until((start + every * n as u32).into()).await;
+        let id = format!("{prefix}-{n}");
+        sent.insert(id.clone(), SystemTime::now());
+        api.publish(key, &json!({"eventName": "ProductCreated", "messageId": id, "payload": {"n": n}})).await;
+    }
+    sent
+}
+
+/// Runs the rate scenario: `messages` to a subscription limited to `per_second` (burst
+/// `burst`), the neighbour's 50 messages alone and then `neighbour` beside the backlog.
+pub async fn rate_limited(
+    api: &Api,
+    limited_key: &str,
+    neighbour_key: &str,
+    messages: usize,
+    (per_second, burst): (u32, u32),
+    neighbour: usize,
+) -> RateReport {
+    let limited = Receiver::answering(200).await;
+    let unlimited = Receiver::answering(200).await;
+    let subscription = api.subscribe(limited_key, &limited.url()).await;
+    let options = json!({"rateLimit": {"perSecond": per_second, "burst": burst}});
+    api.set_delivery_options(limited_key, &subscription, options).await;
+    api.subscribe(neighbour_key, &unlimited.url()).await;
+
+    let alone = publish_paced(api, neighbour_key, "alone", 50, 10).await;
+    unlimited.wait_for(50, Duration::from_secs(30)).await;
+    let p99_alone = p99(&latencies(&alone, &unlimited));
+
+    let backlog = {
+        let (api, key) = (api.clone(), limited_key.to_owned());
+        tokio::spawn(async move { publish_paced(&api, &key, "limited", messages, 0).await })
+    };
+    // The neighbour starts once the backlog is building.
+    limited.wait_for(1, Duration::from_secs(30)).await;
+    let beside = publish_paced(api, neighbour_key, "beside", neighbour, 10).await;
+    let neighbour_delivered = unlimited.wait_for(50 + neighbour, Duration::from_secs(60)).await.len() - 50;
+    let limited_when_neighbour_done = limited.deliveries().len();
+    let p99_beside = p99(&latencies(&beside, &unlimited));
+    backlog.await.unwrap();
+
+    let expected = messages as f64 / per_second as f64;
+    let delivered = limited.wait_for(messages, Duration::from_secs_f64(expected * 1.5 + 60.0)).await;
+    let unique: BTreeSet<String> = delivered.iter().map(|d| d.header("webhook-id")).collect();
+    let (most, rate) = rate_seen(&delivered);
+    RateReport {
+        messages,
+        per_second,
+        burst,
+        delivered: unique.len(),
+        duplicates: delivered.len() - unique.len(),
+        most_in_ten_seconds: most,
+        delivered_per_second: rate,
+        neighbour_published: neighbour,
+        neighbour_delivered,
+        neighbour_p99_alone_ms: p99_alone,
+        neighbour_p99_beside_ms: p99_beside,
+        limited_when_neighbour_done,
+    }
+}
+
+/// The ordered scenario's shape: `keys` keys of `per_key` messages each.
+#[derive(Debug, Clone, Copy)]
+pub struct Ordered {
+    pub keys: usize,
+    pub per_key: usize,
+}
+
+/// A receiver behaviour answering 500 to one request in twenty (5 %), 200 to the rest.
+pub fn failing_one_in_twenty() -> Behaviour {
+    Arc::new(|n| (if n % 20 == 7 { 500 } else { 200 }, Duration::ZERO))
+}
+
+/// What the ordered scenario saw.
+#[derive(Debug)]
+pub struct OrderedReport {
+    pub messages: usize,
+    pub keys: usize,
+    /// Requests the receiver got (failed ones and repeats included).
+    pub requests: usize,
+    /// Messages that got a 2xx, and requests that came before their key's previous message
+    /// was delivered.
+    pub delivered: usize,
+    pub out_of_order: usize,
+    /// From the first request to the last delivery.
+    pub seconds: f64,
+}
+
+impl OrderedReport {
+    pub fn per_second(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    pub fn per_key_per_second(&self) -> f64 {
+        self.per_second() / self.keys as f64
+    }
+}
+
+impl Ordered {
+    /// Makes the subscription ordered, then publishes every message, one producer a key (16
+    /// at once), each key's in order. Returns at once; the task ends when all are acknowledged.
+    pub async fn publish(self, api: &Api, key: &str, destination: &str) -> tokio::task::JoinHandle<()> {
+        let subscription = api.subscribe(key, destination).await;
+        api.set_delivery_options(key, &subscription, json!({"ordered": true})).await;
+        let (api, key) = (api.clone(), key.to_owned());
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            futures::stream::iter(0..self.keys)
+                .for_each_concurrent(16, |k| {
+                    let (api, key) = (&api, &key);
+                    async move {
+                        for seq in 0..self.per_key {
+                            let ordering_key = format!("key-{k}");
+                            let body = json!({"eventName": "ProductCreated", "messageId": format!("{ordering_key}-{seq}"),
+                                              "orderingKey": ordering_key, "payload": {"key": ordering_key, "seq": seq}});
+                            api.publish(key, &body).await;
+                        }
+                    }
+                })
+                .await;
+        })
+    }
+
+    /// Waits (up to `within`) until every message got a 2xx, then checks the order.
+    pub async fn check(self, receiver: &Receiver, behaviour: &Behaviour, within: Duration) -> OrderedReport {
+        let total = self.keys * self.per_key;
+        let deadline = Instant::now() + within;
+        while self.audit(receiver, behaviour).delivered < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.audit(receiver, behaviour)
+    }
+
+    /// Reads the receiver's log in arrival order. A request for message n of a key may come
+    /// only once n − 1 got a 2xx (or it repeats one already delivered).
+    fn audit(self, receiver: &Receiver, behaviour: &Behaviour) -> OrderedReport {
+        let deliveries = receiver.deliveries();
+        let mut last_delivered: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut out_of_order, mut delivered, mut last_at) = (0, 0, None);
+        for (n, request) in deliveries.iter().enumerate() {
+            let payload: Value = serde_json::from_str(request.json()["payload"].as_str().unwrap()).unwrap();
+            let (key, seq) = (payload["key"].as_str().unwrap().to_owned(), payload["seq"].as_u64().unwrap() as usize);
+            let next = last_delivered.get(&key).map_or(0, |last| last + 1);
+            if seq > next {
+                out_of_order += 1;
+                eprintln!("out of order: {key} #{seq} sent while #{next} was not delivered");
+            } else if seq == next && behaviour(n).0 == 200 {
+                last_delivered.insert(key, seq);
+                delivered += 1;
+                last_at = Some(request.at);
+            }
+        }
+        let seconds = match (deliveries.first(), last_at) {
+            (Some(first), Some(last)) => last.duration_since(first.at).unwrap_or_default().as_secs_f64(),
+            _ => 0.0,
+        };
+        OrderedReport {
+            messages: self.keys * self.per_key,
+            keys: self.keys,
+            requests: deliveries.len(),
+            delivered,
+            out_of_order,
+            seconds,
+        }
+    }
+}
