@@ -152,6 +152,7 @@ def main():
                 event_sources.append({
                     "function": name, "event": event_name, "queue_url": queue["QueueUrl"], "queue_arn": arn,
                     "batch_size": eprops.get("BatchSize", 10),
+                    "batching_window_s": eprops.get("MaximumBatchingWindowInSeconds", 0),
                     "maximum_concurrency": resolve(eprops.get("ScalingConfig", {}).get("MaximumConcurrency")),
                     "report_batch_item_failures": "ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
                 })

@@ -84,10 +84,26 @@ check("MaximumConcurrency" in retries["Properties"].get("ScalingConfig", {}), "t
 check(template["Globals"]["Function"]["Environment"]["Variables"].get("TIDINGS_RETRY_QUEUE_URL") == {"Ref": "RetryQueue"}, "TIDINGS_RETRY_QUEUE_URL")
 delivery_role = str(resources["DeliveryRole"]["Properties"]["Policies"])
 check("RetryQueue" in delivery_role, "the delivery role must send to and consume the retry queue")
+# The paced lane: rate-limited jobs wait their last seconds in batches of their own.
+paced_queue = resources["PacedQueue"]["Properties"]
+check("deadLetterTargetArn" in paced_queue["RedrivePolicy"], "paced queue needs a redrive policy")
+paced = functions["DeliveryFunction"]["Properties"]["Events"].get("Paced", {"Properties": {}})
+check(paced["Properties"].get("Queue") == {"Fn::GetAtt": ["PacedQueue", "Arn"]}, "the delivery function must consume the paced queue")
+check(paced["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency") == {"Ref": "PacedConcurrency"}, "the paced event source is capped by PacedConcurrency")
+check(paced["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "the paced event source reports partial batch failures")
+check(template["Globals"]["Function"]["Environment"]["Variables"].get("TIDINGS_PACED_QUEUE_URL") == {"Ref": "PacedQueue"}, "TIDINGS_PACED_QUEUE_URL")
+paced_statements = [st for st in resources["DeliveryRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if "PacedQueue" in json.dumps(st.get("Resource"))]
+paced_actions = {a for st in paced_statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+check({"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= paced_actions, "the delivery role must send to and consume the paced queue")
+# The code waits in place up to the SQS queue's lateness, which covers the batching window.
+sqs_rs = (ROOT / "shared" / "src" / "aws" / "sqs.rs").read_text()
+lateness = int(re.search(r"fn lateness\(&self\) -> Duration \{[^}]*Duration::from_secs\((\d+)\)", sqs_rs).group(1))
+check(paced["Properties"].get("MaximumBatchingWindowInSeconds", 0) + 1 <= lateness, f"the paced lane's batching window and 1 s of delay rounding must fit the queue's lateness of {lateness} s")
 alarms = of_type("AWS::CloudWatch::Alarm")
 # Alarms on one metric; metric-math alarms (the dead-letter queue's) are checked on their own.
 single = {name: a for name, a in alarms.items() if "MetricName" in a["Properties"]}
 check("RetryQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the retry queue")
+check("PacedQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the paced queue")
 check("DeadLetterQueueAlarm" in alarms, "an alarm on the dead-letter queue")
 for fn in functions:
     check(any(a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn} for a in single.values()), f"an error alarm on {fn}")
@@ -189,7 +205,7 @@ check(json.dumps(ses["Resource"]).endswith('identity/*"}') and "ses:FromAddress"
       "ses:SendEmail on identity/* (sender domain, sandbox recipients) limited by ses:FromAddress")
 
 # Nothing a stack update or delete could lose.
-for name in ["DeliveryQueue", "RetryQueue", "DeadLetterQueue", "Table"]:
+for name in ["DeliveryQueue", "RetryQueue", "PacedQueue", "DeadLetterQueue", "Table"]:
     check(resources[name].get("DeletionPolicy") == "Retain" and resources[name].get("UpdateReplacePolicy") == "Retain", f"{name}: Retain")
 check(table.get("DeletionProtectionEnabled") is True, "the table needs DeletionProtectionEnabled")
 
@@ -264,7 +280,7 @@ delivery_timeout = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const DEFAULT
 # Lambda asks for a visibility of at least six times the function's timeout on both lanes; the
 # function's timeout covers a batch's deliveries (all at once) with room to record them.
 delivery_fn_timeout = functions["DeliveryFunction"]["Properties"]["Timeout"]
-for name in ["DeliveryQueue", "RetryQueue"]:
+for name in ["DeliveryQueue", "RetryQueue", "PacedQueue"]:
     check(resources[name]["Properties"]["VisibilityTimeout"] >= 6 * delivery_fn_timeout, f"{name}: visibility >= 6 x the delivery function's timeout")
 check(delivery_fn_timeout >= 3 * delivery_timeout, f"the delivery function's timeout {delivery_fn_timeout} s must cover a batch at the delivery timeout {delivery_timeout} s")
 
@@ -278,7 +294,7 @@ check(retry_age > longest_wait, f"RetryQueueAgeAlarm at {retry_age} s pages for 
 hides = max(0, -(-(longest_wait - max_delay) // max_defer))
 designed_receives = 1 + hides
 check(delivery_rs.count("queue.defer(") == 1 and "put_off(" in delivery_rs, "the delivery routine hides only scheduled waits; every other put-off is a new message")
-for name in ["DeliveryQueue", "RetryQueue"]:
+for name in ["DeliveryQueue", "RetryQueue", "PacedQueue"]:
     budget = int(resources[name]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
     check(budget >= 2 * designed_receives + 4, f"{name}: maxReceiveCount {budget} leaves too little room beyond the {designed_receives:.0f} receives a message takes by design")
 

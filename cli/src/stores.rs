@@ -75,6 +75,7 @@ pub(crate) async fn open_stack(args: &StackArgs) -> Result<App, String> {
                 table: table.clone(),
                 queue_url: args.queue_url.clone().ok_or("--queue-url (or TIDINGS_QUEUE_URL) is needed with --table")?,
                 retry_queue_url: None,
+                paced_queue_url: None,
                 dead_letter_queue_url: args
                     .dead_letter_queue_url
                     .clone()

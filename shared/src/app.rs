@@ -125,6 +125,9 @@ impl App {
         if let Some(retries) = &settings.retry_queue_url {
             queue = queue.with_retry_queue(retries);
         }
+        if let Some(paced) = &settings.paced_queue_url {
+            queue = queue.with_paced_queue(paced);
+        }
         let queue = Arc::new(queue);
         Ok(App {
             store: store.clone(),

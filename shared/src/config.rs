@@ -147,11 +147,14 @@ impl Settings {
 }
 
 impl Settings {
-    /// Where retries go on AWS (the slow lane), if the stack has a retry queue.
-    pub fn retry_queue_url(&self) -> Option<&str> {
+    /// The queues of the slow and paced lanes on AWS, as far as the stack has them.
+    pub fn lane_queues(&self) -> crate::aws::LaneQueues {
         match &self.backend {
-            Backend::Aws(aws) => aws.retry_queue_url.as_deref(),
-            Backend::Embedded { .. } => None,
+            Backend::Aws(aws) => crate::aws::LaneQueues {
+                retry_url: aws.retry_queue_url.clone(),
+                paced_url: aws.paced_queue_url.clone(),
+            },
+            Backend::Embedded { .. } => crate::aws::LaneQueues::default(),
         }
     }
 }
@@ -173,6 +176,8 @@ pub struct AwsSettings {
     pub queue_url: String,
     /// Where retries go (the slow lane); the delivery queue itself when unset.
     pub retry_queue_url: Option<String>,
+    /// Where jobs wait for their rate-limit slot (the paced lane); the retry queue when unset.
+    pub paced_queue_url: Option<String>,
     pub dead_letter_queue_url: String,
     /// The SES-verified sender of alert mail.
     pub sender: String,
@@ -184,6 +189,7 @@ impl AwsSettings {
             table: required("TIDINGS_TABLE")?,
             queue_url: required("TIDINGS_QUEUE_URL")?,
             retry_queue_url: optional("TIDINGS_RETRY_QUEUE_URL"),
+            paced_queue_url: optional("TIDINGS_PACED_QUEUE_URL"),
             dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
             sender: required("TIDINGS_SENDER")?,
         })

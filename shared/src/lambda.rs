@@ -58,11 +58,11 @@ pub async fn handle_http(
 /// records concurrently. A record that is not due yet (hidden again) is reported as a batch item
 /// failure so SQS keeps it; the rest, retries included (they went out as new messages), are
 /// deleted by the runtime. Records that cannot be read are failures too, so the queue's redrive
-/// policy moves them to the dead-letter queue. `retry_queue`: the retry queue's URL from the
-/// settings ([`crate::config::Settings::retry_queue_url`]), whose records are acknowledged there.
+/// policy moves them to the dead-letter queue. `lanes`: the retry and paced queues from the
+/// settings ([`crate::config::Settings::lane_queues`]), whose records are acknowledged there.
 pub async fn handle_sqs(
     app: &App,
-    retry_queue: Option<&str>,
+    lanes: &crate::aws::LaneQueues,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     // (position in the batch, message id) of every record SQS must keep.
@@ -71,7 +71,7 @@ pub async fn handle_sqs(
     let mut readable = Vec::new();
     for (position, record) in event.payload.records.into_iter().enumerate() {
         let id = record.message_id.clone().unwrap_or_default();
-        match received_job(record, retry_queue) {
+        match received_job(record, lanes) {
             Ok(received) => {
                 jobs.push(received);
                 readable.push((position, id));
@@ -82,7 +82,7 @@ pub async fn handle_sqs(
             }
         }
     }
-    for ((position, id), result) in readable.into_iter().zip(process_batch(app, &jobs, 10).await) {
+    for ((position, id), result) in readable.into_iter().zip(process_batch(app, &jobs, jobs.len()).await) {
         match result {
             Ok(disposition) if disposition.is_finished() => {}
             Ok(_) => failed.push((position, id)),
@@ -104,15 +104,9 @@ pub async fn handle_sqs(
 
 /// The job of an SQS record. Its attempt number is the job's own (`ApproximateReceiveCount`
 /// also counts receives that never reached this function: throttling, a crash).
-fn received_job(record: SqsMessage, retry_queue: Option<&str>) -> Result<ReceivedJob, String> {
+fn received_job(record: SqsMessage, lanes: &crate::aws::LaneQueues) -> Result<ReceivedJob, String> {
     let body = record.body.ok_or("SQS record has no body")?;
     let job: DeliveryJob = serde_json::from_str(&body).map_err(|e| format!("SQS record is not a delivery job: {e}"))?;
-    let handle = record.receipt_handle.unwrap_or_default();
-    // A record of the retry queue (its ARN ends in that queue's name) is acknowledged there.
-    let from_retry_queue = match (retry_queue, record.event_source_arn.as_deref()) {
-        (Some(url), Some(arn)) => url.rsplit('/').next().is_some_and(|name| arn.rsplit(':').next() == Some(name)),
-        _ => false,
-    };
-    let receipt = if from_retry_queue { crate::aws::SqsQueue::retry_receipt(&handle) } else { handle };
+    let receipt = lanes.receipt(record.event_source_arn.as_deref(), record.receipt_handle.unwrap_or_default());
     Ok(ReceivedJob::new(receipt, job))
 }

@@ -277,7 +277,7 @@ async fn aws_calls() {
             batches += 1;
             tidings::lambda::handle_sqs(
                 &app,
-                None,
+                &tidings::aws::LaneQueues::default(),
                 lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
             )
             .await

@@ -162,7 +162,9 @@ async fn sqs_batches_report_only_the_records_that_failed() {
     event["Records"][1]["body"] = Value::String(serde_json::to_string(&job(&aws, &failing, "m-fail").await).unwrap());
     let event: SqsEvent = serde_json::from_value(event).unwrap();
 
-    let response = tidings::lambda::handle_sqs(&app, None, LambdaEvent::new(event, Context::default())).await.unwrap();
+    let response = tidings::lambda::handle_sqs(&app, &Default::default(), LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     // Only the unreadable record stays (for the redrive policy); the failed delivery's retry went
     // out as a new message on the retry queue, with its attempt counted, so its record is done.
@@ -321,10 +323,9 @@ async fn twenty_jobs_of_a_timing_out_endpoint_in_one_batch_make_one_request_and_
     let mut batch = aws.retry_event().await;
     batch.records.extend(aws.retry_event().await.records);
     assert_eq!(batch.records.len(), 20, "one batch of 20");
-    let response =
-        tidings::lambda::handle_sqs(&app, Some(aws.retry_url()), LambdaEvent::new(batch, Context::default()))
-            .await
-            .unwrap();
+    let response = tidings::lambda::handle_sqs(&app, &aws.lane_queues(), LambdaEvent::new(batch, Context::default()))
+        .await
+        .unwrap();
     assert_eq!(receiver.deliveries().len(), 1, "one probe at a time");
     assert!(response.batch_item_failures.is_empty(), "every record is finished: {response:?}");
     let attempts = app.store.recent_attempts(org, sub.id, 100).await.unwrap();

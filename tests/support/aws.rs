@@ -67,6 +67,7 @@ impl AwsFixture {
         };
         let queue_url = redriven_queue(format!("tidings-deliveries-{suffix}")).await;
         let retry_url = redriven_queue(format!("tidings-retries-{suffix}")).await;
+        let paced_url = redriven_queue(format!("tidings-paced-{suffix}")).await;
 
         let ses = aws_sdk_sesv2::Client::new(&sdk);
         // Idempotent in the emulator: every fixture verifies the same sender.
@@ -78,6 +79,7 @@ impl AwsFixture {
                 table,
                 queue_url,
                 retry_queue_url: Some(retry_url),
+                paced_queue_url: Some(paced_url),
                 dead_letter_queue_url: dlq_url,
                 sender: SENDER.into(),
             },
@@ -105,6 +107,14 @@ impl AwsFixture {
         self.settings.retry_queue_url.as_deref().expect("the fixture has a retry queue")
     }
 
+    /// The slow and paced lanes' queues, as the delivery function reads them from its settings.
+    pub fn lane_queues(&self) -> tidings::aws::LaneQueues {
+        tidings::aws::LaneQueues {
+            retry_url: self.settings.retry_queue_url.clone(),
+            paced_url: self.settings.paced_queue_url.clone(),
+        }
+    }
+
     /// Receives from the delivery queue and shapes the messages as the Lambda SQS event source
     /// hands them to the function (real receipt handles and receive counts).
     pub async fn sqs_event(&self) -> aws_lambda_events::sqs::SqsEvent {
@@ -130,7 +140,7 @@ impl AwsFixture {
         }
         let response = tidings::lambda::handle_sqs(
             app,
-            Some(self.retry_url()),
+            &self.lane_queues(),
             lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
         )
         .await

@@ -92,6 +92,8 @@ pub struct RateReport {
     /// The most requests in any 10 s, and the rate from the first request to the last.
     pub most_in_ten_seconds: usize,
     pub delivered_per_second: f64,
+    /// How fast the backlog was published (it must outrun the limit for the limit to show).
+    pub published_per_second: f64,
     /// The neighbour's messages received (of `neighbour_published`), and its p99s.
     pub neighbour_published: usize,
     pub neighbour_delivered: usize,
@@ -201,9 +203,13 @@ pub async fn rate_limited(
     unlimited.wait_for(50, Duration::from_secs(30)).await;
     let p99_alone = p99(&latencies(&alone, &unlimited));
 
+    let publishing = Instant::now();
     let backlog = {
         let (api, key) = (api.clone(), limited_key.to_owned());
-        tokio::spawn(async move { publish_paced(&api, &key, "limited", messages, 0).await })
+        tokio::spawn(async move {
+            publish_paced(&api, &key, "limited", messages, 0).await;
+            messages as f64 / publishing.elapsed().as_secs_f64()
+        })
     };
     // The neighbour starts once the backlog is building.
     limited.wait_for(1, Duration::from_secs(30)).await;
@@ -211,7 +217,7 @@ pub async fn rate_limited(
     let neighbour_delivered = unlimited.wait_for(50 + neighbour, Duration::from_secs(60)).await.len() - 50;
     let limited_when_neighbour_done = limited.deliveries().len();
     let p99_beside = p99(&latencies(&beside, &unlimited));
-    backlog.await.unwrap();
+    let published_per_second = backlog.await.unwrap();
 
     let expected = messages as f64 / per_second as f64;
     let delivered = limited.wait_for(messages, Duration::from_secs_f64(expected * 1.5 + 60.0)).await;
@@ -225,6 +231,7 @@ pub async fn rate_limited(
         duplicates: delivered.len() - unique.len(),
         most_in_ten_seconds: most,
         delivered_per_second: rate,
+        published_per_second,
         neighbour_published: neighbour,
         neighbour_delivered,
         neighbour_p99_alone_ms: p99_alone,

@@ -10,6 +10,6 @@ async fn main() -> Result<(), Error> {
     // Built once per cold start: clients, connection pools and configuration.
     let settings = tidings::config::Settings::from_env()?;
     let app = tidings::App::from_settings(&settings).await?;
-    let (app, retry_queue) = (&app, settings.retry_queue_url());
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, retry_queue, event))).await
+    let (app, lanes) = (&app, &settings.lane_queues());
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, lanes, event))).await
 }

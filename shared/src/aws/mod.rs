@@ -12,4 +12,4 @@ pub use dynamodb::DynamoStore;
 pub use publish_log::QueueThenClaim;
 pub use sdk::{load_config, load_config_checked, CallCounter};
 pub use ses::SesMailer;
-pub use sqs::SqsQueue;
+pub use sqs::{LaneQueues, SqsQueue};

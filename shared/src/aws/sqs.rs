@@ -53,14 +53,18 @@ pub struct SqsQueue {
     /// Where retries go: a second queue with its own event source (the slow lane), so failing
     /// endpoints never share a batch with healthy ones. The delivery queue itself when unset.
     retry_url: String,
+    /// Where jobs wait for their rate-limit slot (the paced lane): a queue of its own, whose
+    /// batches may wait up to [`Queue::lateness`]. The retry queue when unset.
+    paced_url: String,
     dead_letter_url: String,
     /// Where ordered jobs wait their turn (`DynamoStore::join_line`); none: no ordering.
     lines: Option<Arc<DynamoStore>>,
 }
 
-/// Receipts of messages taken from the retry queue carry this prefix, so acknowledging and
-/// hiding them goes to the right queue.
+/// Receipts of messages taken from the retry and paced queues carry these prefixes, so
+/// acknowledging and hiding them goes to the right queue.
 const RETRY_RECEIPT: &str = "retry|";
+const PACED_RECEIPT: &str = "paced|";
 
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_url: impl Into<String>) -> Self {
@@ -68,6 +72,7 @@ impl SqsQueue {
         SqsQueue {
             client,
             retry_url: queue_url.clone(),
+            paced_url: queue_url.clone(),
             queue_url,
             dead_letter_url: dead_letter_url.into(),
             lines: None,
@@ -86,10 +91,9 @@ impl SqsQueue {
 
     /// Sends jobs now, each in its lane.
     async fn send_now(&self, jobs: Vec<&DeliveryJob>, delay: Duration) -> Result<()> {
-        let (first, slow): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) =
-            jobs.into_iter().partition(|j| j.lane == Lane::First);
-        for (lane, jobs) in [(Lane::First, first), (Lane::Slow, slow)] {
-            let bodies = jobs.into_iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+        for lane in [Lane::First, Lane::Slow, Lane::Paced] {
+            let bodies =
+                jobs.iter().filter(|j| j.lane == lane).map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
             for chunk in batches(bodies) {
                 self.send_batch(self.lane_url(lane), &chunk, delay).await?;
             }
@@ -97,22 +101,42 @@ impl SqsQueue {
         Ok(())
     }
 
-    /// Sends retries to `retry_url` instead of the delivery queue.
+    /// Sends retries to `retry_url` instead of the delivery queue (and paced jobs, until they
+    /// have a queue of their own).
     pub fn with_retry_queue(mut self, retry_url: impl Into<String>) -> Self {
-        self.retry_url = retry_url.into();
+        let retry_url = retry_url.into();
+        if self.paced_url == self.queue_url {
+            self.paced_url = retry_url.clone();
+        }
+        self.retry_url = retry_url;
         self
     }
 
-    /// Our receipt for a message of the retry queue.
-    pub(crate) fn retry_receipt(handle: &str) -> String {
-        format!("{RETRY_RECEIPT}{handle}")
+    /// Sends jobs waiting for their rate-limit slot to `paced_url`.
+    pub fn with_paced_queue(mut self, paced_url: impl Into<String>) -> Self {
+        self.paced_url = paced_url.into();
+        self
+    }
+
+    /// Our receipt for a message `handle` received from `queue_url`.
+    fn receipt(&self, queue_url: &str, handle: String) -> String {
+        if queue_url == self.queue_url {
+            handle
+        } else if queue_url == self.retry_url {
+            format!("{RETRY_RECEIPT}{handle}")
+        } else {
+            format!("{PACED_RECEIPT}{handle}")
+        }
     }
 
     /// The queue a receipt belongs to, and SQS's own receipt handle.
     fn queue_of<'a>(&self, receipt: &'a str) -> (&str, &'a str) {
-        match receipt.strip_prefix(RETRY_RECEIPT) {
-            Some(handle) => (&self.retry_url, handle),
-            None => (&self.queue_url, receipt),
+        if let Some(handle) = receipt.strip_prefix(RETRY_RECEIPT) {
+            (&self.retry_url, handle)
+        } else if let Some(handle) = receipt.strip_prefix(PACED_RECEIPT) {
+            (&self.paced_url, handle)
+        } else {
+            (&self.queue_url, receipt)
         }
     }
 
@@ -125,6 +149,7 @@ impl SqsQueue {
         match lane {
             Lane::First => &self.queue_url,
             Lane::Slow => &self.retry_url,
+            Lane::Paced => &self.paced_url,
         }
     }
 
@@ -175,6 +200,33 @@ fn seconds(d: Duration, max: Duration) -> i32 {
     d.min(max).as_secs_f64().ceil() as i32
 }
 
+/// The queues of the lanes beyond the first, as the delivery function's settings name them
+/// (unset: that lane is the delivery queue). Which of them a record came from decides its
+/// receipt, so the record is acknowledged on its own queue.
+#[derive(Debug, Clone, Default)]
+pub struct LaneQueues {
+    pub retry_url: Option<String>,
+    pub paced_url: Option<String>,
+}
+
+impl LaneQueues {
+    /// Our receipt for a record an event source delivered from the queue `event_source_arn`
+    /// names (an ARN's last part is the queue's name, as its URL's is).
+    pub fn receipt(&self, event_source_arn: Option<&str>, handle: String) -> String {
+        let name = event_source_arn.and_then(|arn| arn.rsplit(':').next());
+        let is = |url: &Option<String>| {
+            url.as_deref().and_then(|url| url.rsplit('/').next()).is_some_and(|n| Some(n) == name)
+        };
+        if is(&self.retry_url) {
+            format!("{RETRY_RECEIPT}{handle}")
+        } else if is(&self.paced_url) {
+            format!("{PACED_RECEIPT}{handle}")
+        } else {
+            handle
+        }
+    }
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()> {
@@ -210,11 +262,13 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
-        // The delivery queue first, then the retry queue (the Lambda function gets both from
-        // their event sources instead).
+        // The delivery queue first, then the retry and paced queues (the Lambda function gets
+        // them from their event sources instead).
         let mut jobs = Vec::new();
-        for url in [&self.queue_url, &self.retry_url] {
-            if jobs.len() >= max || (url == &self.retry_url && self.retry_url == self.queue_url) {
+        let mut urls = vec![&self.queue_url, &self.retry_url, &self.paced_url];
+        urls.dedup();
+        for url in urls {
+            if jobs.len() >= max {
                 break;
             }
             let out = self
@@ -228,7 +282,7 @@ impl Queue for SqsQueue {
                 .map_err(|e| sdk_error("SQS ReceiveMessage", e))?;
             for message in out.messages.unwrap_or_default() {
                 let handle = message.receipt_handle.clone().unwrap_or_default();
-                let receipt = if url == &self.queue_url { handle } else { SqsQueue::retry_receipt(&handle) };
+                let receipt = self.receipt(url, handle);
                 match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
                     Some(Ok(job)) => jobs.push(ReceivedJob::new(receipt, job)),
                     // Left alone: the redrive policy moves it to the dead-letter queue.

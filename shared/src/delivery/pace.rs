@@ -33,12 +33,12 @@ pub(super) async fn pace(app: &App, received: &ReceivedJob, limit: RateLimit) ->
     let wait = Duration::try_from(slot - app.clock.now()).unwrap_or_default();
     let lateness = app.queue.lateness();
     // Waiting in place holds a delivery slot (on Lambda, a batch): only for the queue's lateness
-    // at most, and only in the slow lane, never where first attempts of other tenants travel.
-    if wait.is_zero() || (wait <= lateness && job.lane == Lane::Slow) {
+    // at most, and only in the paced lane, never where other tenants' jobs travel.
+    if wait.is_zero() || (wait <= lateness && job.lane == Lane::Paced) {
         tokio::time::sleep(wait).await;
         return Ok(Paced::Go);
     }
-    let paced = DeliveryJob { paced_at: Some(slot), ..job.checked().in_lane(Lane::Slow) };
+    let paced = DeliveryJob { paced_at: Some(slot), ..job.checked().in_lane(Lane::Paced) };
     let delay = wait.saturating_sub(lateness);
     app.queue.put_off(received, &paced, delay).await?;
     tracing::debug!(wait_ms = wait.as_millis() as u64, "put off: waits for its slot under the rate limit");

@@ -106,15 +106,19 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// Where a host has two queues (SQS), the one a job travels in. First attempts to endpoints not
-/// known to fail never share a batch with retries or with jobs for a failing endpoint, which may
-/// take the whole delivery timeout: those travel in the slow lane, with a concurrency of its own.
+/// Where a host has several queues (SQS), the one a job travels in. First attempts to endpoints
+/// not known to fail never share a batch with retries or with jobs for a failing endpoint, which
+/// may take the whole delivery timeout: those travel in the slow lane, with a concurrency of its
+/// own. Jobs waiting for their rate-limit slot travel in the paced lane: SQS delays come in whole
+/// seconds, so they arrive early and wait the rest inside their batch, which must hold up no one
+/// else.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Lane {
     #[default]
     First,
     Slow,
+    Paced,
 }
 
 impl Lane {
