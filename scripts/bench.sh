@@ -16,6 +16,10 @@ python3 scripts/bench_isolation.py target/release/tidings
 # beside the benchmark (release), the Lambda Runtime API emulator from the virtualenv.
 cargo build --release -p tidings-subscriptions -p tidings-ingest -p tidings-delivery
 TIDINGS_PYTHON="$PWD/.venv/bin/python" RUST_LOG=warn cargo bench -p tidings-tests --bench lambda_isolation
+# Rate limits and ordered delivery on both hosts: delivered rate against the limit, ordered
+# throughput per key and overall.
+TIDINGS_PYTHON="$PWD/.venv/bin/python" RUST_LOG=warn TIDINGS_BIN="$PWD/target/release/tidings" \
+  cargo bench -p tidings-tests --bench shaping
 # The local store's size under the retention purge.
 python3 scripts/bench_retention.py target/release/tidings 20000
 # The Lambda functions built as `sam build` builds them (from functions/, whose

@@ -11,20 +11,7 @@ use tidings_tests::shaping::{self, Api, Ordered};
 use tidings_tests::stack::{DeployedStack, Options};
 use tidings_tests::{cli_key, new_org, tidings_cli, Receiver, ServeProcess, Stack};
 
-const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
 const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
-
-async fn subscribe(http: &reqwest::Client, base: &str, key: &str, uuid: &str, destination: &str) {
-    let response = http
-        .post(format!("{base}/organizations/self/subscriptions"))
-        .bearer_auth(key)
-        .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
-                      "destination": destination, "contactEmail": "ops@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
 
 async fn call(http: &reqwest::Client, method: http::Method, url: &str, key: &str, body: Option<&str>) -> (u16, Value) {
     let mut request = http.request(method, url).bearer_auth(key);
@@ -43,8 +30,8 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     let receiver = Receiver::answering(200).await;
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct]).await;
-    subscribe(&stack.http, &stack.base, &key, SUB, &receiver.url()).await;
-    let url = stack.url(&format!("/organizations/self/subscriptions/{SUB}/delivery-options"));
+    let sub = Api::new(&stack.base).subscribe(&key, &receiver.url()).await;
+    let url = stack.url(&format!("/organizations/self/subscriptions/{sub}/delivery-options"));
     let get = || call(&stack.http, http::Method::GET, &url, &key, None);
     let put = |body: &'static str| call(&stack.http, http::Method::PUT, &url, &key, Some(body));
 
@@ -113,11 +100,11 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
     let receiver = Receiver::answering(200).await;
     let serve = ServeProcess::start(dir.path(), &[]);
     let http = reqwest::Client::new();
-    subscribe(&http, &serve.base, &key, SUB, &receiver.url()).await;
+    let sub = Api::new(&serve.base).subscribe(&key, &receiver.url()).await;
     serve.kill();
 
     let run = |extra: &[&str]| {
-        let mut args = vec!["delivery-options", "--data-dir", data, "--org", ORG, "--subscription", SUB];
+        let mut args = vec!["delivery-options", "--data-dir", data, "--org", ORG, "--subscription", &sub];
         args.extend(extra);
         let output = tidings_cli(&args);
         (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned(), output.stderr)
@@ -134,7 +121,7 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
 
     // The serve that starts next delivers by them: the route shows what the CLI set.
     let serve = ServeProcess::start(dir.path(), &[]);
-    let url = serve.url(&format!("/organizations/self/subscriptions/{SUB}/delivery-options"));
+    let url = serve.url(&format!("/organizations/self/subscriptions/{sub}/delivery-options"));
     let (status, options) = call(&http, http::Method::GET, &url, &key, None).await;
     assert_eq!((status, options), (200, json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true})));
     assert_eq!(run(&["--rate", "0", "--ordered", "false"]).1, "no rate limit, unordered");

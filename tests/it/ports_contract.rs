@@ -238,6 +238,65 @@ where
     assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "one copy, acknowledged");
 }
 
+/// Slots of one paced sender are handed out one interval apart, however many ask at once; an
+/// idle sender's next slot is now; senders do not share slots.
+pub async fn paced_slots_are_one_interval_apart(limits: &dyn Limits) {
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let interval = Duration::from_millis(100);
+    let key = format!("org/{}", Uuid::new_v4());
+    let asked = (0..12).map(|_| limits.reserve_slot(&key, now, interval));
+    let mut slots: Vec<OffsetDateTime> =
+        futures::future::join_all(asked).await.into_iter().collect::<Result<_, _>>().unwrap();
+    slots.sort();
+    let expected: Vec<OffsetDateTime> = (0..12).map(|n| now + interval * n).collect();
+    assert_eq!(slots, expected, "one slot an interval, none twice");
+    // Another sender starts at its own now.
+    assert_eq!(limits.reserve_slot("org/other", now, interval).await.unwrap(), now);
+    // Once the reserved slots are past, the next one is now again, not at the end of the last.
+    let later = now + Duration::from_secs(5);
+    assert_eq!(limits.reserve_slot(&key, later, interval).await.unwrap(), later);
+    assert_eq!(limits.reserve_slot(&key, later, interval).await.unwrap(), later + interval);
+}
+
+/// Jobs of one line come out one at a time, in the order they went in: the next is received
+/// only after the one before left its line and was acknowledged. Other lines, and jobs of no
+/// line, are not held up.
+pub async fn a_line_gives_out_one_job_at_a_time<F, Fut>(queue: &dyn Queue, advance: F)
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let lined = |n: u32, line: &str| DeliveryJob { line: Some(line.to_owned()), ..job(n) };
+    for n in 0..3 {
+        queue.enqueue(&[lined(n, "order-1")], Duration::ZERO).await.unwrap();
+    }
+    queue.enqueue(&[lined(10, "order-2"), job(20)], Duration::ZERO).await.unwrap();
+    let mut order = Vec::new();
+    for round in 0..3 {
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.extend(queue.receive(10, Duration::from_secs(30)).await.unwrap());
+            advance(Duration::from_millis(200)).await;
+        }
+        let of_line: Vec<_> = got.iter().filter(|r| r.job.line.as_deref() == Some("order-1")).collect();
+        assert_eq!(of_line.len(), 1, "round {round}: one job of the line at a time, got {got:?}");
+        if round == 0 {
+            let others: Vec<_> =
+                got.iter().filter(|r| r.job.line.as_deref() != Some("order-1")).map(|r| &r.job.message_id).collect();
+            assert_eq!(others.len(), 2, "another line and an unordered job go beside it: {others:?}");
+        }
+        order.push(of_line[0].job.message_id.clone());
+        assert!(queue.in_line(&of_line[0].job).await.unwrap(), "the head holds its place");
+        for received in &got {
+            queue.leave_line(&received.job).await.unwrap();
+            queue.ack(&received.receipt).await.unwrap();
+        }
+    }
+    assert_eq!(order, ["m-0", "m-1", "m-2"], "in the order they went in");
+    advance(Duration::from_secs(1)).await;
+    assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty());
+}
+
 /// More than one batch of jobs goes in and comes out whole.
 pub async fn queue_takes_many_jobs(queue: &dyn Queue) {
     let jobs: Vec<DeliveryJob> = (0..25).map(job).collect();
@@ -582,6 +641,21 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn paced_slots_are_one_interval_apart() {
+        super::paced_slots_are_one_interval_apart(&backend().0).await;
+    }
+
+    #[tokio::test]
+    async fn a_line_gives_out_one_job_at_a_time() {
+        let (backend, clock, _dir) = backend();
+        let advance = |by: std::time::Duration| {
+            clock.advance(time::Duration::try_from(by).unwrap());
+            std::future::ready(())
+        };
+        super::a_line_gives_out_one_job_at_a_time(&backend, advance).await;
+    }
+
+    #[tokio::test]
     async fn a_put_off_job_comes_back_without_an_attempt() {
         let (backend, clock, _dir) = backend();
         let advance = |by: std::time::Duration| {
@@ -861,6 +935,32 @@ mod aws {
     #[tokio::test]
     async fn queue_takes_many_jobs() {
         super::queue_takes_many_jobs(&AwsFixture::new(5).await.queue()).await;
+    }
+
+    #[tokio::test]
+    async fn paced_slots_are_one_interval_apart() {
+        super::paced_slots_are_one_interval_apart(&*AwsFixture::new(5).await.store()).await;
+    }
+
+    #[tokio::test]
+    async fn a_line_gives_out_one_job_at_a_time() {
+        let fixture = AwsFixture::new(5).await;
+        super::a_line_gives_out_one_job_at_a_time(&fixture.queue(), |_| std::future::ready(())).await;
+    }
+
+    /// A copy of a line's job received after its line moved on (a duplicate SQS delivered) no
+    /// longer holds a seat, so the delivery routine skips it.
+    #[tokio::test]
+    async fn a_job_that_left_its_line_holds_no_seat() {
+        let fixture = AwsFixture::new(5).await;
+        let queue = fixture.queue();
+        let lined = tidings::domain::DeliveryJob { line: Some("k".into()), ..super::job(1) };
+        queue.enqueue(&[lined], Duration::ZERO).await.unwrap();
+        let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        assert!(queue.in_line(&got[0].job).await.unwrap());
+        queue.leave_line(&got[0].job).await.unwrap();
+        assert!(!queue.in_line(&got[0].job).await.unwrap());
+        queue.ack(&got[0].receipt).await.unwrap();
     }
 
     #[tokio::test]

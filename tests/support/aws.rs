@@ -101,6 +101,8 @@ impl AwsFixture {
             &self.settings.dead_letter_queue_url,
         )
         .with_retry_queue(self.retry_url())
+        .with_paced_queue(self.settings.paced_queue_url.as_deref().expect("the fixture has a paced queue"))
+        .with_lines(self.store())
     }
 
     pub fn retry_url(&self) -> &str {

@@ -146,22 +146,23 @@ const ADD_DELIVERY_OPTIONS: &str = "ALTER TABLE subscriptions ADD COLUMN deliver
                                     CREATE TABLE IF NOT EXISTS paces (key TEXT PRIMARY KEY, next INTEGER NOT NULL); \
                                     ALTER TABLE publishes ADD COLUMN ordering_key TEXT;";
 
+/// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
+const STEPS: [&str; SCHEMA_VERSION as usize] = [
+    SCHEMA,
+    ADD_CLIENT_SECRET,
+    ADD_EXPIRY_INDEXES,
+    ADD_PREVIOUS_SIGNING_KEYS,
+    DROP_EVENT_INDEX,
+    ADD_NONCES,
+    ADD_SECRETS,
+    ADD_REQUEST_HEADERS,
+    ADD_DELIVERY_OPTIONS,
+];
+
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
 /// than misreading it.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    // STEPS[n] brings a file from version n to n + 1 (version 0: a new file).
-    const STEPS: [&str; SCHEMA_VERSION as usize] = [
-        SCHEMA,
-        ADD_CLIENT_SECRET,
-        ADD_EXPIRY_INDEXES,
-        ADD_PREVIOUS_SIGNING_KEYS,
-        DROP_EVENT_INDEX,
-        ADD_NONCES,
-        ADD_SECRETS,
-        ADD_REQUEST_HEADERS,
-        ADD_DELIVERY_OPTIONS,
-    ];
     let steps = match version {
         SCHEMA_VERSION => return Ok(()),
         known @ 0..SCHEMA_VERSION => STEPS[known as usize..].to_vec(),
@@ -358,17 +359,7 @@ mod tests {
             let path = SqliteBackend::file_in(dir.path());
             {
                 let old = Connection::open(&path).unwrap();
-                let steps = [
-                    SCHEMA,
-                    ADD_CLIENT_SECRET,
-                    ADD_EXPIRY_INDEXES,
-                    ADD_PREVIOUS_SIGNING_KEYS,
-                    DROP_EVENT_INDEX,
-                    ADD_NONCES,
-                    ADD_SECRETS,
-                    ADD_REQUEST_HEADERS,
-                ];
-                old.execute_batch(&steps[..version as usize].concat()).unwrap();
+                old.execute_batch(&STEPS[..version as usize].concat()).unwrap();
                 old.pragma_update(None, "user_version", version).unwrap();
             }
             let backend = SqliteBackend::open(&path, Arc::new(SystemClock)).unwrap();

@@ -1,0 +1,91 @@
+//! Rate-limit and ordered-delivery benchmark: prints figures, asserts nothing.
+//!
+//! Both hosts, through HTTP (`support/shaping.rs`): `tidings serve` (the release binary given
+//! by `TIDINGS_BIN`) and the deployed stack under emulation (the function binaries built beside
+//! the benchmark, three instances a lane). Prints the delivered rate against the limit, the most
+//! requests in any 10 s against the promise, an unlimited neighbour's p99 alone and beside the
+//! backlog; and the ordered throughput per key and overall, with 5 % receiver failures.
+//!
+//! Run: `./scripts/bench.sh` (needs the emulator and the test virtualenv it starts).
+
+use std::time::Duration;
+
+use tidings_tests::shaping::{self, Api, Ordered, OrderedReport, RateReport};
+use tidings_tests::stack::{DeployedStack, Options};
+use tidings_tests::{cli_key, Receiver, ServeProcess};
+
+fn print_rate(host: &str, report: &RateReport) {
+    println!(
+        "{host:<16} {:>9} {:>9} {:>13.0} {:>13.2} {:>16} {:>16.1} {:>16.1}",
+        format!("{}/s", report.per_second),
+        report.messages,
+        report.published_per_second,
+        report.delivered_per_second,
+        format!("{} / {}", report.most_in_ten_seconds, report.allowed_in_ten_seconds()),
+        report.neighbour_p99_alone_ms,
+        report.neighbour_p99_beside_ms,
+    );
+}
+
+fn print_ordered(host: &str, report: &OrderedReport) {
+    println!(
+        "{host:<16} {:>6} {:>9} {:>9} {:>13} {:>12.1} {:>12.2}",
+        report.keys,
+        report.messages,
+        report.requests,
+        report.out_of_order,
+        report.per_second(),
+        report.per_key_per_second(),
+    );
+}
+
+const ORG: &str = "5b6a3f52-3c4e-11ee-be56-0242ac120002";
+const NEIGHBOUR: &str = "6c7b4063-3c4e-11ee-be56-0242ac120002";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    assert!(std::env::var_os("TIDINGS_BIN").is_some(), "TIDINGS_BIN: the tidings release binary");
+
+    println!("\nRate limits: messages published at once to a limited subscription; an unlimited neighbour at 10/s");
+    println!(
+        "{:<16} {:>9} {:>9} {:>13} {:>13} {:>16} {:>16} {:>16}",
+        "host", "limit", "messages", "published/s", "delivered/s", "most in 10 s", "neighbour p99", "beside (ms)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, limited) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let (_, neighbour) = cli_key(dir.path(), NEIGHBOUR, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let local = shaping::rate_limited(&Api::new(&serve.base), &limited, &neighbour, 3_000, (100, 10), 200).await;
+    print_rate("tidings serve", &local);
+    serve.kill();
+
+    let options = Options { event_source_concurrency: 3, ingest_instances: 3, ..Options::default() };
+    let stack = DeployedStack::start(options.clone()).await;
+    let limited = stack.key(ORG, &["READ:PRODUCT"]);
+    let neighbour = stack.key(NEIGHBOUR, &["READ:PRODUCT"]);
+    let deployed = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 600, (10, 2), 100).await;
+    print_rate("deployed (emul.)", &deployed);
+    drop(stack);
+
+    println!("\nOrdered delivery: one producer a key, 5 % receiver failures");
+    println!(
+        "{:<16} {:>6} {:>9} {:>9} {:>13} {:>12} {:>12}",
+        "host", "keys", "messages", "requests", "out of order", "overall/s", "per key/s"
+    );
+    let behaviour = shaping::failing_one_in_twenty();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &["--retry-schedule", "0s,100ms,200ms,400ms,800ms,1s,1s,1s"]);
+    let run = Ordered { keys: 100, per_key: 50 };
+    let receiver = Receiver::behaving(behaviour.clone()).await;
+    run.publish(&Api::new(&serve.base), &key, &receiver.url()).await.await.unwrap();
+    print_ordered("tidings serve", &run.check(&receiver, &behaviour, Duration::from_secs(120)).await);
+    serve.kill();
+
+    let stack = DeployedStack::start(options).await;
+    let key = stack.key(ORG, &["READ:PRODUCT"]);
+    let run = Ordered { keys: 20, per_key: 25 };
+    let receiver = Receiver::behaving(behaviour.clone()).await;
+    run.publish(&Api::new(stack.url("")), &key, &receiver.url()).await.await.unwrap();
+    print_ordered("deployed (emul.)", &run.check(&receiver, &behaviour, Duration::from_secs(180)).await);
+}
