@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Why a copy of an ordered job is skipped: its line moved on without it (it was finished).
+pub(super) const LEFT_ITS_LINE: &str = "its line has moved past it (delivered already)";
+
 /// What became of a received job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -30,7 +33,7 @@ impl Disposition {
     pub(crate) fn frees_line(&self) -> bool {
         match self {
             Disposition::Delivered | Disposition::DeadLettered => true,
-            Disposition::Skipped(why) => *why != super::prepare::LEFT_ITS_LINE,
+            Disposition::Skipped(why) => *why != LEFT_ITS_LINE,
             Disposition::Retry(_) | Disposition::NotYetDue | Disposition::PutOff(_) => false,
         }
     }

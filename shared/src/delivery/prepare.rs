@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::dispatch::PendingDispatch;
-use super::disposition::Disposition;
+use super::disposition::{Disposition, LEFT_ITS_LINE};
 use super::gate::probe_wait;
 use super::pace::{pace, Paced};
 use super::provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
@@ -83,9 +83,6 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
     }
     Ok(Prepared::Ready(Box::new(PendingDispatch { subscription, payload, _probe: probe })))
 }
-
-/// Why a copy of an ordered job is skipped: its line moved on without it (it was finished).
-pub(super) const LEFT_ITS_LINE: &str = "its line has moved past it (delivered already)";
 
 /// What a delivery found to deliver.
 enum Records {
