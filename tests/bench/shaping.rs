@@ -29,9 +29,10 @@ fn print_rate(host: &str, report: &RateReport) {
 
 fn print_ordered(host: &str, report: &OrderedReport) {
     println!(
-        "{host:<16} {:>6} {:>9} {:>9} {:>13} {:>12.1} {:>12.2}",
+        "{host:<16} {:>6} {:>9} {:>10} {:>9} {:>13} {:>12.1} {:>12.2}",
         report.keys,
         report.messages,
+        report.delivered,
         report.requests,
         report.out_of_order,
         report.per_second(),
@@ -69,8 +70,8 @@ async fn main() {
 
     println!("\nOrdered delivery: one producer a key, 5 % receiver failures");
     println!(
-        "{:<16} {:>6} {:>9} {:>9} {:>13} {:>12} {:>12}",
-        "host", "keys", "messages", "requests", "out of order", "overall/s", "per key/s"
+        "{:<16} {:>6} {:>9} {:>10} {:>9} {:>13} {:>12} {:>12}",
+        "host", "keys", "messages", "delivered", "requests", "out of order", "overall/s", "per key/s"
     );
     let behaviour = shaping::failing_one_in_twenty();
     let dir = tempfile::tempdir().unwrap();
@@ -81,8 +82,17 @@ async fn main() {
     run.publish(&Api::new(&serve.base), &key, &receiver.url()).await.await.unwrap();
     print_ordered("tidings serve", &run.check(&receiver, &behaviour, Duration::from_secs(120)).await);
     serve.kill();
+    // The same without failures: no retries, no probing of a failing endpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let healthy: tidings_tests::Behaviour = std::sync::Arc::new(|_| (200, Duration::ZERO));
+    let receiver = Receiver::behaving(healthy.clone()).await;
+    run.publish(&Api::new(&serve.base), &key, &receiver.url()).await.await.unwrap();
+    print_ordered("  no failures", &run.check(&receiver, &healthy, Duration::from_secs(120)).await);
+    serve.kill();
 
-    let stack = DeployedStack::start(options).await;
+    let stack = DeployedStack::start(Options { retry_schedule: "0s,1s,1s,1s,1s".into(), ..options }).await;
     let key = stack.key(ORG, &["READ:PRODUCT"]);
     let run = Ordered { keys: 20, per_key: 25 };
     let receiver = Receiver::behaving(behaviour.clone()).await;
