@@ -148,6 +148,7 @@ impl Settings {
 
 impl Settings {
     /// The queues of the slow and paced lanes on AWS, as far as the stack has them.
+    #[cfg(feature = "aws")]
     pub fn lane_queues(&self) -> crate::aws::LaneQueues {
         match &self.backend {
             Backend::Aws(aws) => crate::aws::LaneQueues {

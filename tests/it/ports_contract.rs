@@ -948,6 +948,39 @@ mod aws {
         super::a_line_gives_out_one_job_at_a_time(&fixture.queue(), |_| std::future::ready(())).await;
     }
 
+    /// A line's head whose send failed is not left marked as sent: the repeated publish (the
+    /// producer retrying its refused request) sends it, and the line goes on from there.
+    #[tokio::test]
+    async fn a_line_head_whose_send_failed_is_sent_by_the_repeated_publish() {
+        let fixture = AwsFixture::new(5).await;
+        let missing = fixture.settings.queue_url.replace("tidings-deliveries-", "tidings-missing-");
+        let broken = tidings::aws::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&fixture.sdk),
+            missing,
+            &fixture.settings.dead_letter_queue_url,
+        )
+        .with_lines(fixture.store());
+        let lined = |n| tidings::domain::DeliveryJob { line: Some("k".into()), ..super::job(n) };
+        assert!(broken.enqueue(&[lined(1)], Duration::ZERO).await.is_err(), "SQS refused the send");
+        let queue = fixture.queue();
+        queue.enqueue(&[lined(1)], Duration::ZERO).await.unwrap();
+        queue.enqueue(&[lined(2)], Duration::ZERO).await.unwrap();
+        let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.job.message_id.as_str()).collect::<Vec<_>>(), ["m-1"]);
+        queue.leave_line(&got[0].job).await.unwrap();
+        queue.ack(&got[0].receipt).await.unwrap();
+        // The repeat's own seat of m-1 comes next (a duplicate, as at-least-once allows), then m-2.
+        let mut rest = Vec::new();
+        for _ in 0..2 {
+            let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(got.len(), 1, "one at a time");
+            rest.push(got[0].job.message_id.clone());
+            queue.leave_line(&got[0].job).await.unwrap();
+            queue.ack(&got[0].receipt).await.unwrap();
+        }
+        assert_eq!(rest, ["m-1", "m-2"]);
+    }
+
     /// A copy of a line's job received after its line moved on (a duplicate SQS delivered) no
     /// longer holds a seat, so the delivery routine skips it.
     #[tokio::test]

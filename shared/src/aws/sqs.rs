@@ -89,6 +89,21 @@ impl SqsQueue {
         self.lines.as_deref().ok_or_else(|| Error::internal("ordered delivery on SQS needs the table for its lines"))
     }
 
+    /// Sends the heads this instance marked `queued`. When the send fails the marks are taken
+    /// back, so the next to look at the line (a repeated publish, the job ahead received again)
+    /// sends them instead of the line waiting for a send that never comes.
+    async fn send_heads(&self, heads: Vec<DeliveryJob>, delay: Duration) -> Result<()> {
+        let sent = self.send_now(heads.iter().collect(), delay).await;
+        if sent.is_err() {
+            for head in &heads {
+                if let Err(err) = self.lines()?.unmark_queued(head).await {
+                    tracing::error!(message_id = %head.message_id, error = %err, "an ordered line's head was marked sent but is not: its line waits");
+                }
+            }
+        }
+        sent
+    }
+
     /// Sends jobs now, each in its lane.
     async fn send_now(&self, jobs: Vec<&DeliveryJob>, delay: Duration) -> Result<()> {
         for lane in [Lane::First, Lane::Slow, Lane::Paced] {
@@ -241,14 +256,12 @@ impl Queue for SqsQueue {
         for job in ordered {
             heads.extend(self.lines()?.join_line(job, now).await?);
         }
-        self.send_now(heads.iter().collect(), delay).await
+        self.send_heads(heads, delay).await
     }
 
     async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
-        if let Some(next) = self.lines()?.leave_line(job).await? {
-            self.send_now(vec![&next], Duration::ZERO).await?;
-        }
-        Ok(())
+        let next = self.lines()?.leave_line(job).await?;
+        self.send_heads(next.into_iter().collect(), Duration::ZERO).await
     }
 
     async fn in_line(&self, job: &DeliveryJob) -> Result<bool> {

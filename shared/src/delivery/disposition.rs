@@ -29,11 +29,11 @@ pub enum Disposition {
 
 impl Disposition {
     /// Whether the job is finished with, so the next job of its line may go: delivered,
-    /// dead-lettered, or skipped (unless it was a copy its line had moved past already).
+    /// dead-lettered, or skipped. A copy its line had moved past leaves again too: leaving is
+    /// idempotent, and it sends the line's next job if the first leave could not.
     pub(crate) fn frees_line(&self) -> bool {
         match self {
-            Disposition::Delivered | Disposition::DeadLettered => true,
-            Disposition::Skipped(why) => *why != LEFT_ITS_LINE,
+            Disposition::Delivered | Disposition::DeadLettered | Disposition::Skipped(_) => true,
             Disposition::Retry(_) | Disposition::NotYetDue | Disposition::PutOff(_) => false,
         }
     }

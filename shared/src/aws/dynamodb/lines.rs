@@ -45,8 +45,12 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("DynamoDB PutItem (line)", e))?;
         let Some((head_seat, head_job, queued)) = self.line_head(&pk).await? else { return Ok(None) };
+        // The head is this publish's to send when it is its own seat, or an earlier seat of the
+        // same message (a repeated publish whose first try stopped before sending), or a seat
+        // whose publish stopped long ago.
+        let own = head_seat == seat || head_job.message_id == job.message_id;
         let abandoned = seated_at(&head_seat).is_some_and(|at| at + CLAIM_GRACE < now);
-        if queued || (head_seat != seat && !abandoned) {
+        if queued || !(own || abandoned) {
             return Ok(None);
         }
         self.mark_queued(&pk, &head_seat).await.map(|won| won.then_some(head_job))
@@ -106,6 +110,26 @@ impl DynamoStore {
         let Some(item) = out.items.unwrap_or_default().into_iter().next() else { return Ok(None) };
         let seat = get_opt_s(&item, "SK").ok_or_else(|| Error::internal("a line seat without a sort key"))?;
         Ok(Some((seat, seat_job(&item)?, item.contains_key("queued"))))
+    }
+
+    /// Takes back the `queued` mark of a head whose send failed.
+    pub(crate) async fn unmark_queued(&self, head: &DeliveryJob) -> Result<()> {
+        let (Some(pk), Some(seat)) = (line_pk(head), head.seat.as_ref()) else { return Ok(()) };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(&pk))
+            .key("SK", s(seat))
+            .update_expression("REMOVE queued")
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()),
+            Err(err) => Err(sdk_error("DynamoDB UpdateItem (line)", err)),
+        }
     }
 
     /// Marks a head's job as sent; false when someone else marked it first.
