@@ -258,7 +258,7 @@ pub fn failing_one_in_twenty() -> Behaviour {
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
-        (if x % 20 == 0 { 500 } else { 200 }, Duration::ZERO)
+        (if x.is_multiple_of(20) { 500 } else { 200 }, Duration::ZERO)
     })
 }
 
