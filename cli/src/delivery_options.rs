@@ -1,23 +1,15 @@
 //! `tidings delivery-options`: show or set a subscription's rate limit and ordering.
 
 use clap::Args;
-use tidings::domain::{DeliveryOptions, OrganizationId, RateLimit};
+use tidings::domain::{DeliveryOptions, RateLimit};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::parse::{parse_org, parse_uuid};
-use crate::stores::{open_store, StoreArgs};
+use crate::stores::SubscriptionArgs;
 
 #[derive(Args)]
 pub(crate) struct DeliveryOptionsArgs {
     #[command(flatten)]
-    data: StoreArgs,
-    /// The subscription's organization.
-    #[arg(long, value_parser = parse_org)]
-    org: OrganizationId,
-    /// The subscription (a Zettle uuid, a Metro id, a Lagerkoll guid).
-    #[arg(long, value_parser = parse_uuid)]
-    subscription: Uuid,
+    subscription: SubscriptionArgs,
     /// At most this many requests a second to its endpoint (0: no limit).
     #[arg(long)]
     rate: Option<u32>,
@@ -32,13 +24,7 @@ pub(crate) struct DeliveryOptionsArgs {
 
 /// Prints the options; with `--rate` or `--ordered`, changes those first (the rest stay).
 pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), String> {
-    let store = open_store(&args.data).await?;
-    let (org, id) = (args.org, args.subscription);
-    let current = store
-        .get_subscription(org, id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no subscription {id} in organization {org}"))?;
+    let (store, current) = args.subscription.open().await?;
     let mut options = current.delivery.clone();
     if let Some(rate) = args.rate {
         options.rate_limit = match rate {

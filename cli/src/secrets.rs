@@ -1,12 +1,10 @@
 //! `tidings secrets`: rotate a subscription's signing key.
 
 use clap::Subcommand;
-use tidings::domain::{utc_timestamp, OrganizationId};
+use tidings::domain::utc_timestamp;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::parse::{parse_org, parse_uuid};
-use crate::stores::{open_store, StoreArgs};
+use crate::stores::SubscriptionArgs;
 
 #[derive(Subcommand)]
 pub(crate) enum SecretsCommand {
@@ -14,13 +12,7 @@ pub(crate) enum SecretsCommand {
     /// overlap. Prints the new key alone on the last line.
     Rotate {
         #[command(flatten)]
-        data: StoreArgs,
-        /// The subscription's organization.
-        #[arg(long, value_parser = parse_org)]
-        org: OrganizationId,
-        /// The subscription (a Zettle uuid, a Metro id, a Lagerkoll guid).
-        #[arg(long, value_parser = parse_uuid)]
-        subscription: Uuid,
+        subscription: SubscriptionArgs,
         /// How long the old key keeps signing (0s revokes it now; at most 7 days).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         overlap: std::time::Duration,
@@ -28,13 +20,9 @@ pub(crate) enum SecretsCommand {
 }
 
 pub(crate) async fn secrets(command: SecretsCommand) -> Result<(), String> {
-    let SecretsCommand::Rotate { data, org, subscription, overlap } = command;
-    let store = open_store(&data).await?;
-    let current = store
-        .get_subscription(org, subscription)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no subscription {subscription} in organization {org}"))?;
+    let SecretsCommand::Rotate { subscription, overlap } = command;
+    let (store, current) = subscription.open().await?;
+    let subscription = current.id;
     let overlap = time::Duration::try_from(overlap).map_err(|e| e.to_string())?;
     let now = OffsetDateTime::now_utc();
     let rotated =

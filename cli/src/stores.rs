@@ -41,6 +41,33 @@ pub(crate) struct StoreArgs {
     table: Option<String>,
 }
 
+/// One subscription, wherever it is stored.
+#[derive(Args)]
+pub(crate) struct SubscriptionArgs {
+    #[command(flatten)]
+    data: StoreArgs,
+    /// The subscription's organization.
+    #[arg(long, value_parser = crate::parse::parse_org)]
+    org: tidings::domain::OrganizationId,
+    /// The subscription (a Zettle uuid, a Metro id, a Lagerkoll guid).
+    #[arg(long, value_parser = crate::parse::parse_uuid)]
+    subscription: uuid::Uuid,
+}
+
+impl SubscriptionArgs {
+    /// Its store and the subscription as stored; an error naming it when there is none.
+    pub(crate) async fn open(&self) -> Result<(Box<dyn Store>, tidings::domain::Subscription), String> {
+        let store = open_store(&self.data).await?;
+        let (org, id) = (self.org, self.subscription);
+        let current = store
+            .get_subscription(org, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no subscription {id} in organization {org}"))?;
+        Ok((store, current))
+    }
+}
+
 pub(crate) async fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, String> {
     match &args.table {
         Some(table) => {
