@@ -132,7 +132,7 @@ fn assert_rate(report: &shaping::RateReport) {
     eprintln!(
         "rate limit {}/s (burst {}), {} messages published at {:.0}/s: {} delivered ({} repeats), most in any 10 s {} (allowed {}), \
          delivered at {:.2}/s; unlimited neighbour p99 {:.1} ms alone, {:.1} ms beside the backlog \
-         ({} of its {} delivered when {} limited ones were)",
+         ({} of its {} delivered; at most {} limited ones arrived while one of its was on the way)",
         report.per_second,
         report.burst,
         report.messages,
@@ -146,16 +146,17 @@ fn assert_rate(report: &shaping::RateReport) {
         report.neighbour_p99_beside_ms,
         report.neighbour_delivered,
         report.neighbour_published,
-        report.limited_when_neighbour_done,
+        report.limited_during_a_neighbour_delivery,
     );
     assert_eq!(report.delivered, report.messages, "every limited message arrives");
     assert!(report.most_in_ten_seconds <= report.allowed_in_ten_seconds(), "{report:?}");
     let limit = report.per_second as f64;
     assert!((limit * 0.9..=limit * 1.1).contains(&report.delivered_per_second), "{report:?}");
     assert_eq!(report.neighbour_delivered, report.neighbour_published, "the neighbour's messages all arrive");
-    // Behind the backlog, the neighbour's last message would come after the last limited one.
+    // Behind the backlog, a neighbour's message would wait for hundreds of limited ones; beside
+    // it, only for those its own few hundred milliseconds on the way let through.
     assert!(
-        report.limited_when_neighbour_done < report.messages,
+        report.limited_during_a_neighbour_delivery <= report.per_second as usize * 5,
         "the neighbour's messages waited behind the limited backlog: {report:?}"
     );
 }
@@ -170,22 +171,23 @@ async fn a_rate_limited_subscription_gets_no_more_than_its_limit_in_any_ten_seco
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, 5_000, (50, 5), 200).await;
     assert_rate(&report);
-    assert!(report.limited_when_neighbour_done < report.messages / 2, "{report:?}");
 }
 
 /// The same promise on the deployed stack under emulation, with three delivery function
-/// instances on each of the three lanes taking slots from one DynamoDB item. The limit is 10/s:
-/// the emulated API publishes about 13 a second on two cores, and the backlog must outrun the
-/// limit.
+/// instances on each of the three lanes taking slots from one DynamoDB item. The limit is 5/s:
+/// the emulated API publishes 10–17 a second on two cores beside the other tests, and the
+/// backlog must outrun the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rate_limit_holds_across_delivery_instances_on_the_deployed_stack() {
     let options = Options { event_source_concurrency: 3, ingest_instances: 3, ..Options::default() };
     let stack = DeployedStack::start(options).await;
     let limited = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
     let neighbour = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
-    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 600, (10, 2), 100).await;
+    // Burst 3: a paced job may go up to 0.4 s after its slot before it must take a new one (the
+    // emulated pollers share two cores with everything else).
+    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 300, (5, 3), 100).await;
     assert_rate(&report);
-    assert!(report.published_per_second > 10.0, "the backlog did not outrun the limit: {report:?}");
+    assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
 }
 
 /// 10,000 events over 100 keys to an ordered subscription whose receiver fails one request in
