@@ -86,20 +86,31 @@ fn insert_jobs(conn: &Connection, jobs: &[StoredJob], visible_at: i64) -> Result
     Ok(())
 }
 
-/// Removes a job from the queue; the next job of its line, if any, is due at once. Returns
-/// whether the job was there (held by `receipt`).
-fn remove_job(conn: &Connection, id: i64, receipt: &str, now: i64) -> Result<bool> {
+/// What removing a job did.
+struct Removed {
+    /// The job was there, held by the receipt.
+    was_held: bool,
+    /// The next job of its line was parked and is due now.
+    unparked: bool,
+}
+
+/// Removes a job from the queue; the next job of its line, if any, is due at once.
+fn remove_job(conn: &Connection, id: i64, receipt: &str, now: i64) -> Result<Removed> {
     let line: Option<Option<String>> = conn
         .prepare_cached("DELETE FROM queue WHERE id = ?1 AND receipt = ?2 RETURNING line")?
         .query_row(params![id, receipt], |r| r.get(0))
         .optional()?;
-    if let Some(Some(line)) = &line {
-        conn.prepare_cached(
-            "UPDATE queue SET visible_at = ?2 WHERE id = (SELECT MIN(id) FROM queue WHERE line = ?1) AND visible_at = ?3",
-        )?
-        .execute(params![line, now, PARKED])?;
-    }
-    Ok(line.is_some())
+    let unparked = match &line {
+        Some(Some(line)) => {
+            conn.prepare_cached(
+                "UPDATE queue SET visible_at = ?2 WHERE id = (SELECT MIN(id) FROM queue WHERE line = ?1) AND visible_at = ?3",
+            )?
+            .execute(params![line, now, PARKED])?
+                > 0
+        }
+        _ => false,
+    };
+    Ok(Removed { was_held: line.is_some(), unparked })
 }
 
 pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
@@ -227,16 +238,17 @@ impl Queue for SqliteBackend {
     async fn ack_many(&self, receipts: &[String]) -> Result<()> {
         let receipts = receipts.iter().map(|r| Ok((parse_receipt(r)?, r.clone()))).collect::<Result<Vec<_>>>()?;
         let now = self.now_nanos();
-        let lines_moved = self
+        let unparked = self
             .write(move |conn| {
-                let mut lines_moved = false;
+                let mut unparked = false;
                 for ((id, _), receipt) in &receipts {
-                    lines_moved |= remove_job(conn, *id, receipt, now)?;
+                    unparked |= remove_job(conn, *id, receipt, now)?.unparked;
                 }
-                Ok(lines_moved)
+                Ok(unparked)
             })
             .await?;
-        if lines_moved {
+        // A job that was waiting behind one of these is due now: the worker takes it at once.
+        if unparked {
             self.jobs_queued.notify_one();
         }
         Ok(())
@@ -280,15 +292,19 @@ impl Queue for SqliteBackend {
         let now = self.now_nanos();
         let receipt = receipt.to_owned();
         let job = serde_json::to_string(job)?;
-        self.write(move |conn| {
-            // Only the current holder of the receipt may move it, so a job is never dead-lettered twice.
-            if remove_job(conn, id, &receipt, now)? {
-                conn.execute("INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)", params![job, now])?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.jobs_queued.notify_one();
+        let removed = self
+            .write(move |conn| {
+                let removed = remove_job(conn, id, &receipt, now)?;
+                // Only the current holder of the receipt may move it, so a job is never dead-lettered twice.
+                if removed.was_held {
+                    conn.execute("INSERT INTO dead_letters (job, dead_at) VALUES (?1, ?2)", params![job, now])?;
+                }
+                Ok(removed)
+            })
+            .await?;
+        if removed.unparked {
+            self.jobs_queued.notify_one();
+        }
         Ok(())
     }
 
