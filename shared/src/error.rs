@@ -76,6 +76,12 @@ impl Error {
         Error::Internal(err.to_string())
     }
 
+    /// Whether the same request may succeed later unchanged (storage or a dependency was down,
+    /// a limit was reached), as opposed to a request that will never succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Unavailable(_) | Error::TooManyRequests { .. } | Error::Timeout(_))
+    }
+
     /// The field the error is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {

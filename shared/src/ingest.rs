@@ -1,6 +1,7 @@
 //! Publishing: validate, fan out to every matching subscription, enqueue one delivery job per
 //! subscription in batches, answer once per message id.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -9,7 +10,7 @@ use crate::dialect::catalog;
 use crate::domain::event::allows;
 use crate::domain::message::{DeliveryJob, PublishRecord};
 use crate::domain::retention::{IDEMPOTENCY_WINDOW, MESSAGE_RETENTION};
-use crate::domain::{EventDefinition, OrganizationId, Scope};
+use crate::domain::{EventDefinition, OrganizationId, Scope, Subscription};
 use crate::{App, Result};
 
 /// The answer to a publish.
@@ -28,7 +29,7 @@ pub struct Published {
 pub async fn publish(
     app: &App,
     org: OrganizationId,
-    event: &EventDefinition,
+    event: &'static EventDefinition,
     payload: &str,
     message_id: Option<String>,
 ) -> Result<Published> {
@@ -40,36 +41,112 @@ pub async fn publish(
 pub async fn publish_keyed(
     app: &App,
     org: OrganizationId,
-    event: &EventDefinition,
+    event: &'static EventDefinition,
     payload: &str,
     message_id: Option<String>,
     ordering_key: Option<String>,
 ) -> Result<Published> {
-    let message_id = message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
-    // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
-    let payload = event.prepare_payload(payload)?;
-    let payload = payload.as_ref();
-    // One read of the organization's subscriptions (one Query on DynamoDB), matched here: as
-    // Svix matches an application's endpoints. Only those switched on and not disabled.
-    let targets: Vec<_> = app
-        .store
-        .list_subscriptions(org)
-        .await?
-        .into_iter()
-        .filter(|s| event.reaches(s) && s.status.receives())
-        .collect();
+    let request = PublishRequest { org, event, payload: payload.to_owned(), message_id, ordering_key };
+    let published = publish_many(app, vec![request]).await.pop().expect("one answer per request")?;
+    tracing::info!(org = %org, message_id = %published.message_id, event = event.name, subscriptions = published.subscriptions, repeated = published.repeated, "published");
+    Ok(published)
+}
 
-    let record = PublishRecord::new(org, &message_id, event.name, payload, targets.len() as u32, app.clock.now())
-        .with_ordering_key(ordering_key);
-    // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch waits on
-    // a dead endpoint.
-    let jobs: Vec<DeliveryJob> = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
-    if let Some(first) = app.publish_log.publish(&record, &jobs, IDEMPOTENCY_WINDOW).await? {
-        return Ok(Published { message_id, subscriptions: first.subscriptions, repeated: true });
+/// One publish asked for: by the publish route, an entry of the batch route, or a record of a
+/// publish source (an SQS message, an EventBridge event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    pub org: OrganizationId,
+    pub event: &'static EventDefinition,
+    /// The event as JSON text.
+    pub payload: String,
+    /// Idempotent for 24 hours; one is made up without it.
+    pub message_id: Option<String>,
+    pub ordering_key: Option<String>,
+}
+
+/// Publishes every request, answering each in order, with the calls shared among them: one read
+/// of each organization's subscriptions, and every job sent together (SQS: in batches of 10
+/// whatever message they belong to). A message id asked twice among `requests` is published
+/// once; the later asks are answered as repeats.
+pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Result<Published>> {
+    let now = app.clock.now();
+    let mut answers: Vec<Option<Result<Published>>> = vec![None; requests.len()];
+    // Fan-out: one read of each organization's subscriptions (one Query on DynamoDB), matched
+    // here, as Svix matches an application's endpoints. Only those switched on and not disabled.
+    let mut subscriptions: HashMap<OrganizationId, Result<Vec<Subscription>>> = HashMap::new();
+    for org in requests.iter().map(|r| r.org) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = subscriptions.entry(org) {
+            entry.insert(app.store.list_subscriptions(org).await);
+        }
     }
-    crate::metrics::published(record.subscriptions);
-    tracing::info!(org = %org, message_id = %message_id, event = event.name, subscriptions = jobs.len(), "published");
-    Ok(Published { message_id, subscriptions: record.subscriptions, repeated: false })
+    let mut first_of: HashMap<(OrganizationId, String), usize> = HashMap::new();
+    let mut repeats_of: Vec<(usize, usize)> = Vec::new();
+    let mut publishes: Vec<(usize, PublishRecord, Vec<DeliveryJob>)> = Vec::new();
+    for (position, request) in requests.into_iter().enumerate() {
+        let message_id = request.message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+        match first_of.entry((request.org, message_id.clone())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                repeats_of.push((position, *first.get()));
+                continue;
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(position);
+            }
+        }
+        // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
+        let payload = match request.event.prepare_payload(&request.payload) {
+            Ok(payload) => payload,
+            Err(err) => {
+                answers[position] = Some(Err(err));
+                continue;
+            }
+        };
+        let targets: Vec<&Subscription> = match &subscriptions[&request.org] {
+            Ok(all) => all.iter().filter(|s| request.event.reaches(s) && s.status.receives()).collect(),
+            Err(err) => {
+                answers[position] = Some(Err(err.clone()));
+                continue;
+            }
+        };
+        let record = PublishRecord::new(
+            request.org,
+            &message_id,
+            request.event.name,
+            payload.as_ref(),
+            targets.len() as u32,
+            now,
+        )
+        .with_ordering_key(request.ordering_key);
+        // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch
+        // waits on a dead endpoint.
+        let jobs = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
+        publishes.push((position, record, jobs));
+    }
+    let batch: Vec<(PublishRecord, Vec<DeliveryJob>)> =
+        publishes.iter().map(|(_, record, jobs)| (record.clone(), jobs.clone())).collect();
+    let outcomes = app.publish_log.publish_many(&batch, IDEMPOTENCY_WINDOW).await;
+    let mut fan_outs = Vec::new();
+    for ((position, record, _), outcome) in publishes.into_iter().zip(outcomes) {
+        answers[position] = Some(outcome.map(|first| match first {
+            Some(first) => {
+                Published { message_id: record.message_id, subscriptions: first.subscriptions, repeated: true }
+            }
+            None => {
+                fan_outs.push(record.subscriptions);
+                Published { message_id: record.message_id, subscriptions: record.subscriptions, repeated: false }
+            }
+        }));
+    }
+    for (position, first) in repeats_of {
+        answers[position] = Some(match &answers[first] {
+            Some(Ok(published)) => Ok(Published { repeated: true, ..published.clone() }),
+            Some(Err(err)) => Err(err.clone()),
+            None => unreachable!("a first ask is answered before its repeats"),
+        });
+    }
+    crate::metrics::published(&fan_outs);
+    answers.into_iter().map(|answer| answer.expect("every request is answered")).collect()
 }
 
 /// Publishes `payload` to one subscription (Lagerkoll's execute-by-guid): kept for replay like
@@ -85,7 +162,7 @@ pub(crate) async fn publish_to(
     let job = DeliveryJob::for_subscription(&record, subscription);
     // A fresh message id: never a repeat.
     app.publish_log.publish(&record, &[job], IDEMPOTENCY_WINDOW).await?;
-    crate::metrics::published(1);
+    crate::metrics::published(&[1]);
     tracing::info!(org = %subscription.organization, subscription = %subscription.id, message_id = %message_id, event = event_name, "published");
     Ok(message_id)
 }

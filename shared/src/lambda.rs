@@ -6,6 +6,7 @@ use bytes::Bytes;
 use lambda_http::{Body, RequestExt};
 use lambda_runtime::LambdaEvent;
 
+use crate::aws::SourceDeadLetters;
 use crate::delivery::process_batch;
 use crate::domain::DeliveryJob;
 use crate::ports::ReceivedJob;
@@ -109,4 +110,115 @@ fn received_job(record: SqsMessage, lanes: &crate::aws::LaneQueues) -> Result<Re
     let job: DeliveryJob = serde_json::from_str(&body).map_err(|e| format!("SQS record is not a delivery job: {e}"))?;
     let receipt = lanes.receipt(record.event_source_arn.as_deref(), record.receipt_handle.unwrap_or_default());
     Ok(ReceivedJob::new(receipt, job))
+}
+
+/// An invocation of the ingest function: an API Gateway request (REST or HTTP API) through the
+/// router's ingest routes, or a batch of records from a publish queue (its own `PublishQueue`,
+/// which an EventBridge rule may feed, or a team's queue) through [`handle_publish_queue`].
+pub async fn handle_ingest(
+    app: &App,
+    dead_letters: &SourceDeadLetters,
+    event: LambdaEvent<Box<serde_json::value::RawValue>>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    use lambda_runtime::Service;
+    let LambdaEvent { payload, context } = event;
+    // Only SQS events carry `Records`; API Gateway's never do.
+    if let Ok(batch) = serde_json::from_str::<SqsEvent>(payload.get()) {
+        let answer = handle_publish_queue(app, dead_letters, batch).await;
+        return Ok(serde_json::to_value(answer)?);
+    }
+    let request: lambda_http::request::LambdaRequest = serde_json::from_str(payload.get())?;
+    let mut adapter = lambda_http::Adapter::from(lambda_runtime::service_fn(|request: lambda_http::Request| {
+        handle_http(app, api::Routes::Ingest, request)
+    }));
+    let response = adapter.call(LambdaEvent { payload: request, context }).await?;
+    Ok(serde_json::to_value(response)?)
+}
+
+/// A batch from a publish queue: each record one publish (see `api::publish::source_record`),
+/// published together ([`crate::ingest::publish_many`]). A record that can never be published
+/// (not a publish record, an unknown event, a payload its event refuses) is logged with its
+/// reason and moved to the queue's dead-letter queue at once; a record that failed for a
+/// passing cause (DynamoDB or SQS unavailable) is reported as a batch item failure, so SQS
+/// offers it again and, after `maxReceiveCount`, moves it there itself. A record without a
+/// messageId publishes under its SQS message id, so receiving it twice publishes it once.
+pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, batch: SqsEvent) -> SqsBatchResponse {
+    let mut requests = Vec::new();
+    // (record, position) of each request, and of each record refused (with its reason).
+    let mut requested = Vec::new();
+    let mut refused: Vec<(&SqsMessage, String)> = Vec::new();
+    for record in &batch.records {
+        let id = record.message_id.as_deref().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        match api::publish::source_record(body.as_bytes(), Some(id)) {
+            Ok(request) => {
+                requests.push(request);
+                requested.push(record);
+            }
+            Err(err) => refused.push((record, reason(&err))),
+        }
+    }
+    let mut failed: Vec<&SqsMessage> = Vec::new();
+    let mut message_ids = Vec::new();
+    let mut repeated = 0;
+    for (record, outcome) in requested.into_iter().zip(crate::ingest::publish_many(app, requests).await) {
+        match outcome {
+            Ok(published) => {
+                repeated += usize::from(published.repeated);
+                message_ids.push(published.message_id);
+            }
+            Err(err) if err.is_transient() => {
+                tracing::error!(sqs_message_id = record.message_id.as_deref().unwrap_or_default(), error = %err, "publish failed; SQS offers the record again");
+                failed.push(record);
+            }
+            Err(err) => refused.push((record, reason(&err))),
+        }
+    }
+    for (record, reason) in refused {
+        let id = record.message_id.as_deref().unwrap_or_default();
+        let source = record.event_source_arn.as_deref().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        match dead_letters.send(source, body, &reason).await {
+            Ok(true) => {
+                tracing::error!(sqs_message_id = id, source, reason, "not a publish: moved to the dead-letter queue");
+            }
+            Ok(false) => {
+                tracing::error!(
+                    sqs_message_id = id,
+                    source,
+                    reason,
+                    "not a publish, and its queue has no dead-letter queue: SQS keeps it until its retention ends"
+                );
+                failed.push(record);
+            }
+            Err(err) => {
+                tracing::error!(sqs_message_id = id, source, reason, error = %err, "not a publish; moving it to the dead-letter queue failed, so SQS's redrive will");
+                failed.push(record);
+            }
+        }
+    }
+    if !message_ids.is_empty() {
+        // One line a batch (not one a message), naming every message id for a search by id.
+        tracing::info!(
+            published = message_ids.len(),
+            repeated,
+            message_ids = message_ids.join(" "),
+            "published from a queue"
+        );
+    }
+    let mut response = SqsBatchResponse::default();
+    for record in failed {
+        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+        failure.item_identifier = record.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// A refused record's reason, naming the field.
+fn reason(err: &crate::Error) -> String {
+    match err.field() {
+        Some(field) => format!("{field}: {err}"),
+        None => err.to_string(),
+    }
 }

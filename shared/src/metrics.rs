@@ -67,18 +67,23 @@ pub fn alert_failed() {
     }
 }
 
-/// After a publish: how many subscriptions it reached.
-pub fn published(subscriptions: u32) {
+/// After publishes (one, or a publish source's batch): how many subscriptions each reached.
+/// One line for up to 100 publishes (EMF's most values a line), so a batch logs one line, not
+/// one a message.
+pub fn published(fan_outs: &[u32]) {
     if on_lambda() {
-        println!(
-            "{}",
-            emf_line(
-                now_ms(),
-                &[("Function", "ingest")],
-                &[("Published", "Count", json!(1)), ("FanOut", "Count", json!(subscriptions))],
-            )
-        );
+        for chunk in fan_outs.chunks(100) {
+            println!("{}", published_line(now_ms(), chunk));
+        }
     }
+}
+
+fn published_line(timestamp_ms: i64, fan_outs: &[u32]) -> String {
+    emf_line(
+        timestamp_ms,
+        &[("Function", "ingest")],
+        &[("Published", "Count", json!(fan_outs.len())), ("FanOut", "Count", json!(fan_outs))],
+    )
 }
 
 #[cfg(test)]

@@ -167,9 +167,15 @@ pub trait Limits: Send + Sync {
         window: time::Duration,
     ) -> Result<bool>;
 
-    /// Adds one request to `client`'s count for the window starting at `window_start` (Unix
-    /// seconds) and returns the count including it. Atomic across processes (rate limiting).
-    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32>;
+    /// Adds `requests` to `client`'s count for the window starting at `window_start` (Unix
+    /// seconds) and returns the count including them. Atomic across processes (rate limiting).
+    async fn count_requests(
+        &self,
+        client: &str,
+        requests: u32,
+        window_start: i64,
+        expires_at: OffsetDateTime,
+    ) -> Result<u32>;
 
     /// Records `nonce` as used until `expires_at`: true the first time, false while an earlier
     /// use is unexpired (a replay). Atomic across processes.
@@ -216,6 +222,16 @@ pub trait PublishLog: Send + Sync {
         jobs: &[DeliveryJob],
         window: time::Duration,
     ) -> Result<Option<PublishRecord>>;
+
+    /// [`PublishLog::publish`] for each (record, jobs), answered in order. Adapters that can
+    /// share calls among the publishes override it (SQS: the jobs of all in batches of 10).
+    async fn publish_many(
+        &self,
+        publishes: &[(PublishRecord, Vec<DeliveryJob>)],
+        window: time::Duration,
+    ) -> Vec<Result<Option<PublishRecord>>> {
+        futures::future::join_all(publishes.iter().map(|(record, jobs)| self.publish(record, jobs, window))).await
+    }
 }
 
 /// A job taken from the queue; hidden from other consumers until acknowledged, retried or

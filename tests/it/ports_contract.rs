@@ -432,10 +432,11 @@ pub async fn request_counts_are_per_client_and_window(store: &dyn Limits) {
     let client = format!("lagerkoll:{}", Uuid::new_v4());
     let expires = OffsetDateTime::now_utc() + time::Duration::minutes(2);
     for n in 1..=5 {
-        assert_eq!(store.count_request(&client, 60, expires).await.unwrap(), n);
+        assert_eq!(store.count_requests(&client, 1, 60, expires).await.unwrap(), n);
     }
-    assert_eq!(store.count_request("someone-else", 60, expires).await.unwrap(), 1);
-    assert_eq!(store.count_request(&client, 120, expires).await.unwrap(), 1, "a new window starts at 1");
+    assert_eq!(store.count_requests("someone-else", 1, 60, expires).await.unwrap(), 1);
+    assert_eq!(store.count_requests(&client, 1, 120, expires).await.unwrap(), 1, "a new window starts at 1");
+    assert_eq!(store.count_requests(&client, 10, 120, expires).await.unwrap(), 11, "a batch counts each request");
 }
 
 pub async fn store_groups(store: &dyn StoreGroups) {
@@ -747,9 +748,9 @@ mod embedded {
         use tidings::ports::Limits;
         let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(2);
         for client in ["a", "b", "c"] {
-            backend.count_request(client, 60, expires).await.unwrap();
+            backend.count_requests(client, 1, 60, expires).await.unwrap();
         }
-        backend.count_request("d", 120, expires).await.unwrap();
+        backend.count_requests("d", 1, 120, expires).await.unwrap();
         let db = rusqlite::Connection::open(SqliteBackend::file_in(dir.path())).unwrap();
         let rows: i64 = db.query_row("SELECT COUNT(*) FROM request_counts", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 1, "only the current window is kept");

@@ -1,15 +1,18 @@
 //! Lambda for the routes that queue deliveries (publish, Lagerkoll execute, replay): API Gateway
-//! (REST or HTTP API) events into the shared router; other routes answer 404 here.
-//! Wiring only; the behaviour lives in the `tidings` crate.
+//! (REST or HTTP API) events into the shared router, other routes answering 404 here; and the
+//! publish queue's SQS batches, each record one publish. Wiring only; the behaviour lives in
+//! the `tidings` crate.
 
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tidings::lambda::init_tracing();
     // Built once per cold start: clients, connection pools and configuration.
     let app = tidings::App::from_settings(&tidings::config::Settings::from_env()?).await?;
-    let app = &app;
-    run(service_fn(move |request: Request| tidings::lambda::handle_http(app, tidings::api::Routes::Ingest, request)))
+    let dead_letters = tidings::aws::SourceDeadLetters::new(&tidings::aws::load_config().await);
+    let (app, dead_letters) = (&app, &dead_letters);
+    run(service_fn(move |event: LambdaEvent<Box<RawValue>>| tidings::lambda::handle_ingest(app, dead_letters, event)))
         .await
 }

@@ -7,19 +7,28 @@
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
 use super::request::{
-    count_against_minute_limit, json_response, parse_raw_object, reject_unknown_fields, resolve_organization,
+    check_depth, count_against_minute_limit, count_many_against_minute_limit, json_response, parse_raw_object,
+    reject_unknown_fields, resolve_organization,
 };
 use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
 use crate::domain::delivery_options::MAX_ORDERING_KEY_LEN;
 use crate::domain::event::allows;
-use crate::domain::Dialect;
-use crate::{ingest, Error, Result};
+use crate::domain::{Dialect, OrganizationId};
+use crate::ingest::{self, PublishRequest};
+use crate::{Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {
     dialect: Dialect::Zettle,
-    routes: &[Route::queueing(Method::POST, "organizations/{org}/events", |call| Box::pin(publish(call)))],
+    routes: &[
+        Route::queueing(Method::POST, "organizations/{org}/events", |call| Box::pin(publish(call))),
+        Route::queueing(Method::POST, "organizations/{org}/events/batch", |call| Box::pin(publish_batch(call))),
+    ],
 };
 
 const MAX_MESSAGE_ID_LEN: usize = 128;
@@ -55,17 +64,22 @@ fn ordering_key(fields: &serde_json::Map<String, Value>) -> Result<Option<String
     }
 }
 
-async fn publish(call: Call<'_>) -> Result<Response> {
-    let (app, key) = (call.app, &call.key);
-    if call.session.is_some() {
-        return Err(Error::Forbidden("a portal session may not publish: publishing takes an API key".into()));
-    }
-    let org = resolve_organization(call.param("org"), key)?;
-    let body = call.request.body();
-    // One parse: the payload stays raw bytes, the small fields become values.
-    let raw = parse_raw_object(body)?;
-    reject_unknown_fields(raw.keys(), &["eventName", "payload", "messageId", "orderingKey"])?;
-    let fields: serde_json::Map<String, Value> = raw
+/// The fields of a publish as the publish route takes them (`eventName`, `payload`, `messageId`,
+/// `orderingKey`) plus `extra`, which the caller reads itself; unknown fields are refused.
+struct PublishFields<'a> {
+    event: &'static crate::domain::EventDefinition,
+    payload: &'a str,
+    message_id: Option<String>,
+    ordering_key: Option<String>,
+    /// The `extra` fields present, parsed.
+    extra: serde_json::Map<String, Value>,
+}
+
+fn publish_fields<'a>(raw: &BTreeMap<String, &'a RawValue>, extra: &[&str]) -> Result<PublishFields<'a>> {
+    let allowed: Vec<&str> =
+        ["eventName", "payload", "messageId", "orderingKey"].iter().chain(extra).copied().collect();
+    reject_unknown_fields(raw.keys(), &allowed)?;
+    let mut fields: serde_json::Map<String, Value> = raw
         .iter()
         .filter(|(name, _)| name.as_str() != "payload")
         .map(|(name, value)| {
@@ -95,20 +109,160 @@ async fn publish(call: Call<'_>) -> Result<Response> {
     };
     let message_id = message_id(&fields, false)?;
     let ordering_key = ordering_key(&fields)?;
-    if !allows(&key.scopes, event) {
-        return Err(Error::Forbidden(format!(
-            "the API key may not publish {}: it lacks the event's scope",
-            event.name
-        )));
+    fields.retain(|name, _| extra.contains(&name.as_str()));
+    Ok(PublishFields { event, payload, message_id, ordering_key, extra: fields })
+}
+
+/// A record of a publish source — an SQS message's body, an entry of the batch route — as a
+/// publish: `{organizationUuid, eventName, payload, messageId?, orderingKey?}`, or an
+/// EventBridge event (as a rule's SQS target receives it) whose `detail` is that object.
+/// Without a messageId the EventBridge event's `id`, else `default_message_id` (the SQS
+/// message's id) stands in, so a record received twice is published once.
+pub(crate) fn source_record(body: &[u8], default_message_id: Option<&str>) -> Result<PublishRequest> {
+    let mut raw = parse_raw_object(body)?;
+    let mut default_message_id = default_message_id.map(str::to_owned);
+    if raw.contains_key("detail-type") && raw.contains_key("detail") {
+        // An EventBridge event: its `id` is unique per event (a retried PutEvents entry gets a
+        // new one unless the producer names a messageId).
+        if let Some(Ok(Value::String(id))) = raw.get("id").map(|id| serde_json::from_str(id.get())) {
+            default_message_id = Some(id);
+        }
+        let detail = raw["detail"];
+        raw = serde_json::from_str(detail.get()).map_err(|_| {
+            Error::bad_request("detail", "an EventBridge event's detail must be a publish record (a JSON object)")
+        })?;
     }
+    let fields = publish_fields(&raw, &["organizationUuid"])?;
+    let org = match fields.extra.get("organizationUuid") {
+        Some(Value::String(org)) => org
+            .parse::<OrganizationId>()
+            .map_err(|_| Error::bad_request("organizationUuid", "organizationUuid must be an organization's UUID"))?,
+        None | Some(Value::Null) => return Err(Error::bad_request("organizationUuid", "organizationUuid is required")),
+        Some(_) => return Err(Error::bad_request("organizationUuid", "organizationUuid must be a string")),
+    };
+    Ok(PublishRequest {
+        org,
+        event: fields.event,
+        payload: fields.payload.to_owned(),
+        message_id: fields.message_id.or(default_message_id),
+        ordering_key: fields.ordering_key,
+    })
+}
+
+async fn publish(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    refuse_portal_session(&call)?;
+    let org = resolve_organization(call.param("org"), key)?;
+    // One parse: the payload stays raw bytes, the small fields become values.
+    let raw = parse_raw_object(call.request.body())?;
+    let fields = publish_fields(&raw, &[])?;
+    check_may_publish(key, fields.event)?;
     if app.publishes_per_minute > 0 {
         // Per organization, so one publisher cannot take the whole API (times its fan-out).
         count_against_minute_limit(app, &format!("publish:{org}"), app.publishes_per_minute).await?;
     }
-    let published = ingest::publish_keyed(app, org, event, payload, message_id, ordering_key).await?;
+    let published =
+        ingest::publish_keyed(app, org, fields.event, fields.payload, fields.message_id, fields.ordering_key).await?;
     let mut response = json_response(StatusCode::ACCEPTED, &published);
     if published.repeated {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The most records one batch publish takes (as many as one invocation of the ingest
+/// function takes from a publish queue).
+pub const MAX_BATCH_RECORDS: usize = 100;
+
+/// One record's answer in a batch publish.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions: Option<u32>,
+    /// True when the message id was already published (nothing was queued again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeated: Option<bool>,
+    /// Why the record was not published: the error body the publish route would answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+/// `POST /organizations/{org}/events/batch`: a JSON array of up to 100 records exactly as a
+/// publish queue takes them (publish records, or EventBridge events carrying one), each
+/// published as the publish route would; 200 with one answer per record, in order. Records of
+/// another organization, or of events the key may not publish, are refused one by one.
+async fn publish_batch(call: Call<'_>) -> Result<Response> {
+    let (app, key) = (call.app, &call.key);
+    refuse_portal_session(&call)?;
+    let org = resolve_organization(call.param("org"), key)?;
+    check_depth(call.request.body())?;
+    let entries: Vec<&RawValue> = serde_json::from_slice(call.request.body()).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            Error::bad_request(None, "the request body must be a JSON array of records")
+        }
+        _ => Error::bad_request(None, format!("the request body is not valid JSON: {e}")),
+    })?;
+    if entries.is_empty() || entries.len() > MAX_BATCH_RECORDS {
+        return Err(Error::bad_request(None, format!("a batch holds 1 to {MAX_BATCH_RECORDS} records")));
+    }
+    let parsed: Vec<Result<PublishRequest>> = entries
+        .iter()
+        .map(|entry| {
+            let request = source_record(entry.get().as_bytes(), None)?;
+            if request.org != org {
+                return Err(Error::Forbidden(format!(
+                    "the record is of organization {}; the API key publishes for {org}",
+                    request.org
+                )));
+            }
+            check_may_publish(key, request.event)?;
+            Ok(request)
+        })
+        .collect();
+    let valid: Vec<PublishRequest> = parsed.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    if app.publishes_per_minute > 0 && !valid.is_empty() {
+        count_many_against_minute_limit(app, &format!("publish:{org}"), valid.len() as u32, app.publishes_per_minute)
+            .await?;
+    }
+    let mut outcomes = ingest::publish_many(app, valid).await.into_iter();
+    let answers: Vec<BatchAnswer> = parsed
+        .into_iter()
+        .map(|parsed| match parsed.and_then(|_| outcomes.next().expect("one outcome per valid record")) {
+            Ok(published) => {
+                tracing::info!(org = %org, message_id = %published.message_id, subscriptions = published.subscriptions, repeated = published.repeated, "published");
+                BatchAnswer {
+                    message_id: Some(published.message_id),
+                    subscriptions: Some(published.subscriptions),
+                    repeated: Some(published.repeated),
+                    error: None,
+                }
+            }
+            Err(err) => BatchAnswer { message_id: None, subscriptions: None, repeated: None, error: Some(error_body(&err)) },
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &answers))
+}
+
+/// The Zettle error body of `err`, as a value to nest in a batch answer.
+fn error_body(err: &Error) -> Value {
+    let response = crate::dialect::zettle::errors::error_response(err, &http::HeaderMap::new());
+    serde_json::from_slice(response.body()).expect("error bodies are JSON")
+}
+
+fn refuse_portal_session(call: &Call<'_>) -> Result<()> {
+    match call.session {
+        Some(_) => Err(Error::Forbidden("a portal session may not publish: publishing takes an API key".into())),
+        None => Ok(()),
+    }
+}
+
+fn check_may_publish(key: &crate::domain::ApiKey, event: &crate::domain::EventDefinition) -> Result<()> {
+    if allows(&key.scopes, event) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("the API key may not publish {}: it lacks the event's scope", event.name)))
+    }
 }

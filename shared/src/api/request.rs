@@ -106,7 +106,7 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
 pub const MAX_JSON_DEPTH: usize = 127;
 
 /// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`], without parsing it.
-fn check_depth(body: &[u8]) -> Result<()> {
+pub(crate) fn check_depth(body: &[u8]) -> Result<()> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &byte in body {
         if in_string {
@@ -196,10 +196,15 @@ pub fn empty_response(status: StatusCode) -> Response {
 /// Counts one request of `client` in the current calendar minute, in the store (so every
 /// instance shares the count), and refuses it once the minute holds more than `limit`.
 pub(crate) async fn count_against_minute_limit(app: &App, client: &str, limit: u32) -> Result<()> {
+    count_many_against_minute_limit(app, client, 1, limit).await
+}
+
+/// [`count_against_minute_limit`] for `requests` at once (a batch publish counts each message).
+pub(crate) async fn count_many_against_minute_limit(app: &App, client: &str, requests: u32, limit: u32) -> Result<()> {
     let now = app.clock.now();
     let window_start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
     let expires = time::OffsetDateTime::from_unix_timestamp(window_start + 120).map_err(Error::internal)?;
-    let hits = app.store.count_request(client, window_start, expires).await?;
+    let hits = app.store.count_requests(client, requests, window_start, expires).await?;
     if hits > limit {
         let retry_after_secs = (window_start + 60 - now.unix_timestamp()).max(1) as u64;
         return Err(Error::TooManyRequests {

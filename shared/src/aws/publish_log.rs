@@ -31,4 +31,20 @@ impl PublishLog for QueueThenClaim {
         self.queue.enqueue(jobs, std::time::Duration::ZERO).await?;
         self.store.claim_publish(record, window).await
     }
+
+    /// The jobs of every publish go out together, then each claim is written (concurrently):
+    /// ⌈jobs/10⌉ sends for the lot instead of at least one a publish. If the jobs could not all
+    /// be sent, nothing is claimed and every publish fails (the jobs that went out are dropped
+    /// at delivery, as any unclaimed job is).
+    async fn publish_many(
+        &self,
+        publishes: &[(PublishRecord, Vec<DeliveryJob>)],
+        window: time::Duration,
+    ) -> Vec<Result<Option<PublishRecord>>> {
+        let jobs: Vec<DeliveryJob> = publishes.iter().flat_map(|(_, jobs)| jobs.iter().cloned()).collect();
+        if let Err(err) = self.queue.enqueue(&jobs, std::time::Duration::ZERO).await {
+            return publishes.iter().map(|_| Err(err.clone())).collect();
+        }
+        futures::future::join_all(publishes.iter().map(|(record, _)| self.store.claim_publish(record, window))).await
+    }
 }

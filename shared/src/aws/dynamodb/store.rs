@@ -483,7 +483,13 @@ impl Limits for DynamoStore {
         Err(Error::internal(format!("the pace of {key} kept changing under its reservation")))
     }
 
-    async fn count_request(&self, client: &str, window_start: i64, expires_at: OffsetDateTime) -> Result<u32> {
+    async fn count_requests(
+        &self,
+        client: &str,
+        requests: u32,
+        window_start: i64,
+        expires_at: OffsetDateTime,
+    ) -> Result<u32> {
         // One atomic counter per client and window, shared by every Lambda instance.
         let out = self
             .client
@@ -491,8 +497,8 @@ impl Limits for DynamoStore {
             .table_name(&self.table)
             .key("PK", s(format!("RATE#{client}")))
             .key("SK", s(window_start.to_string()))
-            .update_expression("ADD hits :one SET expires_at = :expires")
-            .expression_attribute_values(":one", n(1))
+            .update_expression("ADD hits :requests SET expires_at = :expires")
+            .expression_attribute_values(":requests", n(requests))
             .expression_attribute_values(":expires", n(expires_at.unix_timestamp()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()

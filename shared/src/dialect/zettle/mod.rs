@@ -4,7 +4,7 @@
 //! under `/organizations/{organizationUuid}/subscriptions`, its authentication and error bodies.
 
 mod envelope;
-mod errors;
+pub(crate) mod errors;
 mod events;
 pub mod purchase;
 pub(crate) mod routes;

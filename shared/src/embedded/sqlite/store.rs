@@ -447,7 +447,13 @@ impl Limits for SqliteBackend {
         from_nanos(slot)
     }
 
-    async fn count_request(&self, client: &str, window_start: i64, _expires_at: OffsetDateTime) -> Result<u32> {
+    async fn count_requests(
+        &self,
+        client: &str,
+        requests: u32,
+        window_start: i64,
+        _expires_at: OffsetDateTime,
+    ) -> Result<u32> {
         let client = client.to_owned();
         self.write(move |conn| {
             // Passed windows are useless: dropping every client's keeps the table as small as the
@@ -456,10 +462,10 @@ impl Limits for SqliteBackend {
                 .execute(params![window_start])?;
             let hits = conn
                 .prepare_cached(
-                    "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, 1) \
-                     ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+                    "INSERT INTO request_counts (client, window_start, hits) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (client, window_start) DO UPDATE SET hits = hits + ?3 RETURNING hits",
                 )?
-                .query_row(params![client, window_start], |r| r.get::<_, u32>(0))?;
+                .query_row(params![client, window_start, requests], |r| r.get::<_, u32>(0))?;
             Ok(hits)
         })
         .await
