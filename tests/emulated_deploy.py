@@ -5,8 +5,13 @@ would for the parts the functions touch, and prints what the whole-stack test ne
   the template's own properties under unique names;
 - per function: its binary (from the SAM build metadata), its environment with every `Ref` and
   `Fn::GetAtt` resolved to the emulated resources, its timeout, memory and log format;
-- the API's stage and routes (path template, method, function), as API Gateway matches them;
-- the SQS event sources (queue, batch size, concurrency cap, response types).
+- the API's stage and routes (path template, method, function), as API Gateway matches them,
+  and with ApiType=HTTP the HTTP API's routes (route key, function) instead;
+- the SQS event sources (queue, batch size, concurrency cap, response types), the template's
+  own event source mappings included;
+- the EventBridge rules (bus, pattern, target queue), for the harness to deliver events to.
+
+Resources whose `Condition` is false are skipped, and `Fn::If` is resolved, as CloudFormation does.
 
 Nothing here knows the resource names: rename one in the template and the manifest follows, so a
 broken link between the template and the code fails the test.
@@ -16,6 +21,7 @@ broken link between the template and the code fails the test.
 import argparse
 import json
 import pathlib
+import re
 import sys
 
 import boto3
@@ -42,7 +48,27 @@ def main():
     params.update(dict(p.split("=", 1) for p in args.param))
     params.update({"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                    "AWS::StackName": f"tidings-{args.suffix}", "AWS::URLSuffix": "amazonaws.com"})
-    resources = template["Resources"]
+    conditions = {}
+
+    def condition(name):
+        if name not in conditions:
+            conditions[name] = bool(evaluate(template["Conditions"][name]))
+        return conditions[name]
+
+    def evaluate(value):
+        (fn, arg), = value.items()
+        if fn == "Fn::Equals":
+            return str(resolve(arg[0])) == str(resolve(arg[1]))
+        if fn == "Fn::Not":
+            return not evaluate(arg[0])
+        if fn == "Fn::And":
+            return all(evaluate(a) for a in arg)
+        if fn == "Fn::Or":
+            return any(evaluate(a) for a in arg)
+        if fn == "Condition":
+            return condition(arg)
+        raise ValueError(f"unknown condition function {fn}")
+
     physical = {}  # logical id -> {"Ref": ..., attribute: ...}
 
     def resolve(value):
@@ -53,6 +79,8 @@ def main():
             if fn == "Fn::GetAtt":
                 name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return physical[name][attr]
+            if fn == "Fn::If":
+                return resolve(arg[1] if condition(arg[0]) else arg[2])
             if fn == "Fn::Sub":
                 text = arg if isinstance(arg, str) else arg[0]
                 for key, val in {**params, **{k: v["Ref"] for k, v in physical.items()}}.items():
@@ -66,6 +94,10 @@ def main():
         if isinstance(value, list):
             return [resolve(v) for v in value]
         return value
+
+    # Resources whose condition is false are not created, as CloudFormation skips them.
+    resources = {name: r for name, r in template["Resources"].items()
+                 if "Condition" not in r or condition(r["Condition"])}
 
     session = boto3.session.Session(region_name=REGION)
     dynamodb, sqs, ses = session.client("dynamodb"), session.client("sqs"), session.client("sesv2")
@@ -156,8 +188,46 @@ def main():
                     "maximum_concurrency": resolve(eprops.get("ScalingConfig", {}).get("MaximumConcurrency")),
                     "report_batch_item_failures": "ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
                 })
-    outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()}
+    # Event source mappings declared as resources (a team's own publish queue).
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = res["Properties"]
+        arn = resolve(props["EventSourceArn"])
+        queue_name = arn.rsplit(":", 1)[1]
+        event_sources.append({
+            "function": props["FunctionName"]["Ref"], "event": name,
+            "queue_url": sqs.get_queue_url(QueueName=queue_name)["QueueUrl"], "queue_arn": arn,
+            "batch_size": props.get("BatchSize", 10),
+            "batching_window_s": props.get("MaximumBatchingWindowInSeconds", 0),
+            "maximum_concurrency": resolve(props.get("ScalingConfig", {}).get("MaximumConcurrency")),
+            "report_batch_item_failures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+        })
+    # The HTTP API (ApiType=HTTP): its routes by route key, each to its integration's function.
+    http_routes = []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        integration = re.search(r"\$\{(\w+)\}", res["Properties"]["Target"]["Fn::Sub"]).group(1)
+        function = resources[integration]["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+        key = res["Properties"]["RouteKey"]
+        method, path = ("ANY", None) if key == "$default" else key.split(" ", 1)
+        http_routes.append({"function": function, "route_key": key, "method": method, "path": path})
+    # EventBridge rules: the harness puts matching events on their SQS targets, as EventBridge would.
+    rules = []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Events::Rule":
+            continue
+        props = res["Properties"]
+        for target in props["Targets"]:
+            arn = resolve(target["Arn"])
+            queue = next(p for p in physical.values() if p.get("Arn") == arn)
+            rules.append({"rule": name, "bus": resolve(props.get("EventBusName", "default")),
+                          "pattern": resolve(props["EventPattern"]), "target_queue_url": queue["QueueUrl"]})
+    outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()
+               if "Condition" not in o or condition(o["Condition"])}
     json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs,
+               "event_rules": rules, "api_type": "HTTP" if http_routes else "REST", "http_routes": http_routes,
                "gateway_responses": gateway_responses},
               sys.stdout, indent=1)
 

@@ -106,7 +106,33 @@ check("RetryQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the ret
 check("PacedQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the paced queue")
 check("DeadLetterQueueAlarm" in alarms, "an alarm on the dead-letter queue")
 for fn in functions:
-    check(any(a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn} for a in single.values()), f"an error alarm on {fn}")
+    check(any(isinstance(a["Properties"]["Dimensions"], list) and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": fn}
+              for a in single.values()), f"an error alarm on {fn}")
+check("PublishDeadLetterQueueAlarm" in alarms, "an alarm on the publish queue's dead-letter queue")
+check("PublishQueueAgeAlarm" in alarms, "an age-of-oldest-message alarm on the publish queue")
+# The publish queue feeds the ingest function, whose role may consume it and move refused
+# records to its dead-letter queue; its visibility outlasts the function's timeout six times.
+publish = functions["IngestFunction"]["Properties"]["Events"].get("PublishQueue", {"Properties": {}})
+check(publish["Properties"].get("Queue") == {"Fn::GetAtt": ["PublishQueue", "Arn"]}, "the ingest function must consume the publish queue")
+check(publish["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "the publish event source reports partial batch failures")
+check(publish["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency") == {"Ref": "PublishConcurrency"}, "the publish event source is capped by PublishConcurrency")
+ingest_timeout = functions["IngestFunction"]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+check(resources["PublishQueue"]["Properties"]["VisibilityTimeout"] >= 6 * ingest_timeout, "PublishQueue's visibility is at least six times the ingest timeout")
+check(resources["PublishQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]}, "PublishQueue redrives to PublishDeadLetterQueue")
+ingest_statements = json.dumps(resources["IngestRole"]["Properties"]["Policies"])
+for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]:
+    check(action in ingest_statements, f"the ingest role needs {action} on the publish queues")
+check("PublishDeadLetterQueue" in ingest_statements, "the ingest role may send refused records to the publish dead-letter queue")
+producer = resources["PublishProducerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+check(producer == [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["PublishQueue", "Arn"]}}],
+      "a producer needs sqs:SendMessage on the publish queue and nothing else")
+# The HTTP API (ApiType=HTTP) routes the ingest function's routes as the REST API does.
+http_routes = {r["Properties"]["RouteKey"]: r["Properties"]["Target"] for r in of_type("AWS::ApiGatewayV2::Route").values()}
+rest_ingest = {f'{e["Properties"]["Method"].upper()} {e["Properties"]["Path"]}'
+               for e in functions["IngestFunction"]["Properties"]["Events"].values() if e["Type"] == "Api"}
+http_ingest = {key for key, target in http_routes.items() if "HttpIngestIntegration" in json.dumps(target)}
+check(rest_ingest == http_ingest, f"the HTTP API's ingest routes {sorted(http_ingest)} differ from the REST API's {sorted(rest_ingest)}")
+check("HttpSubscriptionsIntegration" in json.dumps(http_routes.get("$default")), "the HTTP API's other requests go to the subscriptions function")
 for name, group in of_type("AWS::Logs::LogGroup").items():
     check("RetentionInDays" in group["Properties"], f"{name}: retention")
 
@@ -157,8 +183,20 @@ def sends_to_delivery_queue(function):
                for policy in role["Properties"]["Policies"] for st in policy["PolicyDocument"]["Statement"])
 
 
+def served_code(main_rs):
+    """A function's main.rs, with the body of the shared handler it calls when that handler
+    dispatches more than API events (the ingest function's `handle_ingest`)."""
+    m = re.search(r"tidings::lambda::(handle_\w+)", main_rs)
+    if m and m.group(1) != "handle_http":
+        lambda_rs = (ROOT / "shared" / "src" / "lambda.rs").read_text()
+        body = re.search(r"pub async fn " + m.group(1) + r"\b.*?\n}\n", lambda_rs, re.S)
+        check(body is not None, f"shared/src/lambda.rs defines no {m.group(1)}")
+        return main_rs + (body.group(0) if body else "")
+    return main_rs
+
+
 for name, fn in functions.items():
-    main_rs = (ROOT / "infra" / fn["Properties"]["CodeUri"] / "src" / "main.rs").read_text()
+    main_rs = served_code((ROOT / "infra" / fn["Properties"]["CodeUri"] / "src" / "main.rs").read_text())
     for event in (e for e in fn["Properties"].get("Events", {}).values() if e["Type"] == "Api"):
         path, method = event["Properties"]["Path"], event["Properties"]["Method"]
         if queues_deliveries(path, method):
@@ -315,12 +353,26 @@ check({m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "Met
 
 # A total API outage is answered by functions that succeed: the stage's 5xx rate and latency are
 # alarmed, on the API's own name and stage.
+# Each alarm reads whichever API ApiType chose: REST by ApiName and Stage, HTTP by ApiId and
+# its $default stage (and names the 5xx metric differently).
 api_name, stage = api.get("Name"), api["StageName"]
-for metric in ["5XXError", "Latency"]:
-    check(any(a["Properties"]["Namespace"] == "AWS/ApiGateway" and a["Properties"]["MetricName"] == metric
-              and {"Name": "ApiName", "Value": api_name} in a["Properties"]["Dimensions"]
-              and {"Name": "Stage", "Value": stage} in a["Properties"]["Dimensions"] for a in single.values()),
-          f"an alarm on the API's {metric} (ApiName and Stage)")
+
+
+def branches(value):
+    """Both branches of an Fn::If on IsHttpApi: (HTTP's, REST's)."""
+    if isinstance(value, dict) and "Fn::If" in value and value["Fn::If"][0] == "IsHttpApi":
+        return value["Fn::If"][1], value["Fn::If"][2]
+    return value, value
+
+
+for rest_metric, http_metric in [("5XXError", "5xx"), ("Latency", "Latency")]:
+    def alarms_api(a):
+        p = a["Properties"]
+        (http_name, rest_name), (http_dims, rest_dims) = branches(p["MetricName"]), branches(p["Dimensions"])
+        return (p["Namespace"] == "AWS/ApiGateway" and rest_name == rest_metric and http_name == http_metric
+                and {"Name": "ApiName", "Value": api_name} in rest_dims and {"Name": "Stage", "Value": stage} in rest_dims
+                and {"Name": "ApiId", "Value": {"Ref": "HttpApi"}} in http_dims and {"Name": "Stage", "Value": "$default"} in http_dims)
+    check(any(alarms_api(a) for a in single.values()), f"an alarm on the API's {rest_metric} (REST: ApiName and Stage; HTTP: ApiId and $default)")
 
 # The access log is JSON whatever the request: a value the gateway has not got is "-", so every
 # value is quoted.

@@ -46,7 +46,7 @@ pub fn deliveries(attempts: &[AttemptRecord]) {
 }
 
 fn deliveries_line(timestamp_ms: i64, attempts: &[AttemptRecord]) -> String {
-    let delivered = attempts.iter().filter(|a| a.status.is_some_and(|s| (200..300).contains(&s))).count();
+    let delivered = attempts.iter().filter(|a| a.delivered()).count();
     let latencies: Vec<u64> = attempts.iter().map(|a| a.latency_ms).collect();
     emf_line(
         timestamp_ms,
@@ -89,6 +89,14 @@ fn published_line(timestamp_ms: i64, fan_outs: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_publishes_is_one_line_with_each_fan_out() {
+        let line: Value = serde_json::from_str(&published_line(1_700_000_000_000, &[1, 10, 0])).unwrap();
+        assert_eq!(line["Published"], 3);
+        assert_eq!(line["FanOut"], json!([1, 10, 0]));
+        assert_eq!(line["Function"], "ingest");
+    }
 
     #[test]
     fn an_emf_line_declares_its_metrics_and_carries_their_values() {

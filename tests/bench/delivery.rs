@@ -5,7 +5,8 @@
 //! publish→receipt latency percentiles with 1 and 10 matching subscriptions, flat out (16
 //! connections) and at a fixed publish rate.
 //! AWS (when AWS_ENDPOINT_URL names an emulator, as `scripts/bench.sh` arranges): AWS API calls
-//! per published event and per delivery attempt, by operation, as subscriptions grow.
+//! per published event and per delivery attempt, by operation, as subscriptions grow; and the
+//! same through the publish queue (batches of 100 records into the ingest function's handler).
 //!
 //! Run: `./scripts/bench.sh` (or `cargo bench -p tidings-tests --bench delivery`).
 
@@ -292,11 +293,72 @@ async fn aws_calls() {
     }
 }
 
+/// Calls per publish and per delivery when publishes arrive through the publish queue: one
+/// batch of 100 records (~1 KB events, one organization) through the ingest function's queue
+/// handler, then every job through the delivery handler, batches of 10.
+async fn queue_calls() {
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    use tidings::aws::CallCounter;
+    use tidings_tests::aws::AwsFixture;
+    const RECORDS: usize = 100;
+    println!();
+    println!(
+        "Through the publish queue ({RECORDS} records a batch; the event source's own receive/delete calls excluded):"
+    );
+    println!(
+        "{:>13}  {:>17}  {:>18}  breakdown per publish",
+        "subscriptions", "calls per publish", "calls per delivery"
+    );
+    for n in [1usize, 10] {
+        let fixture = AwsFixture::new(12).await;
+        let counter = CallCounter::default();
+        let app =
+            App::aws_counted(&fixture.sdk, &fixture.settings, DestinationPolicy::LOCAL, Some(counter.clone())).unwrap();
+        let dead_letters = tidings::aws::SourceDeadLetters::new(&fixture.sdk);
+        let sink = Sink::default();
+        let destination = sink.start().await;
+        let org = OrganizationId(Uuid::new_v4());
+        for _ in 0..n {
+            app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
+        }
+        let padding = "x".repeat(900);
+        let mut event = SqsEvent::default();
+        for i in 0..RECORDS {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(Uuid::new_v4().to_string());
+            record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:publish".into());
+            record.body = Some(
+                json!({"organizationUuid": org.to_string(), "eventName": "ProductUpdated", "messageId": format!("m-{i}"),
+                       "payload": {"sentAt": now_nanos(), "name": "Kaffe", "description": padding}})
+                .to_string(),
+            );
+            event.records.push(record);
+        }
+        counter.reset();
+        let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, event).await;
+        assert!(answer.batch_item_failures.is_empty());
+        let per_publish: Vec<String> =
+            counter.snapshot().iter().map(|(op, c)| format!("{op} {:.2}", *c as f64 / RECORDS as f64)).collect();
+        let publish_calls = counter.total() as f64 / RECORDS as f64;
+        counter.reset();
+        let mut delivered = 0;
+        for _ in 0..(RECORDS * n) {
+            if delivered >= RECORDS * n {
+                break;
+            }
+            delivered += fixture.run_event_source(&app, &fixture.settings.queue_url).await;
+        }
+        let per_delivery = counter.total() as f64 / delivered.max(1) as f64;
+        println!("{n:>13}  {publish_calls:>17.2}  {per_delivery:>18.2}  {}", per_publish.join(", "));
+    }
+}
+
 #[tokio::main]
 async fn main() {
     local().await;
     if std::env::var("AWS_ENDPOINT_URL").is_ok() {
         aws_calls().await;
+        queue_calls().await;
     } else {
         println!("\n(AWS call counts skipped: set AWS_ENDPOINT_URL to an emulator, as scripts/bench.sh does)");
     }

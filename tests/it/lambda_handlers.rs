@@ -374,3 +374,96 @@ async fn a_first_lane_job_of_a_failing_endpoint_moves_to_the_slow_lane_without_a
     assert_eq!((job.message_id.as_str(), job.attempts, job.lane), ("m-first", 0, tidings::domain::Lane::Slow));
     assert!(aws.sqs_event().await.records.is_empty());
 }
+
+/// The queue's ARN, as the SQS event source names a record's source.
+async fn queue_arn(aws: &AwsFixture, url: &str) -> String {
+    aws_sdk_sqs::Client::new(&aws.sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone()
+}
+
+fn queue_record(source_arn: &str, body: &str) -> aws_lambda_events::sqs::SqsMessage {
+    let mut record = aws_lambda_events::sqs::SqsMessage::default();
+    record.message_id = Some(Uuid::new_v4().to_string());
+    record.event_source_arn = Some(source_arn.to_owned());
+    record.body = Some(body.to_owned());
+    record
+}
+
+#[tokio::test]
+async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one_binary() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
+    let org = new_org();
+    let key = api_key(&app, org).await;
+    let invoke = |event: Value| {
+        let (app, dead_letters) = (&app, &dead_letters);
+        async move {
+            let payload = serde_json::value::to_raw_value(&event).unwrap();
+            tidings::lambda::handle_ingest(app, dead_letters, LambdaEvent::new(payload, Context::default()))
+                .await
+                .unwrap()
+        }
+    };
+
+    // An HTTP API request: the router's answer, in the HTTP API's response shape.
+    let listed = invoke(
+        serde_json::from_str(&fixture("apigw-http-list-subscriptions.json").replace("{{API_KEY}}", &key)).unwrap(),
+    )
+    .await;
+    assert_eq!(listed["statusCode"], 404, "the ingest function answers the subscriptions routes 404: {listed}");
+
+    // A publish-queue batch: valid records published, a record that is no publish moved to the
+    // source queue's dead-letter queue with its reason, the rest acknowledged.
+    let source = queue_arn(&aws, &aws.settings.queue_url).await;
+    let named = serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "q-1"});
+    let unnamed = queue_record(
+        &source,
+        &serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated", "payload": {"n": 2}})
+            .to_string(),
+    );
+    let unnamed_id = unnamed.message_id.clone().unwrap();
+    let event = serde_json::json!({"Records": [
+        queue_record(&source, &named.to_string()),
+        unnamed,
+        queue_record(&source, "{\"organizationUuid\": 1}"),
+    ]});
+    let answer = invoke(event).await;
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{answer}");
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let dead = sqs
+        .receive_message()
+        .queue_url(&aws.settings.dead_letter_queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body(), Some("{\"organizationUuid\": 1}"));
+    let reason = dead[0].message_attributes().unwrap()[tidings::aws::REJECTION_ATTRIBUTE].string_value().unwrap();
+    assert!(reason.contains("organizationUuid"), "{reason}");
+    assert!(app.store.get_publish(org, "q-1").await.unwrap().is_some(), "published under its messageId");
+    assert!(
+        app.store.get_publish(org, &unnamed_id).await.unwrap().is_some(),
+        "a record without a messageId is published under its SQS message id"
+    );
+
+    // A queue without a dead-letter queue: the refused record stays on it (a batch item failure)
+    // for SQS's own redrive, never silently dropped.
+    let no_redrive = queue_arn(&aws, &aws.settings.dead_letter_queue_url).await;
+    let stray = queue_record(&no_redrive, "not json");
+    let stray_id = stray.message_id.clone().unwrap();
+    let answer = invoke(serde_json::json!({"Records": [stray]})).await;
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([{"itemIdentifier": stray_id}]), "{answer}");
+}

@@ -12,6 +12,8 @@ mod lambda_handlers;
 mod metro_api;
 mod portal;
 mod ports_contract;
+mod publish_batch;
+mod publish_sources;
 mod purchases;
 mod real_clients;
 mod rotation;

@@ -527,6 +527,28 @@ pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
     assert_eq!(store.recent_attempts(org, a, 100).await.unwrap().len(), 30);
     assert_eq!(store.recent_attempts(org, b, 10).await.unwrap(), vec![attempt(b, 1, Some(200))]);
     assert!(store.recent_attempts(self::org(), a, 10).await.unwrap().is_empty());
+
+    // One batch's attempts to a subscription may be stored together (DynamoDB does): they still
+    // come back newest first among a later batch's, and windows cut through them.
+    let c = Uuid::new_v4();
+    let at = |n: u32| AttemptRecord { at: t0 + time::Duration::seconds(100 + n as i64), ..attempt(c, n, Some(200)) };
+    store.record_attempts(&[at(1), at(5), attempt(b, 2, Some(200)), at(7)]).await.unwrap();
+    store.record_attempts(&[at(3)]).await.unwrap();
+    let ns = |found: Vec<AttemptRecord>| found.iter().map(|a| a.attempt).collect::<Vec<_>>();
+    assert_eq!(ns(store.recent_attempts(org, c, 10).await.unwrap()), [7, 5, 3, 1]);
+    assert_eq!(ns(store.recent_attempts(org, c, 2).await.unwrap()), [7, 5]);
+    assert_eq!(ns(store.recent_attempts(org, c, 3).await.unwrap()), [7, 5, 3]);
+    let window = AttemptQuery {
+        since: Some(t0 + time::Duration::seconds(103)),
+        until: Some(t0 + time::Duration::seconds(107)),
+        ..AttemptQuery::recent(10)
+    };
+    assert_eq!(
+        ns(store.attempts(org, c, &window).await.unwrap()),
+        [5, 3],
+        "since in, until out, inside a batch's item"
+    );
+    assert_eq!(store.recent_attempts(org, b, 10).await.unwrap().len(), 2);
 }
 
 /// Attempts read by window, outcome and event: the window's start is included, its end not; a

@@ -121,9 +121,24 @@ fn api_gateway_matching_prefers_literals_then_parameters_then_greedy_paths_and_o
     assert_eq!(pick("GET", "/v1/other"), None);
 }
 
+/// The stack deployed with `ApiType` REST (the default) or HTTP.
+fn with_api(api_type: &str) -> Options {
+    Options { params: vec![("ApiType".into(), api_type.into())], ..Options::default() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dialect_manages_subscriptions_through_the_rest_api() {
-    let stack = DeployedStack::start(Options::default()).await;
+    every_dialect_manages_subscriptions(with_api("REST")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_dialect_manages_subscriptions_through_the_http_api() {
+    every_dialect_manages_subscriptions(with_api("HTTP")).await;
+}
+
+async fn every_dialect_manages_subscriptions(options: Options) {
+    let http_api = options.params.iter().any(|(name, value)| name == "ApiType" && value == "HTTP");
+    let stack = DeployedStack::start(options).await;
     let receiver = Receiver::answering_with(200, r#"{ "status":"OK"}"#).await;
     let org = new_org();
     let client = Client::new(&stack, &org);
@@ -217,12 +232,18 @@ async fn every_dialect_manages_subscriptions_through_the_rest_api() {
         client.lagerkoll(&stack, &org, Method::GET, "/v1/webhooks/stock").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, json!({"webhooks": []}));
 
-    // A path no route of the template names: the template's gateway response, in JSON.
+    // A path no route of the template names: the REST API's gateway response, in JSON; the HTTP
+    // API hands it to the subscriptions function, whose router answers.
     let response = client.http.get(stack.url("/nowhere")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errorType"], "NOT_FOUND", "{body}");
-    assert!(body["developerMessage"].as_str().unwrap().contains("GET /Prod/nowhere"), "{body}");
+    let message = body["developerMessage"].as_str().unwrap();
+    if http_api {
+        assert!(message.contains("GET /nowhere"), "{body}");
+    } else {
+        assert_eq!(body["errorType"], "NOT_FOUND", "{body}");
+        assert!(message.contains("GET /Prod/nowhere"), "{body}");
+    }
 
     // The OpenAPI document, without credentials, through the gateway.
     let response = client.http.get(stack.url("/openapi.json")).send().await.unwrap();
@@ -233,7 +254,16 @@ async fn every_dialect_manages_subscriptions_through_the_rest_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishes_are_delivered_signed_and_every_log_line_is_searchable_json() {
-    let stack = DeployedStack::start(Options::default()).await;
+    publishes_are_delivered_signed(with_api("REST")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_through_the_http_api_are_delivered_signed_and_every_log_line_is_searchable_json() {
+    publishes_are_delivered_signed(with_api("HTTP")).await;
+}
+
+async fn publishes_are_delivered_signed(options: Options) {
+    let stack = DeployedStack::start(options).await;
     let receiver = Receiver::answering(200).await;
     let org = new_org();
     let client = Client::new(&stack, &org);
@@ -333,19 +363,20 @@ async fn publishes_are_delivered_signed_and_every_log_line_is_searchable_json() 
     assert_eq!(sum("DeliveryFailed"), 0);
     assert!(emf.iter().any(|v| v["DeliveryLatency"].as_array().is_some_and(|l| !l.is_empty())));
 
-    // The delivery lines carry what an operator follows a message by, numbers as numbers.
-    let attempts: Vec<Value> = stack
-        .log_lines("DeliveryFunction")
+    // Successful deliveries are logged a line a batch, naming each (subscription/message#attempt);
+    // a failed attempt has a line of its own (see the failing receiver's test).
+    let lines: Vec<Value> =
+        stack.log_lines("DeliveryFunction").iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+    assert!(!lines.iter().any(|v| v["fields"]["message"] == "delivery attempt"), "no line of its own for a success");
+    let delivered: Vec<&str> = lines
         .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["fields"]["message"] == "delivery attempt")
+        .filter(|v| v["fields"]["message"] == "delivered")
+        .flat_map(|v| v["fields"]["deliveries"].as_str().unwrap().split(' '))
         .collect();
-    assert_eq!(attempts.len(), 2);
-    let zettle_line = attempts.iter().find(|v| v["fields"]["message_id"] == "m-1").expect("the m-1 attempt");
-    assert_eq!(zettle_line["fields"]["org"], org.as_str());
-    assert_eq!(zettle_line["fields"]["subscription"], created_uuid(&stack, &org, &client).await);
-    assert_eq!(zettle_line["fields"]["attempt"], 1);
-    assert_eq!(zettle_line["fields"]["status"], 200);
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    let subscription = created_uuid(&stack, &org, &client).await;
+    let zettle = format!("{}/m-1#1", subscription.as_str().unwrap());
+    assert!(delivered.contains(&zettle.as_str()), "{zettle} in {delivered:?}");
 }
 
 /// The Zettle subscription's uuid, from the API.
@@ -433,6 +464,23 @@ async fn a_failing_receiver_runs_the_schedule_to_the_dead_letter_queue_with_one_
     assert_eq!(alert_line["span"]["subscription"], id.as_str(), "{alert_line}");
     assert_eq!(alert_line["span"]["org"], org.as_str(), "{alert_line}");
     assert_eq!(alert_line["span"]["attempt"], 3, "{alert_line}");
+    // Each failed attempt has its own line, with what an operator follows a message by,
+    // numbers as numbers.
+    let failures: Vec<Value> = stack
+        .log_lines("DeliveryFunction")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "delivery attempt")
+        .collect();
+    assert_eq!(failures.len(), 6, "one line a failed attempt");
+    let first = failures
+        .iter()
+        .find(|v| v["fields"]["message_id"] == "m-1" && v["fields"]["attempt"] == 1)
+        .expect("m-1's first");
+    assert_eq!(first["fields"]["org"], org.as_str());
+    assert_eq!(first["fields"]["subscription"], id.as_str());
+    assert_eq!(first["fields"]["status"], 500);
+    assert!(first["fields"]["latency_ms"].is_u64(), "{first}");
 
     // `tidings attempts` on the deployed table: attempts 1 to 3 of each message, all HTTP 500.
     let table = stack.output("TableName");

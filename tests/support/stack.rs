@@ -69,6 +69,9 @@ pub struct Options {
     /// A redrive `maxReceiveCount` below the template's for every queue with a redrive policy,
     /// so a test sees within seconds whether anything spends receives without attempts.
     pub max_receive_count: Option<u32>,
+    /// Template parameters (`PublishEventBusName`, `PublishSourceQueueArn`), as `sam deploy
+    /// --parameter-overrides` gives them.
+    pub params: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -81,6 +84,7 @@ impl Default for Options {
             event_source_concurrency: 1,
             env: Vec::new(),
             max_receive_count: None,
+            params: Vec::new(),
         }
     }
 }
@@ -114,6 +118,8 @@ impl Drop for Instance {
 struct Shared {
     manifest: Value,
     instances: HashMap<String, Vec<Instance>>,
+    /// How many of a function's instances (the first ones) serve the API.
+    api_instances: HashMap<String, usize>,
     turn: AtomicUsize,
     http: reqwest::Client,
     /// Receives the event source pollers take back without invoking (Lambda throttled).
@@ -141,6 +147,9 @@ impl DeployedStack {
         if let Some(count) = options.max_receive_count {
             deploy.args(["--max-receive-count", &count.to_string()]);
         }
+        for (name, value) in &options.params {
+            deploy.args(["--param", &format!("{name}={value}")]);
+        }
         let out = deploy.output().expect("run tests/emulated_deploy.py");
         assert!(out.status.success(), "emulated deploy failed: {}", String::from_utf8_lossy(&out.stderr));
         let manifest: Value = serde_json::from_slice(&out.stdout).expect("deploy manifest");
@@ -156,12 +165,16 @@ impl DeployedStack {
             let cap = cap.as_u64().or_else(|| cap.as_str().and_then(|c| c.parse().ok())).unwrap_or(u64::MAX) as usize;
             options.event_source_concurrency.clamp(1, cap)
         };
-        let mut counts: HashMap<String, usize> = HashMap::new();
+        // The API's instances first (the ingest function also reads the publish queue: its
+        // batches get instances of their own), then each event source's.
+        let api_instances: HashMap<String, usize> = HashMap::from([
+            ("SubscriptionsFunction".to_owned(), options.subscriptions_instances),
+            ("IngestFunction".to_owned(), options.ingest_instances),
+        ]);
+        let mut counts = api_instances.clone();
         for source in manifest["event_sources"].as_array().unwrap() {
             *counts.entry(source["function"].as_str().unwrap().to_owned()).or_default() += pollers(source);
         }
-        counts.insert("SubscriptionsFunction".into(), options.subscriptions_instances);
-        counts.insert("IngestFunction".into(), options.ingest_instances);
         let mut instances = HashMap::new();
         for (logical, function) in manifest["functions"].as_object().unwrap() {
             let count = counts.get(logical).copied().unwrap_or(1);
@@ -174,6 +187,7 @@ impl DeployedStack {
         let shared = Arc::new(Shared {
             manifest,
             instances,
+            api_instances: api_instances.clone(),
             turn: AtomicUsize::new(0),
             // A fresh connection an invocation: the emulator closes idle ones, and a request
             // racing that close fails before the function ever sees it.
@@ -187,22 +201,71 @@ impl DeployedStack {
             invocations: std::sync::Mutex::new(Vec::new()),
         });
         let sdk = tidings::aws::load_config().await;
-        let mut next_instance: HashMap<String, usize> = HashMap::new();
+        let mut next_instance = api_instances;
         for source in shared.manifest["event_sources"].as_array().unwrap().clone() {
             let first = next_instance.entry(source["function"].as_str().unwrap().to_owned()).or_default();
             let pool = Arc::new(InstancePool::new(*first..*first + pollers(&source)));
             *first += pollers(&source);
+            // One receive at a time per queue: the emulator's receive is not atomic, and
+            // concurrent ones can hand out the same message twice (SQS does not, within its
+            // visibility timeout).
+            let receiving = Arc::new(tokio::sync::Mutex::new(()));
             for _ in 0..pollers(&source) {
                 let sqs = aws_sdk_sqs::Client::new(&sdk);
-                tokio::spawn(event_source(shared.clone(), sqs, source.clone(), pool.clone()));
+                tokio::spawn(event_source(shared.clone(), sqs, source.clone(), pool.clone(), receiving.clone()));
             }
         }
         let gateway = api_gateway(shared.clone()).await;
         DeployedStack { shared, gateway, sdk, sender, _logs: logs }
     }
 
+    /// Puts events on an EventBridge bus as `PutEvents` entries (`source`, `detail-type`,
+    /// `detail`): each matching rule of the template gets the event as EventBridge delivers it
+    /// to an SQS target (the documented event shape, a fresh `id`), up to 10 a send. Returns
+    /// the events' ids.
+    pub async fn put_events(&self, bus: &str, entries: &[(String, String, Value)]) -> Vec<String> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let rules: Vec<Value> = self.shared.manifest["event_rules"].as_array().unwrap().clone();
+        let mut ids = Vec::new();
+        let mut sends: HashMap<String, Vec<String>> = HashMap::new();
+        for (source, detail_type, detail) in entries {
+            let id = uuid::Uuid::new_v4().to_string();
+            let event = json!({
+                "version": "0", "id": id, "detail-type": detail_type, "source": source,
+                "account": "123456789012", "time": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+                "region": "us-east-1", "resources": [], "detail": detail
+            });
+            for rule in rules.iter().filter(|r| r["bus"] == bus && pattern_matches(&r["pattern"], &event)) {
+                sends.entry(rule["target_queue_url"].as_str().unwrap().to_owned()).or_default().push(event.to_string());
+            }
+            ids.push(id);
+        }
+        for (queue, bodies) in sends {
+            for chunk in bodies.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, body)| {
+                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(body)
+                            .build()
+                            .unwrap()
+                    })
+                    .collect();
+                let out = sqs.send_message_batch().queue_url(&queue).set_entries(Some(entries)).send().await.unwrap();
+                assert!(out.failed.is_empty(), "EventBridge's send to {queue} failed: {:?}", out.failed);
+            }
+        }
+        ids
+    }
+
     /// The API's base URL with its stage, as the template's `ApiUrl` output gives it.
     pub fn url(&self, path: &str) -> String {
+        if self.shared.manifest["api_type"] == "HTTP" {
+            // The HTTP API's $default stage has no path of its own.
+            return format!("http://{}{path}", self.gateway);
+        }
         let stage = self.shared.manifest["routes"][0]["stage"].as_str().unwrap();
         format!("http://{}/{stage}{path}", self.gateway)
     }
@@ -374,7 +437,8 @@ impl Shared {
     /// Invokes a function (one of its instances, in turn) with an event; its response payload.
     async fn invoke(&self, logical: &str, event: &Value) -> Result<Value, String> {
         let turn = self.turn.fetch_add(1, Ordering::SeqCst);
-        self.invoke_on(logical, "Api", turn % self.instances[logical].len(), event).await
+        let serving = self.api_instances.get(logical).copied().unwrap_or(self.instances[logical].len());
+        self.invoke_on(logical, "Api", turn % serving.max(1), event).await
     }
 
     /// Invokes one instance of a function; the invocation's duration is recorded.
@@ -434,7 +498,13 @@ impl InstancePool {
     }
 }
 
-async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Value, pool: Arc<InstancePool>) {
+async fn event_source(
+    shared: Arc<Shared>,
+    sqs: aws_sdk_sqs::Client,
+    source: Value,
+    pool: Arc<InstancePool>,
+    receiving: Arc<tokio::sync::Mutex<()>>,
+) {
     let queue_url = source["queue_url"].as_str().unwrap().to_owned();
     let queue_arn = source["queue_arn"].as_str().unwrap().to_owned();
     let batch_size = source["batch_size"].as_u64().unwrap() as usize;
@@ -452,6 +522,7 @@ async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Val
         let opened = std::time::Instant::now();
         let mut failed = false;
         while messages.len() < batch_size {
+            let turn = receiving.lock().await;
             let received = sqs
                 .receive_message()
                 .queue_url(&queue_url)
@@ -461,6 +532,7 @@ async fn event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, source: Val
                 .message_attribute_names("All")
                 .send()
                 .await;
+            drop(turn);
             match received {
                 Ok(out) => {
                     let got = out.messages.unwrap_or_default();
@@ -580,9 +652,27 @@ async fn invoke_batch(
                 .ok()
         })
         .collect();
-    // At most 10 a call.
+    // At most 10 a call. Lambda's poller retries a delete that failed; one given up on would
+    // bring the record back after its visibility timeout, delivered twice.
     for chunk in finished.chunks(10) {
-        let _ = sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(chunk.to_vec())).send().await;
+        let mut entries = chunk.to_vec();
+        for _ in 0..10 {
+            match sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries.clone())).send().await {
+                Ok(out) if out.failed.is_empty() => {
+                    entries.clear();
+                    break;
+                }
+                Ok(out) => {
+                    let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
+                    entries.retain(|e| failed.contains(&e.id.as_str()));
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !entries.is_empty() {
+            eprintln!("event source of {queue_url}: could not delete {} finished records", entries.len());
+        }
     }
 }
 
@@ -636,6 +726,9 @@ fn gateway_error(
 }
 
 async fn gateway_request(shared: &Shared, parts: http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
+    if shared.manifest["api_type"] == "HTTP" {
+        return http_api_request(shared, parts, body).await;
+    }
     let full_path = parts.uri.path().to_owned();
     let routes = shared.manifest["routes"].as_array().unwrap();
     let stage = routes[0]["stage"].as_str().unwrap();
@@ -716,6 +809,93 @@ async fn gateway_request(shared: &Shared, parts: http::request::Parts, body: Byt
     out
 }
 
+/// The HTTP API of the template (ApiType=HTTP): requests matched against its route keys as
+/// API Gateway matches them (unmatched ones to `$default`), turned into payload format 2.0
+/// events; the function's 2.0 response (cookies apart from headers) becomes the HTTP response.
+async fn http_api_request(shared: &Shared, parts: http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
+    let routes = shared.manifest["http_routes"].as_array().unwrap();
+    let keyed: Vec<Value> = routes.iter().filter(|r| r["path"].is_string()).cloned().collect();
+    let path = parts.uri.path().to_owned();
+    let (route, path_parameters) = match match_route(&keyed, parts.method.as_str(), &path) {
+        Some((route, parameters)) => (route.clone(), parameters),
+        None => {
+            (routes.iter().find(|r| r["route_key"] == "$default").expect("a $default route").clone(), HashMap::new())
+        }
+    };
+    // Headers joined by commas, cookies apart, as payload format 2.0 has them.
+    let mut headers = serde_json::Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in &parts.headers {
+        let value = value.to_str().unwrap_or_default().to_owned();
+        if name == http::header::COOKIE {
+            cookies.extend(value.split("; ").map(|c| json!(c)));
+            continue;
+        }
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let mut query = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        match query.get_mut(name.as_ref()) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            _ => {
+                query.insert(name.to_string(), json!(value));
+            }
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": route["route_key"],
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or_default(),
+        "cookies": if cookies.is_empty() { Value::Null } else { json!(cookies) },
+        "headers": headers,
+        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
+        "pathParameters": if path_parameters.is_empty() { Value::Null } else { json!(path_parameters) },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "emulated", "domainName": "emulated.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "emulated", "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": route["route_key"],
+            "stage": "$default", "time": now.format(&time::format_description::well_known::Rfc2822).unwrap(),
+            "timeEpoch": now.unix_timestamp() * 1000,
+            "http": { "method": parts.method.as_str(), "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                      "userAgent": headers_user_agent(&parts.headers) }
+        },
+        "body": if body.is_empty() { Value::Null } else { json!(String::from_utf8_lossy(&body)) },
+        "isBase64Encoded": false
+    });
+    let function = route["function"].as_str().unwrap();
+    let response = match shared.invoke(function, &event).await {
+        Ok(response) => response,
+        Err(why) => {
+            eprintln!("API Gateway (HTTP API): {why}");
+            let mut out = http::Response::new(Full::new(Bytes::from(r#"{"message":"Internal Server Error"}"#)));
+            *out.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            return out;
+        }
+    };
+    let mut out = http::Response::new(Full::new(Bytes::from(response["body"].as_str().unwrap_or_default().to_owned())));
+    *out.status_mut() = http::StatusCode::from_u16(response["statusCode"].as_u64().unwrap_or(500) as u16).unwrap();
+    for (name, value) in response["headers"].as_object().into_iter().flatten() {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        out.headers_mut().insert(name, value.as_str().unwrap_or_default().parse().unwrap());
+    }
+    for cookie in response["cookies"].as_array().into_iter().flatten() {
+        out.headers_mut().append(http::header::SET_COOKIE, cookie.as_str().unwrap_or_default().parse().unwrap());
+    }
+    out
+}
+
 fn headers_user_agent(headers: &http::HeaderMap) -> Value {
     headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|v| json!(v)).unwrap_or(Value::Null)
 }
@@ -762,4 +942,13 @@ pub fn match_route<'r>(routes: &'r [Value], method: &str, path: &str) -> Option<
         }
     }
     best.map(|(_, route, params)| (route, params))
+}
+
+/// Whether an EventBridge pattern of exact values (`{"detail-type": ["…"], "source": ["…"]}`,
+/// the template's kind) matches an event.
+fn pattern_matches(pattern: &Value, event: &Value) -> bool {
+    pattern.as_object().unwrap().iter().all(|(field, allowed)| {
+        assert!(field == "detail-type" || field == "source", "the emulated rule does not match on {field}");
+        allowed.as_array().unwrap().contains(&event[field])
+    })
 }

@@ -119,7 +119,14 @@ fn publish_fields<'a>(raw: &BTreeMap<String, &'a RawValue>, extra: &[&str]) -> R
 /// Without a messageId the EventBridge event's `id`, else `default_message_id` (the SQS
 /// message's id) stands in, so a record received twice is published once.
 pub(crate) fn source_record(body: &[u8], default_message_id: Option<&str>) -> Result<PublishRequest> {
-    let mut raw = parse_raw_object(body)?;
+    // Errors name the record, not a request body.
+    let as_record = |err: Error| match err {
+        Error::BadRequest { field, message } => {
+            Error::BadRequest { field, message: message.replace("the request body", "a publish record") }
+        }
+        other => other,
+    };
+    let mut raw = parse_raw_object(body).map_err(as_record)?;
     let mut default_message_id = default_message_id.map(str::to_owned);
     if raw.contains_key("detail-type") && raw.contains_key("detail") {
         // An EventBridge event: its `id` is unique per event (a retried PutEvents entry gets a

@@ -53,6 +53,7 @@ pub(crate) async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: 
     let records: Vec<AttemptRecord> =
         outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
     crate::metrics::deliveries(&records);
+    log_delivered(&records);
     if !records.is_empty() {
         if let Err(err) = app.store.record_attempts(&records).await {
             // The deliveries happened; only their log entries are lost.
@@ -60,6 +61,19 @@ pub(crate) async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: 
         }
     }
     outcomes.into_iter().map(|o| o.map(|(disposition, _)| disposition)).collect()
+}
+
+/// One line for a batch's successful attempts (each failure has a line of its own), naming
+/// each as `<subscription>/<message id>#<attempt>`, so a message is still found by its id.
+fn log_delivered(records: &[AttemptRecord]) {
+    let delivered: Vec<String> = records
+        .iter()
+        .filter(|r| r.delivered())
+        .map(|r| format!("{}/{}#{}", r.subscription_id, r.message_id, r.attempt))
+        .collect();
+    if !delivered.is_empty() {
+        tracing::info!(count = delivered.len(), deliveries = delivered.join(" "), "delivered");
+    }
 }
 
 /// Processes one received job (see [`process_batch`]).

@@ -43,7 +43,7 @@ impl DeliveryHealth {
     /// The health of `attempts` (those made in `[since, until)`; others are ignored).
     pub fn of(attempts: &[AttemptRecord], since: OffsetDateTime, until: OffsetDateTime, complete: bool) -> Self {
         let in_window: Vec<&AttemptRecord> = attempts.iter().filter(|a| since <= a.at && a.at < until).collect();
-        let delivered = in_window.iter().filter(|a| a.status.is_some_and(|s| (200..300).contains(&s))).count() as u32;
+        let delivered = in_window.iter().filter(|a| a.delivered()).count() as u32;
         let total = in_window.len() as u32;
         let mut latencies: Vec<u64> = in_window.iter().map(|a| a.latency_ms).collect();
         latencies.sort_unstable();
@@ -55,8 +55,7 @@ impl DeliveryHealth {
         while hour < until {
             let next = hour + time::Duration::HOUR;
             let of_hour = in_window.iter().filter(|a| hour <= a.at && a.at < next);
-            let (attempts, failed) = of_hour
-                .fold((0, 0), |(n, f), a| (n + 1, f + u32::from(!a.status.is_some_and(|s| (200..300).contains(&s)))));
+            let (attempts, failed) = of_hour.fold((0, 0), |(n, f), a| (n + 1, f + u32::from(!a.delivered())));
             hourly.push(HourlyHealth { hour, attempts, failed });
             hour = next;
         }

@@ -222,6 +222,13 @@ pub struct AttemptRecord {
     pub request_headers: Vec<(String, String)>,
 }
 
+impl AttemptRecord {
+    /// Whether the destination took the message (answered 2xx).
+    pub fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
 /// A message for one subscription.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {

@@ -31,7 +31,7 @@ use crate::{Error, Result};
 
 mod items;
 mod lines;
-use items::{n, nanos, org_pk, publish_from, s, Item};
+use items::{n, nanos, org_pk, payload_attribute, publish_from, s, Item};
 mod store;
 
 /// The GSI that lists API keys and store groups.
@@ -66,7 +66,6 @@ impl DynamoStore {
             ("PK".to_owned(), s(&pk)),
             ("SK".to_owned(), s(&sk)),
             ("event_name".to_owned(), s(&record.event_name)),
-            ("payload".to_owned(), s(&record.payload)),
             ("subscriptions".to_owned(), n(record.subscriptions)),
             ("created_at".to_owned(), n(nanos(record.created_at))),
             ("retain_until".to_owned(), n(nanos(record.expires_at))),
@@ -75,6 +74,8 @@ impl DynamoStore {
         if let Some(key) = &record.ordering_key {
             item.insert("ordering_key".to_owned(), s(key));
         }
+        let (name, payload) = payload_attribute(&record.payload);
+        item.insert(name.to_owned(), payload);
         let result = self
             .client
             .put_item()

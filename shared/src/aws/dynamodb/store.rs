@@ -4,7 +4,7 @@ use super::items::{
     api_key_from, api_key_item, by_creation, corrupt, get_n, get_opt_n, get_opt_s, get_s, n, nanos, org_pk,
     publish_from, s, sortable, subscription_from, subscription_item, time_from,
 };
-use super::{condition_failed, DynamoStore, GSI1};
+use super::{condition_failed, DynamoStore, Item, GSI1};
 use crate::aws::sdk::sdk_error;
 use crate::domain::retention::ATTEMPT_RETENTION;
 use crate::domain::{
@@ -22,6 +22,9 @@ use uuid::Uuid;
 /// Items read per page, and pages at most, when attempts are filtered by outcome or event.
 const ATTEMPT_PAGE_SIZE: usize = 500;
 const ATTEMPT_PAGES: usize = 20;
+/// The longest a delivery batch runs (Lambda's longest timeout): a batch's attempts to one
+/// subscription share an item sorted by the newest, so the oldest is at most this much older.
+const MAX_BATCH_SPAN: time::Duration = time::Duration::minutes(15);
 
 #[async_trait]
 impl SubscriptionStore for DynamoStore {
@@ -256,30 +259,26 @@ impl MessageLog for DynamoStore {
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
-        let items = attempts
-            .iter()
-            .map(|a| {
-                let mut item = HashMap::from([
-                    ("PK".to_owned(), s(format!("ORG#{}#SUB#{}#ATT", a.organization, a.subscription_id))),
-                    ("SK".to_owned(), s(format!("{}#{}#{}", sortable(a.at), a.message_id, a.attempt))),
-                    ("message_id".to_owned(), s(&a.message_id)),
-                    ("event_name".to_owned(), s(&a.event_name)),
-                    ("attempt".to_owned(), n(a.attempt)),
-                    ("at".to_owned(), n(nanos(a.at))),
-                    ("latency_ms".to_owned(), n(a.latency_ms)),
-                    ("response_excerpt".to_owned(), s(&a.response_excerpt)),
-                    ("request_headers".to_owned(), s(serde_json::to_string(&a.request_headers).unwrap_or_default())),
-                    ("expires_at".to_owned(), n((a.at + ATTEMPT_RETENTION).unix_timestamp())),
-                ]);
-                if let Some(status) = a.status {
-                    item.insert("status".into(), n(status));
-                }
-                if let Some(error) = &a.error {
-                    item.insert("error".into(), s(error));
-                }
-                item
+        // One item a subscription a batch: a batch's attempts to one subscription share an
+        // item (deflated), so a busy subscription's attempts cost a fraction of a write unit
+        // each instead of one; a lone attempt keeps the item of its own it always had.
+        let mut groups: Vec<Vec<&AttemptRecord>> = Vec::new();
+        for attempt in attempts {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].organization == attempt.organization && g[0].subscription_id == attempt.subscription_id)
+            {
+                Some(group) => group.push(attempt),
+                None => groups.push(vec![attempt]),
+            }
+        }
+        let items = groups
+            .into_iter()
+            .map(|group| match group.as_slice() {
+                [one] => Ok(attempt_item(one)),
+                many => attempt_group_item(many),
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         self.batch_put(items).await
     }
 
@@ -289,14 +288,19 @@ impl MessageLog for DynamoStore {
         subscription_id: Uuid,
         query: &AttemptQuery,
     ) -> Result<Vec<AttemptRecord>> {
-        // The time window is the sort key's range (it starts with the attempt's time); the
-        // outcome, event and message filters are applied here, page by page, as a FilterExpression would
-        // (the same items are read either way), up to ATTEMPT_PAGES pages.
+        // Items are sorted by their newest attempt (a batch's group holds attempts up to
+        // MAX_BATCH_SPAN older), so the window bounds the sort key from its start to its end
+        // plus that span, and each attempt is checked against the window itself. The outcome,
+        // event and message filters are applied here, page by page, as a FilterExpression
+        // would (the same items are read either way), up to ATTEMPT_PAGES pages.
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
         let filtered = query.outcome.is_some() || query.event.is_some() || query.message_id.is_some();
-        let page_size = if filtered { ATTEMPT_PAGE_SIZE.max(query.limit) } else { query.limit.max(1) };
+        let page_size = if filtered { ATTEMPT_PAGE_SIZE.max(query.limit) } else { query.limit };
         let from = sortable(query.since.unwrap_or(OffsetDateTime::UNIX_EPOCH));
-        let to = query.until.map_or_else(|| "9".repeat(20), sortable);
-        let mut out = Vec::new();
+        let to = query.until.map_or_else(|| "9".repeat(20), |until| sortable(until + MAX_BATCH_SPAN));
+        let mut out: Vec<AttemptRecord> = Vec::new();
         let mut start = None;
         for _ in 0..ATTEMPT_PAGES {
             let page = self
@@ -304,7 +308,7 @@ impl MessageLog for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(format!("ORG#{org}#SUB#{subscription_id}#ATT")))
+                .expression_attribute_values(":pk", s(attempts_pk(org, subscription_id)))
                 .expression_attribute_values(":from", s(from.clone()))
                 .expression_attribute_values(":to", s(to.clone()))
                 .scan_index_forward(false)
@@ -313,33 +317,26 @@ impl MessageLog for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("DynamoDB Query", e))?;
+            let mut oldest_item_newest = None;
             for item in page.items.unwrap_or_default() {
-                let attempt = AttemptRecord {
-                    organization: org,
-                    subscription_id,
-                    message_id: get_s(&item, "message_id")?,
-                    event_name: get_s(&item, "event_name")?,
-                    attempt: get_n(&item, "attempt")?,
-                    at: time_from(get_n(&item, "at")?)?,
-                    status: get_opt_n(&item, "status")?,
-                    latency_ms: get_n(&item, "latency_ms")?,
-                    response_excerpt: get_s(&item, "response_excerpt")?,
-                    error: get_opt_s(&item, "error"),
-                    // Attempts written before headers were kept have none.
-                    request_headers: get_opt_s(&item, "request_headers")
-                        .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("attempt", e)))
-                        .transpose()?
-                        .unwrap_or_default(),
-                };
-                if query.selects(&attempt) && out.len() < query.limit {
-                    out.push(attempt);
-                }
+                let attempts = attempts_of(org, subscription_id, &item)?;
+                oldest_item_newest = attempts.iter().map(|a| a.at).max().or(oldest_item_newest);
+                out.extend(attempts.into_iter().filter(|a| {
+                    query.since.is_none_or(|since| a.at >= since)
+                        && query.until.is_none_or(|until| a.at < until)
+                        && query.selects(a)
+                }));
             }
+            out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.message_id.cmp(&a.message_id)));
             start = page.last_evaluated_key;
-            if out.len() >= query.limit || start.is_none() {
+            // Done once `limit` were found newer than anything the next items can hold.
+            let enough =
+                out.len() >= query.limit && oldest_item_newest.is_some_and(|newest| newest < out[query.limit - 1].at);
+            if enough || start.is_none() {
                 break;
             }
         }
+        out.truncate(query.limit);
         Ok(out)
     }
 }
@@ -555,4 +552,78 @@ impl StoreGroups for DynamoStore {
         }
         Ok(groups)
     }
+}
+
+/// The item of one attempt (`<time>#<message id>#<n>` under the subscription's attempts).
+fn attempt_item(a: &AttemptRecord) -> Item {
+    let mut item = HashMap::from([
+        ("PK".to_owned(), s(attempts_pk(a.organization, a.subscription_id))),
+        ("SK".to_owned(), s(format!("{}#{}#{}", sortable(a.at), a.message_id, a.attempt))),
+        ("message_id".to_owned(), s(&a.message_id)),
+        ("event_name".to_owned(), s(&a.event_name)),
+        ("attempt".to_owned(), n(a.attempt)),
+        ("at".to_owned(), n(nanos(a.at))),
+        ("latency_ms".to_owned(), n(a.latency_ms)),
+        ("response_excerpt".to_owned(), s(&a.response_excerpt)),
+        ("request_headers".to_owned(), s(serde_json::to_string(&a.request_headers).unwrap_or_default())),
+        ("expires_at".to_owned(), n((a.at + ATTEMPT_RETENTION).unix_timestamp())),
+    ]);
+    if let Some(status) = a.status {
+        item.insert("status".into(), n(status));
+    }
+    if let Some(error) = &a.error {
+        item.insert("error".into(), s(error));
+    }
+    item
+}
+
+/// The item of several attempts of one subscription made in one batch: sorted by the newest,
+/// the attempts newest first as JSON, deflated (`attempts_z`).
+fn attempt_group_item(group: &[&AttemptRecord]) -> Result<Item> {
+    let mut sorted: Vec<&AttemptRecord> = group.to_vec();
+    sorted.sort_by(|a, b| b.at.cmp(&a.at).then(b.message_id.cmp(&a.message_id)));
+    let newest = sorted[0];
+    let json = serde_json::to_vec(&sorted).map_err(Error::internal)?;
+    let deflated = miniz_oxide::deflate::compress_to_vec(&json, 6);
+    Ok(HashMap::from([
+        ("PK".to_owned(), s(attempts_pk(newest.organization, newest.subscription_id))),
+        (
+            "SK".to_owned(),
+            s(format!("{}#{}#{}#{}", sortable(newest.at), newest.message_id, newest.attempt, sorted.len())),
+        ),
+        ("attempts_z".to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated))),
+        ("expires_at".to_owned(), n((sorted[0].at + ATTEMPT_RETENTION).unix_timestamp())),
+    ]))
+}
+
+fn attempts_pk(org: OrganizationId, subscription_id: Uuid) -> String {
+    format!("ORG#{org}#SUB#{subscription_id}#ATT")
+}
+
+/// The attempts an item holds, newest first: one (an item of its own) or a batch's group.
+fn attempts_of(org: OrganizationId, subscription_id: Uuid, item: &Item) -> Result<Vec<AttemptRecord>> {
+    if let Some(group) = item.get("attempts_z") {
+        let AttributeValue::B(deflated) = group else { return Err(corrupt("attempts", "attempts_z is not binary")) };
+        // A batch is at most 100 attempts of a few KB each.
+        let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), 16 * 1024 * 1024)
+            .map_err(|e| corrupt("attempts", format!("{e:?}")))?;
+        return serde_json::from_slice(&json).map_err(|e| corrupt("attempts", e));
+    }
+    Ok(vec![AttemptRecord {
+        organization: org,
+        subscription_id,
+        message_id: get_s(item, "message_id")?,
+        event_name: get_s(item, "event_name")?,
+        attempt: get_n(item, "attempt")?,
+        at: time_from(get_n(item, "at")?)?,
+        status: get_opt_n(item, "status")?,
+        latency_ms: get_n(item, "latency_ms")?,
+        response_excerpt: get_s(item, "response_excerpt")?,
+        error: get_opt_s(item, "error"),
+        // Attempts written before headers were kept have none.
+        request_headers: get_opt_s(item, "request_headers")
+            .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("attempt", e)))
+            .transpose()?
+            .unwrap_or_default(),
+    }])
 }
