@@ -65,12 +65,14 @@ pub trait MessageLog: Send + Sync {
 
     /// What a delivery reads, in one go (one call on DynamoDB): its subscription, and its
     /// message while retained (the claim that says the job is the publish's own, and the payload
-    /// when it was too large for the queue).
+    /// when it was too large for the queue). Not `consistent`: a read that may miss the last
+    /// second's writes, at half the cost on DynamoDB (the embedded store always reads the last).
     async fn delivery_records(
         &self,
         org: OrganizationId,
         subscription_id: Uuid,
         message_id: &str,
+        consistent: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)>;
 
     /// Appends delivery attempts to the log.

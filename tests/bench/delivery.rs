@@ -350,7 +350,59 @@ async fn queue_calls() {
         }
         let per_delivery = counter.total() as f64 / delivered.max(1) as f64;
         println!("{n:>13}  {publish_calls:>17.2}  {per_delivery:>18.2}  {}", per_publish.join(", "));
+        let (claims, attempts) = item_sizes(&fixture).await;
+        let wru = |sizes: &[usize]| sizes.iter().map(|s| s.div_ceil(1024)).sum::<usize>();
+        println!(
+            "{:>13}  message items: {} of {:.0} B avg ({} WRU each); attempt items: {} for {delivered} deliveries, {:.0} B avg, {:.2} WRU a delivery",
+            "",
+            claims.len(),
+            claims.iter().sum::<usize>() as f64 / claims.len().max(1) as f64,
+            wru(&claims) / claims.len().max(1),
+            attempts.len(),
+            attempts.iter().sum::<usize>() as f64 / attempts.len().max(1) as f64,
+            wru(&attempts) as f64 / delivered.max(1) as f64,
+        );
     }
+}
+
+/// The sizes DynamoDB bills writes by (attribute names plus values), of the fixture table's
+/// message items and attempt items.
+async fn item_sizes(fixture: &tidings_tests::aws::AwsFixture) -> (Vec<usize>, Vec<usize>) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&fixture.sdk);
+    let size = |item: &std::collections::HashMap<String, AttributeValue>| -> usize {
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        AttributeValue::L(l) => l.len() * 4,
+                        _ => 1,
+                    }
+            })
+            .sum()
+    };
+    let (mut claims, mut attempts) = (Vec::new(), Vec::new());
+    let mut start = None;
+    loop {
+        let page =
+            dynamodb.scan().table_name(&fixture.settings.table).set_exclusive_start_key(start).send().await.unwrap();
+        for item in page.items.unwrap_or_default() {
+            let key = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if key("SK").starts_with("PUB#") {
+                claims.push(size(&item));
+            } else if key("PK").ends_with("#ATT") {
+                attempts.push(size(&item));
+            }
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    (claims, attempts)
 }
 
 #[tokio::main]

@@ -255,8 +255,7 @@ async fn publish_batch(call: Call<'_>) -> Result<Response> {
 
 /// The Zettle error body of `err`, as a value to nest in a batch answer.
 fn error_body(err: &Error) -> Value {
-    let response = crate::dialect::zettle::errors::error_response(err, &http::HeaderMap::new());
-    serde_json::from_slice(response.body()).expect("error bodies are JSON")
+    crate::dialect::zettle::error_body::error_body(err).1
 }
 
 fn refuse_portal_session(call: &Call<'_>) -> Result<()> {

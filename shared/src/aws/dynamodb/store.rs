@@ -217,13 +217,14 @@ impl MessageLog for DynamoStore {
         org: OrganizationId,
         subscription_id: Uuid,
         message_id: &str,
+        consistent: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
         let (subscription_sk, message_sk) = (format!("SUB#{subscription_id}"), format!("PUB#{message_id}"));
         let key = |sk: &str| HashMap::from([("PK".to_owned(), s(org_pk(org))), ("SK".to_owned(), s(sk))]);
         let mut wanted = KeysAndAttributes::builder()
             .keys(key(&subscription_sk))
             .keys(key(&message_sk))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .build()
             .map_err(Error::internal)?;
         let (mut subscription, mut message) = (None, None);

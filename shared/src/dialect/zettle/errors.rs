@@ -1,44 +1,16 @@
 //! Zettle's error body: `{errorType, developerMessage, violations: [{propertyName,
 //! developerMessage}]}` with the seed's status codes (also every `/organizations/...` route's).
 
-use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde_json::json;
+use http::{header, HeaderMap, HeaderValue};
 
+use super::error_body::error_body;
 use crate::api::request::add_error_headers;
 use crate::api::{json_response, Response};
 use crate::Error;
 
-/// The Zettle error body: `{errorType, developerMessage, violations: [{propertyName, developerMessage}]}`.
+/// The Zettle error response: [`error_body`] with its status and the error's headers.
 pub(crate) fn error_response(err: &Error, _request_headers: &HeaderMap) -> Response {
-    let (status, error_type) = match err {
-        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-        Error::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-        // The error types Zettle's own service answers with, which clients recover by.
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND"),
-        Error::MessageNotFound(_) => (StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND"),
-        Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
-        Error::BadRequest { .. } | Error::InvalidParams(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-        Error::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-        Error::Duplicate(_) => (StatusCode::BAD_REQUEST, "SUBSCRIPTION_ALREADY_EXIST"),
-        Error::DestinationUnreachable(_) => (StatusCode::BAD_REQUEST, "DESTINATION_NOT_ACCESSIBLE"),
-        Error::DestinationRejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "DESTINATION_UNSUCCESSFUL_RESPONSE"),
-        Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
-        Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
-        Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS"),
-        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-    };
-    let developer_message = match err {
-        Error::Internal(detail) => {
-            tracing::error!(error = %detail, "internal error");
-            "Tidings encountered an internal error; try again later".to_owned()
-        }
-        other => other.to_string(),
-    };
-    let mut body = json!({ "errorType": error_type, "developerMessage": developer_message });
-    if let Some(field) = err.field() {
-        body["violations"] = json!([{ "propertyName": field, "developerMessage": developer_message }]);
-    }
+    let (status, body) = error_body(err);
     let mut response = json_response(status, &body);
     add_error_headers(&mut response, err);
     if let Error::Unauthenticated(_) = err {

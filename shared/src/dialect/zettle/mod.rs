@@ -4,7 +4,8 @@
 //! under `/organizations/{organizationUuid}/subscriptions`, its authentication and error bodies.
 
 mod envelope;
-pub(crate) mod errors;
+pub(crate) mod error_body;
+mod errors;
 mod events;
 pub mod purchase;
 pub(crate) mod routes;

@@ -265,8 +265,9 @@ impl MessageLog for SqliteBackend {
         org: OrganizationId,
         subscription_id: Uuid,
         message_id: &str,
+        _consistent: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
-        // One reader for both: a delivery takes one connection, once.
+        // One reader for both: a delivery takes one connection, once. Reads see every commit.
         let conn = self.reader();
         let message = read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now());
         Ok((read_subscription(&conn, org, subscription_id)?, message))
