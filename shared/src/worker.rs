@@ -289,12 +289,7 @@ async fn record(app: App, mut finished: mpsc::UnboundedReceiver<Finished>) {
                 }
             }
         }
-        if !attempts.is_empty() {
-            if let Err(err) = app.store.record_attempts(&attempts).await {
-                // The deliveries happened; only their log entries are lost.
-                tracing::error!(error = %err, attempts = attempts.len(), "cannot record delivery attempts");
-            }
-        }
+        delivery::record_batch(&app, &attempts).await;
         if !done.is_empty() {
             if let Err(err) = app.queue.ack_many(&done).await {
                 tracing::error!(error = %err, "cannot acknowledge delivered jobs");

@@ -256,7 +256,10 @@ async fn serve_logs_json_lines_with_the_delivery_fields() {
         assert_eq!(line["span"]["subscription"], "f02f80f8-8f35-11eb-8dcd-0242ac130003", "{line}");
         assert!(line["span"]["org"].is_string() && line["span"]["attempt"].is_u64(), "{line}");
     }
-    assert!(attempts.iter().any(|l| l["span"]["attempt"] == 2), "the retry is attempt 2");
+    assert!(attempts.iter().any(|l| l["fields"]["message"] == "delivery attempt" && l["fields"]["status"] == 500));
+    // The retry succeeded: successes of a batch share one `delivered` line.
+    let delivered = lines.iter().find(|l| l["fields"]["message"] == "delivered").expect("a delivered line");
+    assert_eq!(delivered["fields"]["deliveries"], "f02f80f8-8f35-11eb-8dcd-0242ac130003/m-json-1#2", "{delivered}");
 }
 
 /// Only `serve` creates a data directory: a mistyped one is an error, and nothing is created.

@@ -434,7 +434,7 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
     let event = serde_json::json!({"Records": [
         queue_record(&source, &named.to_string()),
         unnamed,
-        queue_record(&source, "{\"organizationUuid\": 1}"),
+        queue_record(&source, r#"{"organizationUuid": 1, "eventName": "ProductCreated", "payload": {}}"#),
     ]});
     let answer = invoke(event).await;
     assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{answer}");
@@ -450,7 +450,7 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
         .messages
         .unwrap_or_default();
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].body(), Some("{\"organizationUuid\": 1}"));
+    assert_eq!(dead[0].body(), Some(r#"{"organizationUuid": 1, "eventName": "ProductCreated", "payload": {}}"#));
     let reason = dead[0].message_attributes().unwrap()[tidings::aws::REJECTION_ATTRIBUTE].string_value().unwrap();
     assert!(reason.contains("organizationUuid"), "{reason}");
     assert!(app.store.get_publish(org, "q-1").await.unwrap().is_some(), "published under its messageId");

@@ -52,15 +52,21 @@ pub(crate) async fn process_batch(app: &App, jobs: &[ReceivedJob], concurrency: 
     let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(_, o)| o).collect();
     let records: Vec<AttemptRecord> =
         outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(|(_, r)| r.clone())).collect();
-    crate::metrics::deliveries(&records);
-    log_delivered(&records);
+    record_batch(app, &records).await;
+    outcomes.into_iter().map(|o| o.map(|(disposition, _)| disposition)).collect()
+}
+
+/// What a batch of attempts leaves behind, on every host: its metrics, one log line for its
+/// successes, and the attempts in the store (in one write).
+pub(crate) async fn record_batch(app: &App, records: &[AttemptRecord]) {
+    crate::metrics::deliveries(records);
+    log_delivered(records);
     if !records.is_empty() {
-        if let Err(err) = app.store.record_attempts(&records).await {
+        if let Err(err) = app.store.record_attempts(records).await {
             // The deliveries happened; only their log entries are lost.
             tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts");
         }
     }
-    outcomes.into_iter().map(|o| o.map(|(disposition, _)| disposition)).collect()
 }
 
 /// One line for a batch's successful attempts (each failure has a line of its own), naming
