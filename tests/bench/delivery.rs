@@ -321,7 +321,6 @@ async fn queue_calls() {
         for _ in 0..n {
             app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
         }
-        let padding = "x".repeat(900);
         let mut event = SqsEvent::default();
         for i in 0..RECORDS {
             let mut record = SqsMessage::default();
@@ -329,7 +328,7 @@ async fn queue_calls() {
             record.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:publish".into());
             record.body = Some(
                 json!({"organizationUuid": org.to_string(), "eventName": "ProductUpdated", "messageId": format!("m-{i}"),
-                       "payload": {"sentAt": now_nanos(), "name": "Kaffe", "description": padding}})
+                       "payload": product(i)})
                 .to_string(),
             );
             event.records.push(record);
@@ -363,6 +362,18 @@ async fn queue_calls() {
             wru(&attempts) as f64 / delivered.max(1) as f64,
         );
     }
+}
+
+/// A ~1 KB product as a shop would publish it: identifiers, names, prices, eight variants.
+fn product(n: usize) -> Value {
+    let variants: Vec<Value> = (0..8)
+        .map(|v| {
+            json!({"uuid": Uuid::new_v4().to_string(), "name": format!("Size {v}"), "sku": format!("SKU-{n}-{v}"),
+                   "price": {"amount": 1000 + 250 * v + n % 97, "currencyId": "SEK"}})
+        })
+        .collect();
+    json!({"uuid": Uuid::new_v4().to_string(), "name": format!("Kaffe {n}"), "taxRate": 12.0,
+           "updated": now_nanos(), "variants": variants})
 }
 
 /// The sizes DynamoDB bills writes by (attribute names plus values), of the fixture table's
