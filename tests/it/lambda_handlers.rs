@@ -375,20 +375,6 @@ async fn a_first_lane_job_of_a_failing_endpoint_moves_to_the_slow_lane_without_a
     assert!(aws.sqs_event().await.records.is_empty());
 }
 
-/// The queue's ARN, as the SQS event source names a record's source.
-async fn queue_arn(aws: &AwsFixture, url: &str) -> String {
-    aws_sdk_sqs::Client::new(&aws.sdk)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone()
-}
-
 fn queue_record(source_arn: &str, body: &str) -> aws_lambda_events::sqs::SqsMessage {
     let mut record = aws_lambda_events::sqs::SqsMessage::default();
     record.message_id = Some(Uuid::new_v4().to_string());
@@ -423,7 +409,7 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
 
     // A publish-queue batch: valid records published, a record that is no publish moved to the
     // source queue's dead-letter queue with its reason, the rest acknowledged.
-    let source = queue_arn(&aws, &aws.settings.queue_url).await;
+    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
     let named = serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "q-1"});
     let unnamed = queue_record(
         &source,
@@ -461,7 +447,8 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
 
     // A queue without a dead-letter queue: the refused record stays on it (a batch item failure)
     // for SQS's own redrive, never silently dropped.
-    let no_redrive = queue_arn(&aws, &aws.settings.dead_letter_queue_url).await;
+    let no_redrive =
+        tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.dead_letter_queue_url).await;
     let stray = queue_record(&no_redrive, "not json");
     let stray_id = stray.message_id.clone().unwrap();
     let answer = invoke(serde_json::json!({"Records": [stray]})).await;

@@ -119,16 +119,7 @@ async fn create_queue(
         create = create.attributes(attribute.clone(), value);
     }
     let url = create.send().await.unwrap().queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let arn = tidings_tests::aws::queue_arn(sqs, &url).await;
     (url, arn)
 }
 

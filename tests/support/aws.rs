@@ -39,16 +39,7 @@ impl AwsFixture {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let dlq_url =
             sqs.create_queue().queue_name(format!("tidings-dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         // The delivery queue and the retry queue (the slow lane), shaped alike.
         let redriven_queue = |name: String| {
             let sqs = sqs.clone();
@@ -243,6 +234,19 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
         .send()
         .await
         .unwrap();
+}
+
+/// The ARN of the queue at `url` (what event sources and redrive policies name it by).
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
 }
 
 /// Takes up to 10 messages of a queue with every system attribute, hiding them for a minute, so
