@@ -42,7 +42,11 @@ source scripts/aws-emulator.sh
 aws_emulator_start
 # The independent Standard Webhooks verifier (PyPI standardwebhooks) runs in the venv.
 export TIDINGS_PYTHON="$PWD/.venv/bin/python"
-cargo test --workspace --locked
+# Everything but the 10,000-publish run, which loads the emulator for minutes: alone after.
+cargo test --workspace --locked -- --skip publish_sources
+
+step "10,000 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy)"
+cargo test -p tidings-tests --test it --locked publish_sources
 
 step "README walk-through against tidings serve"
 bash tests/walkthrough.sh
