@@ -82,7 +82,9 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
     }
     let mut first_of: HashMap<(OrganizationId, String), usize> = HashMap::new();
     let mut repeats_of: Vec<(usize, usize)> = Vec::new();
-    let mut publishes: Vec<(usize, PublishRecord, Vec<DeliveryJob>)> = Vec::new();
+    // The publishes to make, and where each one's answer goes.
+    let mut batch: Vec<(PublishRecord, Vec<DeliveryJob>)> = Vec::new();
+    let mut positions: Vec<usize> = Vec::new();
     for (position, request) in requests.into_iter().enumerate() {
         let message_id = request.message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
         match first_of.entry((request.org, message_id.clone())) {
@@ -121,13 +123,12 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
         // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch
         // waits on a dead endpoint.
         let jobs = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
-        publishes.push((position, record, jobs));
+        batch.push((record, jobs));
+        positions.push(position);
     }
-    let batch: Vec<(PublishRecord, Vec<DeliveryJob>)> =
-        publishes.iter().map(|(_, record, jobs)| (record.clone(), jobs.clone())).collect();
     let outcomes = app.publish_log.publish_many(&batch, IDEMPOTENCY_WINDOW).await;
     let mut fan_outs = Vec::new();
-    for ((position, record, _), outcome) in publishes.into_iter().zip(outcomes) {
+    for ((position, (record, _)), outcome) in positions.into_iter().zip(batch).zip(outcomes) {
         answers[position] = Some(outcome.map(|first| match first {
             Some(first) => {
                 Published { message_id: record.message_id, subscriptions: first.subscriptions, repeated: true }
