@@ -454,3 +454,34 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
     let answer = invoke(serde_json::json!({"Records": [stray]})).await;
     assert_eq!(answer["batchItemFailures"], serde_json::json!([{"itemIdentifier": stray_id}]), "{answer}");
 }
+
+#[tokio::test]
+async fn a_publish_record_that_failed_for_a_passing_cause_is_left_to_sqs_not_dead_lettered() {
+    let aws = AwsFixture::new(5).await;
+    // DynamoDB unavailable to this app: its table does not exist.
+    let mut settings = aws.settings.clone();
+    settings.table = format!("missing-{}", Uuid::new_v4());
+    let app = App::aws(&aws.sdk, &settings, tidings::destination::DestinationPolicy::LOCAL).unwrap();
+    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
+    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
+    let record = queue_record(
+        &source,
+        &serde_json::json!({"organizationUuid": new_org().to_string(), "eventName": "ProductCreated", "payload": {}})
+            .to_string(),
+    );
+    let id = record.message_id.clone().unwrap();
+    let mut batch = SqsEvent::default();
+    batch.records.push(record);
+    let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, batch).await;
+    let failed: Vec<&str> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [id.as_str()], "SQS offers it again");
+    let dead = aws_sdk_sqs::Client::new(&aws.sdk)
+        .receive_message()
+        .queue_url(&aws.settings.dead_letter_queue_url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(dead.is_empty(), "a valid record is never dead-lettered for a passing failure: {dead:?}");
+}
