@@ -287,6 +287,14 @@ for widget in widgets:
         if namespace == "Tidings":
             shown.add(metric)
 check(emitted <= shown | {"FanOut"}, f"dashboard lacks {sorted(emitted - shown)}")
+# Every queue of the stack in the queue-depth widget: an operator sees where work waits.
+queue_names = {var: value["Fn::GetAtt"][0] for var, value in dashboard[1].items()
+               if isinstance(value, dict) and value.get("Fn::GetAtt", [None, None])[1] == "QueueName"}
+depth = next((w for w in json.loads(dashboard[0].replace("${AWS::Region}", "x"))["widgets"]
+              if w["properties"]["title"] == "Queue depth"), {"properties": {"metrics": []}})
+depth_queues = {queue_names.get(row[-1][2:-1]) for row in depth["properties"]["metrics"]}
+check(set(of_type("AWS::SQS::Queue")) <= depth_queues,
+      f"queue-depth widget lacks {sorted(set(of_type('AWS::SQS::Queue')) - depth_queues)}")
 check(shown <= emitted, f"dashboard shows metrics the code never emits: {sorted(shown - emitted)}")
 
 # --- Thresholds tied to the settings they depend on --------------------------------------
