@@ -485,3 +485,59 @@ async fn a_publish_record_that_failed_for_a_passing_cause_is_left_to_sqs_not_dea
         .unwrap_or_default();
     assert!(dead.is_empty(), "a valid record is never dead-lettered for a passing failure: {dead:?}");
 }
+
+#[tokio::test]
+async fn a_publish_queue_batch_sends_its_jobs_grouped_by_subscription() {
+    // SQS hands a queue's messages over roughly in send order; grouped jobs make delivery
+    // batches of one subscription, whose attempts share one item.
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
+    let org = new_org();
+    let mut subscriptions = Vec::new();
+    for _ in 0..3 {
+        let sub = subscription(org, "http://127.0.0.1:9/".into());
+        app.store.create_subscription(&sub).await.unwrap();
+        subscriptions.push(sub.id);
+    }
+    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
+    let mut batch = SqsEvent::default();
+    for i in 0..8 {
+        let body = serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated",
+                                      "payload": {"n": i}, "messageId": format!("g-{i}")});
+        batch.records.push(queue_record(&source, &body.to_string()));
+    }
+    let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, batch).await;
+    assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
+
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let mut sent: Vec<DeliveryJob> = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&aws.settings.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            break;
+        }
+        sent.extend(received.iter().map(|m| serde_json::from_str::<DeliveryJob>(m.body().unwrap()).unwrap()));
+    }
+    assert_eq!(sent.len(), 24, "eight publishes to three subscriptions");
+    let runs: Vec<Uuid> = sent.iter().map(|job| job.subscription_id).fold(Vec::new(), |mut runs, id| {
+        if runs.last() != Some(&id) {
+            runs.push(id);
+        }
+        runs
+    });
+    assert_eq!(runs.len(), 3, "one run of jobs a subscription, in send order: {runs:?}");
+    for id in &subscriptions {
+        let order: Vec<&str> =
+            sent.iter().filter(|job| job.subscription_id == *id).map(|job| job.message_id.as_str()).collect();
+        assert_eq!(order, (0..8).map(|i| format!("g-{i}")).collect::<Vec<_>>(), "each subscription's in publish order");
+    }
+}

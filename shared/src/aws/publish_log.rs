@@ -36,12 +36,18 @@ impl PublishLog for QueueThenClaim {
     /// ⌈jobs/10⌉ sends for the lot instead of at least one a publish. If the jobs could not all
     /// be sent, nothing is claimed and every publish fails (the jobs that went out are dropped
     /// at delivery, as any unclaimed job is).
+    ///
+    /// The jobs are sent grouped by subscription: SQS hands a standard queue's messages over
+    /// roughly in the order they were sent, so a delivery batch then holds one subscription's
+    /// jobs and its attempts share one item (a fifth of a write unit a delivery instead of one).
+    /// The sort is stable: an ordered line's jobs keep their publish order.
     async fn publish_many(
         &self,
         publishes: &[(PublishRecord, Vec<DeliveryJob>)],
         window: time::Duration,
     ) -> Vec<Result<Option<PublishRecord>>> {
-        let jobs: Vec<DeliveryJob> = publishes.iter().flat_map(|(_, jobs)| jobs.iter().cloned()).collect();
+        let mut jobs: Vec<DeliveryJob> = publishes.iter().flat_map(|(_, jobs)| jobs.iter().cloned()).collect();
+        jobs.sort_by_key(|job| (job.organization, job.subscription_id));
         if let Err(err) = self.queue.enqueue(&jobs, std::time::Duration::ZERO).await {
             return publishes.iter().map(|_| Err(err.clone())).collect();
         }

@@ -39,6 +39,7 @@ impl Disposition {
     }
 
     /// Whether the queue host should delete the received message now.
+    #[cfg(feature = "lambda")]
     pub(crate) fn is_finished(&self) -> bool {
         !matches!(self, Disposition::NotYetDue)
     }
