@@ -510,22 +510,13 @@ async fn a_publish_queue_batch_sends_its_jobs_grouped_by_subscription() {
     let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, batch).await;
     assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
 
-    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
     let mut sent: Vec<DeliveryJob> = Vec::new();
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&aws.settings.queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
+        let received = aws.sqs_event().await.records;
         if received.is_empty() {
             break;
         }
-        sent.extend(received.iter().map(|m| serde_json::from_str::<DeliveryJob>(m.body().unwrap()).unwrap()));
+        sent.extend(received.iter().map(|m| serde_json::from_str::<DeliveryJob>(m.body.as_deref().unwrap()).unwrap()));
     }
     assert_eq!(sent.len(), 24, "eight publishes to three subscriptions");
     let runs: Vec<Uuid> = sent.iter().map(|job| job.subscription_id).fold(Vec::new(), |mut runs, id| {
