@@ -3,11 +3,12 @@
 # points the AWS SDKs at it, and stops it when the calling shell exits. SQS gets a moto process
 # of its own (AWS_ENDPOINT_URL_SQS, which the Rust SDK and boto3 both honour): one moto process
 # serves requests one at a time on one core, and the deployed stack's tests keep SQS busiest.
+# scripts/moto_server.py is moto's server with its SQS queues safe under concurrent requests.
 aws_emulator_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 aws_emulator_serve() {
   local port="$1"
-  .venv/bin/moto_server -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/tidings-moto-$port.log" 2>&1 &
+  .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/tidings-moto-$port.log" 2>&1 &
   AWS_EMULATOR_PIDS+=("$!")
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1 && return 0

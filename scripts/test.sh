@@ -24,6 +24,9 @@ step "SAM template: cfn-lint and the checks against the code"
 .venv/bin/cfn-lint infra/template.yaml
 .venv/bin/python tests/template_check.py
 
+step "AWS-API emulator: its SQS queues stay whole under concurrent sends and deletes"
+.venv/bin/python tests/emulator_check.py
+
 step "structure: no import cycles in the core crate"
 python3 scripts/import_graph.py --check
 

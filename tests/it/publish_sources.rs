@@ -256,7 +256,7 @@ async fn ten_thousand_publishes_from_queues_and_eventbridge_are_delivered_once_a
     let deliveries_expected = 2 * expected[&org_a].len() + expected[&org_b].len();
 
     let delivered = || a1.deliveries().len() + a2.deliveries().len() + b1.deliveries().len();
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
     while delivered() < deliveries_expected && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
