@@ -3,7 +3,8 @@
 # points the AWS SDKs at it, and stops it when the calling shell exits. SQS gets a moto process
 # of its own (AWS_ENDPOINT_URL_SQS, which the Rust SDK and boto3 both honour): one moto process
 # serves requests one at a time on one core, and the deployed stack's tests keep SQS busiest.
-# scripts/moto_server.py is moto's server with its SQS queues safe under concurrent requests.
+# It runs through scripts/moto_server.py: moto's server, with each SQS delete holding its queue's
+# lock (plain moto's deletes race its sends and other deletes).
 aws_emulator_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 aws_emulator_serve() {
