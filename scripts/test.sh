@@ -51,6 +51,9 @@ cargo test --workspace --locked -- --skip publish_sources
 step "10,000 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy)"
 cargo test -p tidings-tests --test it --locked publish_sources
 
+step "IAM: every call each function made under its template role was allowed (the emulator's audit)"
+.venv/bin/python tests/iam_audit.py
+
 step "README walk-through against tidings serve"
 bash tests/walkthrough.sh
 

@@ -9,7 +9,9 @@ would for the parts the functions touch, and prints what the whole-stack test ne
   and with ApiType=HTTP the HTTP API's routes (route key, function) instead;
 - the SQS event sources (queue, batch size, concurrency cap, response types), the template's
   own event source mappings included;
-- the EventBridge rules (bus, pattern, target queue), for the harness to deliver events to.
+- the EventBridge rules (bus, pattern, target queue), for the harness to deliver events to;
+- per function, credentials of its own principal, registered with the emulator together with its
+  template role's statements (resolved), so each call the role does not allow is refused.
 
 Resources whose `Condition` is false are skipped, and `Fn::If` is resolved, as CloudFormation does.
 
@@ -17,12 +19,15 @@ Nothing here knows the resource names: rename one in the template and the manife
 broken link between the template and the code fails the test.
 
     python tests/emulated_deploy.py --suffix abc123 --sender alerts@example.com [--param K=V ...] [--max-receive-count N]
+        [--in-flight-cap N]
 """
 import argparse
 import json
+import os
 import pathlib
 import re
 import sys
+import urllib.request
 
 import boto3
 from cfnlint.decode import cfn_yaml
@@ -40,6 +45,10 @@ def main():
     parser.add_argument("--max-receive-count", type=int,
                         help="a redrive maxReceiveCount below the template's, for tests that must see within "
                              "seconds whether receives are spent without attempts")
+    parser.add_argument("--principal-prefix", default="",
+                        help="put before each function principal's name (the IAM audit skips `Outside…`)")
+    parser.add_argument("--in-flight-cap", type=int,
+                        help="the most messages each queue of the stack holds in flight (SQS: about 120,000)")
     args = parser.parse_args()
 
     template = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
@@ -224,6 +233,27 @@ def main():
             queue = next(p for p in physical.values() if p.get("Arn") == arn)
             rules.append({"rule": name, "bus": resolve(props.get("EventBusName", "default")),
                           "pattern": resolve(props["EventPattern"]), "target_queue_url": queue["QueueUrl"]})
+    # Each function runs under its own principal, whose policy is its template role: the
+    # emulator (scripts/moto_server.py) refuses any call the role does not allow.
+    principals = {}
+    for name, function in functions.items():
+        role = resources[name]["Properties"]["Role"]["Fn::GetAtt"]
+        role = role[0] if isinstance(role, list) else role.split(".", 1)[0]
+        statements = [s for policy in resources[role]["Properties"].get("Policies", [])
+                      for s in resolve(policy["PolicyDocument"])["Statement"]]
+        key = f"AKIDTIDINGS{args.suffix.upper()}{name.upper()}"[:128]
+        function["credentials"] = {"access_key_id": key, "secret_access_key": f"secret-{args.suffix}-{name}"}
+        principals[key] = {"name": f"{args.principal_prefix}{name}-{args.suffix}", "role": f"{role}-{args.suffix}", "statements": statements}
+    for endpoint in {os.environ["AWS_ENDPOINT_URL"], os.environ.get("AWS_ENDPOINT_URL_SQS", os.environ["AWS_ENDPOINT_URL"])}:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint}/tidings-emulator/principals", data=json.dumps(principals).encode(), method="POST")).read()
+        if args.in_flight_cap is not None:
+            for props in physical.values():
+                if "QueueUrl" in props:
+                    urllib.request.urlopen(urllib.request.Request(
+                        f"{endpoint}/tidings-emulator/in-flight-cap", method="POST",
+                        data=json.dumps({"queue_url": props["QueueUrl"], "cap": args.in_flight_cap}).encode())).read()
+
     outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()
                if "Condition" not in o or condition(o["Condition"])}
     json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs,

@@ -319,8 +319,6 @@ destination_rs = (ROOT / "shared" / "src" / "destination.rs").read_text()
 default_schedule = re.search(r'(?:pub(?:\(crate\))? )?const DEFAULT_SCHEDULE: &str = "([^"]+)"', schedule_rs).group(1)
 jitter = float(re.search(r"const JITTER: f64 = ([\d.]+);", schedule_rs).group(1))
 longest_wait = max(duration_seconds(d) for d in default_schedule.split(",")) * (1 + jitter)
-max_delay = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const MAX_DELAY: Duration = Duration::from_secs\(([^)]+(?:\)[^;]*)?)\);", sqs_rs).group(1))
-max_defer = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const MAX_DEFER: Duration = Duration::from_secs\(([^;]+)\);", sqs_rs).group(1))
 delivery_timeout = rust_seconds(re.search(r"(?:pub(?:\(crate\))? )?const DEFAULT_TIMEOUT: Duration = Duration::from_secs\(([^)]+)\);", destination_rs).group(1))
 
 # Lambda asks for a visibility of at least six times the function's timeout on both lanes; the
@@ -334,12 +332,11 @@ check(delivery_fn_timeout >= 3 * delivery_timeout, f"the delivery function's tim
 retry_age = resources["RetryQueueAgeAlarm"]["Properties"]["Threshold"]
 check(retry_age > longest_wait, f"RetryQueueAgeAlarm at {retry_age} s pages for a normal wait of up to {longest_wait:.0f} s")
 
-# The redrive budget against what a message may be received for by design: once for its
-# attempt, plus once for each hiding of a scheduled wait past SQS's delay (put-offs are new
-# messages and spend none: the only hide in the delivery routine is the scheduled wait's).
-hides = max(0, -(-(longest_wait - max_delay) // max_defer))
-designed_receives = 1 + hides
-check(delivery_rs.count("queue.defer(") == 1 and "put_off(" in delivery_rs, "the delivery routine hides only scheduled waits; every other put-off is a new message")
+# The redrive budget against what a message may be received for by design: once. Every wait
+# (a scheduled one past SQS's delay included) is a new message, never a hidden one: SQS caps a
+# queue's messages in flight, and a hidden message counts against it for as long as it waits.
+designed_receives = 1
+check(delivery_rs.count("queue.defer(") == 0 and "put_off(" in delivery_rs, "the delivery routine hides no message: every wait is a new message")
 for name in ["DeliveryQueue", "RetryQueue", "PacedQueue"]:
     budget = int(resources[name]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
     check(budget >= 2 * designed_receives + 4, f"{name}: maxReceiveCount {budget} leaves too little room beyond the {designed_receives:.0f} receives a message takes by design")
@@ -355,7 +352,18 @@ check(dlq_days == code_days, f"dead letters kept {dlq_days} days, their messages
 dlq_alarm = resources["DeadLetterQueueAlarm"]["Properties"]
 metrics = {m["Id"]: m for m in dlq_alarm.get("Metrics", [])}
 watched = [m for m in metrics.values() if m.get("ReturnData")]
-check(len(watched) == 1 and "DIFF(" in watched[0].get("Expression", ""), "DeadLetterQueueAlarm watches new arrivals")
+check(len(watched) == 1 and "DIFF(FILL(visible, 0))" in watched[0].get("Expression", ""), "DeadLetterQueueAlarm watches new arrivals, an idle queue's missing minutes as 0")
+check(dlq_alarm.get("EvaluationPeriods", 1) >= 2 and dlq_alarm.get("DatapointsToAlarm") == 1,
+      "DeadLetterQueueAlarm must look at the minute before an arrival too (DIFF needs two datapoints)")
+
+# Every queue a function's event source reads has an alarm on its messages in flight: past SQS's
+# cap (about 120,000) the queue hands out nothing, silently.
+in_flight_alarmed = {a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+                     for a in of_type("AWS::CloudWatch::Alarm").values()
+                     if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesNotVisible"}
+read_queues = {e["Properties"]["Queue"]["Fn::GetAtt"][0] for fn in functions.values()
+               for e in fn["Properties"].get("Events", {}).values() if e["Type"] == "SQS"}
+check(read_queues and read_queues <= in_flight_alarmed, f"no in-flight alarm on {sorted(read_queues - in_flight_alarmed)}")
 check({m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
       == {"NumberOfMessagesSent", "ApproximateNumberOfMessagesVisible"}, "DeadLetterQueueAlarm reads sends and the visible count")
 

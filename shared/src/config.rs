@@ -182,6 +182,9 @@ pub struct AwsSettings {
     pub dead_letter_queue_url: String,
     /// The SES-verified sender of alert mail.
     pub sender: String,
+    /// The longest wait SQS carries as a message delay (`DelaySeconds`, at most 15 minutes). A
+    /// longer wait is sent on again each time this runs out, never held in flight.
+    pub max_delay: std::time::Duration,
 }
 
 impl AwsSettings {
@@ -193,7 +196,22 @@ impl AwsSettings {
             paced_queue_url: optional("TIDINGS_PACED_QUEUE_URL"),
             dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
             sender: required("TIDINGS_SENDER")?,
+            max_delay: parse_max_delay(optional("TIDINGS_SQS_MAX_DELAY").as_deref())?,
         })
+    }
+}
+
+/// SQS's longest `DelaySeconds`.
+pub const SQS_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// `TIDINGS_SQS_MAX_DELAY`: the longest delay put on an SQS message, SQS's 15 minutes unless a
+/// test scales it down (so a long wait comes back and is sent on within seconds).
+fn parse_max_delay(raw: Option<&str>) -> Result<std::time::Duration> {
+    let Some(raw) = raw else { return Ok(SQS_MAX_DELAY) };
+    match positive_duration(raw) {
+        Ok(delay) if delay <= SQS_MAX_DELAY && delay.subsec_nanos() == 0 => Ok(delay),
+        Ok(_) => Err(Error::internal(format!("TIDINGS_SQS_MAX_DELAY must be whole seconds up to 15m, not {raw:?}"))),
+        Err(e) => Err(Error::internal(format!("TIDINGS_SQS_MAX_DELAY {e}"))),
     }
 }
 
@@ -222,6 +240,16 @@ mod tests {
         assert_eq!(parse_key_cache_ttl(None).unwrap(), None);
         let err = parse_key_cache_ttl(Some("a while")).unwrap_err().to_string();
         assert!(err.contains("TIDINGS_KEY_CACHE_TTL"), "{err}");
+    }
+
+    #[test]
+    fn the_sqs_delay_is_at_most_fifteen_minutes_in_whole_seconds() {
+        assert_eq!(parse_max_delay(None).unwrap(), SQS_MAX_DELAY);
+        assert_eq!(parse_max_delay(Some("2s")).unwrap(), std::time::Duration::from_secs(2));
+        for bad in ["16m", "1500ms", "never"] {
+            let err = parse_max_delay(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("TIDINGS_SQS_MAX_DELAY"), "{err}");
+        }
     }
 
     #[test]

@@ -56,10 +56,11 @@ pub async fn handle_http(
 }
 
 /// An SQS batch (from the delivery queue or the retry queue) through the delivery routine,
-/// records concurrently. A record that is not due yet (hidden again) is reported as a batch item
-/// failure so SQS keeps it; the rest, retries included (they went out as new messages), are
-/// deleted by the runtime. Records that cannot be read are failures too, so the queue's redrive
-/// policy moves them to the dead-letter queue. `lanes`: the retry and paced queues from the
+/// records concurrently. Every record the routine finished with is deleted by the runtime:
+/// retries and put-offs (a wait not yet over included) went out as new messages, so no record
+/// is ever kept in flight to wait. Records that cannot be read, or whose delivery could not
+/// run, are batch item failures, so SQS offers them again and its redrive policy moves them to
+/// the dead-letter queue after `maxReceiveCount`. `lanes`: the retry and paced queues from the
 /// settings ([`crate::config::Settings::lane_queues`]), whose records are acknowledged there.
 pub async fn handle_sqs(
     app: &App,
@@ -85,8 +86,7 @@ pub async fn handle_sqs(
     }
     for ((position, id), result) in readable.into_iter().zip(process_batch(app, &jobs, jobs.len()).await) {
         match result {
-            Ok(disposition) if disposition.is_finished() => {}
-            Ok(_) => failed.push((position, id)),
+            Ok(_) => {}
             Err(err) => {
                 tracing::error!(sqs_message_id = %id, error = %err, "delivery could not run");
                 failed.push((position, id));

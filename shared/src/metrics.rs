@@ -67,6 +67,14 @@ pub fn alert_failed() {
     }
 }
 
+/// A finished job of an ordered line whose seat could not be released (the store refused or
+/// failed): its line waits, and only this metric and its alarm say so.
+pub fn line_not_left() {
+    if on_lambda() {
+        println!("{}", emf_line(now_ms(), &[("Function", "delivery")], &[("LineNotLeft", "Count", json!(1))]));
+    }
+}
+
 /// After publishes (one, or a publish source's batch): how many subscriptions each reached.
 /// One line for up to 100 publishes (EMF's most values a line), so a batch logs one line, not
 /// one a message.

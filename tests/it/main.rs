@@ -1,6 +1,7 @@
 //! Every black-box test, one module a subject, in one test binary: the AWS SDK and the rest of
 //! the dependency tree are linked once, not once a file.
 
+mod aws_limits;
 mod cli;
 mod delivery_e2e;
 mod delivery_options;

@@ -72,6 +72,12 @@ pub struct Options {
     /// Template parameters (`PublishEventBusName`, `PublishSourceQueueArn`), as `sam deploy
     /// --parameter-overrides` gives them.
     pub params: Vec<(String, String)>,
+    /// The most messages each queue of the stack holds in flight (SQS: about 120,000), scaled
+    /// down so a test reaches it.
+    pub in_flight_cap: Option<u32>,
+    /// Prefixes the names of the functions' principals in the emulator's IAM audit, so a test's
+    /// deliberate refusals (`Outside…`) are told apart from refusals the code met.
+    pub principal_prefix: Option<String>,
 }
 
 impl Default for Options {
@@ -85,6 +91,8 @@ impl Default for Options {
             env: Vec::new(),
             max_receive_count: None,
             params: Vec::new(),
+            in_flight_cap: None,
+            principal_prefix: None,
         }
     }
 }
@@ -146,6 +154,12 @@ impl DeployedStack {
         deploy.arg(workspace_root().join("tests/emulated_deploy.py")).args(["--suffix", &suffix, "--sender", &sender]);
         if let Some(count) = options.max_receive_count {
             deploy.args(["--max-receive-count", &count.to_string()]);
+        }
+        if let Some(prefix) = &options.principal_prefix {
+            deploy.args(["--principal-prefix", prefix]);
+        }
+        if let Some(cap) = options.in_flight_cap {
+            deploy.args(["--in-flight-cap", &cap.to_string()]);
         }
         for (name, value) in &options.params {
             deploy.args(["--param", &format!("{name}={value}")]);
@@ -210,8 +224,13 @@ impl DeployedStack {
             // concurrent ones can hand out the same message twice (SQS does not, within its
             // visibility timeout).
             let receiving = Arc::new(tokio::sync::Mutex::new(()));
+            // Lambda polls a queue with the function's execution role.
+            let function = &shared.manifest["functions"][source["function"].as_str().unwrap()];
+            let sqs = aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&sdk).credentials_provider(function_credentials(function)).build(),
+            );
             for _ in 0..pollers(&source) {
-                let sqs = aws_sdk_sqs::Client::new(&sdk);
+                let sqs = sqs.clone();
                 tokio::spawn(event_source(shared.clone(), sqs, source.clone(), pool.clone(), receiving.clone()));
             }
         }
@@ -357,6 +376,28 @@ impl DeployedStack {
         all.into_iter().filter(|m| m.to_string().contains(to)).collect()
     }
 
+    /// The SDK configuration a function runs with: its own principal's credentials.
+    pub fn function_sdk(&self, logical: &str) -> aws_config::SdkConfig {
+        let credentials = function_credentials(&self.shared.manifest["functions"][logical]);
+        self.sdk
+            .to_builder()
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(credentials))
+            .build()
+    }
+
+    /// Messages of a queue in flight (received, not deleted), by the template's logical name.
+    pub async fn in_flight(&self, logical: &str) -> usize {
+        let url = self.output(&format!("{logical}Url"));
+        let out = aws_sdk_sqs::Client::new(&self.sdk)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        out.attributes.unwrap_or_default().values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+    }
+
     /// Messages waiting in a queue (visible or not), by the template's logical name.
     pub async fn queue_depth(&self, logical: &str) -> usize {
         let url = self.output(&format!("{logical}Url"));
@@ -404,6 +445,9 @@ impl Instance {
             .env("AWS_LAMBDA_FUNCTION_NAME", format!("tidings-{logical}"))
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", function["memory"].to_string())
+            // The function's own principal: the emulator holds each call against its role.
+            .env("AWS_ACCESS_KEY_ID", function["credentials"]["access_key_id"].as_str().unwrap())
+            .env("AWS_SECRET_ACCESS_KEY", function["credentials"]["secret_access_key"].as_str().unwrap())
             .env("TIDINGS_DESTINATIONS", "local")
             .env("TIDINGS_RETRY_SCHEDULE", &options.retry_schedule)
             .envs(options.env.iter().cloned())
@@ -421,6 +465,18 @@ impl Instance {
             processes: vec![emulator, process],
         }
     }
+}
+
+/// The credentials of a function's principal (see `tests/emulated_deploy.py`).
+fn function_credentials(function: &Value) -> aws_sdk_sqs::config::Credentials {
+    let credentials = &function["credentials"];
+    aws_sdk_sqs::config::Credentials::new(
+        credentials["access_key_id"].as_str().unwrap(),
+        credentials["secret_access_key"].as_str().unwrap(),
+        None,
+        None,
+        "emulated-function-role",
+    )
 }
 
 async fn wait_for_port(port: u16, binary: &str) {

@@ -1,10 +1,13 @@
 //! The delivery queue on SQS, with a dead-letter queue.
 //!
 //! The receipt is the SQS receipt handle; the receive count is SQS's
-//! `ApproximateReceiveCount`. Delays up to 15 minutes ride on `DelaySeconds`; a retry waits by
-//! changing the message's visibility (up to 12 hours), so nothing busy-loops. The main queue's
-//! redrive policy is the safety net: a message that keeps failing without being dead-lettered
-//! explicitly (a crash, a poison message) still reaches the DLQ after `maxReceiveCount`.
+//! `ApproximateReceiveCount`. Delays up to 15 minutes ride on `DelaySeconds`; a longer wait
+//! rides on the job (`not_before`), and each time its message comes back early it is sent on
+//! again as a new delayed message. So no wait is ever held in flight: SQS caps a queue's
+//! received-and-undeleted messages (about 120,000), and past the cap every receive of the queue
+//! comes back empty, for every tenant. The main queue's redrive policy is the safety net: a
+//! message that keeps failing without being dead-lettered explicitly (a crash, a poison
+//! message) still reaches the DLQ after `maxReceiveCount`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,7 +24,6 @@ use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
 
 /// SQS's limits.
-const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// The longest a received message is hidden again. SQS counts its 12 h visibility limit from
 /// the receive, and refuses a change beyond it; the receive was moments ago, so stay 10 minutes
@@ -59,6 +61,8 @@ pub struct SqsQueue {
     dead_letter_url: String,
     /// Where ordered jobs wait their turn (`DynamoStore::join_line`); none: no ordering.
     lines: Option<Arc<DynamoStore>>,
+    /// The longest `DelaySeconds` (SQS: 15 minutes).
+    max_delay: Duration,
 }
 
 /// Receipts of messages taken from the retry and paced queues carry these prefixes, so
@@ -76,7 +80,14 @@ impl SqsQueue {
             queue_url,
             dead_letter_url: dead_letter_url.into(),
             lines: None,
+            max_delay: crate::config::SQS_MAX_DELAY,
         }
+    }
+
+    /// Delays messages at most `max_delay` (SQS's own maximum unless a test scales it down).
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay.min(crate::config::SQS_MAX_DELAY);
+        self
     }
 
     /// Keeps ordered jobs in lines in `store`'s table, so a line's jobs go one at a time.
@@ -177,7 +188,7 @@ impl SqsQueue {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(body)
-                    .delay_seconds(seconds(delay, MAX_DELAY))
+                    .delay_seconds(seconds(delay, self.max_delay))
                     .build()
                     .map_err(Error::internal)
             })
@@ -203,11 +214,13 @@ impl SqsQueue {
     }
 }
 
-/// When a job sent now with `delay` becomes due, if SQS cannot delay it that long: the rest of the
-/// wait rides on the job (a receive before then only hides the message again).
-fn not_before(delay: Duration) -> Option<time::OffsetDateTime> {
-    (delay > MAX_DELAY)
-        .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX))
+impl SqsQueue {
+    /// When a job sent now with `delay` becomes due, if SQS cannot delay it that long: the rest
+    /// of the wait rides on the job (a receive before then sends it on again).
+    fn not_before(&self, delay: Duration) -> Option<time::OffsetDateTime> {
+        (delay > self.max_delay)
+            .then(|| time::OffsetDateTime::now_utc() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX))
+    }
 }
 
 /// Whole seconds for SQS, rounded up so a short wait never becomes none.
@@ -245,18 +258,28 @@ impl LaneQueues {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()> {
-        if delay > MAX_DELAY {
+        if delay > self.max_delay {
             tracing::warn!(delay_s = delay.as_secs(), "SQS delays stop at 15 minutes; enqueuing with the maximum");
         }
         let (ordered, unordered): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) = jobs.iter().partition(|j| j.line.is_some());
         self.send_now(unordered, delay).await?;
-        // An ordered job joins its line; it is sent now only if it is the line's head.
+        // An ordered job joins its line; it is sent now only if it is the line's head. A join
+        // that fails stops the loop, but the heads marked before it are still sent (or their
+        // marks taken back): an error never leaves a head marked and unsent.
         let now = time::OffsetDateTime::now_utc();
         let mut heads = Vec::new();
+        let mut joined = Ok(());
         for job in ordered {
-            heads.extend(self.lines()?.join_line(job, now).await?);
+            match self.lines()?.join_line(job, now).await {
+                Ok(head) => heads.extend(head),
+                Err(err) => {
+                    joined = Err(err);
+                    break;
+                }
+            }
         }
-        self.send_heads(heads, delay).await
+        self.send_heads(heads, delay).await?;
+        joined
     }
 
     async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
@@ -359,12 +382,12 @@ impl Queue for SqsQueue {
     async fn retry_later(&self, received: &ReceivedJob, delay: Duration) -> Result<()> {
         // A new message carries the job with its attempt counted (SQS messages cannot change);
         // the received one is then finished. Waits beyond SQS's 15-minute delay ride on
-        // `not_before`: a receive before then only hides the message again.
+        // `not_before`: a receive before then sends it on again.
         self.client
             .send_message()
             .queue_url(self.lane_url(Lane::Slow))
-            .message_body(serde_json::to_string(&received.job.next_attempt(not_before(delay)))?)
-            .delay_seconds(seconds(delay, MAX_DELAY))
+            .message_body(serde_json::to_string(&received.job.next_attempt(self.not_before(delay)))?)
+            .delay_seconds(seconds(delay, self.max_delay))
             .send()
             .await
             .map_err(|e| sdk_error("SQS SendMessage (retry)", e))?;
@@ -372,7 +395,8 @@ impl Queue for SqsQueue {
     }
 
     async fn defer(&self, receipt: &str, delay: Duration) -> Result<()> {
-        // Only the visibility changes: the job's attempts are its own, whatever SQS counts.
+        // Only the visibility changes: the job's attempts are its own, whatever SQS counts. The
+        // local worker's short waits for a share only; a scheduled wait is put off instead.
         let (queue, handle) = self.queue_of(receipt);
         self.client
             .change_message_visibility()
@@ -389,12 +413,12 @@ impl Queue for SqsQueue {
         // A new message, whose receive count starts again: hiding the received one instead
         // would count every put-off towards the redrive policy. The received copy is then
         // deleted (the Lambda reports it done).
-        let job = DeliveryJob { not_before: not_before(delay), ..job.clone() };
+        let job = DeliveryJob { not_before: self.not_before(delay), ..job.clone() };
         self.client
             .send_message()
             .queue_url(self.lane_url(job.lane))
             .message_body(serde_json::to_string(&job)?)
-            .delay_seconds(seconds(delay, MAX_DELAY))
+            .delay_seconds(seconds(delay, self.max_delay))
             .send()
             .await
             .map_err(|e| sdk_error("SQS SendMessage (put off)", e))?;

@@ -18,11 +18,8 @@ pub enum Disposition {
     /// Nothing to deliver (the subscription was deleted, the message is no longer kept); the
     /// caller removes it from the queue.
     Skipped(&'static str),
-    /// Received before its time (a wait longer than the queue can delay): hidden again until
-    /// then, no attempt made. The caller leaves it on the queue.
-    NotYetDue,
-    /// Put off without an attempt (its failing endpoint is being probed, its claim is not
-    /// written yet, or it moved to the slow lane): back on the queue after this wait as a new
+    /// Put off without an attempt (not due yet, its failing endpoint is being probed, its claim
+    /// is not written yet, or it moved to the slow lane): back on the queue after this wait as a new
     /// message (already arranged); the received copy is finished.
     PutOff(Duration),
 }
@@ -34,13 +31,7 @@ impl Disposition {
     pub(crate) fn frees_line(&self) -> bool {
         match self {
             Disposition::Delivered | Disposition::DeadLettered | Disposition::Skipped(_) => true,
-            Disposition::Retry(_) | Disposition::NotYetDue | Disposition::PutOff(_) => false,
+            Disposition::Retry(_) | Disposition::PutOff(_) => false,
         }
-    }
-
-    /// Whether the queue host should delete the received message now.
-    #[cfg(feature = "lambda")]
-    pub(crate) fn is_finished(&self) -> bool {
-        !matches!(self, Disposition::NotYetDue)
     }
 }

@@ -113,7 +113,13 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         Prepared::Done(disposition) => (disposition, None),
     };
     if received.job.line.is_some() && disposition.frees_line() {
-        app.queue.leave_line(&received.job).await?;
+        // The job is finished whatever happens to its seat: reporting it failed would offer it
+        // again, and a delivered one would be POSTed twice. A seat left behind holds its line
+        // until the line moves again (see `Queue::leave_line`).
+        if let Err(err) = app.queue.leave_line(&received.job).await {
+            crate::metrics::line_not_left();
+            tracing::error!(error = %err, "finished, but its seat in its ordered line could not be released: the line waits");
+        }
     }
     Ok((disposition, record))
 }

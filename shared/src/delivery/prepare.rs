@@ -25,11 +25,11 @@ pub(super) enum Prepared {
 pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepared> {
     let job = &received.job;
     if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {
-        // A scheduled wait longer than the queue can delay: hidden again, which SQS counts as a
-        // receive, at most twice a wait (see `aws::sqs::MAX_DEFER`).
+        // A scheduled wait longer than the queue can delay: sent on again for the rest of it,
+        // never held in flight (SQS caps a queue's messages in flight, for every tenant).
         let wait = Duration::try_from(due - app.clock.now()).unwrap_or_default();
-        app.queue.defer(&received.receipt, wait).await?;
-        return Ok(Prepared::Done(Disposition::NotYetDue));
+        app.queue.put_off(received, job, wait).await?;
+        return Ok(Prepared::Done(Disposition::PutOff(wait)));
     }
     let (subscription, payload) = match delivery_records(app, job).await? {
         Records::Deliver(subscription, payload) => (*subscription, payload),
