@@ -45,10 +45,10 @@ source scripts/aws-emulator.sh
 aws_emulator_start
 # The independent Standard Webhooks verifier (PyPI standardwebhooks) runs in the venv.
 export TIDINGS_PYTHON="$PWD/.venv/bin/python"
-# Everything but the 10,000-publish run, which loads the emulator for minutes: alone after.
+# Everything but the publish-sources run, which loads the emulator: alone after.
 cargo test --workspace --locked -- --skip publish_sources
 
-step "10,000 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy)"
+step "2,000 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy; 10,000 in scripts/soak.sh)"
 cargo test -p tidings-tests --test it --locked publish_sources
 
 step "IAM: every call each function made under its template role was allowed (the emulator's audit)"

@@ -71,10 +71,16 @@ pub async fn handle_sqs(
     let mut failed: Vec<(usize, String)> = Vec::new();
     let mut jobs = Vec::new();
     let mut readable = Vec::new();
+    let mut offered_before = Vec::new();
     for (position, record) in event.payload.records.into_iter().enumerate() {
         let id = record.message_id.clone().unwrap_or_default();
+        let receives: u32 =
+            record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
         match received_job(record, lanes) {
             Ok(received) => {
+                if receives > 1 {
+                    offered_before.push(received.job.clone());
+                }
                 jobs.push(received);
                 readable.push((position, id));
             }
@@ -84,6 +90,7 @@ pub async fn handle_sqs(
             }
         }
     }
+    keep_messages_for_redrive(app, &offered_before).await;
     for ((position, id), result) in readable.into_iter().zip(process_batch(app, &jobs, jobs.len()).await) {
         match result {
             Ok(_) => {}
@@ -101,6 +108,20 @@ pub async fn handle_sqs(
         response.batch_item_failures.push(failure);
     }
     Ok(response)
+}
+
+/// A record SQS offers again (its invocation crashed, timed out or was throttled) may end in the
+/// dead-letter queue by SQS's redrive, not by the delivery routine: its message is kept as long
+/// as a dead letter is, as the routine's own dead-lettering keeps it, so a replay after the
+/// message's usual retention still finds its claim and payload. Only records offered before pay
+/// the write.
+async fn keep_messages_for_redrive(app: &App, jobs: &[DeliveryJob]) {
+    let until = app.clock.now() + crate::domain::retention::DEAD_LETTER_RETENTION;
+    for job in jobs {
+        if let Err(err) = app.store.retain_message(job.organization, &job.message_id, until).await {
+            tracing::error!(message_id = %job.message_id, error = %err, "cannot keep the message of a record SQS offered again");
+        }
+    }
 }
 
 /// The job of an SQS record. Its attempt number is the job's own (`ApproximateReceiveCount`

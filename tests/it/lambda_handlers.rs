@@ -195,6 +195,40 @@ async fn sqs_batches_report_only_the_records_that_failed() {
     assert_eq!(broken.requests().len(), 1);
 }
 
+/// A record SQS offered again (its last invocation crashed or timed out) could be moved to the
+/// dead-letter queue by SQS's own redrive: its message is kept as long as a dead letter, so a
+/// replay after the usual retention still finds it. A record offered once costs no write.
+#[tokio::test]
+async fn a_record_offered_again_keeps_its_message_as_long_as_a_dead_letter() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let org = new_org();
+    let ok = Receiver::answering(204).await;
+    let sub = subscription(org, ok.url());
+    app.store.create_subscription(&sub).await.unwrap();
+    let mut event: Value = serde_json::from_str(&fixture("sqs-delivery-batch.json")).unwrap();
+    let records = event["Records"].as_array_mut().unwrap();
+    records.truncate(2);
+    records[0]["body"] = Value::String(serde_json::to_string(&job(&aws, &sub, "m-again").await).unwrap());
+    records[0]["attributes"]["ApproximateReceiveCount"] = Value::String("3".into());
+    records[1]["body"] = Value::String(serde_json::to_string(&job(&aws, &sub, "m-once").await).unwrap());
+    records[1]["attributes"]["ApproximateReceiveCount"] = Value::String("1".into());
+    let event: SqsEvent = serde_json::from_value(event).unwrap();
+    let response = tidings::lambda::handle_sqs(&app, &Default::default(), LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    let kept_until = |id: &'static str| {
+        use tidings::ports::MessageLog;
+        let store = aws.store();
+        async move { store.get_publish(org, id).await.unwrap().expect("the message").expires_at }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    // Dead letters (and their messages) are kept 14 days; a message otherwise 7.
+    assert!(kept_until("m-again").await > now + time::Duration::days(13), "kept for a dead letter");
+    assert!(kept_until("m-once").await < now + time::Duration::days(13), "a first offer pays nothing");
+}
+
 /// Runs the retry queue's event source until it has handled a batch (bounded wait: retries
 /// become visible after their delay).
 async fn run_retries(aws: &AwsFixture, app: &tidings::App) {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The long runs, for before a release (not in the test command): 10,000 publishes through SQS
+# queues and EventBridge on the deployed stack under emulation (IAM enforced), every delivery
+# counted. About 10 minutes on two cores after the test command has built the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+cargo build --workspace --locked
+source scripts/aws-emulator.sh
+aws_emulator_start
+export TIDINGS_PYTHON="$PWD/.venv/bin/python"
+TIDINGS_PUBLISHES=10000 cargo test -p tidings-tests --test it --locked publish_sources -- --nocapture
+.venv/bin/python tests/iam_audit.py
