@@ -74,8 +74,7 @@ pub async fn handle_sqs(
     let mut offered_before = Vec::new();
     for (position, record) in event.payload.records.into_iter().enumerate() {
         let id = record.message_id.clone().unwrap_or_default();
-        let receives: u32 =
-            record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
         match received_job(record, lanes) {
             Ok(received) => {
                 if receives > 1 {
