@@ -109,7 +109,7 @@ pub(crate) async fn open_stack(args: &StackArgs) -> Result<App, String> {
                     .ok_or("--dead-letter-queue-url (or TIDINGS_DEAD_LETTER_QUEUE_URL) is needed with --table")?,
                 // The CLI sends no mail.
                 sender: String::new(),
-                max_delay: tidings::config::SQS_MAX_DELAY,
+                max_delay: None,
             };
             let sdk = tidings::aws::load_config_checked().await.map_err(|e| e.to_string())?;
             App::aws(&sdk, &settings, tidings::destination::DestinationPolicy::STRICT).map_err(|e| e.to_string())

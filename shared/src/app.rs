@@ -120,9 +120,11 @@ impl App {
             aws_sdk_sesv2::Client::from_conf(config.build())
         };
         let store = Arc::new(DynamoStore::new(dynamodb, &settings.table));
-        let mut queue = SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url)
-            .with_lines(store.clone())
-            .with_max_delay(settings.max_delay);
+        let mut queue =
+            SqsQueue::new(sqs, &settings.queue_url, &settings.dead_letter_queue_url).with_lines(store.clone());
+        if let Some(max_delay) = settings.max_delay {
+            queue = queue.with_max_delay(max_delay);
+        }
         if let Some(retries) = &settings.retry_queue_url {
             queue = queue.with_retry_queue(retries);
         }

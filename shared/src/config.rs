@@ -182,9 +182,10 @@ pub struct AwsSettings {
     pub dead_letter_queue_url: String,
     /// The SES-verified sender of alert mail.
     pub sender: String,
-    /// The longest wait SQS carries as a message delay (`DelaySeconds`, at most 15 minutes). A
-    /// longer wait is sent on again each time this runs out, never held in flight.
-    pub max_delay: std::time::Duration,
+    /// The longest wait put on an SQS message as its delay, when shorter than SQS's own 15
+    /// minutes (a test's). A longer wait is sent on again each time it runs out, never held in
+    /// flight.
+    pub max_delay: Option<std::time::Duration>,
 }
 
 impl AwsSettings {
@@ -201,15 +202,12 @@ impl AwsSettings {
     }
 }
 
-/// SQS's longest `DelaySeconds`.
-pub const SQS_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// `TIDINGS_SQS_MAX_DELAY`: the longest delay put on an SQS message, SQS's 15 minutes unless a
-/// test scales it down (so a long wait comes back and is sent on within seconds).
-fn parse_max_delay(raw: Option<&str>) -> Result<std::time::Duration> {
-    let Some(raw) = raw else { return Ok(SQS_MAX_DELAY) };
+/// `TIDINGS_SQS_MAX_DELAY`: the longest delay put on an SQS message, SQS's own 15 minutes unless
+/// a test scales it down (so a long wait comes back and is sent on within seconds).
+fn parse_max_delay(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
+    let Some(raw) = raw else { return Ok(None) };
     match positive_duration(raw) {
-        Ok(delay) if delay <= SQS_MAX_DELAY && delay.subsec_nanos() == 0 => Ok(delay),
+        Ok(delay) if delay.as_secs() <= 15 * 60 && delay.subsec_nanos() == 0 => Ok(Some(delay)),
         Ok(_) => Err(Error::internal(format!("TIDINGS_SQS_MAX_DELAY must be whole seconds up to 15m, not {raw:?}"))),
         Err(e) => Err(Error::internal(format!("TIDINGS_SQS_MAX_DELAY {e}"))),
     }
@@ -244,8 +242,9 @@ mod tests {
 
     #[test]
     fn the_sqs_delay_is_at_most_fifteen_minutes_in_whole_seconds() {
-        assert_eq!(parse_max_delay(None).unwrap(), SQS_MAX_DELAY);
-        assert_eq!(parse_max_delay(Some("2s")).unwrap(), std::time::Duration::from_secs(2));
+        assert_eq!(parse_max_delay(None).unwrap(), None);
+        assert_eq!(parse_max_delay(Some("15m")).unwrap(), Some(std::time::Duration::from_secs(900)));
+        assert_eq!(parse_max_delay(Some("2s")).unwrap(), Some(std::time::Duration::from_secs(2)));
         for bad in ["16m", "1500ms", "never"] {
             let err = parse_max_delay(Some(bad)).unwrap_err().to_string();
             assert!(err.contains("TIDINGS_SQS_MAX_DELAY"), "{err}");

@@ -73,7 +73,7 @@ impl AwsFixture {
                 paced_queue_url: Some(paced_url),
                 dead_letter_queue_url: dlq_url,
                 sender: SENDER.into(),
-                max_delay: tidings::config::SQS_MAX_DELAY,
+                max_delay: None,
             },
         }
     }

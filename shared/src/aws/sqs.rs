@@ -24,6 +24,7 @@ use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
 
 /// SQS's limits.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// The longest a received message is hidden again. SQS counts its 12 h visibility limit from
 /// the receive, and refuses a change beyond it; the receive was moments ago, so stay 10 minutes
@@ -80,13 +81,13 @@ impl SqsQueue {
             queue_url,
             dead_letter_url: dead_letter_url.into(),
             lines: None,
-            max_delay: crate::config::SQS_MAX_DELAY,
+            max_delay: MAX_DELAY,
         }
     }
 
     /// Delays messages at most `max_delay` (SQS's own maximum unless a test scales it down).
     pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
-        self.max_delay = max_delay.min(crate::config::SQS_MAX_DELAY);
+        self.max_delay = max_delay.min(MAX_DELAY);
         self
     }
 
