@@ -9,7 +9,8 @@ would for the parts the functions touch, and prints what the whole-stack test ne
   and with ApiType=HTTP the HTTP API's routes (route key, function) instead;
 - the SQS event sources (queue, batch size, concurrency cap, response types), the template's
   own event source mappings included;
-- the EventBridge rules (bus, pattern, target queue), for the harness to deliver events to;
+- the EventBridge rules (bus, pattern, target queue), for the harness to deliver events to, and
+  the functions' schedules, for the harness to invoke them on;
 - per function, credentials of its own principal, registered with the emulator together with its
   template role's statements (resolved), so each call the role does not allow is refused.
 
@@ -167,7 +168,7 @@ def main():
     api_stage = {name: props.get("StageName") for name, props in apis.items()}
     gateway_responses = {kind: {"status": r.get("StatusCode"), "body": r.get("ResponseTemplates", {}).get("application/json")}
                          for props in apis.values() for kind, r in props.get("GatewayResponses", {}).items()}
-    functions, routes, event_sources = {}, [], []
+    functions, routes, event_sources, schedules = {}, [], [], []
     for name, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
@@ -183,7 +184,9 @@ def main():
         }
         for event_name, event in props.get("Events", {}).items():
             eprops = event["Properties"]
-            if event["Type"] == "Api":
+            if event["Type"] == "Schedule":
+                schedules.append({"function": name, "event": event_name, "schedule": eprops["Schedule"]})
+            elif event["Type"] == "Api":
                 api = eprops["RestApiId"]["Ref"]
                 routes.append({"function": name, "event": event_name, "path": eprops["Path"],
                                "method": eprops["Method"].upper(), "stage": api_stage[api]})
@@ -257,6 +260,7 @@ def main():
     outputs = {name: resolve(o["Value"]) for name, o in template.get("Outputs", {}).items()
                if "Condition" not in o or condition(o["Condition"])}
     json.dump({"functions": functions, "routes": routes, "event_sources": event_sources, "outputs": outputs,
+               "schedules": schedules,
                "event_rules": rules, "api_type": "HTTP" if http_routes else "REST", "http_routes": http_routes,
                "gateway_responses": gateway_responses},
               sys.stdout, indent=1)

@@ -110,6 +110,7 @@ pub(crate) async fn open_stack(args: &StackArgs) -> Result<App, String> {
                 // The CLI sends no mail.
                 sender: String::new(),
                 max_delay: None,
+                line_lease: None,
             };
             let sdk = tidings::aws::load_config_checked().await.map_err(|e| e.to_string())?;
             App::aws(&sdk, &settings, tidings::destination::DestinationPolicy::STRICT).map_err(|e| e.to_string())

@@ -125,6 +125,9 @@ impl App {
         if let Some(max_delay) = settings.max_delay {
             queue = queue.with_max_delay(max_delay);
         }
+        if let Some(lease) = settings.line_lease {
+            queue = queue.with_line_lease(lease);
+        }
         if let Some(retries) = &settings.retry_queue_url {
             queue = queue.with_retry_queue(retries);
         }

@@ -186,6 +186,9 @@ pub struct AwsSettings {
     /// minutes (a test's). A longer wait is sent on again each time it runs out, never held in
     /// flight.
     pub max_delay: Option<std::time::Duration>,
+    /// How long an ordered line's head keeps its seat without its job being received, when not
+    /// the adapter's 45 minutes (a test's): past it the line sweeper sends the job again.
+    pub line_lease: Option<std::time::Duration>,
 }
 
 impl AwsSettings {
@@ -198,6 +201,9 @@ impl AwsSettings {
             dead_letter_queue_url: required("TIDINGS_DEAD_LETTER_QUEUE_URL")?,
             sender: required("TIDINGS_SENDER")?,
             max_delay: parse_max_delay(optional("TIDINGS_SQS_MAX_DELAY").as_deref())?,
+            line_lease: optional("TIDINGS_LINE_LEASE")
+                .map(|raw| positive_duration(&raw).map_err(|e| Error::internal(format!("TIDINGS_LINE_LEASE {e}"))))
+                .transpose()?,
         })
     }
 }

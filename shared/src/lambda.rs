@@ -123,6 +123,32 @@ async fn keep_messages_for_redrive(app: &App, jobs: &[DeliveryJob]) {
     }
 }
 
+/// An invocation of the delivery function: an SQS batch of one of its lanes through
+/// [`handle_sqs`], or the line sweep's schedule (an EventBridge scheduled event), which moves on
+/// every ordered line whose head lost its job ([`crate::ports::Queue::sweep_lines`]). Any other
+/// event is refused: only the template's event sources and schedule invoke this function.
+pub async fn handle_delivery(
+    app: &App,
+    lanes: &crate::aws::LaneQueues,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let LambdaEvent { payload, context } = event;
+    if payload.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(payload)?;
+        return Ok(serde_json::to_value(handle_sqs(app, lanes, LambdaEvent::new(batch, context)).await?)?);
+    }
+    let scheduled = payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event";
+    if !scheduled {
+        return Err("the delivery function takes SQS batches and the line sweep's schedule only".into());
+    }
+    let stalled = app.queue.sweep_lines().await?;
+    crate::metrics::stalled_lines(stalled);
+    if stalled > 0 {
+        tracing::warn!(stalled, "ordered lines had stopped moving and were moved on");
+    }
+    Ok(serde_json::json!({ "stalledLines": stalled }))
+}
+
 /// The job of an SQS record. Its attempt number is the job's own (`ApproximateReceiveCount`
 /// also counts receives that never reached this function: throttling, a crash).
 fn received_job(record: SqsMessage, lanes: &crate::aws::LaneQueues) -> Result<ReceivedJob, String> {

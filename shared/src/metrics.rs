@@ -75,6 +75,14 @@ pub fn line_not_left() {
     }
 }
 
+/// After each sweep of the ordered lines: how many had stopped moving (their head's lease had
+/// lapsed) and were moved on.
+pub fn stalled_lines(count: usize) {
+    if on_lambda() {
+        println!("{}", emf_line(now_ms(), &[("Function", "delivery")], &[("StalledLines", "Count", json!(count))]));
+    }
+}
+
 /// After publishes (one, or a publish source's batch): how many subscriptions each reached.
 /// One line for up to 100 publishes (EMF's most values a line), so a batch logs one line, not
 /// one a message.

@@ -252,6 +252,18 @@ impl ReceivedJob {
     }
 }
 
+/// Where a received job of a line stands ([`Queue::in_line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinePlace {
+    /// It holds its place: deliver it.
+    Held,
+    /// Its line moved past it (it was finished already).
+    Left,
+    /// Its place was sent again since this copy (by the sweeper, or a replay): the newer copy
+    /// is the one to deliver.
+    Superseded,
+}
+
 /// The delivery queue: delays, redelivery, a dead-letter queue, and lines: jobs of one line
 /// (`DeliveryJob::line`) are handed out one at a time, in the order they were queued; the next
 /// only once the one before it was acknowledged or dead-lettered.
@@ -282,10 +294,18 @@ pub trait Queue: Send + Sync {
         Ok(())
     }
     /// Whether a received job of a line still holds its place (false: a copy received again
-    /// after its line moved on, as after a crash between finishing it and deleting it).
-    async fn in_line(&self, job: &DeliveryJob) -> Result<bool> {
+    /// after its line moved on, as after a crash between finishing it and deleting it, or one
+    /// a newer send of its place superseded). A queue that leases places renews the lease.
+    async fn in_line(&self, job: &DeliveryJob) -> Result<LinePlace> {
         let _ = job;
-        Ok(true)
+        Ok(LinePlace::Held)
+    }
+    /// Moves on every line whose head lost its job (its lease lapsed: its sender stopped
+    /// between marking and sending it, SQS's redrive took it, its place could not be released
+    /// after delivery); returns how many were stalled. Only a queue that keeps lines apart from
+    /// its jobs (SQS) has any; the embedded queue moves lines in the same write as the job.
+    async fn sweep_lines(&self) -> Result<usize> {
+        Ok(0)
     }
     /// How late a job enqueued or put off with a delay may come back, at most, when consumers
     /// are keeping up: pacing aims that much early and waits out the rest in place.

@@ -8,7 +8,8 @@ use tidings::domain::{
     AttemptRecord, DeliveryJob, Lane, OrganizationId, PublishRecord, Scope, Subscription, SubscriptionStatus,
 };
 use tidings::ports::{
-    AttemptOutcome, AttemptQuery, KeyStore, Limits, MessageLog, PublishLog, Queue, StoreGroups, SubscriptionStore,
+    AttemptOutcome, AttemptQuery, KeyStore, Limits, LinePlace, MessageLog, PublishLog, Queue, StoreGroups,
+    SubscriptionStore,
 };
 use tidings::Error;
 use time::OffsetDateTime;
@@ -286,7 +287,7 @@ where
             assert_eq!(others.len(), 2, "another line and an unordered job go beside it: {others:?}");
         }
         order.push(of_line[0].job.message_id.clone());
-        assert!(queue.in_line(&of_line[0].job).await.unwrap(), "the head holds its place");
+        assert_eq!(queue.in_line(&of_line[0].job).await.unwrap(), LinePlace::Held, "the head holds its place");
         for received in &got {
             queue.leave_line(&received.job).await.unwrap();
             queue.ack(&received.receipt).await.unwrap();
@@ -816,7 +817,7 @@ mod embedded {
 mod aws {
     use std::time::Duration;
 
-    use tidings::ports::{Email, Queue};
+    use tidings::ports::{Email, LinePlace, Queue, ReceivedJob};
     use tidings_tests::aws::{AwsFixture, SENDER};
 
     #[tokio::test]
@@ -1013,10 +1014,139 @@ mod aws {
         let lined = tidings::domain::DeliveryJob { line: Some("k".into()), ..super::job(1) };
         queue.enqueue(&[lined], Duration::ZERO).await.unwrap();
         let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
-        assert!(queue.in_line(&got[0].job).await.unwrap());
+        assert_eq!(queue.in_line(&got[0].job).await.unwrap(), LinePlace::Held);
         queue.leave_line(&got[0].job).await.unwrap();
-        assert!(!queue.in_line(&got[0].job).await.unwrap());
+        assert_eq!(queue.in_line(&got[0].job).await.unwrap(), LinePlace::Left);
         queue.ack(&got[0].receipt).await.unwrap();
+    }
+
+    /// The queue of `fixture` with a line lease of a second, so a lapse is seen at once.
+    fn leasing(fixture: &AwsFixture) -> tidings::aws::SqsQueue {
+        fixture.queue().with_line_lease(Duration::from_secs(1))
+    }
+
+    fn lined(n: u32) -> tidings::domain::DeliveryJob {
+        tidings::domain::DeliveryJob { line: Some("k".into()), ..super::job(n) }
+    }
+
+    /// Takes the one job a receive gives (waiting a little for SQS's delay).
+    async fn take_one(queue: &tidings::aws::SqsQueue) -> ReceivedJob {
+        for _ in 0..50 {
+            let got = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+            assert!(got.len() <= 1, "one job of the line at a time: {got:?}");
+            if let Some(one) = got.into_iter().next() {
+                return one;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the line's next job never came")
+    }
+
+    /// A head whose job was lost (its sender stopped between marking and sending it, or SQS's
+    /// redrive moved it to the dead-letter queue) holds its line only until its lease lapses:
+    /// the sweep sends it again with a new ticket, the lost copy (should it come back) is
+    /// superseded and skipped, and the line goes on.
+    #[tokio::test]
+    async fn a_line_whose_head_lost_its_job_moves_on_once_its_lease_lapses() {
+        let fixture = AwsFixture::new(5).await;
+        let queue = leasing(&fixture);
+        queue.enqueue(&[lined(1), lined(2)], Duration::ZERO).await.unwrap();
+        let lost = take_one(&queue).await;
+        assert_eq!((lost.job.message_id.as_str(), lost.job.ticket), ("m-1", Some(1)));
+        queue.ack(&lost.receipt).await.unwrap(); // gone, as a redriven or never-sent job is
+        assert_eq!(queue.sweep_lines().await.unwrap(), 0, "its lease has not lapsed yet");
+        assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "the line holds");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(queue.sweep_lines().await.unwrap(), 1, "one stalled line");
+        let again = take_one(&queue).await;
+        assert_eq!((again.job.message_id.as_str(), again.job.ticket), ("m-1", Some(2)));
+        assert_eq!(queue.in_line(&lost.job).await.unwrap(), LinePlace::Superseded, "the lost copy is not its seat's");
+        assert_eq!(queue.in_line(&again.job).await.unwrap(), LinePlace::Held);
+        queue.leave_line(&again.job).await.unwrap();
+        queue.ack(&again.receipt).await.unwrap();
+        assert_eq!(take_one(&queue).await.job.message_id, "m-2", "the line moved on");
+        assert_eq!(queue.sweep_lines().await.unwrap(), 0, "a renewed head is not stalled");
+    }
+
+    /// A seat further back whose lease lapsed is only waiting: the sweep renews it and sends
+    /// nothing, so the line's order holds.
+    #[tokio::test]
+    async fn a_waiting_seat_whose_lease_lapsed_is_not_sent_out_of_turn() {
+        let fixture = AwsFixture::new(5).await;
+        let queue = leasing(&fixture);
+        queue.enqueue(&[lined(1), lined(2), lined(3)], Duration::ZERO).await.unwrap();
+        let head = take_one(&queue).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // The head's own lease lapsed too (its job is held here): it is sent again, never m-2.
+        assert_eq!(queue.in_line(&head.job).await.unwrap(), LinePlace::Held, "renewed by its receive");
+        assert_eq!(queue.sweep_lines().await.unwrap(), 0, "the head was renewed; the seats behind only wait");
+        assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "nothing out of turn");
+        queue.leave_line(&head.job).await.unwrap();
+        queue.ack(&head.receipt).await.unwrap();
+        assert_eq!(take_one(&queue).await.job.message_id, "m-2");
+    }
+
+    /// A head SQS's redrive moved to the dead-letter queue, replayed, takes its seat back: its
+    /// line moves on from it instead of the replay waiting behind its own stale seat.
+    #[tokio::test]
+    async fn a_replayed_head_takes_its_seat_back_and_its_line_moves_on() {
+        let fixture = AwsFixture::new(5).await;
+        let queue = fixture.queue();
+        queue.enqueue(&[lined(1), lined(2)], Duration::ZERO).await.unwrap();
+        let head = take_one(&queue).await;
+        // What SQS's redrive does: the message moves, its seat stays.
+        queue.dead_letter(&head.receipt, &head.job).await.unwrap();
+        assert_eq!(queue.redrive_dead_letters(10).await.unwrap(), 1);
+        let replayed = take_one(&queue).await;
+        assert_eq!(replayed.job.message_id, "m-1", "the replayed head, not a job behind it");
+        assert_eq!((replayed.job.attempts, replayed.job.ticket), (0, Some(2)), "a full schedule, a new ticket");
+        assert_eq!(queue.in_line(&replayed.job).await.unwrap(), LinePlace::Held);
+        queue.leave_line(&replayed.job).await.unwrap();
+        queue.ack(&replayed.receipt).await.unwrap();
+        assert_eq!(take_one(&queue).await.job.message_id, "m-2");
+    }
+
+    /// A head whose seat could not be released after its delivery holds its line until the
+    /// sweep, which finds the delivery in the attempts and moves the line on without sending it
+    /// again: a failed release never causes another POST.
+    #[tokio::test]
+    async fn a_delivered_head_that_kept_its_seat_is_not_sent_again() {
+        use tidings::ports::MessageLog;
+        let fixture = AwsFixture::new(5).await;
+        let queue = leasing(&fixture);
+        queue.enqueue(&[lined(1), lined(2)], Duration::ZERO).await.unwrap();
+        let head = take_one(&queue).await;
+        let delivered = tidings::domain::AttemptRecord {
+            organization: head.job.organization,
+            subscription_id: head.job.subscription_id,
+            message_id: head.job.message_id.clone(),
+            event_name: head.job.event_name.clone(),
+            attempt: 1,
+            at: time::OffsetDateTime::now_utc(),
+            status: Some(200),
+            latency_ms: 3,
+            response_excerpt: String::new(),
+            error: None,
+            request_headers: Vec::new(),
+        };
+        fixture.store().record_attempts(&[delivered]).await.unwrap();
+        queue.ack(&head.receipt).await.unwrap(); // delivered; its seat's release failed
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(queue.sweep_lines().await.unwrap(), 1);
+        let next = take_one(&queue).await;
+        assert_eq!(next.job.message_id, "m-2", "m-1 is not sent again");
+    }
+
+    /// A join that fails part way through an enqueue (here an ordering key too long for a
+    /// DynamoDB key) leaves no head marked and unsent: the heads marked before it go out.
+    #[tokio::test]
+    async fn an_error_mid_enqueue_still_sends_the_heads_it_marked() {
+        let fixture = AwsFixture::new(5).await;
+        let queue = fixture.queue();
+        let unstorable = tidings::domain::DeliveryJob { line: Some("k".repeat(3000)), ..super::job(2) };
+        let first = tidings::domain::DeliveryJob { line: Some("a".into()), ..super::job(1) };
+        assert!(queue.enqueue(&[first, unstorable], Duration::ZERO).await.is_err(), "the second join fails");
+        assert_eq!(take_one(&queue).await.job.message_id, "m-1", "the first head was sent");
     }
 
     #[tokio::test]

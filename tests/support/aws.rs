@@ -74,6 +74,7 @@ impl AwsFixture {
                 dead_letter_queue_url: dlq_url,
                 sender: SENDER.into(),
                 max_delay: None,
+                line_lease: None,
             },
         }
     }

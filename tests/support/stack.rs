@@ -78,6 +78,8 @@ pub struct Options {
     /// Prefixes the names of the functions' principals in the emulator's IAM audit, so a test's
     /// deliberate refusals (`Outside…`) are told apart from refusals the code met.
     pub principal_prefix: Option<String>,
+    /// How often the functions' schedules fire (`rate(1 minute)` in the template), scaled down.
+    pub schedule_every: Duration,
 }
 
 impl Default for Options {
@@ -93,6 +95,7 @@ impl Default for Options {
             params: Vec::new(),
             in_flight_cap: None,
             principal_prefix: None,
+            schedule_every: Duration::from_secs(5),
         }
     }
 }
@@ -233,6 +236,9 @@ impl DeployedStack {
                 let sqs = sqs.clone();
                 tokio::spawn(event_source(shared.clone(), sqs, source.clone(), pool.clone(), receiving.clone()));
             }
+        }
+        for schedule in shared.manifest["schedules"].as_array().cloned().unwrap_or_default() {
+            tokio::spawn(scheduled(shared.clone(), schedule, options.schedule_every));
         }
         let gateway = api_gateway(shared.clone()).await;
         DeployedStack { shared, gateway, sdk, sender, _logs: logs }
@@ -728,6 +734,25 @@ async fn invoke_batch(
         }
         if !entries.is_empty() {
             eprintln!("event source of {queue_url}: could not delete {} finished records", entries.len());
+        }
+    }
+}
+
+/// A function's `Schedule` event, as EventBridge Scheduler invokes it: a scheduled event each
+/// `every` (the template's rate, scaled down), one at a time.
+async fn scheduled(shared: Arc<Shared>, schedule: Value, every: Duration) {
+    let function = schedule["function"].as_str().unwrap().to_owned();
+    while !shared.stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(every).await;
+        let event = json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "region": "us-east-1",
+            "time": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{}", schedule["event"].as_str().unwrap())],
+            "detail": {}
+        });
+        if let Err(why) = shared.invoke(&function, &event).await {
+            eprintln!("schedule {}: {why}", schedule["event"]);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Lambda for deliveries: SQS batches into the shared delivery routine, with partial batch
-//! failure reporting. Wiring only; the behaviour lives in the `tidings` crate.
+//! failure reporting, and the ordered lines' sweep on its schedule. Wiring only; the behaviour
+//! lives in the `tidings` crate.
 
-use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -11,5 +11,6 @@ async fn main() -> Result<(), Error> {
     let settings = tidings::config::Settings::from_env()?;
     let app = tidings::App::from_settings(&settings).await?;
     let (app, lanes) = (&app, &settings.lane_queues());
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| tidings::lambda::handle_sqs(app, lanes, event))).await
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| tidings::lambda::handle_delivery(app, lanes, event)))
+        .await
 }

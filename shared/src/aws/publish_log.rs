@@ -86,6 +86,7 @@ mod tests {
                     provenance_checked: false,
                     line: None,
                     seat: None,
+                    ticket: None,
                     paced_at: None,
                 });
             }

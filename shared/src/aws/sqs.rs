@@ -20,7 +20,7 @@ use aws_sdk_sqs::Client;
 use super::sdk::sdk_error;
 use super::DynamoStore;
 use crate::domain::{DeliveryJob, Lane};
-use crate::ports::{Queue, ReceivedJob};
+use crate::ports::{MessageLog, Queue, ReceivedJob};
 use crate::{Error, Result};
 
 /// SQS's limits.
@@ -64,7 +64,19 @@ pub struct SqsQueue {
     lines: Option<Arc<DynamoStore>>,
     /// The longest `DelaySeconds` (SQS: 15 minutes).
     max_delay: Duration,
+    /// How long a line's head keeps its seat without its job being received (see
+    /// `dynamodb::lines`): past it, the sweeper sends the head's job again.
+    line_lease: time::Duration,
 }
+
+/// A head's lease: twice SQS's longest delay (a waiting job comes back at least that often)
+/// plus the queues' visibility timeout (6 minutes) and room for a backlog.
+pub const DEFAULT_LINE_LEASE: Duration = Duration::from_secs(45 * 60);
+/// The most heads of a shard one sweep takes over.
+const SWEEP_LIMIT: usize = 100;
+/// A head whose job is lost this many times (a poison message that crashes every invocation,
+/// redriven again and again) is dead-lettered by the sweeper, and its line moves on.
+const MAX_SWEEPS: u32 = 3;
 
 /// Receipts of messages taken from the retry and paced queues carry these prefixes, so
 /// acknowledging and hiding them goes to the right queue.
@@ -82,7 +94,14 @@ impl SqsQueue {
             dead_letter_url: dead_letter_url.into(),
             lines: None,
             max_delay: MAX_DELAY,
+            line_lease: time::Duration::try_from(DEFAULT_LINE_LEASE).unwrap_or(time::Duration::HOUR),
         }
+    }
+
+    /// Leases a line's head for `lease` (a test scales it down).
+    pub fn with_line_lease(mut self, lease: Duration) -> Self {
+        self.line_lease = time::Duration::try_from(lease).unwrap_or(self.line_lease);
+        self
     }
 
     /// Delays messages at most `max_delay` (SQS's own maximum unless a test scales it down).
@@ -108,7 +127,7 @@ impl SqsQueue {
         let sent = self.send_now(heads.iter().collect(), delay).await;
         if sent.is_err() {
             for head in &heads {
-                if let Err(err) = self.lines()?.unmark_queued(head).await {
+                if let Err(err) = self.lines()?.unmark_queued(head, time::OffsetDateTime::now_utc()).await {
                     tracing::error!(message_id = %head.message_id, error = %err, "an ordered line's head was marked sent but is not: its line waits");
                 }
             }
@@ -216,6 +235,46 @@ impl SqsQueue {
 }
 
 impl SqsQueue {
+    /// Queues a dead letter again, with a full schedule ahead of it.
+    async fn replay(&self, job: DeliveryJob) -> Result<()> {
+        let fresh = job.fresh();
+        if job.line.is_some() && job.seat.is_some() {
+            let own_seat = DeliveryJob { seat: job.seat.clone(), ..fresh.clone() };
+            let now = time::OffsetDateTime::now_utc();
+            if let Some(head) = self.lines()?.reclaim_seat(&own_seat, now, self.line_lease).await? {
+                return self.send_heads(vec![head], Duration::ZERO).await;
+            }
+        }
+        self.enqueue(&[fresh], Duration::ZERO).await
+    }
+
+    /// Puts a job on the dead-letter queue.
+    async fn send_dead_letter(&self, job: &DeliveryJob) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.dead_letter_url)
+            .message_body(serde_json::to_string(job)?)
+            .send()
+            .await
+            .map_err(|e| sdk_error("SQS SendMessage (dead-letter queue)", e))?;
+        Ok(())
+    }
+
+    /// Whether a job's message was delivered to its subscription since it was published (a
+    /// head whose seat stayed after its delivery).
+    async fn delivered_already(&self, job: &DeliveryJob) -> Result<bool> {
+        use crate::ports::{AttemptOutcome, AttemptQuery};
+        let query = AttemptQuery {
+            since: Some(job.published_at),
+            until: None,
+            outcome: Some(AttemptOutcome::Delivered),
+            event: None,
+            message_id: Some(job.message_id.clone()),
+            limit: 1,
+        };
+        Ok(!self.lines()?.attempts(job.organization, job.subscription_id, &query).await?.is_empty())
+    }
+
     /// When a job sent now with `delay` becomes due, if SQS cannot delay it that long: the rest
     /// of the wait rides on the job (a receive before then sends it on again).
     fn not_before(&self, delay: Duration) -> Option<time::OffsetDateTime> {
@@ -271,7 +330,7 @@ impl Queue for SqsQueue {
         let mut heads = Vec::new();
         let mut joined = Ok(());
         for job in ordered {
-            match self.lines()?.join_line(job, now).await {
+            match self.lines()?.join_line(job, now, self.line_lease).await {
                 Ok(head) => heads.extend(head),
                 Err(err) => {
                     joined = Err(err);
@@ -284,12 +343,48 @@ impl Queue for SqsQueue {
     }
 
     async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
-        let next = self.lines()?.leave_line(job).await?;
+        let next = self.lines()?.leave_line(job, time::OffsetDateTime::now_utc(), self.line_lease).await?;
         self.send_heads(next.into_iter().collect(), Duration::ZERO).await
     }
 
-    async fn in_line(&self, job: &DeliveryJob) -> Result<bool> {
-        self.lines()?.holds_seat(job).await
+    async fn in_line(&self, job: &DeliveryJob) -> Result<crate::ports::LinePlace> {
+        self.lines()?.renew_seat(job, time::OffsetDateTime::now_utc(), self.line_lease).await
+    }
+
+    async fn sweep_lines(&self) -> Result<usize> {
+        let lines = self.lines()?;
+        let now = time::OffsetDateTime::now_utc();
+        let heads = lines.lapsed_heads(now, self.line_lease, SWEEP_LIMIT).await?;
+        let stalled = heads.len();
+        for head in heads {
+            let job = head.job;
+            let span = tracing::warn_span!("line", org = %job.organization, subscription = %job.subscription_id, message_id = %job.message_id);
+            let _entered = span.enter();
+            let moved = if self.delivered_already(&job).await? {
+                // Its seat could not be released after its delivery: never POSTed again.
+                tracing::warn!("an ordered line's head was delivered but kept its seat: the line moves on");
+                self.leave_line(&job).await
+            } else if head.sweeps > MAX_SWEEPS {
+                tracing::error!(
+                    sweeps = head.sweeps,
+                    "an ordered line's head lost its job again and again: dead-lettered, the line moves on"
+                );
+                let until = now + crate::domain::retention::DEAD_LETTER_RETENTION;
+                lines.retain_message(job.organization, &job.message_id, until).await?;
+                self.send_dead_letter(&job).await?;
+                self.leave_line(&job).await
+            } else {
+                tracing::warn!(
+                    ticket = job.ticket,
+                    "an ordered line's head lost its job (its lease lapsed): sent again"
+                );
+                self.send_heads(vec![job], Duration::ZERO).await
+            };
+            if let Err(err) = moved {
+                tracing::error!(error = %err, "a stalled ordered line could not be moved: the next sweep tries again");
+            }
+        }
+        Ok(stalled)
     }
 
     fn lateness(&self) -> Duration {
@@ -428,13 +523,7 @@ impl Queue for SqsQueue {
 
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
         // Copy first, then delete: a crash in between leaves a duplicate, never a loss.
-        self.client
-            .send_message()
-            .queue_url(&self.dead_letter_url)
-            .message_body(serde_json::to_string(job)?)
-            .send()
-            .await
-            .map_err(|e| sdk_error("SQS SendMessage (dead-letter queue)", e))?;
+        self.send_dead_letter(job).await?;
         self.ack(receipt).await
     }
 
@@ -457,8 +546,9 @@ impl Queue for SqsQueue {
             for message in messages {
                 // Back onto the queue first, then off the DLQ: a crash leaves a duplicate, not a loss.
                 match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
-                    // Replayed with a full schedule ahead of it (an ordered one at its line's end).
-                    Some(Ok(job)) => self.enqueue(&[job.fresh()], Duration::ZERO).await?,
+                    // Replayed with a full schedule ahead of it: an ordered head SQS's redrive
+                    // moved here takes its seat back, any other ordered job joins its line's end.
+                    Some(Ok(job)) => self.replay(job).await?,
                     Some(Err(_)) => {
                         self.client
                             .send_message()

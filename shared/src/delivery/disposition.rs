@@ -4,6 +4,9 @@ use std::time::Duration;
 
 /// Why a copy of an ordered job is skipped: its line moved on without it (it was finished).
 pub(super) const LEFT_ITS_LINE: &str = "its line has moved past it (delivered already)";
+/// Why a copy of an ordered job is skipped: its place was sent again since (by the line
+/// sweeper, or a replay), and the newer copy holds it.
+pub(super) const SUPERSEDED: &str = "a newer copy holds its place in its line";
 
 /// What became of a received job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +30,12 @@ pub enum Disposition {
 impl Disposition {
     /// Whether the job is finished with, so the next job of its line may go: delivered,
     /// dead-lettered, or skipped. A copy its line had moved past leaves again too: leaving is
-    /// idempotent, and it sends the line's next job if the first leave could not.
+    /// idempotent, and it sends the line's next job if the first leave could not. A superseded
+    /// copy does not: its place is the newer copy's.
     pub(crate) fn frees_line(&self) -> bool {
         match self {
-            Disposition::Delivered | Disposition::DeadLettered | Disposition::Skipped(_) => true,
+            Disposition::Skipped(why) => *why != SUPERSEDED,
+            Disposition::Delivered | Disposition::DeadLettered => true,
             Disposition::Retry(_) | Disposition::PutOff(_) => false,
         }
     }

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use super::dispatch::PendingDispatch;
-use super::disposition::{Disposition, LEFT_ITS_LINE};
+use super::disposition::{Disposition, LEFT_ITS_LINE, SUPERSEDED};
 use super::gate::probe_wait;
 use super::pace::{pace, Paced};
 use super::provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
 use super::settle::dead_letter;
 use crate::domain::{DeliveryJob, Lane, Subscription};
-use crate::ports::ReceivedJob;
+use crate::ports::{LinePlace, ReceivedJob};
 use crate::{App, Result};
 
 /// What the first stage decided.
@@ -24,6 +24,17 @@ pub(super) enum Prepared {
 
 pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepared> {
     let job = &received.job;
+    // An ordered job first shows it still holds its place, which renews its lease however long
+    // it waits. A copy its line has moved past (received again after a crash between finishing
+    // it and deleting it) was finished already; a copy whose place was sent again since (by the
+    // sweeper, or a replay) leaves it to the newer copy.
+    if job.line.is_some() {
+        match app.queue.in_line(job).await? {
+            LinePlace::Held => {}
+            LinePlace::Left => return Ok(Prepared::Done(Disposition::Skipped(LEFT_ITS_LINE))),
+            LinePlace::Superseded => return Ok(Prepared::Done(Disposition::Skipped(SUPERSEDED))),
+        }
+    }
     if let Some(due) = job.not_before.filter(|due| *due > app.clock.now()) {
         // A scheduled wait longer than the queue can delay: sent on again for the rest of it,
         // never held in flight (SQS caps a queue's messages in flight, for every tenant).
@@ -44,11 +55,6 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
             return Ok(Prepared::Done(Disposition::PutOff(wait)));
         }
     };
-    // A copy of an ordered job its line has moved past (received again after a crash between
-    // finishing it and deleting it) was finished already.
-    if job.line.is_some() && !app.queue.in_line(job).await? {
-        return Ok(Prepared::Done(Disposition::Skipped(LEFT_ITS_LINE)));
-    }
     // From here on the job is its message's own: the copies it leaves on the queue (put-offs,
     // retries, dead letters) say so.
     if !subscription.status.receives() {

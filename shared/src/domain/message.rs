@@ -96,6 +96,11 @@ pub struct DeliveryJob {
     /// item's sort key): set when it joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<String>,
+    /// Which send of its seat this copy is (SQS: each send of a line's head, by its joiner,
+    /// the sweeper or a replay, gets the next ticket): a copy with an older ticket was
+    /// superseded and is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<u32>,
     /// For a rate-limited subscription, the time slot reserved for this job's request
     /// (`delivery::pace`): it went back on the queue to wait for it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
@@ -153,6 +158,7 @@ impl DeliveryJob {
             provenance_checked: false,
             line: None,
             seat: None,
+            ticket: None,
             paced_at: None,
         }
     }
@@ -193,7 +199,15 @@ impl DeliveryJob {
     /// The same job with its attempts forgotten (a replayed dead letter), back in the first lane
     /// (and, if ordered, at the end of its line).
     pub fn fresh(&self) -> DeliveryJob {
-        DeliveryJob { attempts: 0, not_before: None, lane: Lane::First, paced_at: None, seat: None, ..self.clone() }
+        DeliveryJob {
+            attempts: 0,
+            not_before: None,
+            lane: Lane::First,
+            paced_at: None,
+            seat: None,
+            ticket: None,
+            ..self.clone()
+        }
     }
 }
 
