@@ -132,3 +132,42 @@ async fn a_call_outside_a_functions_role_is_refused() {
     assert_eq!(forged.code(), Some("AccessDeniedException"), "{forged:?}");
     mail(&stack.sender).await.expect("the stack's own sender may send");
 }
+
+/// The runtime emulator stops an invocation at its function's timeout, as Lambda does: a batch
+/// whose delivery outlasts it is cut off (its records stay on the queue for their visibility
+/// timeout, nothing deleted), and the next invocation runs in a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invocation_is_stopped_at_its_functions_timeout() {
+    let options = Options {
+        timeouts: vec![("DeliveryFunction".into(), Duration::from_secs(2))],
+        env: vec![("TIDINGS_DELIVERY_TIMEOUT".into(), "20s".into())],
+        ..Options::default()
+    };
+    let stack = DeployedStack::start(options).await;
+    let http = reqwest::Client::new();
+    let org = uuid::Uuid::new_v4().to_string();
+    let key = stack.key(&org, SCOPES);
+    // The destination check passes at once; the delivery takes 6 s, three times the timeout.
+    let slow = Receiver::behaving(std::sync::Arc::new(|_| (200, Duration::from_secs(6)))).await;
+    subscribe(&http, &stack, &key, &slow.url()).await;
+    publish_batch(&http, &stack, &key, &org, &["slow-1".to_owned()]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stack.invocations("DeliveryFunction").iter().all(|i| i.source != "Deliveries") {
+        assert!(std::time::Instant::now() < deadline, "the delivery function was never invoked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cut = stack.invocations("DeliveryFunction").into_iter().find(|i| i.source == "Deliveries").unwrap();
+    assert!(cut.duration < Duration::from_secs(4), "the invocation ran {:?}, past its 2 s timeout", cut.duration);
+    assert_eq!(slow.deliveries().len(), 1, "the request went out before the deadline");
+    assert_eq!(stack.in_flight("DeliveryQueue").await, 1, "its record stays on the queue, not deleted");
+    // A fresh instance takes the next invocation: a fast receiver's message is delivered.
+    let fast = Receiver::answering(200).await;
+    let other = uuid::Uuid::new_v4().to_string();
+    let other_key = stack.key(&other, SCOPES);
+    subscribe(&http, &stack, &other_key, &fast.url()).await;
+    publish_batch(&http, &stack, &other_key, &other, &["fast-1".to_owned()]).await;
+    while fast.deliveries().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the restarted function delivered nothing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

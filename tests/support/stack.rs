@@ -80,6 +80,9 @@ pub struct Options {
     pub principal_prefix: Option<String>,
     /// How often the functions' schedules fire (`rate(1 minute)` in the template), scaled down.
     pub schedule_every: Duration,
+    /// A `Timeout` below the template's for some functions (logical name, timeout), so a test
+    /// sees an invocation stopped at its deadline within seconds.
+    pub timeouts: Vec<(String, Duration)>,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
             in_flight_cap: None,
             principal_prefix: None,
             schedule_every: Duration::from_secs(5),
+            timeouts: Vec::new(),
         }
     }
 }
@@ -128,7 +132,11 @@ impl Drop for Instance {
 
 struct Shared {
     manifest: Value,
-    instances: HashMap<String, Vec<Instance>>,
+    /// Each function's warm instances; one stopped at its deadline is replaced by a fresh one.
+    instances: HashMap<String, Vec<std::sync::Mutex<Instance>>>,
+    /// What a replacement instance is started with.
+    options: Options,
+    logs_dir: PathBuf,
     /// How many of a function's instances (the first ones) serve the API.
     api_instances: HashMap<String, usize>,
     turn: AtomicUsize,
@@ -199,11 +207,13 @@ impl DeployedStack {
                 (0..count).map(|n| Instance::start(logical, function, n, &options, logs.path())),
             )
             .await;
-            instances.insert(logical.clone(), started);
+            instances.insert(logical.clone(), started.into_iter().map(std::sync::Mutex::new).collect());
         }
         let shared = Arc::new(Shared {
             manifest,
             instances,
+            options: options.clone(),
+            logs_dir: logs.path().to_path_buf(),
             api_instances: api_instances.clone(),
             turn: AtomicUsize::new(0),
             // A fresh connection an invocation: the emulator closes idle ones, and a request
@@ -346,18 +356,16 @@ impl DeployedStack {
         self.shared.instances[logical]
             .iter()
             .flat_map(|i| {
-                std::fs::read_to_string(&i.log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
+                let log = i.lock().unwrap().log.clone();
+                std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
             })
             .collect()
     }
 
     /// The log lines of one instance of a function.
     pub fn instance_log_lines(&self, logical: &str, n: usize) -> Vec<String> {
-        std::fs::read_to_string(&self.shared.instances[logical][n].log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let log = self.shared.instances[logical][n].lock().unwrap().log.clone();
+        std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
     /// Mail SES accepted for `to`, as the emulator recorded it.
@@ -431,7 +439,11 @@ impl Instance {
         let binary = function["binary"].as_str().unwrap().to_owned();
         let port = free_port();
         let log = logs.join(format!("{logical}-{n}.log"));
-        let emulator_log = std::fs::File::create(logs.join(format!("{logical}-{n}-emulator.log"))).unwrap();
+        let emulator_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{logical}-{n}-emulator.log")))
+            .unwrap();
         // cargo-lambda's emulator without its build step: the binaries are the ones the test
         // command built (`cargo build --workspace`), started here as Lambda starts `bootstrap`.
         let emulator = Command::new(cargo_lambda())
@@ -443,7 +455,8 @@ impl Instance {
             .expect("start cargo lambda watch");
         // The runtime client gives up when its API is not there yet: start it after the emulator.
         wait_for_port(port, &binary).await;
-        let output = std::fs::File::create(&log).unwrap();
+        // Appended to: an instance started again after a timeout keeps its predecessor's lines.
+        let output = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut command = Command::new(crate::tidings_binary().with_file_name(&binary));
         command
             .envs(function["env"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())))
@@ -505,13 +518,40 @@ impl Shared {
 
     /// Invokes one instance of a function; the invocation's duration is recorded.
     async fn invoke_on(&self, logical: &str, source: &str, instance: usize, event: &Value) -> Result<Value, String> {
-        let instance = &self.instances[logical][instance];
+        let url = self.instances[logical][instance].lock().unwrap().invoke_url.clone();
+        let deadline = self.timeout(logical);
         let started = std::time::Instant::now();
-        let result = self.invoke_url(logical, &instance.invoke_url, event).await;
+        let result = match tokio::time::timeout(deadline, self.invoke_url(logical, &url, event)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Lambda stops an invocation at its timeout, and its execution environment with
+                // it: the next invocation gets a fresh one (a cold start).
+                self.restart(logical, instance).await;
+                Err(format!("invoke {logical}: Task timed out after {:.2} seconds", deadline.as_secs_f64()))
+            }
+        };
         let invocation =
             Invocation { function: logical.to_owned(), source: source.to_owned(), duration: started.elapsed() };
         self.invocations.lock().unwrap().push(invocation);
         result
+    }
+
+    /// A function's `Timeout` (the template's, or the test's shorter one).
+    fn timeout(&self, logical: &str) -> Duration {
+        let template = self.manifest["functions"][logical]["timeout"].as_u64().unwrap_or(3);
+        self.options
+            .timeouts
+            .iter()
+            .find(|(name, _)| name == logical)
+            .map_or(Duration::from_secs(template), |(_, timeout)| *timeout)
+    }
+
+    /// Replaces an instance with a fresh one, its processes stopped.
+    async fn restart(&self, logical: &str, n: usize) {
+        let function = &self.manifest["functions"][logical];
+        let fresh = Instance::start(logical, function, n, &self.options, &self.logs_dir).await;
+        let stopped = std::mem::replace(&mut *self.instances[logical][n].lock().unwrap(), fresh);
+        drop(stopped);
     }
 
     async fn invoke_url(&self, logical: &str, url: &str, event: &Value) -> Result<Value, String> {
