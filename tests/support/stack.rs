@@ -791,7 +791,9 @@ async fn scheduled(shared: Arc<Shared>, schedule: Value, every: Duration) {
             "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{}", schedule["event"].as_str().unwrap())],
             "detail": {}
         });
-        if let Err(why) = shared.invoke(&function, &event).await {
+        // Any instance, in turn, recorded under the schedule's own name.
+        let turn = shared.turn.fetch_add(1, Ordering::SeqCst) % shared.instances[&function].len();
+        if let Err(why) = shared.invoke_on(&function, schedule["event"].as_str().unwrap(), turn, &event).await {
             eprintln!("schedule {}: {why}", schedule["event"]);
         }
     }
