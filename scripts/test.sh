@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%ds] %s\n' "$SECONDS" "$*"; }
 
 # System tools the black-box tests call.
 missing=()
@@ -75,3 +75,4 @@ if [ "${TIDINGS_SAM_BUILD:-0}" = "1" ]; then
   rustup target add aarch64-unknown-linux-gnu
   PATH="$PWD/.venv/bin:$PATH" .venv/bin/sam build
 fi
+step "done"
