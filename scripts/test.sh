@@ -51,7 +51,7 @@ cargo test --workspace --locked -- --skip publish_sources
 step "2,000 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy; 10,000 in scripts/soak.sh)"
 cargo test -p tidings-tests --test it --locked publish_sources
 
-step "IAM: every call each function made under its template role was allowed (the emulator's audit)"
+step "IAM: every AWS call in the code is granted to a role, and every call each function made under its role was allowed (the emulator's audit)"
 .venv/bin/python tests/iam_audit.py
 
 step "README walk-through against tidings serve"

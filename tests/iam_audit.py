@@ -1,5 +1,10 @@
-"""What each function's code called on the emulated AWS, against what its template role grants.
+"""What each function's code calls on AWS, against what its template role grants.
 
+Statically: every AWS SDK operation the code in shared/src/aws calls (read off the source against
+the SDK crates' own operation lists) must be granted to at least one function's role, so a new
+call without a grant fails here even before a test exercises it.
+
+Dynamically:
 Run after the whole-stack tests, against the emulators they used (AWS_ENDPOINT_URL and
 AWS_ENDPOINT_URL_SQS): the emulator (scripts/moto_server.py) counted every call each function's
 principal made. This fails when a function was refused a call anywhere in the run — also where
@@ -14,6 +19,8 @@ import collections
 import json
 import os
 import pathlib
+import re
+import subprocess
 import sys
 import urllib.request
 
@@ -48,7 +55,48 @@ def granted_actions():
     return grants
 
 
+# The SDK crates whose operations the code may call, and the IAM service prefix of each.
+SERVICES = {"aws-sdk-dynamodb": "dynamodb", "aws-sdk-sqs": "sqs", "aws-sdk-sesv2": "ses"}
+
+
+def sdk_operations():
+    """snake_case operation name -> IAM action, from the SDK crates' `src/operation/` modules."""
+    metadata = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked"], cwd=ROOT,
+                                         check=True, capture_output=True, text=True).stdout)
+    operations = {}
+    for package in metadata["packages"]:
+        prefix = SERVICES.get(package["name"])
+        if prefix is None:
+            continue
+        for module in (pathlib.Path(package["manifest_path"]).parent / "src" / "operation").iterdir():
+            if module.is_dir():
+                action = "".join(part.capitalize() for part in module.name.split("_"))
+                if prefix == "sqs" and action.endswith("Batch"):
+                    action = action[: -len("Batch")]  # SQS authorizes a batch as its single action
+                operations.setdefault(module.name, f"{prefix}:{action}")
+    return operations
+
+
+def called_actions():
+    """The IAM actions of the SDK calls in the adapters' code (`.operation()` on a client)."""
+    operations = sdk_operations()
+    called = {}
+    for source in (ROOT / "shared" / "src" / "aws").rglob("*.rs"):
+        for match in re.finditer(r"\.\s*([a-z_]+)\(\)", source.read_text()):
+            action = operations.get(match.group(1))
+            if action:
+                called.setdefault(action, source.relative_to(ROOT).as_posix())
+    return called
+
+
 def main():
+    grants = granted_actions()
+    granted_anywhere = set().union(*grants.values())
+    called = called_actions()
+    ungranted = {a: where for a, where in called.items() if a not in granted_anywhere}
+    print(f"the code calls {len(called)} AWS actions: {sorted(called)}")
+    for action, where in sorted(ungranted.items()):
+        print(f"NOT GRANTED: {where} calls {action}, which no function's role allows")
     used = collections.defaultdict(collections.Counter)
     refused = []
     for call in calls():
@@ -59,7 +107,6 @@ def main():
             used[function][call["action"]] += call["count"]
         else:
             refused.append(call)
-    grants = granted_actions()
     for function in sorted(grants):
         print(f"{function}: called {dict(sorted(used[function].items()))}")
         idle = sorted(grants[function] - set(used[function]))
@@ -70,7 +117,7 @@ def main():
         return 1
     for call in refused:
         print(f"REFUSED: {call['principal']} {call['action']} on {call['resource']} ({call['count']}x)")
-    return 1 if refused else 0
+    return 1 if refused or ungranted else 0
 
 
 if __name__ == "__main__":
