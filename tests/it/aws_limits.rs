@@ -42,6 +42,7 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
         retry_schedule: "0s,1s,1h".into(),
         env: vec![("TIDINGS_SQS_MAX_DELAY".into(), "2s".into())],
         in_flight_cap: Some(100),
+        event_source_concurrency: 2,
         ..Options::default()
     };
     let stack = DeployedStack::start(options).await;
@@ -69,11 +70,15 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
     eprintln!("tenant A: {attempts_a} requests in 40 s, at most {most_in_flight} messages in flight");
     assert!(attempts_a >= 1, "tenant A's endpoint was never tried");
 
-    // Tenant B fails once, then succeeds: its retry (1 s) must run while A's 1,000 wait.
+    // Tenant B fails once, then succeeds: its retry (1 s) must run while A's 1,000 wait. It
+    // shares the slow lane with A's jobs coming back (every 2 s here, every 15 minutes on AWS,
+    // and every few seconds while A's endpoint is being probed), which the emulator works
+    // through at a few dozen a second: the wait allowed is generous, the order is no promise.
     let flaky = Receiver::failing(1, 503).await;
     subscribe(&http, &stack, &key_b, &flaky.url()).await;
+    let published_b = std::time::Instant::now();
     publish_batch(&http, &stack, &key_b, &org_b, &["b-1".to_owned()]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while flaky.deliveries().len() < 2 {
         let held = stack.in_flight("RetryQueue").await + stack.in_flight("DeliveryQueue").await;
         most_in_flight = most_in_flight.max(held);
@@ -84,9 +89,12 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Each lane's event source works one batch of 10 at a time here: that is all it holds.
-    assert!(most_in_flight <= 20, "{most_in_flight} messages held in flight: waits are kept in flight");
-    eprintln!("tenant B's retry delivered; at most {most_in_flight} messages in flight over the run");
+    // Each lane's event source works two batches of 10 at a time here: that is all it holds.
+    assert!(most_in_flight <= 40, "{most_in_flight} messages held in flight: waits are kept in flight");
+    eprintln!(
+        "tenant B's retry delivered {:.1} s after its publish; at most {most_in_flight} messages in flight over the run",
+        published_b.elapsed().as_secs_f64()
+    );
 }
 
 /// A function's credentials reach only what its template role allows: calls outside it are

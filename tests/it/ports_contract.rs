@@ -1047,13 +1047,15 @@ mod aws {
     /// the sweep sends it again with a new ticket, the lost copy (should it come back) is
     /// superseded and skipped, and the line goes on.
     #[tokio::test]
-    async fn a_line_whose_head_lost_its_job_moves_on_once_its_lease_lapses() {
+    async fn a_head_marked_but_never_sent_or_redriven_moves_on_once_its_lease_lapses() {
         let fixture = AwsFixture::new(5).await;
         let queue = leasing(&fixture);
         queue.enqueue(&[lined(1), lined(2)], Duration::ZERO).await.unwrap();
         let lost = take_one(&queue).await;
         assert_eq!((lost.job.message_id.as_str(), lost.job.ticket), ("m-1", Some(1)));
-        queue.ack(&lost.receipt).await.unwrap(); // gone, as a redriven or never-sent job is
+        // Gone from the queue: the state a sender killed between mark and send leaves, and the
+        // state SQS's redrive leaves.
+        queue.ack(&lost.receipt).await.unwrap();
         assert_eq!(queue.sweep_lines().await.unwrap(), 0, "its lease has not lapsed yet");
         assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "the line holds");
         tokio::time::sleep(Duration::from_millis(1200)).await;
