@@ -161,15 +161,17 @@ fn assert_rate(report: &shaping::RateReport) {
     );
 }
 
-/// 5,000 messages published at once to a subscription limited to 50/s on `tidings serve`'s
-/// stack: at most 505 in any 10 s, delivered at 50/s ± 10 %, every one; an unlimited neighbour
-/// publishing beside the backlog gets all of its messages while the backlog is young.
+/// 1,500 messages (5,000 in `scripts/soak.sh`) published at once to a subscription limited to
+/// 50/s on `tidings serve`'s stack: at most 505 in any 10 s, delivered at 50/s ± 10 %, every
+/// one; an unlimited neighbour publishing beside the backlog gets all of its messages while the
+/// backlog is young.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_subscription_gets_no_more_than_its_limit_in_any_ten_seconds() {
     let stack = Stack::local().await;
     let limited = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
-    let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, 5_000, (50, 5), 200).await;
+    let messages = if tidings_tests::soak() { 5_000 } else { 1_500 };
+    let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, messages, (50, 5), 200).await;
     assert_rate(&report);
 }
 
@@ -185,17 +187,21 @@ async fn a_rate_limit_holds_across_delivery_instances_on_the_deployed_stack() {
     let neighbour = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
     // Burst 3: a paced job may go up to 0.4 s after its slot before it must take a new one (the
     // emulated pollers share two cores with everything else).
-    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 300, (5, 3), 100).await;
+    // 30 s of backlog (60 s in `scripts/soak.sh`): three windows of 10 s at the least.
+    let messages = if tidings_tests::soak() { 300 } else { 150 };
+    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, messages, (5, 3), 100).await;
     assert_rate(&report);
     assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
 }
 
-/// 10,000 events over 100 keys to an ordered subscription whose receiver fails one request in
-/// twenty, while `tidings serve` is killed with `kill -9` three times: no message of a key is
-/// sent before the one published before it was delivered, and every message is delivered.
+/// 2,000 events over 40 keys (10,000 over 100 in `scripts/soak.sh`) to an ordered subscription
+/// whose receiver fails one request in twenty, while `tidings serve` is killed with `kill -9`
+/// three times: no message of a key is sent before the one published before it was delivered,
+/// and every message is delivered.
 #[tokio::test]
 async fn ordered_delivery_keeps_each_keys_order_through_failures_and_kill_9() {
-    let run = Ordered { keys: 100, per_key: 100 };
+    let run =
+        if tidings_tests::soak() { Ordered { keys: 100, per_key: 100 } } else { Ordered { keys: 40, per_key: 50 } };
     let dir = tempfile::tempdir().unwrap();
     let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
     let behaviour = shaping::failing_one_in_twenty();
@@ -227,7 +233,7 @@ async fn ordered_delivery_keeps_each_keys_order_through_failures_and_kill_9() {
 /// retry through the slow lane).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ordered_delivery_keeps_each_keys_order_on_the_deployed_stack() {
-    let run = Ordered { keys: 20, per_key: 25 };
+    let run = if tidings_tests::soak() { Ordered { keys: 20, per_key: 25 } } else { Ordered { keys: 10, per_key: 20 } };
     // Five attempts: a message failing all of them (5 % each) would be dead-lettered, which lets
     // its key move on as ordering allows, but is not "delivered".
     let options = Options {
