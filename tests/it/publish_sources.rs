@@ -1,4 +1,4 @@
-//! Publishing without the API on the deployed stack under emulation: 2,000 publishes (10,000 in
+//! Publishing without the API on the deployed stack under emulation: 1,500 publishes (10,000 in
 //! `scripts/soak.sh`) sent as
 //! SQS messages (to the stack's PublishQueue and to a team's own queue named by parameter) and
 //! as EventBridge events (delivered by the harness to the rule's target as EventBridge
@@ -149,11 +149,11 @@ fn malformed(org: &str, tag: &str) -> Vec<(String, &'static str)> {
     ]
 }
 
-/// How many distinct valid publishes the run makes: `TIDINGS_PUBLISHES`, 2,000 in the test
+/// How many distinct valid publishes the run makes: `TIDINGS_PUBLISHES`, 1,500 in the test
 /// command (exact counts, the emulator's races forced by tests/emulator_check.py), 10,000 in
 /// `scripts/soak.sh`.
 fn publishes() -> usize {
-    std::env::var("TIDINGS_PUBLISHES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+    std::env::var("TIDINGS_PUBLISHES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_500)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
