@@ -3,8 +3,10 @@
 # points the AWS SDKs at it, and stops it when the calling shell exits. SQS gets a moto process
 # of its own (AWS_ENDPOINT_URL_SQS, which the Rust SDK and boto3 both honour): one moto process
 # serves requests one at a time on one core, and the deployed stack's tests keep SQS busiest.
-# It runs through scripts/moto_server.py: moto's server, with each SQS delete holding its queue's
-# lock (plain moto's deletes race its sends and other deletes).
+# It runs through scripts/moto_server.py: moto's server made no kinder than AWS — each function's
+# calls held against its template role, SQS handing messages out in no fixed order and capping
+# messages in flight, each SQS delete holding its queue's lock (plain moto's deletes race its
+# sends and other deletes).
 aws_emulator_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 aws_emulator_serve() {
