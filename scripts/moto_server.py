@@ -78,14 +78,15 @@ _receive_message = models.SQSBackend.receive_message
 def _receive_under_cap(backend, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):
     queue = backend.get_queue(queue_name)
     cap = _in_flight_caps.get(queue.name, DEFAULT_IN_FLIGHT_CAP)
-    if in_flight(queue) >= cap:
+    held = in_flight(queue)
+    if held >= cap:
         if not wait_seconds_timeout:
             raise SQSException("OverLimit", f"The queue holds its limit of {cap} messages in flight.")
         # A long poll returns nothing, without an error: what AWS does past the cap.
         time.sleep(min(wait_seconds_timeout, 1))
         return []
     # Never more than the cap leaves: at most what is left under it.
-    count = min(count, cap - in_flight(queue))
+    count = min(count, cap - held)
     return _receive_message(backend, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs)
 
 

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
+use super::dynamodb::LapsedHead;
 use super::sdk::sdk_error;
 use super::DynamoStore;
 use crate::domain::{DeliveryJob, Lane};
@@ -71,7 +72,7 @@ pub struct SqsQueue {
 
 /// A head's lease: twice SQS's longest delay (a waiting job comes back at least that often)
 /// plus the queues' visibility timeout (6 minutes) and room for a backlog.
-pub const DEFAULT_LINE_LEASE: Duration = Duration::from_secs(45 * 60);
+const DEFAULT_LINE_LEASE: Duration = Duration::from_secs(45 * 60);
 /// The most heads of a shard one sweep takes over.
 const SWEEP_LIMIT: usize = 100;
 /// A head whose job is lost this many times (a poison message that crashes every invocation,
@@ -232,9 +233,7 @@ impl SqsQueue {
         }
         Ok(())
     }
-}
 
-impl SqsQueue {
     /// Queues a dead letter again, with a full schedule ahead of it.
     async fn replay(&self, job: DeliveryJob) -> Result<()> {
         let fresh = job.fresh();
@@ -246,6 +245,28 @@ impl SqsQueue {
             }
         }
         self.enqueue(&[fresh], Duration::ZERO).await
+    }
+
+    /// Moves on a line whose head the sweep took over (see `Queue::sweep_lines`).
+    async fn move_on(&self, head: LapsedHead, now: time::OffsetDateTime) -> Result<()> {
+        let job = head.job;
+        if self.delivered_already(&job).await? {
+            // Its seat could not be released after its delivery: never POSTed again.
+            tracing::warn!("an ordered line's head was delivered but kept its seat: the line moves on");
+            self.leave_line(&job).await
+        } else if head.sweeps > MAX_SWEEPS {
+            tracing::error!(
+                sweeps = head.sweeps,
+                "an ordered line's head lost its job again and again: dead-lettered, the line moves on"
+            );
+            let until = now + crate::domain::retention::DEAD_LETTER_RETENTION;
+            self.lines()?.retain_message(job.organization, &job.message_id, until).await?;
+            self.send_dead_letter(&job).await?;
+            self.leave_line(&job).await
+        } else {
+            tracing::warn!(ticket = job.ticket, "an ordered line's head lost its job (its lease lapsed): sent again");
+            self.send_heads(vec![job], Duration::ZERO).await
+        }
     }
 
     /// Puts a job on the dead-letter queue.
@@ -357,31 +378,12 @@ impl Queue for SqsQueue {
         let heads = lines.lapsed_heads(now, self.line_lease, SWEEP_LIMIT).await?;
         let stalled = heads.len();
         for head in heads {
-            let job = head.job;
+            let job = &head.job;
             let span = tracing::warn_span!("line", org = %job.organization, subscription = %job.subscription_id, message_id = %job.message_id);
-            let _entered = span.enter();
-            let moved = if self.delivered_already(&job).await? {
-                // Its seat could not be released after its delivery: never POSTed again.
-                tracing::warn!("an ordered line's head was delivered but kept its seat: the line moves on");
-                self.leave_line(&job).await
-            } else if head.sweeps > MAX_SWEEPS {
-                tracing::error!(
-                    sweeps = head.sweeps,
-                    "an ordered line's head lost its job again and again: dead-lettered, the line moves on"
-                );
-                let until = now + crate::domain::retention::DEAD_LETTER_RETENTION;
-                lines.retain_message(job.organization, &job.message_id, until).await?;
-                self.send_dead_letter(&job).await?;
-                self.leave_line(&job).await
-            } else {
-                tracing::warn!(
-                    ticket = job.ticket,
-                    "an ordered line's head lost its job (its lease lapsed): sent again"
-                );
-                self.send_heads(vec![job], Duration::ZERO).await
-            };
-            if let Err(err) = moved {
-                tracing::error!(error = %err, "a stalled ordered line could not be moved: the next sweep tries again");
+            // One head's failure leaves the others to be moved: its lease lapses again, and a
+            // later sweep tries it again.
+            if let Err(err) = tracing::Instrument::instrument(self.move_on(head, now), span).await {
+                tracing::error!(error = %err, "a stalled ordered line could not be moved: a later sweep tries again");
             }
         }
         Ok(stalled)

@@ -175,7 +175,7 @@ impl DynamoStore {
         lease: time::Duration,
     ) -> Result<Option<DeliveryJob>> {
         let (Some(pk), Some(seat)) = (line_pk(job), job.seat.as_ref()) else { return Ok(None) };
-        self.take_seat(&pk, seat, "attribute_exists(PK)", None, now, lease, job.clone())
+        self.take_seat(&pk, seat, "attribute_exists(PK)", None, now + lease, job.clone())
             .await
             .map(|taken| taken.map(|(job, _)| job))
     }
@@ -218,7 +218,7 @@ impl DynamoStore {
                 // Only if no one renewed or took it since it was read.
                 let condition = "attribute_exists(PK) AND lease_until = :lapsed";
                 if let Some((job, sweeps)) =
-                    self.take_seat(&pk, &seat, condition, Some(lapsed), now, lease, job).await?
+                    self.take_seat(&pk, &seat, condition, Some(lapsed), now + lease, job).await?
                 {
                     taken.push(LapsedHead { job, sweeps });
                 }
@@ -249,20 +249,17 @@ impl DynamoStore {
         }
     }
 
-    /// Marks a seat sent with the next ticket and a fresh lease, if `condition` holds; returns
-    /// `job` with its seat and ticket, and how many times the sweeper took the seat over.
-    #[allow(clippy::too_many_arguments)]
+    /// Marks a seat sent with the next ticket and a lease until `until`, if `condition` holds;
+    /// returns `job` with its seat and ticket, and how many times the sweeper took the seat over.
     async fn take_seat(
         &self,
         pk: &str,
         seat: &str,
         condition: &str,
         lapsed: Option<String>,
-        now: OffsetDateTime,
-        lease: time::Duration,
+        until: OffsetDateTime,
         job: DeliveryJob,
     ) -> Result<Option<(DeliveryJob, u32)>> {
-        let until = now + lease;
         let sweep = u32::from(lapsed.is_some());
         let mut update = self
             .client
@@ -352,7 +349,7 @@ impl DynamoStore {
         lease: time::Duration,
     ) -> Result<Option<DeliveryJob>> {
         let condition = "attribute_exists(PK) AND attribute_not_exists(queued)";
-        self.take_seat(pk, seat, condition, None, now, lease, job).await.map(|taken| taken.map(|(job, _)| job))
+        self.take_seat(pk, seat, condition, None, now + lease, job).await.map(|taken| taken.map(|(job, _)| job))
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{Error, Result};
 mod items;
 mod lines;
 use items::{n, nanos, org_pk, payload_attribute, publish_from, s, Item};
+pub(crate) use lines::LapsedHead;
 mod store;
 
 /// The GSI that lists API keys and store groups.
