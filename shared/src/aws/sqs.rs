@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
-use super::dynamodb::LapsedHead;
+use super::dynamodb::lines::LapsedHead;
 use super::sdk::sdk_error;
 use super::DynamoStore;
 use crate::domain::{DeliveryJob, Lane};

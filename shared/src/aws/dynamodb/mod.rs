@@ -30,9 +30,8 @@ use crate::domain::PublishRecord;
 use crate::{Error, Result};
 
 mod items;
-mod lines;
+pub(crate) mod lines;
 use items::{n, nanos, org_pk, payload_attribute, publish_from, s, Item};
-pub(crate) use lines::LapsedHead;
 mod store;
 
 /// The GSI that lists API keys and store groups.
