@@ -242,6 +242,14 @@ async fn serve_logs_json_lines_with_the_delivery_fields() {
     assert_eq!(published.status(), 202);
     // A failed first attempt, then the retry that succeeds.
     assert_eq!(receiver.wait_for(2, std::time::Duration::from_secs(20)).await.len(), 2);
+    // The batch's `delivered` line is written once its attempt is recorded, just after the
+    // receiver answered: give it a moment before stopping the server.
+    for _ in 0..50 {
+        if std::fs::read_to_string(&log_path).unwrap_or_default().contains("\"delivered\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     server.interrupt();
 
     let text = std::fs::read_to_string(&log_path).unwrap();
