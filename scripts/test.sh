@@ -14,18 +14,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]/node/nodejs}"
 fi
 
-step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks, schemathesis) in .venv"
+step "Python tools (moto server, cfn-lint, SAM translator, cargo-lambda, standardwebhooks, schemathesis) into .venv, beside the build"
 if ! python3 -m venv .venv 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
-
-step "SAM template: cfn-lint and the checks against the code"
-.venv/bin/cfn-lint infra/template.yaml
-.venv/bin/python tests/template_check.py
-
-step "AWS-API emulator: its SQS queues stay whole under concurrent sends and deletes"
-.venv/bin/python tests/emulator_check.py
+# pip waits on the network and the build on the CPU: they overlap, and the steps that need
+# the tools wait for pip after the build.
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt > .venv/pip-install.log 2>&1 &
+pip_install=$!
 
 step "structure: no import cycles in the core crate"
 python3 scripts/import_graph.py --check
@@ -34,23 +30,35 @@ python3 scripts/import_graph.py --check
 step "build"
 cargo build --workspace --locked
 
+step "Python tools installed"
+wait "$pip_install" || { cat .venv/pip-install.log; exit 1; }
+
+step "SAM template: cfn-lint and the checks against the code"
+.venv/bin/cfn-lint infra/template.yaml
+.venv/bin/python tests/template_check.py
+
+step "AWS-API emulator: its SQS queues stay whole under concurrent sends and deletes"
+.venv/bin/python tests/emulator_check.py
+
 step "format"
 cargo fmt --all --check
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (the AWS adapters and the whole deployed stack against the AWS-API emulator)"
+step "tests: unit, black-box on tidings serve, and e2e (the AWS adapters and the whole deployed stack against the AWS-API emulator)"
 source scripts/aws-emulator.sh
 aws_emulator_start
 # The independent Standard Webhooks verifier (PyPI standardwebhooks) runs in the venv.
 export TIDINGS_PYTHON="$PWD/.venv/bin/python"
-# Everything but the publish-sources run, which loads the emulator: alone after.
-cargo test --workspace --locked -- --skip publish_sources
+# Plain `cargo test` skips the e2e tier (ignored: it needs the emulator and the venv); here it
+# runs, all but the publish-sources run, which loads the emulator: alone after. The soak tier is
+# scripts/soak.sh's.
+cargo test --workspace --locked -- --include-ignored --skip soak --skip e2e_publish_sources
 
 step "1,500 publishes through SQS queues and EventBridge on the deployed stack (alone: it keeps the emulator busy; 10,000 in scripts/soak.sh)"
 # The whole workspace, as above, so its features are the same and nothing is compiled again.
-cargo test --workspace --locked publish_sources
+cargo test --workspace --locked e2e_publish_sources -- --include-ignored --skip soak
 
 step "IAM: every AWS call in the code is granted to a role, and every call each function made under its role was allowed (the emulator's audit)"
 .venv/bin/python tests/iam_audit.py

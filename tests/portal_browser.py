@@ -10,7 +10,7 @@ time from opening the link to a rendered attempt list.
 Run by scripts/test.sh with the venv's Python (which has `playwright`); set PORTAL_SCREENSHOT to
 also write the list page's screenshot there (the README's). With `--base URL --key K --other-key K2`
 it runs the same flows against a stack that is already running (the whole deployed stack under
-emulation: tests/it/whole_stack.rs), making links through the API instead of the CLI; `--key` is
+emulation: tests/it/e2e_whole_stack.rs), making links through the API instead of the CLI; `--key` is
 a key of ORG holding READ:PRODUCT and READ:USERINFO, `--other-key` one of another organization.
 """
 

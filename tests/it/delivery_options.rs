@@ -161,47 +161,45 @@ fn assert_rate(report: &shaping::RateReport) {
     );
 }
 
-/// 1,500 messages (5,000 in `scripts/soak.sh`) published at once to a subscription limited to
-/// 50/s on `tidings serve`'s stack: at most 505 in any 10 s, delivered at 50/s ± 10 %, every
-/// one; an unlimited neighbour publishing beside the backlog gets all of its messages while the
-/// backlog is young.
+/// 1,500 messages published at once to a subscription limited to 50/s on `tidings serve`'s
+/// stack: at most 505 in any 10 s, delivered at 50/s ± 10 %, every one; an unlimited neighbour
+/// publishing beside the backlog gets all of its messages while the backlog is young.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_subscription_gets_no_more_than_its_limit_in_any_ten_seconds() {
+    rate_limit_on_serve(1_500).await;
+}
+
+/// The same with 5,000 messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: a long run of ./scripts/soak.sh"]
+async fn soak_five_thousand_messages_at_a_rate_limit() {
+    rate_limit_on_serve(5_000).await;
+}
+
+async fn rate_limit_on_serve(messages: usize) {
     let stack = Stack::local().await;
     let limited = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
-    let messages = if tidings_tests::soak() { 5_000 } else { 1_500 };
     let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, messages, (50, 5), 200).await;
     assert_rate(&report);
 }
 
-/// The same promise on the deployed stack under emulation, with three delivery function
-/// instances on each of the three lanes taking slots from one DynamoDB item. The limit is 5/s:
-/// the emulated API publishes 10–17 a second on two cores beside the other tests, and the
-/// backlog must outrun the limit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rate_limit_holds_across_delivery_instances_on_the_deployed_stack() {
-    let options = Options { event_source_concurrency: 3, ingest_instances: 3, ..Options::default() };
-    let stack = DeployedStack::start(options).await;
-    let limited = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
-    let neighbour = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
-    // Burst 3: a paced job may go up to 0.4 s after its slot before it must take a new one (the
-    // emulated pollers share two cores with everything else).
-    // 60 s of backlog: a shorter one is too short for its start (the emulated API publishing
-    // the backlog at 8–17 a second) not to weigh on the rate (4.41/s of 5 at 150 messages).
-    let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 300, (5, 3), 100).await;
-    assert_rate(&report);
-    assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
-}
-
-/// 2,000 events over 40 keys (10,000 over 100 in `scripts/soak.sh`) to an ordered subscription
-/// whose receiver fails one request in twenty, while `tidings serve` is killed with `kill -9`
-/// three times: no message of a key is sent before the one published before it was delivered,
-/// and every message is delivered.
+/// 2,000 events over 40 keys to an ordered subscription whose receiver fails one request in
+/// twenty, while `tidings serve` is killed with `kill -9` three times: no message of a key is
+/// sent before the one published before it was delivered, and every message is delivered.
 #[tokio::test]
 async fn ordered_delivery_keeps_each_keys_order_through_failures_and_kill_9() {
-    let run =
-        if tidings_tests::soak() { Ordered { keys: 100, per_key: 100 } } else { Ordered { keys: 40, per_key: 50 } };
+    ordered_through_kill_9(Ordered { keys: 40, per_key: 50 }).await;
+}
+
+/// The same with 10,000 events over 100 keys.
+#[tokio::test]
+#[ignore = "soak: a long run of ./scripts/soak.sh"]
+async fn soak_ten_thousand_ordered_events_through_kill_9() {
+    ordered_through_kill_9(Ordered { keys: 100, per_key: 100 }).await;
+}
+
+async fn ordered_through_kill_9(run: Ordered) {
     let dir = tempfile::tempdir().unwrap();
     let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
     let behaviour = shaping::failing_one_in_twenty();
@@ -228,27 +226,62 @@ async fn ordered_delivery_keeps_each_keys_order_through_failures_and_kill_9() {
     serve.kill();
 }
 
-/// Ordered delivery on the deployed stack under emulation, three delivery instances a lane:
-/// the per-key lines in DynamoDB keep each key's order through 5 % receiver failures (each a
-/// retry through the slow lane).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ordered_delivery_keeps_each_keys_order_on_the_deployed_stack() {
-    let run = if tidings_tests::soak() { Ordered { keys: 20, per_key: 25 } } else { Ordered { keys: 10, per_key: 20 } };
-    // Five attempts: a message failing all of them (5 % each) would be dead-lettered, which lets
-    // its key move on as ordering allows, but is not "delivered".
-    let options = Options {
-        event_source_concurrency: 3,
-        ingest_instances: 2,
-        retry_schedule: "0s,1s,1s,1s,1s".into(),
-        ..Options::default()
-    };
-    let stack = DeployedStack::start(options).await;
-    let key = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
-    let behaviour = shaping::failing_one_in_twenty();
-    let receiver = Receiver::behaving(behaviour.clone()).await;
-    run.publish(&Api::new(stack.url("")), &key, &receiver.url()).await.await.unwrap();
-    let report = run.check(&receiver, &behaviour, Duration::from_secs(180)).await;
-    eprintln!("ordered on the deployed stack, 5 % failures: {report:?}, {:.1}/s overall", report.per_second());
-    assert_eq!(report.out_of_order, 0, "{report:?}");
-    assert_eq!(report.delivered, report.messages, "{report:?}");
+mod e2e {
+    use super::*;
+
+    /// The same promise on the deployed stack under emulation, with three delivery function
+    /// instances on each of the three lanes taking slots from one DynamoDB item. The limit is 5/s:
+    /// the emulated API publishes 10–17 a second on two cores beside the other tests, and the
+    /// backlog must outrun the limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
+    async fn a_rate_limit_holds_across_delivery_instances_on_the_deployed_stack() {
+        let options = Options { event_source_concurrency: 3, ingest_instances: 3, ..Options::default() };
+        let stack = DeployedStack::start(options).await;
+        let limited = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+        let neighbour = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+        // Burst 3: a paced job may go up to 0.4 s after its slot before it must take a new one (the
+        // emulated pollers share two cores with everything else).
+        // 60 s of backlog: a shorter one is too short for its start (the emulated API publishing
+        // the backlog at 8–17 a second) not to weigh on the rate (4.41/s of 5 at 150 messages).
+        let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 300, (5, 3), 100).await;
+        assert_rate(&report);
+        assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
+    }
+
+    /// Ordered delivery on the deployed stack under emulation, three delivery instances a lane:
+    /// the per-key lines in DynamoDB keep each key's order through 5 % receiver failures (each a
+    /// retry through the slow lane).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
+    async fn ordered_delivery_keeps_each_keys_order_on_the_deployed_stack() {
+        ordered_on_the_deployed_stack(Ordered { keys: 10, per_key: 20 }).await;
+    }
+
+    /// The same with 500 events over 20 keys.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "soak: a long run of ./scripts/soak.sh"]
+    async fn soak_ordered_delivery_on_the_deployed_stack() {
+        ordered_on_the_deployed_stack(Ordered { keys: 20, per_key: 25 }).await;
+    }
+
+    async fn ordered_on_the_deployed_stack(run: Ordered) {
+        // Five attempts: a message failing all of them (5 % each) would be dead-lettered, which lets
+        // its key move on as ordering allows, but is not "delivered".
+        let options = Options {
+            event_source_concurrency: 3,
+            ingest_instances: 2,
+            retry_schedule: "0s,1s,1s,1s,1s".into(),
+            ..Options::default()
+        };
+        let stack = DeployedStack::start(options).await;
+        let key = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+        let behaviour = shaping::failing_one_in_twenty();
+        let receiver = Receiver::behaving(behaviour.clone()).await;
+        run.publish(&Api::new(stack.url("")), &key, &receiver.url()).await.await.unwrap();
+        let report = run.check(&receiver, &behaviour, Duration::from_secs(180)).await;
+        eprintln!("ordered on the deployed stack, 5 % failures: {report:?}, {:.1}/s overall", report.per_second());
+        assert_eq!(report.out_of_order, 0, "{report:?}");
+        assert_eq!(report.delivered, report.messages, "{report:?}");
+    }
 }

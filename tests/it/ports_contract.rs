@@ -814,33 +814,38 @@ mod embedded {
 }
 
 /// The same contracts against DynamoDB, SQS and SES v2 in the AWS-API emulator.
-mod aws {
+mod e2e_aws {
     use std::time::Duration;
 
     use tidings::ports::{Email, LinePlace, Queue, ReceivedJob};
     use tidings_tests::aws::{AwsFixture, SENDER};
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn subscription_crud() {
         super::subscription_crud(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn duplicate_subscription_is_refused() {
         super::duplicate_subscription_is_refused(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn fan_out_matches_exactly() {
         super::fan_out_matches_exactly(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn api_keys() {
         super::api_keys(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn publishes_are_idempotent() {
         let fixture = AwsFixture::new(5).await;
         let (store, queue) = (fixture.store(), std::sync::Arc::new(fixture.queue()));
@@ -849,6 +854,7 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_dead_letter_keeps_its_message() {
         let fixture = AwsFixture::new(5).await;
         let (store, queue) = (fixture.store(), std::sync::Arc::new(fixture.queue()));
@@ -860,6 +866,7 @@ mod aws {
     /// names this publish's own record (its creation time to the nanosecond), so the publish is
     /// answered as new, not "replayed".
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_claim_the_sdk_retried_is_its_own_publish_not_a_repeat() {
         let store = AwsFixture::new(5).await.store();
         let org = tidings::domain::OrganizationId(uuid::Uuid::new_v4());
@@ -877,6 +884,7 @@ mod aws {
     /// SQS fails (here: a queue that does not exist), so the message id is not claimed. The
     /// producer's retry publishes for real, not told it was a repeat; once claimed, a repeat is one.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_publish_whose_jobs_did_not_reach_sqs_is_finished_by_its_retry() {
         let fixture = AwsFixture::new(5).await;
         let store = fixture.store();
@@ -910,46 +918,55 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn request_counts_are_per_client_and_window() {
         super::request_counts_are_per_client_and_window(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_nonce_is_used_once_until_it_expires() {
         super::a_nonce_is_used_once_until_it_expires(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_shared_secret_is_made_once_and_kept() {
         super::a_shared_secret_is_made_once_and_kept(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn store_groups() {
         super::store_groups(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn alerts_are_claimed_once_per_window() {
         super::alerts_are_claimed_once_per_window(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn subscription_health_is_written_alone() {
         super::subscription_health_is_written_alone(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn attempts_are_logged_newest_first() {
         super::attempts_are_logged_newest_first(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn attempts_are_selected_by_window_outcome_and_event() {
         super::attempts_are_selected_by_window_outcome_and_event(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn queue_delays_redelivers_and_dead_letters() {
         let fixture = AwsFixture::new(10).await;
         // SQS keeps its own time: wait for real (a few seconds in all).
@@ -957,16 +974,19 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn queue_takes_many_jobs() {
         super::queue_takes_many_jobs(&AwsFixture::new(5).await.queue()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn paced_slots_are_one_interval_apart() {
         super::paced_slots_are_one_interval_apart(&*AwsFixture::new(5).await.store()).await;
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_line_gives_out_one_job_at_a_time() {
         let fixture = AwsFixture::new(5).await;
         super::a_line_gives_out_one_job_at_a_time(&fixture.queue(), |_| std::future::ready(())).await;
@@ -975,6 +995,7 @@ mod aws {
     /// A line's head whose send failed is not left marked as sent: the repeated publish (the
     /// producer retrying its refused request) sends it, and the line goes on from there.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_line_head_whose_send_failed_is_sent_by_the_repeated_publish() {
         let fixture = AwsFixture::new(5).await;
         let missing = fixture.settings.queue_url.replace("tidings-deliveries-", "tidings-missing-");
@@ -1008,6 +1029,7 @@ mod aws {
     /// A copy of a line's job received after its line moved on (a duplicate SQS delivered) no
     /// longer holds a seat, so the delivery routine skips it.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_job_that_left_its_line_holds_no_seat() {
         let fixture = AwsFixture::new(5).await;
         let queue = fixture.queue();
@@ -1047,6 +1069,7 @@ mod aws {
     /// the sweep sends it again with a new ticket, the lost copy (should it come back) is
     /// superseded and skipped, and the line goes on.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_head_marked_but_never_sent_or_redriven_moves_on_once_its_lease_lapses() {
         let fixture = AwsFixture::new(5).await;
         let queue = leasing(&fixture);
@@ -1073,6 +1096,7 @@ mod aws {
     /// A seat further back whose lease lapsed is only waiting: the sweep renews it and sends
     /// nothing, so the line's order holds.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_waiting_seat_whose_lease_lapsed_is_not_sent_out_of_turn() {
         let fixture = AwsFixture::new(5).await;
         let queue = leasing(&fixture);
@@ -1091,6 +1115,7 @@ mod aws {
     /// A head SQS's redrive moved to the dead-letter queue, replayed, takes its seat back: its
     /// line moves on from it instead of the replay waiting behind its own stale seat.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_replayed_head_takes_its_seat_back_and_its_line_moves_on() {
         let fixture = AwsFixture::new(5).await;
         let queue = fixture.queue();
@@ -1112,6 +1137,7 @@ mod aws {
     /// sweep, which finds the delivery in the attempts and moves the line on without sending it
     /// again: a failed release never causes another POST.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_delivered_head_that_kept_its_seat_is_not_sent_again() {
         use tidings::ports::MessageLog;
         let fixture = AwsFixture::new(5).await;
@@ -1142,6 +1168,7 @@ mod aws {
     /// A join that fails part way through an enqueue (here an ordering key too long for a
     /// DynamoDB key) leaves no head marked and unsent: the heads marked before it go out.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn an_error_mid_enqueue_still_sends_the_heads_it_marked() {
         let fixture = AwsFixture::new(5).await;
         let queue = fixture.queue();
@@ -1152,6 +1179,7 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn a_put_off_job_comes_back_without_an_attempt() {
         let fixture = AwsFixture::new(10).await;
         super::a_put_off_job_comes_back_without_an_attempt(&fixture.queue(), tokio::time::sleep).await;
@@ -1160,6 +1188,7 @@ mod aws {
     /// However often a job is put off, it never reaches the dead-letter queue by SQS's redrive:
     /// each put-off is a new message, whose receives start again.
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn put_offs_never_spend_the_redrive_budget() {
         let fixture = AwsFixture::new(2).await;
         let queue = fixture.queue();
@@ -1174,6 +1203,7 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn redrive_moves_a_message_that_keeps_failing_to_the_dead_letter_queue() {
         let fixture = AwsFixture::new(2).await;
         let queue = fixture.queue();
@@ -1189,6 +1219,7 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn ses_accepts_an_alert_email() {
         let fixture = AwsFixture::new(5).await;
         let app = fixture.app();
@@ -1209,6 +1240,7 @@ mod aws {
     }
 
     #[tokio::test]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
     async fn ses_refuses_an_unverified_sender() {
         let fixture = AwsFixture::new(5).await;
         let mut settings = fixture.settings.clone();

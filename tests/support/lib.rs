@@ -153,12 +153,6 @@ macro_rules! tenant_world {
     };
 }
 
-/// Whether this is the long run (`scripts/soak.sh` sets `TIDINGS_SOAK=1`): the load tests then
-/// take their full size; the test command runs them smaller, proving the same counts.
-pub fn soak() -> bool {
-    std::env::var_os("TIDINGS_SOAK").is_some_and(|v| v == "1")
-}
-
 pub fn new_org() -> OrganizationId {
     OrganizationId(Uuid::new_v4())
 }

@@ -31,13 +31,25 @@ async fn publish_batch(http: &reqwest::Client, stack: &DeployedStack, key: &str,
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
-/// 1,000 jobs of an endpoint that always fails go into a wait longer than SQS can delay (1 h
+/// 300 jobs of an endpoint that always fails go into a wait longer than SQS can delay (1 h
 /// here; SQS's 15-minute maximum scaled down to 2 s, so each comes back early and is sent on
 /// again many times), on queues that hand out nothing past 100 messages in flight. None is held
 /// in flight to wait: the retry queue never holds more than the batches being worked, and
 /// another tenant's retry still runs and delivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
 async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_running() {
+    long_waits_beside_another_tenant(300).await;
+}
+
+/// The same with 1,000 jobs waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak: a long run of ./scripts/soak.sh"]
+async fn soak_a_thousand_long_waits_beside_another_tenant() {
+    long_waits_beside_another_tenant(1_000).await;
+}
+
+async fn long_waits_beside_another_tenant(jobs: usize) {
     let options = Options {
         retry_schedule: "0s,1s,1h".into(),
         env: vec![("TIDINGS_SQS_MAX_DELAY".into(), "2s".into())],
@@ -53,7 +65,7 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
     // The destination check on create passes; deliveries always fail.
     let checked_then_failing = Receiver::behaving(std::sync::Arc::new(|_| (500, Duration::ZERO))).await;
     subscribe(&http, &stack, &key_a, &checked_then_failing.url()).await;
-    let ids: Vec<String> = (0..1000).map(|n| format!("a-{n}")).collect();
+    let ids: Vec<String> = (0..jobs).map(|n| format!("a-{n}")).collect();
     for chunk in ids.chunks(100) {
         publish_batch(&http, &stack, &key_a, &org_a, chunk).await;
     }
@@ -70,7 +82,7 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
     eprintln!("tenant A: {attempts_a} requests in 20 s, at most {most_in_flight} messages in flight");
     assert!(attempts_a >= 1, "tenant A's endpoint was never tried");
 
-    // Tenant B fails once, then succeeds: its retry (1 s) must run while A's 1,000 wait. It
+    // Tenant B fails once, then succeeds: its retry (1 s) must run while A's jobs wait. It
     // shares the slow lane with A's jobs coming back (every 2 s here, every 15 minutes on AWS,
     // and every few seconds while A's endpoint is being probed), which the emulator works
     // through at a few dozen a second: the wait allowed is generous, the order is no promise.
@@ -100,6 +112,7 @@ async fn long_waits_hold_nothing_in_flight_and_another_tenants_retries_keep_runn
 /// A function's credentials reach only what its template role allows: calls outside it are
 /// refused as AWS refuses them, and nothing changes.
 #[tokio::test]
+#[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
 async fn a_call_outside_a_functions_role_is_refused() {
     let stack = DeployedStack::start(Options { principal_prefix: Some("Outside".into()), ..Options::default() }).await;
     let subscriptions = stack.function_sdk("SubscriptionsFunction");
@@ -145,6 +158,7 @@ async fn a_call_outside_a_functions_role_is_refused() {
 /// whose delivery outlasts it is cut off (its records stay on the queue for their visibility
 /// timeout, nothing deleted), and the next invocation runs in a fresh instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
 async fn an_invocation_is_stopped_at_its_functions_timeout() {
     let options = Options {
         timeouts: vec![("DeliveryFunction".into(), Duration::from_secs(2))],
