@@ -1,6 +1,6 @@
 //! Flag values: organizations, scopes, uuids, times and retry schedules.
 
-use tidings::delivery::RetrySchedule;
+use tidings::domain::RetrySchedule;
 use tidings::domain::{OrganizationId, Scope};
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -1,8 +1,8 @@
 //! `tidings portal-link`: a link to the organization's portal, for an integrator to open once.
 
 use clap::Args;
+use tidings::api::session;
 use tidings::domain::{utc_timestamp, OrganizationId, Scope};
-use tidings::portal;
 use time::OffsetDateTime;
 
 use crate::parse::{parse_org, parse_scope};
@@ -31,13 +31,13 @@ pub(crate) struct PortalLinkArgs {
 
 pub(crate) async fn portal_link(args: PortalLinkArgs) -> Result<(), String> {
     let ttl = time::Duration::try_from(args.ttl).map_err(|e| e.to_string())?;
-    if ttl < portal::MIN_SESSION || ttl > portal::MAX_SESSION {
+    if ttl < session::MIN_SESSION || ttl > session::MAX_SESSION {
         return Err(format!("--ttl must be from 1s to 24h, not {}", humantime::format_duration(args.ttl)));
     }
     let scopes = if args.scopes.is_empty() { Scope::every().to_vec() } else { args.scopes };
     let store = open_store(&args.data).await?;
-    let secret = portal::stored_secret(&*store).await.map_err(|e| e.to_string())?;
-    let (code, link) = portal::new_link(&secret, args.org, scopes, ttl, OffsetDateTime::now_utc());
+    let secret = session::stored_secret(&*store).await.map_err(|e| e.to_string())?;
+    let (code, link) = session::new_link(&secret, args.org, scopes, ttl, OffsetDateTime::now_utc());
     println!("# opens once, until {}", utc_timestamp(link.expiry()));
     println!("{}/portal/open?code={code}", args.url.trim_end_matches('/'));
     Ok(())

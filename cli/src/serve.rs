@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use tidings::config::{Backend, Settings};
-use tidings::delivery::RetrySchedule;
+use tidings::domain::RetrySchedule;
 use tidings::App;
 
 use crate::parse::parse_schedule;

@@ -32,7 +32,7 @@ fn destination_policy() -> Result<DestinationPolicy> {
 
 /// `TIDINGS_RETRY_SCHEDULE`: waits before each attempt, e.g. `0s,5s,5m,30m,2h,5h,10h,10h` (the
 /// default).
-fn retry_schedule() -> Result<Option<crate::delivery::RetrySchedule>> {
+fn retry_schedule() -> Result<Option<crate::domain::RetrySchedule>> {
     optional("TIDINGS_RETRY_SCHEDULE")
         .map(|raw| raw.parse().map_err(|e| Error::internal(format!("TIDINGS_RETRY_SCHEDULE: {e}"))))
         .transpose()
@@ -69,6 +69,34 @@ fn parse_timeout(raw: Option<&str>) -> Result<Option<std::time::Duration>> {
 /// How long a Lambda instance uses an API key it read before reading it again.
 pub const DEFAULT_AWS_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How deliveries behave: the retry schedule, when a failing subscription is disabled, how
+/// often its contact is mailed. The defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub schedule: crate::domain::RetrySchedule,
+    /// A subscription whose deliveries have all failed for this long is disabled.
+    pub disable_after: time::Duration,
+    /// At most one alert email per subscription per window.
+    pub alert_window: time::Duration,
+    /// The longest wait a receiver's `Retry-After` can ask for.
+    pub max_retry_after: std::time::Duration,
+    /// How often the local worker purges attempts and messages past their retention (on AWS the
+    /// table's TTL does it).
+    pub purge_every: std::time::Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            schedule: crate::domain::RetrySchedule::default(),
+            disable_after: time::Duration::days(5),
+            alert_window: time::Duration::hours(24),
+            max_retry_after: std::time::Duration::from_secs(60 * 60),
+            purge_every: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything a running Tidings is configured by, built once: from the environment on Lambda
 /// ([`Settings::from_env`]), from flags (and the same variables) in `tidings serve`. The defaults
 /// live here and nowhere else.
@@ -78,7 +106,7 @@ pub struct Settings {
     /// Which destination URLs are allowed.
     pub destinations: DestinationPolicy,
     /// Waits before each delivery attempt.
-    pub retry_schedule: crate::delivery::RetrySchedule,
+    pub retry_schedule: crate::domain::RetrySchedule,
     /// Connect + total timeout of each delivery and destination check.
     pub delivery_timeout: std::time::Duration,
     /// Publishes one organization may make per calendar minute; 0 = no limit.

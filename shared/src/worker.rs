@@ -8,9 +8,9 @@
 //! - Fair shares: at most [`PER_SUBSCRIPTION`] deliveries to one slow subscription are in
 //!   flight ([`FAST_SHARE`] to one whose deliveries take under [`SLOW`]); a subscription whose
 //!   last attempt failed is probed with one request at a time until one succeeds (a half-open
-//!   circuit). A job over its subscription's share waits in the subscription's own line without
+//!   circuit). A job over its subscription's share waits in the share's waiting list without
 //!   holding a slot, and starts on the slot of the subscription's next finished delivery; when
-//!   the line is as long as can start before the job's visibility runs out, the job goes back on
+//!   the list is as long as can start before the job's visibility runs out, the job goes back on
 //!   the queue for about as long instead. Either way no attempt is counted.
 
 use std::collections::HashMap;
@@ -35,19 +35,19 @@ pub const PER_SUBSCRIPTION: usize = 4;
 const FAST_SHARE: usize = CONCURRENCY / 4;
 /// Deliveries that take this long or longer make a subscription slow.
 const SLOW: Duration = Duration::from_millis(100);
-/// Jobs waiting in one subscription's line should all start within this (inside the
+/// Jobs waiting in one subscription's share should all start within this (inside the
 /// [`visibility`], so none is received twice).
-const LINE_HORIZON: Duration = Duration::from_secs(20);
-/// Jobs waiting in all lines at once, at most (memory).
+const WAIT_HORIZON: Duration = Duration::from_secs(20);
+/// Jobs waiting in all shares at once, at most (memory).
 const MAX_WAITING: usize = 4096;
 /// Jobs taken per queue read, at most (never more than the free slots).
 const BATCH: usize = 256;
 /// How long a taken job stays hidden, from the delivery timeout: a job may wait in its
-/// subscription's line up to [`LINE_HORIZON`], then take the whole timeout, and three timeouts
+/// subscription's share up to [`WAIT_HORIZON`], then take the whole timeout, and three timeouts
 /// more are room to record and acknowledge it under load (60 s at the default 10 s). After a
 /// crash, `tidings serve` makes such jobs visible at once on restart instead.
 pub fn visibility(delivery_timeout: Duration) -> Duration {
-    LINE_HORIZON + delivery_timeout * 4
+    WAIT_HORIZON + delivery_timeout * 4
 }
 /// The longest sleep between reads when idle (delayed retries become due meanwhile).
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -70,18 +70,19 @@ type SubscriptionKey = (OrganizationId, Uuid);
 
 /// Each subscription's share of the worker.
 #[derive(Default)]
-struct Lane {
+struct Share {
     in_flight: usize,
     /// The last attempt failed: probe with one request at a time.
     failing: bool,
     /// A running average of how long its attempts take.
     latency: Option<Duration>,
     /// Jobs received for it, waiting for a place in its share (holding no slot).
-    line: std::collections::VecDeque<ReceivedJob>,
+    waiting: std::collections::VecDeque<ReceivedJob>,
 }
 
-impl Lane {
-    fn share(&self) -> usize {
+impl Share {
+    /// How many of its deliveries may be in flight at once.
+    fn size(&self) -> usize {
         match self.latency {
             _ if self.failing => 1,
             Some(latency) if latency < SLOW => FAST_SHARE,
@@ -90,14 +91,14 @@ impl Lane {
     }
 
     /// How long one delivery is expected to take.
-    fn pace(&self) -> Duration {
+    fn expected_latency(&self) -> Duration {
         self.latency.unwrap_or(DEFER_MIN).max(Duration::from_millis(1))
     }
 
-    /// How many jobs can wait in line and still all start within [`LINE_HORIZON`].
-    fn line_limit(&self) -> usize {
-        let per_place = (LINE_HORIZON.as_millis() / self.pace().as_millis().max(1)) as usize;
-        (self.share() * per_place).min(1024)
+    /// How many jobs can wait and still all start within [`WAIT_HORIZON`].
+    fn waiting_limit(&self) -> usize {
+        let per_place = (WAIT_HORIZON.as_millis() / self.expected_latency().as_millis().max(1)) as usize;
+        (self.size() * per_place).min(1024)
     }
 }
 
@@ -105,38 +106,40 @@ impl Lane {
 enum Admission {
     /// Start it now, on a slot.
     Start(ReceivedJob),
-    /// It waits in its subscription's line.
+    /// It waits in its subscription's share.
     Waiting,
-    /// Its line is full: put it back on the queue for this long.
+    /// Its share's waiting list is full: put it back on the queue for this long.
     PutOff(ReceivedJob, Duration),
 }
 
 #[derive(Default)]
-struct Lanes {
-    lanes: Mutex<HashMap<SubscriptionKey, Lane>>,
+struct Shares {
+    shares: Mutex<HashMap<SubscriptionKey, Share>>,
+    /// Jobs waiting across every share.
     waiting: std::sync::atomic::AtomicUsize,
     /// Shutting down: waiting jobs stay where they are (delivered after the restart).
     closing: std::sync::atomic::AtomicBool,
 }
 
-impl Lanes {
-    /// A place in the subscription's share, a place in its line, or a wait on the queue.
+impl Shares {
+    /// A place in flight in the subscription's share, a place in its waiting list, or a wait on
+    /// the queue.
     fn admit(&self, key: SubscriptionKey, job: ReceivedJob) -> Admission {
-        let mut lanes = self.lanes.lock().expect("lanes lock");
-        let lane = lanes.entry(key).or_default();
-        if lane.in_flight < lane.share() {
-            lane.in_flight += 1;
+        let mut shares = self.shares.lock().expect("shares lock");
+        let share = shares.entry(key).or_default();
+        if share.in_flight < share.size() {
+            share.in_flight += 1;
             return Admission::Start(job);
         }
         let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed);
-        if lane.line.len() < lane.line_limit() && waiting < MAX_WAITING {
-            lane.line.push_back(job);
+        if share.waiting.len() < share.waiting_limit() && waiting < MAX_WAITING {
+            share.waiting.push_back(job);
             self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Admission::Waiting;
         }
-        // About when its turn would come: the line ahead of it, a share at a time.
-        let rounds = (lane.line.len() / lane.share() + 1) as u32;
-        Admission::PutOff(job, (lane.pace() * rounds).clamp(DEFER_MIN, DEFER_MAX))
+        // About when its turn would come: the jobs waiting ahead of it, a share at a time.
+        let rounds = (share.waiting.len() / share.size() + 1) as u32;
+        Admission::PutOff(job, (share.expected_latency() * rounds).clamp(DEFER_MIN, DEFER_MAX))
     }
 
     /// A delivery of the subscription finished: its next waiting job, if its share has room,
@@ -146,26 +149,26 @@ impl Lanes {
         key: SubscriptionKey,
         outcome: &Result<(Disposition, Option<AttemptRecord>)>,
     ) -> Option<ReceivedJob> {
-        let mut lanes = self.lanes.lock().expect("lanes lock");
-        let lane = lanes.get_mut(&key)?;
-        lane.in_flight = lane.in_flight.saturating_sub(1);
+        let mut shares = self.shares.lock().expect("shares lock");
+        let share = shares.get_mut(&key)?;
+        share.in_flight = share.in_flight.saturating_sub(1);
         if let Ok((disposition, Some(attempt))) = outcome {
-            lane.failing = !matches!(disposition, Disposition::Delivered);
+            share.failing = !matches!(disposition, Disposition::Delivered);
             let latency = Duration::from_millis(attempt.latency_ms);
-            lane.latency = Some(match lane.latency {
+            share.latency = Some(match share.latency {
                 Some(average) => (average * 3 + latency) / 4,
                 None => latency,
             });
         }
-        if lane.in_flight < lane.share() && !self.closing.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Some(next) = lane.line.pop_front() {
+        if share.in_flight < share.size() && !self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(next) = share.waiting.pop_front() {
                 self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                lane.in_flight += 1;
+                share.in_flight += 1;
                 return Some(next);
             }
         }
-        if lane.in_flight == 0 && !lane.failing && lane.line.is_empty() {
-            lanes.remove(&key);
+        if share.in_flight == 0 && !share.failing && share.waiting.is_empty() {
+            shares.remove(&key);
         }
         None
     }
@@ -191,7 +194,7 @@ async fn purge(app: App) {
 /// little) to finish and be recorded.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let lanes = Arc::new(Lanes::default());
+    let shares = Arc::new(Shares::default());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel::<Finished>();
     let recorder = tokio::spawn(record(app.clone(), finished_rx));
     let purger = tokio::spawn(purge(app.clone()));
@@ -214,7 +217,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
         let mut taken = 0;
         for received in jobs {
             let key = (received.job.organization, received.job.subscription_id);
-            let received = match lanes.admit(key, received) {
+            let received = match shares.admit(key, received) {
                 Admission::Start(received) => received,
                 Admission::Waiting => {
                     taken += 1;
@@ -233,13 +236,13 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                 None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
             };
             taken += 1;
-            let (app, finished, lanes) = (app.clone(), finished_tx.clone(), lanes.clone());
+            let (app, finished, shares) = (app.clone(), finished_tx.clone(), shares.clone());
             tokio::spawn(async move {
                 // The slot goes on to the subscription's waiting jobs while its share allows.
                 let mut next = Some(received);
                 while let Some(received) = next {
                     let outcome = delivery::attempt(&app, &received).await;
-                    next = lanes.leave(key, &outcome);
+                    next = shares.leave(key, &outcome);
                     let _ = finished.send(Finished { received, outcome });
                 }
                 drop(slot);
@@ -255,7 +258,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     }
     // Every slot back means every delivery in flight has finished and handed in its outcome.
     // Waiting jobs start no more; all of it within one deadline.
-    lanes.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+    shares.closing.store(true, std::sync::atomic::Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + app.http.timeout() + SHUTDOWN_GRACE;
     if tokio::time::timeout_at(deadline, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
         tracing::warn!("deliveries still in flight at shutdown are delivered again after the restart");
@@ -306,7 +309,7 @@ mod tests {
     fn a_taken_job_stays_hidden_past_its_longest_line_and_its_delivery() {
         assert_eq!(visibility(crate::destination::DEFAULT_TIMEOUT), Duration::from_secs(60), "the default");
         for timeout in [1, 10, 60, 300].map(Duration::from_secs) {
-            assert!(visibility(timeout) >= LINE_HORIZON + timeout * 2, "{timeout:?}");
+            assert!(visibility(timeout) >= WAIT_HORIZON + timeout * 2, "{timeout:?}");
         }
         assert!(visibility(Duration::from_secs(120)) > visibility(Duration::from_secs(10)), "grows with the timeout");
     }

@@ -249,7 +249,7 @@ async fn aws_calls() {
             app.store.create_subscription(&subscription(org, &destination)).await.unwrap();
         }
         // A warm function, as on Lambda: the key was read by an earlier request.
-        app.keys = Arc::new(tidings::api::key_cache::KeyCache::new(tidings::config::DEFAULT_AWS_KEY_CACHE_TTL));
+        app.keys = Arc::new(tidings::app::KeyCache::new(tidings::config::DEFAULT_AWS_KEY_CACHE_TTL));
         let warm_up = http::Request::builder()
             .uri("/organizations/self/subscriptions")
             .header("authorization", format!("Bearer {}", key.secret))

@@ -233,9 +233,9 @@ async fn only_jobs_of_the_publish_that_claimed_the_message_id_are_delivered() {
 
     // Looked at again a second later; then not before its publish's longest time has passed.
     w.advance(time::Duration::seconds(1));
-    let rest = (delivery::CLAIM_GRACE - time::Duration::seconds(1)).try_into().unwrap();
+    let rest = (tidings::domain::retention::CLAIM_GRACE - time::Duration::seconds(1)).try_into().unwrap();
     assert_eq!(w.run_due().await, vec![Disposition::PutOff(rest)]);
-    w.advance(delivery::CLAIM_GRACE - time::Duration::seconds(2));
+    w.advance(tidings::domain::retention::CLAIM_GRACE - time::Duration::seconds(2));
     assert!(w.run_due().await.is_empty(), "waits for the end of the grace, not a second at a time");
     // Still no claim: never acknowledged.
     w.advance(time::Duration::seconds(1));

@@ -9,13 +9,13 @@
 //! key and the captured segments.
 
 pub(crate) mod catalog;
-pub mod key_cache;
 pub(crate) mod openapi;
 pub(crate) mod operations;
 pub(crate) mod portal;
 pub(crate) mod publish;
 pub(crate) mod request;
 pub(crate) mod route;
+pub mod session;
 
 use std::sync::LazyLock;
 

@@ -19,9 +19,9 @@ use serde_json::{Map, Value};
 
 use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
 use super::route::{Call, Request, Response, Route, RouteGroup};
+use super::session::{self, SESSION_COOKIE};
 use crate::dialect::catalog;
 use crate::domain::{utc_timestamp, Dialect, Scope, Subscription, SubscriptionStatus};
-use crate::portal::{self, SESSION_COOKIE};
 use crate::{App, Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {
@@ -107,7 +107,7 @@ async fn open(app: &App, request: &Request) -> Response {
         .find(|(name, _)| name == "code")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    let session = match portal::open_link(app, &code).await {
+    let session = match session::open_link(app, &code).await {
         Ok(Ok(session)) => session,
         Ok(Err(refusal)) => return refusal_page(StatusCode::UNAUTHORIZED, refusal.explain()),
         Err(err) => {
@@ -115,14 +115,14 @@ async fn open(app: &App, request: &Request) -> Response {
             return refusal_page(StatusCode::SERVICE_UNAVAILABLE, "The portal cannot open links right now. Try again.");
         }
     };
-    let secret = match portal::secret(app).await {
+    let secret = match session::secret(app).await {
         Ok(secret) => secret,
         Err(_) => return refusal_page(StatusCode::SERVICE_UNAVAILABLE, "The portal cannot open links right now."),
     };
     let max_age = (session.expiry() - app.clock.now()).whole_seconds().max(0);
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
-        portal::seal(&secret, &session)
+        session::seal(&secret, &session)
     );
     tracing::info!(org = %session.organization, session = %session.nonce, "portal link opened");
     let mut response = empty(StatusCode::SEE_OTHER);
@@ -166,16 +166,16 @@ async fn create_link(call: Call<'_>) -> Result<Response> {
     if let Some(beyond) = scopes.iter().find(|scope| !key.scopes.contains(scope)) {
         return Err(Error::Forbidden(format!("the API key may not hand out {beyond}: it does not hold it")));
     }
-    let (min, max) = (portal::MIN_SESSION.whole_seconds(), portal::MAX_SESSION.whole_seconds());
+    let (min, max) = (session::MIN_SESSION.whole_seconds(), session::MAX_SESSION.whole_seconds());
     let ttl = match fields.get("ttlSeconds") {
-        None | Some(Value::Null) => portal::DEFAULT_SESSION,
+        None | Some(Value::Null) => session::DEFAULT_SESSION,
         Some(value) => {
             value.as_i64().filter(|seconds| (min..=max).contains(seconds)).map(time::Duration::seconds).ok_or_else(
                 || Error::bad_request("ttlSeconds", format!("ttlSeconds must be a whole number from {min} to {max}")),
             )?
         }
     };
-    let (code, link) = portal::new_link(&portal::secret(app).await?, org, scopes, ttl, app.clock.now());
+    let (code, link) = session::new_link(&session::secret(app).await?, org, scopes, ttl, app.clock.now());
     let path = format!("/portal/open?code={code}");
     let url = external_url(call.request, &path);
     tracing::info!(org = %org, link = %link.nonce, "portal link made");
@@ -210,14 +210,14 @@ async fn session(call: Call<'_>) -> Result<Response> {
     let Some(session) = &call.session else {
         return Err(Error::Forbidden("this route answers a portal session only".into()));
     };
-    let secret = portal::secret(call.app).await?;
+    let secret = session::secret(call.app).await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({
             "organization": session.organization.to_string(),
             "scopes": session.scopes,
             "expiresAt": utc_timestamp(session.expiry()),
-            "csrfToken": portal::csrf_token(&secret, session),
+            "csrfToken": session::csrf_token(&secret, session),
         }),
     ))
 }

@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::route::{Caller, Request, Response};
+use super::session;
 use crate::domain::api_key::hash_secret;
 use crate::domain::{ApiKey, OrganizationId};
-use crate::portal;
 use crate::{App, Error, Result};
 
 /// The API key of a request: `Authorization: Bearer <key>`, known, not revoked, not expired.
@@ -23,16 +23,16 @@ pub async fn authenticate_caller(app: &App, request: &Request) -> Result<Caller>
     if request.headers().contains_key(header::AUTHORIZATION) {
         return authenticate(app, request.headers()).await.map(Caller::from);
     }
-    let Some(session) = portal::session_of(app, request.headers()).await? else {
+    let Some(session) = session::session_of(app, request.headers()).await? else {
         return authenticate(app, request.headers()).await.map(Caller::from);
     };
     if !request.method().is_safe() {
-        let secret = portal::secret(app).await?;
-        let given = request.headers().get(portal::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !portal::csrf_matches(&secret, &session, given) {
+        let secret = session::secret(app).await?;
+        let given = request.headers().get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !session::csrf_matches(&secret, &session, given) {
             return Err(Error::Forbidden(format!(
                 "a portal session's changes need its CSRF token in {} (from GET /portal/session)",
-                portal::CSRF_HEADER
+                session::CSRF_HEADER
             )));
         }
     }

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
+use super::session::Grant;
 use crate::domain::{ApiKey, Dialect};
-use crate::portal::Grant;
 use crate::{App, Error, Result};
 
 pub type Request = http::Request<Bytes>;

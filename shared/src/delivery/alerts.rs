@@ -1,8 +1,8 @@
 //! Fallback alerts: one email to the subscription's contact when its deliveries are exhausted
 //! or it gets disabled, at most one per subscription per window however many messages fail.
 
-use super::settings::DeliverySettings;
 use super::webhook::Attempt;
+use crate::config::DeliverySettings;
 use crate::domain::{utc_timestamp, Subscription};
 use crate::ports::{Email, ReceivedJob};
 use crate::App;

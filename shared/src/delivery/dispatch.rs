@@ -4,8 +4,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::gate::Probe;
 use super::webhook::{build, send, Attempt};
+use crate::app::Probe;
 use crate::domain::{message_uuid, AttemptRecord, Message, Subscription};
 use crate::ports::ReceivedJob;
 use crate::App;

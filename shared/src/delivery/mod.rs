@@ -10,21 +10,16 @@
 pub(crate) mod alerts;
 mod dispatch;
 mod disposition;
-mod gate;
-mod pace;
 mod prepare;
+mod probe_gate;
 mod provenance;
-pub(crate) mod schedule;
-mod settings;
+mod rate_gate;
 mod settle;
 pub(crate) mod webhook;
 
 pub use dispatch::probe;
 pub use disposition::Disposition;
-pub use gate::Probes;
-pub use provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
-pub use schedule::RetrySchedule;
-pub use settings::DeliverySettings;
+pub use provenance::{Provenance, CLAIM_WAIT};
 pub use webhook::{build, send, Attempt, Webhook};
 
 use prepare::Prepared;

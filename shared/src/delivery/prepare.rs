@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::dispatch::PendingDispatch;
 use super::disposition::{Disposition, LEFT_ITS_LINE, SUPERSEDED};
-use super::gate::probe_wait;
-use super::pace::{pace, Paced};
-use super::provenance::{Provenance, CLAIM_GRACE, CLAIM_WAIT};
+use super::probe_gate::probe_wait;
+use super::provenance::{Provenance, CLAIM_WAIT};
+use super::rate_gate::{pace, Paced};
 use super::settle::dead_letter;
+use crate::domain::retention::CLAIM_GRACE;
 use crate::domain::{DeliveryJob, Lane, Subscription};
 use crate::ports::{LinePlace, ReceivedJob};
 use crate::{App, Result};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::domain::retention::IDEMPOTENCY_WINDOW;
+use crate::domain::retention::{CLAIM_GRACE, IDEMPOTENCY_WINDOW};
 use crate::domain::{to_micros, DeliveryJob, PublishRecord};
 
 /// Whether a job is its message's own: on AWS the jobs are queued before the message id is
@@ -24,9 +24,6 @@ pub enum Provenance {
     Unclaimed,
 }
 
-/// How long a publish may take between queueing its jobs and claiming its id (the API's
-/// longest request); a job without a claim is waited for this long after it was published.
-pub const CLAIM_GRACE: time::Duration = time::Duration::seconds(30);
 /// How long a job found without a claim in its first second waits before it is looked at again.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(1);
 

@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub mod message;
 pub(crate) mod organization;
 pub mod retention;
+mod retry_schedule;
 pub(crate) mod subscription;
 mod timestamp;
 
@@ -18,6 +19,7 @@ pub use event::EventDefinition;
 pub use message::{message_uuid, AttemptRecord, DeliveryJob, Lane, Message, PublishRecord};
 pub use organization::OrganizationId;
 pub use organization::StoreGroup;
+pub use retry_schedule::RetrySchedule;
 pub use subscription::PreviousSigningKey;
 pub use subscription::{Dialect, Subscription, SubscriptionStatus};
 pub use timestamp::{to_micros, utc_timestamp};

@@ -4,6 +4,11 @@
 /// How long published messages are kept for replay.
 pub(crate) const MESSAGE_RETENTION: time::Duration = time::Duration::days(7);
 
+/// How long a publish may take between queueing its jobs and claiming its id (the API's
+/// longest request); a job without a claim is waited for this long after it was published (and
+/// an ordered line's seat taken without its job sent is given up after it).
+pub const CLAIM_GRACE: time::Duration = time::Duration::seconds(30);
+
 /// A repeated message id within this window is accepted once and answered the same.
 pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
 

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use super::items::{get_opt_n, get_opt_s, s, sortable, Item};
 use super::{condition_failed, DynamoStore, GSI1};
 use crate::aws::sdk::sdk_error;
-use crate::delivery::CLAIM_GRACE;
+use crate::domain::retention::CLAIM_GRACE;
 use crate::domain::DeliveryJob;
 use crate::ports::LinePlace;
 use crate::{Error, Result};

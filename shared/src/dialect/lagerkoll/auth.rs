@@ -5,7 +5,7 @@
 use http::{header, HeaderMap};
 
 use crate::api::request::count_against_minute_limit;
-use crate::api::Request;
+use crate::api::route::Request;
 use crate::domain::api_key::hash_secret;
 use crate::domain::{ApiKey, OrganizationId};
 use crate::{App, Error, Result};

@@ -5,7 +5,7 @@
 
 mod auth;
 mod envelope;
-mod errors;
+mod error_response;
 pub mod routes;
 
 use super::Spec;

@@ -20,8 +20,8 @@ pub use super::auth::REQUESTS_PER_MINUTE;
 
 use super::auth;
 use super::envelope::{feature_key, split_feature};
-use super::errors::{self, is_xml, respond, response_format, Format};
-use crate::api::{Call, DialectRoutes, Request, Response, Route, RouteGroup};
+use super::error_response::{self, is_xml, respond, response_format, Format};
+use crate::api::route::{Call, DialectRoutes, Request, Response, Route, RouteGroup};
 use crate::domain::{Dialect, OrganizationId, Subscription};
 use crate::{ingest, App, Error, Result};
 
@@ -38,7 +38,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
         ],
     },
     authenticate: |app, request| Box::pin(async { auth::authenticate_and_count(app, request).await.map(Into::into) }),
-    error_response: errors::error_response,
+    error_response: error_response::error_response,
 };
 
 /// The numeric id Lagerkoll clients use: 53 bits of the guid, so it survives JavaScript too.

@@ -8,7 +8,7 @@ use base64::Engine;
 use hmac::Mac;
 
 use crate::api::request::authenticate_with;
-use crate::api::Request;
+use crate::api::route::Request;
 use crate::domain::{ApiKey, Scope};
 use crate::signing::mac;
 use crate::{App, Error, Result};

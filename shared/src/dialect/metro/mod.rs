@@ -5,7 +5,7 @@
 
 mod auth;
 mod envelope;
-mod errors;
+mod error_response;
 mod events;
 pub(crate) mod routes;
 

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{auth, errors};
+use super::{auth, error_response};
 use crate::api::request::{json_response, parse_object};
-use crate::api::{Call, DialectRoutes, Response, Route, RouteGroup};
+use crate::api::route::{Call, DialectRoutes, Response, Route, RouteGroup};
 use crate::delivery;
 use crate::dialect::catalog;
 use crate::domain::event::{allows, EventDefinition};
@@ -96,7 +96,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
     authenticate: |app, request| {
         Box::pin(async { auth::authenticate_order_reader(app, request).await.map(Into::into) })
     },
-    error_response: errors::error_response,
+    error_response: error_response::error_response,
 };
 
 const COLLECTION: &str = "openapi/v1/subscriptions";

@@ -1,5 +1,5 @@
 //! Zettle's error body, `{errorType, developerMessage, violations: [{propertyName,
-//! developerMessage}]}`, and its status: apart from the HTTP half (`errors.rs`), so the batch
+//! developerMessage}]}`, and its status: apart from the HTTP half (`error_response.rs`), so the batch
 //! publish route can nest it in its answers.
 
 use http::StatusCode;

@@ -5,7 +5,7 @@
 
 mod envelope;
 pub(crate) mod error_body;
-mod errors;
+mod error_response;
 mod events;
 pub mod purchase;
 pub(crate) mod routes;

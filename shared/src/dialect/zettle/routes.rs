@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::errors;
+use super::error_response;
 use crate::api::request::{
     authenticate_caller, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization,
 };
-use crate::api::{Call, DialectRoutes, Response, Route, RouteGroup};
+use crate::api::route::{Call, DialectRoutes, Response, Route, RouteGroup};
 use crate::delivery;
 use crate::dialect::catalog;
 use crate::domain::event::{allows, EventDefinition, ScopeRequirement};
@@ -80,7 +80,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
     },
     // An API key, or a portal session (the portal calls these routes too).
     authenticate: |app, request| Box::pin(authenticate_caller(app, request)),
-    error_response: errors::error_response,
+    error_response: error_response::error_response,
 };
 
 const COLLECTION: &str = "organizations/{org}/subscriptions";

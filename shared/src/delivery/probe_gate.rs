@@ -1,37 +1,8 @@
 //! The probe gate: a failing endpoint gets one request at a time from this process (on Lambda:
-//! per warm instance), and the jobs that find it taken wait without spending an attempt.
+//! per warm instance; the claims are `App::delivery_probes`), and the jobs that find it taken
+//! wait without spending an attempt.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use uuid::Uuid;
-
-use crate::domain::OrganizationId;
-
-/// The failing subscriptions with a probe in flight in this process.
-#[derive(Debug, Default, Clone)]
-pub struct Probes(Arc<Mutex<HashSet<(OrganizationId, Uuid)>>>);
-
-/// A probe in flight; the subscription is free to probe again when it is dropped.
-pub struct Probe {
-    probes: Probes,
-    key: (OrganizationId, Uuid),
-}
-
-impl Probes {
-    /// The probe of `subscription`, unless one is in flight already.
-    pub fn claim(&self, org: OrganizationId, subscription: Uuid) -> Option<Probe> {
-        let key = (org, subscription);
-        self.0.lock().expect("probes lock").insert(key).then(|| Probe { probes: self.clone(), key })
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.probes.0.lock().expect("probes lock").remove(&self.key);
-    }
-}
 
 /// How long a job waits while its failing endpoint is being probed by another request: at
 /// least as long as that probe may take (the delivery timeout), and longer the longer the

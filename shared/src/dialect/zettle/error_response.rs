@@ -5,7 +5,8 @@ use http::{header, HeaderMap, HeaderValue};
 
 use super::error_body::error_body;
 use crate::api::request::add_error_headers;
-use crate::api::{json_response, Response};
+use crate::api::request::json_response;
+use crate::api::route::Response;
 use crate::Error;
 
 /// The Zettle error response: [`error_body`] with its status and the error's headers.

@@ -1,39 +1,15 @@
-//! The application: the ports plus the settings every handler needs. Built once per process
-//! (per Lambda cold start), shared by every request.
+//! The stacks an [`App`] is assembled from: the embedded adapters of `tidings serve` (one SQLite
+//! file and an outbox), or DynamoDB, SQS and SES v2 on AWS, from the settings read once.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::delivery::DeliverySettings;
+use super::App;
+use crate::config::DeliverySettings;
 use crate::destination::{self, DestinationPolicy};
 use crate::embedded::{OutboxMailer, SqliteBackend};
-use crate::ports::{Clock, Mailer, PublishLog, Queue, Store, SystemClock};
+use crate::ports::{Clock, SystemClock};
 use crate::Result;
-
-/// Largest request body accepted; larger ones get 413.
-pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
-
-#[derive(Clone)]
-pub struct App {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    /// Idempotency claims and delivery jobs, recorded together.
-    pub publish_log: Arc<dyn PublishLog>,
-    pub mailer: Arc<dyn Mailer>,
-    pub clock: Arc<dyn Clock>,
-    pub destinations: DestinationPolicy,
-    /// The one HTTP client (keep-alive pool) for destination checks and deliveries.
-    pub http: destination::HttpClient,
-    pub delivery: DeliverySettings,
-    /// Failing endpoints being probed (one request at a time each).
-    pub delivery_probes: crate::delivery::Probes,
-    /// API keys read recently (on Lambda; `tidings serve` reads every time).
-    pub keys: Arc<crate::api::key_cache::KeyCache>,
-    /// Publishes one organization may make per calendar minute; 0 = no limit.
-    pub publishes_per_minute: u32,
-    /// The portal's signing secret, read from the store once (`portal::secret`).
-    pub portal_secret: Arc<tokio::sync::OnceCell<String>>,
-}
 
 impl App {
     /// The embedded stack of `tidings serve`: one SQLite file and an outbox in `data_dir`.
@@ -166,7 +142,7 @@ impl App {
         };
         app.delivery.schedule = settings.retry_schedule.clone();
         app.publishes_per_minute = settings.publishes_per_minute;
-        app.keys = Arc::new(crate::api::key_cache::KeyCache::new(settings.key_cache_ttl));
+        app.keys = Arc::new(super::KeyCache::new(settings.key_cache_ttl));
         Ok(app)
     }
 

@@ -5,7 +5,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::api::request::add_error_headers;
-use crate::api::Response;
+use crate::api::route::Response;
 use crate::{Error, Result};
 
 /// Lagerkoll's error codes.

@@ -5,7 +5,8 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::api::request::add_error_headers;
-use crate::api::{json_response, Response};
+use crate::api::request::json_response;
+use crate::api::route::Response;
 use crate::Error;
 
 /// What a failed `test_connection` is reported as.
