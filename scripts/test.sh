@@ -44,6 +44,10 @@ step "AWS-API emulator: its SQS queues stay whole under concurrent sends and del
 step "format"
 cargo fmt --all --check
 
+step "the portal's script: ESLint (recommended rules, pinned in tests/lint)"
+(cd tests/lint && npm ci --no-audit --no-fund --loglevel=error)
+tests/lint/node_modules/.bin/eslint --max-warnings 0 --config tests/lint/eslint.config.js shared/portal/app.js
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

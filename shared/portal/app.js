@@ -1,7 +1,7 @@
 // The Tidings portal: the organization's subscriptions, their health and attempts, through the
 // same API integrators call, authenticated by the session cookie (never an API key). Every value
-// that comes from the server or a receiver is put on the page as text, never as markup.
-"use strict";
+// that comes from the server or a receiver is put on the page as text, never as markup. It is
+// loaded as a module: strict, deferred, and nothing of it leaks into the page's globals.
 
 const state = { session: null };
 
@@ -19,8 +19,8 @@ async function call(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  let json;
+  try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   if (!response.ok) {
     const reason = (json && (json.developerMessage || json.message || json.detail)) || text || response.statusText;
     const error = new Error(reason);
