@@ -100,13 +100,19 @@ pub async fn handle_sqs(
         }
     }
     failed.sort();
+    Ok(batch_item_failures(failed.into_iter().map(|(_, id)| id)))
+}
+
+/// The answer to an SQS batch: the records SQS must keep and offer again, by message id; every
+/// other record is deleted.
+fn batch_item_failures(ids: impl IntoIterator<Item = String>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    for (_, id) in failed {
+    for id in ids {
         let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);
     }
-    Ok(response)
+    response
 }
 
 /// A record SQS offers again (its invocation crashed, timed out or was throttled) may end in the
@@ -181,7 +187,7 @@ pub async fn handle_ingest(
     Ok(serde_json::to_value(response)?)
 }
 
-/// A batch from a publish queue: each record one publish (see `api::publish::source_record`),
+/// A batch from a publish queue: each record one publish (see `ingest::record::source_record`),
 /// published together ([`crate::ingest::publish_many`]). A record that can never be published
 /// (not a publish record, an unknown event, a payload its event refuses) is logged with its
 /// reason and moved to the queue's dead-letter queue at once; a record that failed for a
@@ -196,7 +202,7 @@ pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, b
     for record in &batch.records {
         let id = record.message_id.as_deref().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
-        match api::publish::source_record(body.as_bytes(), Some(id)) {
+        match crate::ingest::record::source_record(body.as_bytes(), Some(id)) {
             Ok(request) => {
                 requests.push(request);
                 requested.push(record);
@@ -252,13 +258,7 @@ pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, b
             "published from a queue"
         );
     }
-    let mut response = SqsBatchResponse::default();
-    for record in failed {
-        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-        failure.item_identifier = record.message_id.clone().unwrap_or_default();
-        response.batch_item_failures.push(failure);
-    }
-    response
+    batch_item_failures(failed.into_iter().map(|record| record.message_id.clone().unwrap_or_default()))
 }
 
 /// A refused record's reason, naming the field.

@@ -39,6 +39,7 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 pub mod ingest;
+pub(crate) mod json;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub(crate) mod metrics;

@@ -21,8 +21,9 @@ use std::sync::LazyLock;
 
 use tracing::Instrument;
 
+pub use crate::json::MAX_JSON_DEPTH;
 pub use portal::BasePath;
-pub use request::{json_response, MAX_JSON_DEPTH};
+pub use request::json_response;
 pub use route::{Call, Caller, DialectRoutes, Route, RouteGroup};
 pub use route::{Handler, Request, Response};
 

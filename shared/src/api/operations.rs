@@ -23,12 +23,13 @@
 use http::{Method, StatusCode};
 use uuid::Uuid;
 
-use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
+use super::request::{json_response, resolve_organization};
 use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
 use crate::domain::event::allows;
 use crate::domain::health::DeliveryHealth;
 use crate::domain::{DeliveryOptions, Dialect, OrganizationId, RateLimit};
+use crate::json::{parse_object, reject_unknown_fields};
 use crate::ports::{AttemptOutcome, AttemptQuery};
 use crate::{ingest, Error, Result};
 
@@ -344,7 +345,7 @@ async fn replay(call: Call<'_>) -> Result<Response> {
     let (org, id) = subscription_of(&call)?;
     let fields = parse_object(call.request.body())?;
     reject_unknown_fields(fields.keys(), &["messageId"])?;
-    let message_id = super::publish::message_id(&fields, true)?.expect("required");
+    let message_id = crate::ingest::record::message_id(&fields, true)?.expect("required");
     ingest::replay(app, org, id, &message_id, Some(&key.scopes)).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,

@@ -17,11 +17,12 @@ use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::request::{json_response, parse_object, reject_unknown_fields, resolve_organization};
+use super::request::{json_response, resolve_organization};
 use super::route::{Call, Request, Response, Route, RouteGroup};
 use super::session::{self, SESSION_COOKIE};
 use crate::dialect::catalog;
 use crate::domain::{utc_timestamp, Dialect, Scope, Subscription, SubscriptionStatus};
+use crate::json::{parse_object, reject_unknown_fields};
 use crate::{App, Error, Result};
 
 pub static ROUTES: RouteGroup = RouteGroup {

@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use super::route::{Caller, Request, Response};
 use super::session;
@@ -89,80 +88,6 @@ pub(crate) fn resolve_organization(path_org: &str, key: &ApiKey) -> Result<Organ
     }
 }
 
-/// Parses a body that must be one JSON object.
-pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::bad_request(None, "the request body must be a JSON object"));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::bad_request(None, "the request body must be a JSON object")),
-        Err(e) => Err(Error::bad_request(None, format!("the request body is not valid JSON: {e}"))),
-    }
-}
-
-/// How deeply JSON bodies may nest (objects and arrays, the outermost included): serde_json's
-/// limit for parsed values, applied to raw payloads too.
-pub const MAX_JSON_DEPTH: usize = 127;
-
-/// Refuses JSON text nested deeper than [`MAX_JSON_DEPTH`], without parsing it.
-pub(crate) fn check_depth(body: &[u8]) -> Result<()> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(Error::bad_request(
-                        None,
-                        format!("the request body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"),
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Parses a body that must be one JSON object, keeping each field's exact bytes: for bodies
-/// that carry a payload to pass on untouched, parsed once.
-pub(crate) fn parse_raw_object(
-    body: &[u8],
-) -> Result<std::collections::BTreeMap<String, &serde_json::value::RawValue>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::bad_request(None, "the request body must be a JSON object"));
-    }
-    // Raw values are skipped, not parsed, so serde_json's depth limit does not reach them.
-    check_depth(body)?;
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::bad_request(None, "the request body must be a JSON object"),
-        _ => Error::bad_request(None, format!("the request body is not valid JSON: {e}")),
-    })
-}
-
-/// Refuses fields the dialect does not define, naming the first one.
-pub(crate) fn reject_unknown_fields<'a>(keys: impl IntoIterator<Item = &'a String>, allowed: &[&str]) -> Result<()> {
-    match keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(Error::BadRequest {
-            field: Some(unknown.clone()),
-            message: format!("unknown field {unknown:?}; allowed fields: {}", allowed.join(", ")),
-        }),
-        None => Ok(()),
-    }
-}
-
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).expect("response bodies always serialize");
     let mut response = http::Response::new(Bytes::from(bytes));
@@ -213,25 +138,4 @@ pub(crate) async fn count_many_against_minute_limit(app: &App, client: &str, req
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nested(depth: usize) -> String {
-        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
-    }
-
-    #[test]
-    fn raw_bodies_nest_as_deep_as_parsed_ones() {
-        for depth in [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1] {
-            let body = format!(r#"{{"payload": {}}}"#, nested(depth - 1));
-            let parsed = serde_json::from_str::<Value>(&body).is_ok();
-            assert_eq!(parse_raw_object(body.as_bytes()).is_ok(), parsed, "depth {depth}");
-        }
-        // Brackets inside strings, escaped quotes included, are text.
-        let body = format!(r#"{{"payload": "\"{}"}}"#, nested(500));
-        assert!(parse_raw_object(body.as_bytes()).is_ok());
-    }
 }

@@ -14,13 +14,14 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{auth, error_response};
-use crate::api::request::{json_response, parse_object};
+use crate::api::request::json_response;
 use crate::api::route::{Call, DialectRoutes, Response, Route, RouteGroup};
 use crate::delivery;
 use crate::dialect::catalog;
 use crate::domain::event::{allows, EventDefinition};
 use crate::domain::subscription::MAX_CONTACT_EMAIL_LEN;
 use crate::domain::{ApiKey, Dialect, Subscription, SubscriptionStatus};
+use crate::json::parse_object;
 use crate::{App, Error, Result};
 
 const FIELDS: &[&str] = &["url", "event", "fallbackEmail", "isActive"];

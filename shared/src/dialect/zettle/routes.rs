@@ -13,15 +13,14 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error_response;
-use crate::api::request::{
-    authenticate_caller, empty_response, json_response, parse_object, reject_unknown_fields, resolve_organization,
-};
+use crate::api::request::{authenticate_caller, empty_response, json_response, resolve_organization};
 use crate::api::route::{Call, DialectRoutes, Response, Route, RouteGroup};
 use crate::delivery;
 use crate::dialect::catalog;
 use crate::domain::event::{allows, EventDefinition, ScopeRequirement};
 use crate::domain::subscription::{MAX_CONTACT_EMAIL_LEN, TRANSPORT_WEBHOOK};
 use crate::domain::{utc_timestamp, ApiKey, Dialect, OrganizationId, Subscription, SubscriptionStatus};
+use crate::json::{parse_object, reject_unknown_fields};
 use crate::{App, Error, Result};
 
 /// The event name of the message sent to a destination when a subscription is created.

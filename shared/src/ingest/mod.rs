@@ -1,6 +1,8 @@
 //! Publishing: validate, fan out to every matching subscription, enqueue one delivery job per
 //! subscription in batches, answer once per message id.
 
+pub(crate) mod record;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
