@@ -1,5 +1,6 @@
-//! The local delivery worker of `tidings serve`: takes due jobs from the embedded queue as
-//! delivery slots free up and runs the shared delivery routine on each as its own task.
+//! The local delivery worker of `tidings serve`: takes due jobs from the embedded queue as its
+//! permits (its deliveries in flight, [`CONCURRENCY`]) free up and runs the shared delivery
+//! routine on each as its own task.
 //!
 //! One tenant's bad endpoint never holds up another's deliveries:
 //! - No batch barrier: a job that finishes is acknowledged and its attempt recorded without
@@ -9,7 +10,7 @@
 //!   flight ([`FAST_SHARE`] to one whose deliveries take under [`SLOW`]); a subscription whose
 //!   last attempt failed is probed with one request at a time until one succeeds (a half-open
 //!   circuit). A job over its subscription's share waits in the share's waiting list without
-//!   holding a slot, and starts on the slot of the subscription's next finished delivery; when
+//!   holding a permit, and starts on the permit of the subscription's next finished delivery; when
 //!   the list is as long as can start before the job's visibility runs out, the job goes back on
 //!   the queue for about as long instead. Either way no attempt is counted.
 
@@ -40,7 +41,7 @@ const SLOW: Duration = Duration::from_millis(100);
 const WAIT_HORIZON: Duration = Duration::from_secs(20);
 /// Jobs waiting in all shares at once, at most (memory).
 const MAX_WAITING: usize = 4096;
-/// Jobs taken per queue read, at most (never more than the free slots).
+/// Jobs taken per queue read, at most (never more than the free permits).
 const BATCH: usize = 256;
 /// How long a taken job stays hidden, from the delivery timeout: a job may wait in its
 /// subscription's share up to [`WAIT_HORIZON`], then take the whole timeout, and three timeouts
@@ -76,7 +77,7 @@ struct Share {
     failing: bool,
     /// A running average of how long its attempts take.
     latency: Option<Duration>,
-    /// Jobs received for it, waiting for a place in its share (holding no slot).
+    /// Jobs received for it, waiting for a place in its share (holding no permit).
     waiting: std::collections::VecDeque<ReceivedJob>,
 }
 
@@ -104,7 +105,7 @@ impl Share {
 
 /// What to do with a received job.
 enum Admission {
-    /// Start it now, on a slot.
+    /// Start it now, on a permit.
     Start(ReceivedJob),
     /// It waits in its subscription's share.
     Waiting,
@@ -143,7 +144,7 @@ impl Shares {
     }
 
     /// A delivery of the subscription finished: its next waiting job, if its share has room,
-    /// takes over the finished delivery's place and slot.
+    /// takes over the finished delivery's place and permit.
     fn leave(
         &self,
         key: SubscriptionKey,
@@ -193,19 +194,19 @@ async fn purge(app: App) {
 /// Runs until `shutdown` completes; deliveries in flight then get the delivery timeout (plus a
 /// little) to finish and be recorded.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let shares = Arc::new(Shares::default());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel::<Finished>();
     let recorder = tokio::spawn(record(app.clone(), finished_rx));
     let purger = tokio::spawn(purge(app.clone()));
     tokio::pin!(shutdown);
     loop {
-        // A free slot first, so jobs are taken only when they can start at once.
-        let first_slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        // A free permit first, so jobs are taken only when they can start at once.
+        let first_permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let free = slots.available_permits() + 1;
+        let free = permits.available_permits() + 1;
         let jobs = match app.queue.receive(free.min(BATCH), visibility(app.http.timeout())).await {
             Ok(jobs) => jobs,
             Err(err) => {
@@ -213,7 +214,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                 Vec::new()
             }
         };
-        let mut first_slot = Some(first_slot);
+        let mut first_permit = Some(first_permit);
         let mut taken = 0;
         for received in jobs {
             let key = (received.job.organization, received.job.subscription_id);
@@ -230,37 +231,37 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                     continue;
                 }
             };
-            let slot = match first_slot.take() {
-                Some(slot) => slot,
-                // Free by construction: only this loop takes slots.
-                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            let permit = match first_permit.take() {
+                Some(permit) => permit,
+                // Free by construction: only this loop takes permits.
+                None => permits.clone().acquire_owned().await.expect("the semaphore is never closed"),
             };
             taken += 1;
             let (app, finished, shares) = (app.clone(), finished_tx.clone(), shares.clone());
             tokio::spawn(async move {
-                // The slot goes on to the subscription's waiting jobs while its share allows.
+                // The permit goes on to the subscription's waiting jobs while its share allows.
                 let mut next = Some(received);
                 while let Some(received) = next {
                     let outcome = delivery::attempt(&app, &received).await;
                     next = shares.leave(key, &outcome);
                     let _ = finished.send(Finished { received, outcome });
                 }
-                drop(slot);
+                drop(permit);
             });
         }
         if taken == 0 {
-            drop(first_slot);
+            drop(first_permit);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = app.queue.wait_for_jobs(IDLE_POLL) => {}
             }
         }
     }
-    // Every slot back means every delivery in flight has finished and handed in its outcome.
+    // Every permit back means every delivery in flight has finished and handed in its outcome.
     // Waiting jobs start no more; all of it within one deadline.
     shares.closing.store(true, std::sync::atomic::Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + app.http.timeout() + SHUTDOWN_GRACE;
-    if tokio::time::timeout_at(deadline, slots.acquire_many(CONCURRENCY as u32)).await.is_err() {
+    if tokio::time::timeout_at(deadline, permits.acquire_many(CONCURRENCY as u32)).await.is_err() {
         tracing::warn!("deliveries still in flight at shutdown are delivered again after the restart");
     }
     purger.abort();

@@ -30,6 +30,7 @@ use crate::domain::PublishRecord;
 use crate::{Error, Result};
 
 mod items;
+mod limits;
 pub(crate) mod lines;
 use items::{n, nanos, org_pk, payload_attribute, publish_from, s, Item};
 mod store;

@@ -9,20 +9,21 @@
 //! message that keeps failing without being dead-lettered explicitly (a crash, a poison
 //! message) still reaches the DLQ after `maxReceiveCount`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
-use super::dynamodb::lines::LapsedHead;
 use super::sdk::sdk_error;
 use super::DynamoStore;
 use crate::domain::{DeliveryJob, Lane};
-use crate::ports::{MessageLog, Queue, ReceivedJob};
+use crate::ports::{Queue, ReceivedJob};
 use crate::{Error, Result};
+
+mod dead_letters;
+mod ordered;
+mod send;
 
 /// SQS's limits.
 const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -31,26 +32,8 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// the receive, and refuses a change beyond it; the receive was moments ago, so stay 10 minutes
 /// short. A longer wait comes back early and is hidden again (the job carries its due time).
 pub(crate) const MAX_DEFER: Duration = Duration::from_secs(12 * 60 * 60 - 10 * 60);
+/// The most messages one SQS batch call takes.
 const MAX_BATCH: usize = 10;
-/// The total size SQS accepts in one SendMessageBatch (and one message).
-const MAX_BATCH_BYTES: usize = 256 * 1024;
-
-/// Splits message bodies into SendMessageBatch calls: at most 10 entries and 256 KiB each.
-fn batches(bodies: Vec<String>) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    let mut size = 0;
-    for body in bodies {
-        let fits = out.last().is_some_and(|b| b.len() < MAX_BATCH && size + body.len() <= MAX_BATCH_BYTES);
-        if !fits {
-            out.push(Vec::new());
-            size = 0;
-        }
-        size += body.len();
-        out.last_mut().expect("a batch was just pushed").push(body);
-    }
-    out
-}
-
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
@@ -73,11 +56,6 @@ pub struct SqsQueue {
 /// A head's lease: twice SQS's longest delay (a waiting job comes back at least that often)
 /// plus the queues' visibility timeout (6 minutes) and room for a backlog.
 const DEFAULT_LINE_LEASE: Duration = Duration::from_secs(45 * 60);
-/// The most heads of a shard one sweep takes over.
-const SWEEP_LIMIT: usize = 100;
-/// A head whose job is lost this many times (a poison message that crashes every invocation,
-/// redriven again and again) is dead-lettered by the sweeper, and its line moves on.
-const MAX_SWEEPS: u32 = 3;
 
 /// Receipts of messages taken from the retry and paced queues carry these prefixes, so
 /// acknowledging and hiding them goes to the right queue.
@@ -109,43 +87,6 @@ impl SqsQueue {
     pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = max_delay.min(MAX_DELAY);
         self
-    }
-
-    /// Keeps ordered jobs in lines in `store`'s table, so a line's jobs go one at a time.
-    pub fn with_lines(mut self, store: Arc<DynamoStore>) -> Self {
-        self.lines = Some(store);
-        self
-    }
-
-    fn lines(&self) -> Result<&DynamoStore> {
-        self.lines.as_deref().ok_or_else(|| Error::internal("ordered delivery on SQS needs the table for its lines"))
-    }
-
-    /// Sends the heads this instance marked `queued`. When the send fails the marks are taken
-    /// back, so the next to look at the line (a repeated publish, the job ahead received again)
-    /// sends them instead of the line waiting for a send that never comes.
-    async fn send_heads(&self, heads: Vec<DeliveryJob>, delay: Duration) -> Result<()> {
-        let sent = self.send_now(heads.iter().collect(), delay).await;
-        if sent.is_err() {
-            for head in &heads {
-                if let Err(err) = self.lines()?.unmark_queued(head, time::OffsetDateTime::now_utc()).await {
-                    tracing::error!(message_id = %head.message_id, error = %err, "an ordered line's head was marked sent but is not: its line waits");
-                }
-            }
-        }
-        sent
-    }
-
-    /// Sends jobs now, each in its lane.
-    async fn send_now(&self, jobs: Vec<&DeliveryJob>, delay: Duration) -> Result<()> {
-        for lane in [Lane::First, Lane::Slow, Lane::Paced] {
-            let bodies =
-                jobs.iter().filter(|j| j.lane == lane).map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-            for chunk in batches(bodies) {
-                self.send_batch(self.lane_url(lane), &chunk, delay).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Sends retries to `retry_url` instead of the delivery queue (and paced jobs, until they
@@ -200,102 +141,6 @@ impl SqsQueue {
         }
     }
 
-    /// One SendMessageBatch of at most 10 bodies.
-    async fn send_batch(&self, queue_url: &str, bodies: &[String], delay: Duration) -> Result<()> {
-        let entries = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body)
-                    .delay_seconds(seconds(delay, self.max_delay))
-                    .build()
-                    .map_err(Error::internal)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| sdk_error("SQS SendMessageBatch", e))?;
-        if let Some(failed) = out.failed.first() {
-            return Err(Error::internal(format!(
-                "SQS SendMessageBatch refused {} of {} messages: {} {}",
-                out.failed.len(),
-                bodies.len(),
-                failed.code,
-                failed.message.as_deref().unwrap_or("")
-            )));
-        }
-        Ok(())
-    }
-
-    /// Queues a dead letter again, with a full schedule ahead of it.
-    async fn replay(&self, job: DeliveryJob) -> Result<()> {
-        let fresh = job.fresh();
-        if job.line.is_some() && job.seat.is_some() {
-            let own_seat = DeliveryJob { seat: job.seat.clone(), ..fresh.clone() };
-            let now = time::OffsetDateTime::now_utc();
-            if let Some(head) = self.lines()?.reclaim_seat(&own_seat, now, self.line_lease).await? {
-                return self.send_heads(vec![head], Duration::ZERO).await;
-            }
-        }
-        self.enqueue(&[fresh], Duration::ZERO).await
-    }
-
-    /// Moves on a line whose head the sweep took over (see `Queue::sweep_lines`).
-    async fn move_on(&self, head: LapsedHead, now: time::OffsetDateTime) -> Result<()> {
-        let job = head.job;
-        if self.delivered_already(&job).await? {
-            // Its seat could not be released after its delivery: never POSTed again.
-            tracing::warn!("an ordered line's head was delivered but kept its seat: the line moves on");
-            self.leave_line(&job).await
-        } else if head.sweeps > MAX_SWEEPS {
-            tracing::error!(
-                sweeps = head.sweeps,
-                "an ordered line's head lost its job again and again: dead-lettered, the line moves on"
-            );
-            let until = now + crate::domain::retention::DEAD_LETTER_RETENTION;
-            self.lines()?.retain_message(job.organization, &job.message_id, until).await?;
-            self.send_dead_letter(&job).await?;
-            self.leave_line(&job).await
-        } else {
-            tracing::warn!(ticket = job.ticket, "an ordered line's head lost its job (its lease lapsed): sent again");
-            self.send_heads(vec![job], Duration::ZERO).await
-        }
-    }
-
-    /// Puts a job on the dead-letter queue.
-    async fn send_dead_letter(&self, job: &DeliveryJob) -> Result<()> {
-        self.client
-            .send_message()
-            .queue_url(&self.dead_letter_url)
-            .message_body(serde_json::to_string(job)?)
-            .send()
-            .await
-            .map_err(|e| sdk_error("SQS SendMessage (dead-letter queue)", e))?;
-        Ok(())
-    }
-
-    /// Whether a job's message was delivered to its subscription since it was published (a
-    /// head whose seat stayed after its delivery).
-    async fn delivered_already(&self, job: &DeliveryJob) -> Result<bool> {
-        use crate::ports::{AttemptOutcome, AttemptQuery};
-        let query = AttemptQuery {
-            since: Some(job.published_at),
-            until: None,
-            outcome: Some(AttemptOutcome::Delivered),
-            event: None,
-            message_id: Some(job.message_id.clone()),
-            limit: 1,
-        };
-        Ok(!self.lines()?.attempts(job.organization, job.subscription_id, &query).await?.is_empty())
-    }
-
     /// When a job sent now with `delay` becomes due, if SQS cannot delay it that long: the rest
     /// of the wait rides on the job (a receive before then sends it on again).
     fn not_before(&self, delay: Duration) -> Option<time::OffsetDateTime> {
@@ -344,49 +189,19 @@ impl Queue for SqsQueue {
         }
         let (ordered, unordered): (Vec<&DeliveryJob>, Vec<&DeliveryJob>) = jobs.iter().partition(|j| j.line.is_some());
         self.send_now(unordered, delay).await?;
-        // An ordered job joins its line; it is sent now only if it is the line's head. A join
-        // that fails stops the loop, but the heads marked before it are still sent (or their
-        // marks taken back): an error never leaves a head marked and unsent.
-        let now = time::OffsetDateTime::now_utc();
-        let mut heads = Vec::new();
-        let mut joined = Ok(());
-        for job in ordered {
-            match self.lines()?.join_line(job, now, self.line_lease).await {
-                Ok(head) => heads.extend(head),
-                Err(err) => {
-                    joined = Err(err);
-                    break;
-                }
-            }
-        }
-        self.send_heads(heads, delay).await?;
-        joined
+        self.join_lines(ordered, delay).await
     }
 
     async fn leave_line(&self, job: &DeliveryJob) -> Result<()> {
-        let next = self.lines()?.leave_line(job, time::OffsetDateTime::now_utc(), self.line_lease).await?;
-        self.send_heads(next.into_iter().collect(), Duration::ZERO).await
+        self.leave(job).await
     }
 
     async fn in_line(&self, job: &DeliveryJob) -> Result<crate::ports::LinePlace> {
-        self.lines()?.renew_seat(job, time::OffsetDateTime::now_utc(), self.line_lease).await
+        self.renew_seat(job).await
     }
 
     async fn sweep_lines(&self) -> Result<usize> {
-        let lines = self.lines()?;
-        let now = time::OffsetDateTime::now_utc();
-        let heads = lines.lapsed_heads(now, self.line_lease, SWEEP_LIMIT).await?;
-        let stalled = heads.len();
-        for head in heads {
-            let job = &head.job;
-            let span = tracing::warn_span!("line", org = %job.organization, subscription = %job.subscription_id, message_id = %job.message_id);
-            // One head's failure leaves the others to be moved: its lease lapses again, and a
-            // later sweep tries it again.
-            if let Err(err) = tracing::Instrument::instrument(self.move_on(head, now), span).await {
-                tracing::error!(error = %err, "a stalled ordered line could not be moved: a later sweep tries again");
-            }
-        }
-        Ok(stalled)
+        self.sweep().await
     }
 
     fn lateness(&self) -> Duration {
@@ -530,87 +345,18 @@ impl Queue for SqsQueue {
     }
 
     async fn redrive_dead_letters(&self, limit: usize) -> Result<usize> {
-        let mut moved = 0;
-        while moved < limit {
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(&self.dead_letter_url)
-                .max_number_of_messages((limit - moved).min(MAX_BATCH) as i32)
-                .visibility_timeout(60)
-                .send()
-                .await
-                .map_err(|e| sdk_error("SQS ReceiveMessage (dead-letter queue)", e))?;
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for message in messages {
-                // Back onto the queue first, then off the DLQ: a crash leaves a duplicate, not a loss.
-                match message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
-                    // Replayed with a full schedule ahead of it: an ordered head SQS's redrive
-                    // moved here takes its seat back, any other ordered job joins its line's end.
-                    Some(Ok(job)) => self.replay(job).await?,
-                    Some(Err(_)) => {
-                        self.client
-                            .send_message()
-                            .queue_url(&self.queue_url)
-                            .message_body(message.body.clone().unwrap_or_default())
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("SQS SendMessage", e))?;
-                    }
-                    None => {}
-                }
-                self.client
-                    .delete_message()
-                    .queue_url(&self.dead_letter_url)
-                    .receipt_handle(message.receipt_handle.unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("SQS DeleteMessage (dead-letter queue)", e))?;
-                moved += 1;
-            }
-        }
-        Ok(moved)
+        self.redrive(limit).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeliveryJob>> {
-        // A peek: received with visibility 0 so they stay available for replay.
-        let mut seen = HashSet::new();
-        let mut jobs = Vec::new();
-        while jobs.len() < limit {
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(&self.dead_letter_url)
-                .max_number_of_messages(MAX_BATCH as i32)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(|e| sdk_error("SQS ReceiveMessage (dead-letter queue)", e))?;
-            let mut fresh = 0;
-            for message in out.messages.unwrap_or_default() {
-                let id = message.message_id.clone().unwrap_or_default();
-                if !seen.insert(id) {
-                    continue;
-                }
-                fresh += 1;
-                if let Some(Ok(job)) = message.body.as_deref().map(serde_json::from_str::<DeliveryJob>) {
-                    jobs.push(job);
-                }
-            }
-            if fresh == 0 {
-                break;
-            }
-        }
-        jobs.truncate(limit);
-        Ok(jobs)
+        self.peek_dead_letters(limit).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_wait_near_twelve_hours_is_hidden_for_less_than_the_limit_counted_from_the_receive() {
         // The schedule's 10 h step with +20 % jitter.
@@ -618,16 +364,5 @@ mod tests {
         let hidden = seconds(wait, MAX_DEFER);
         assert!(hidden < 12 * 60 * 60 - 5 * 60, "{hidden} s");
         assert_eq!(seconds(Duration::from_secs(90), MAX_DEFER), 90);
-    }
-
-    use super::*;
-
-    #[test]
-    fn batches_hold_ten_messages_and_256_kib_at_most() {
-        let small: Vec<String> = (0..25).map(|i| format!("{i}")).collect();
-        assert_eq!(batches(small).iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
-        let big: Vec<String> = (0..10).map(|_| "x".repeat(100 * 1024)).collect();
-        let sizes: Vec<usize> = batches(big).iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![2, 2, 2, 2, 2]);
     }
 }
