@@ -96,7 +96,7 @@ paced_statements = [st for st in resources["DeliveryRole"]["Properties"]["Polici
 paced_actions = {a for st in paced_statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
 check({"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= paced_actions, "the delivery role must send to and consume the paced queue")
 # The code waits in place up to the SQS queue's lateness, which covers the batching window.
-sqs_rs = (ROOT / "shared" / "src" / "aws" / "sqs.rs").read_text()
+sqs_rs = "\n".join(f.read_text() for f in sorted((ROOT / "shared" / "src" / "aws" / "sqs").glob("*.rs")))
 lateness = int(re.search(r"fn lateness\(&self\) -> Duration \{[^}]*Duration::from_secs\((\d+)\)", sqs_rs).group(1))
 check(paced["Properties"].get("MaximumBatchingWindowInSeconds", 0) + 1 <= lateness, f"the paced lane's batching window and 1 s of delay rounding must fit the queue's lateness of {lateness} s")
 alarms = of_type("AWS::CloudWatch::Alarm")
@@ -310,11 +310,10 @@ def rust_seconds(expression):
     return eval(expression)  # digits and operators only (checked above)
 
 
-schedule_rs = (ROOT / "shared" / "src" / "delivery" / "schedule.rs").read_text()
+schedule_rs = (ROOT / "shared" / "src" / "domain" / "retry_schedule.rs").read_text()
 # The delivery routine, all its stages.
 delivery_rs = "".join(p.read_text() for p in sorted((ROOT / "shared" / "src" / "delivery").glob("*.rs")))
 retention_rs = (ROOT / "shared" / "src" / "domain" / "retention.rs").read_text()
-sqs_rs = (ROOT / "shared" / "src" / "aws" / "sqs.rs").read_text()
 destination_rs = (ROOT / "shared" / "src" / "destination.rs").read_text()
 default_schedule = re.search(r'(?:pub(?:\(crate\))? )?const DEFAULT_SCHEDULE: &str = "([^"]+)"', schedule_rs).group(1)
 jitter = float(re.search(r"const JITTER: f64 = ([\d.]+);", schedule_rs).group(1))
