@@ -76,7 +76,8 @@ pub fn line_not_left() {
 }
 
 /// After each sweep of the ordered lines: how many had stopped moving (their head's lease had
-/// lapsed) and were moved on.
+/// lapsed) and were moved on. The sweep runs on Lambda only.
+#[cfg(feature = "lambda")]
 pub fn stalled_lines(count: usize) {
     if on_lambda() {
         println!("{}", emf_line(now_ms(), &[("Function", "delivery")], &[("StalledLines", "Count", json!(count))]));

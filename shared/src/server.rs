@@ -65,7 +65,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let connections = Arc::new(Connections::default());
     let mut failures = AcceptFailures::default();
     // Learned when accepting first fails for want of descriptors: how many connections fit.
@@ -97,49 +97,63 @@ pub async fn serve(
             connections.shed_oldest_idle(1);
         }
         // Over the cap, the oldest connection doing nothing makes room; when every connection
-        // is busy, the new one waits for a free slot.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
+        // is busy, the new one waits for a free permit.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
             Err(_) => {
                 connections.shed_oldest_idle(1);
                 tokio::select! {
-                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                     _ = &mut shutdown => break,
                 }
             }
         };
-        let (id, shed) = connections.open();
-        let (app, tracked) = (app.clone(), connections.clone());
-        let service = service_fn(move |request| {
-            let (app, tracked) = (app.clone(), tracked.clone());
-            async move {
-                tracked.set_busy(id, true);
-                let response = handle(&app, request, peer, limits.body_timeout).await;
-                tracked.set_busy(id, false);
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        let connections = connections.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                closed = connection => if let Err(err) = closed {
-                    tracing::debug!(error = %err, "connection closed with an error");
-                },
-                // Dropping the connection closes it.
-                _ = shed.notified() => tracing::debug!("idle connection closed to make room"),
-            }
-            connections.close(id);
-            drop(slot);
-        });
+        serve_connection(stream, peer, &app, limits, &connections, &graceful, permit);
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves one accepted connection on a task of its own, holding its `permit` (a place under
+/// `--max-connections`) until it closes; it closes early when shed to make room.
+fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    app: &App,
+    limits: Limits,
+    connections: &Arc<Connections>,
+    graceful: &GracefulShutdown,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (id, shed) = connections.open();
+    let (app, tracked) = (app.clone(), connections.clone());
+    let service = service_fn(move |request| {
+        let (app, tracked) = (app.clone(), tracked.clone());
+        async move {
+            tracked.set_busy(id, true);
+            let response = handle(&app, request, peer, limits.body_timeout).await;
+            tracked.set_busy(id, false);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    let connections = connections.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            closed = connection => if let Err(err) = closed {
+                tracing::debug!(error = %err, "connection closed with an error");
+            },
+            // Dropping the connection closes it.
+            _ = shed.notified() => tracing::debug!("idle connection closed to make room"),
+        }
+        connections.close(id);
+        drop(permit);
+    });
 }
 
 /// The open connections, each with the time it last became idle (`None` while a request is in

@@ -74,21 +74,14 @@ pub struct PublishRequest {
 pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Result<Published>> {
     let now = app.clock.now();
     let mut answers: Vec<Option<Result<Published>>> = vec![None; requests.len()];
-    // Fan-out: one read of each organization's subscriptions (one Query on DynamoDB), matched
-    // here, as Svix matches an application's endpoints. Only those switched on and not disabled.
-    let mut subscriptions: HashMap<OrganizationId, Result<Vec<Subscription>>> = HashMap::new();
-    for org in requests.iter().map(|r| r.org) {
-        if let std::collections::hash_map::Entry::Vacant(entry) = subscriptions.entry(org) {
-            entry.insert(app.store.list_subscriptions(org).await);
-        }
-    }
+    let subscriptions = subscriptions_of(app, &requests).await;
     let mut first_of: HashMap<(OrganizationId, String), usize> = HashMap::new();
     let mut repeats_of: Vec<(usize, usize)> = Vec::new();
     // The publishes to make, and where each one's answer goes.
     let mut batch: Vec<(PublishRecord, Vec<DeliveryJob>)> = Vec::new();
     let mut positions: Vec<usize> = Vec::new();
-    for (position, request) in requests.into_iter().enumerate() {
-        let message_id = request.message_id.unwrap_or_else(|| Uuid::new_v4().to_string());
+    for (position, mut request) in requests.into_iter().enumerate() {
+        let message_id = request.message_id.take().unwrap_or_else(|| Uuid::new_v4().to_string());
         match first_of.entry((request.org, message_id.clone())) {
             std::collections::hash_map::Entry::Occupied(first) => {
                 repeats_of.push((position, *first.get()));
@@ -98,35 +91,13 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
                 entry.insert(position);
             }
         }
-        // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
-        let payload = match request.event.prepare_payload(&request.payload) {
-            Ok(payload) => payload,
-            Err(err) => {
-                answers[position] = Some(Err(err));
-                continue;
+        match message_and_jobs(request, message_id, &subscriptions, now) {
+            Ok(publish) => {
+                batch.push(publish);
+                positions.push(position);
             }
-        };
-        let targets: Vec<&Subscription> = match &subscriptions[&request.org] {
-            Ok(all) => all.iter().filter(|s| request.event.reaches(s) && s.status.receives()).collect(),
-            Err(err) => {
-                answers[position] = Some(Err(err.clone()));
-                continue;
-            }
-        };
-        let record = PublishRecord::new(
-            request.org,
-            &message_id,
-            request.event.name,
-            payload.as_ref(),
-            targets.len() as u32,
-            now,
-        )
-        .with_ordering_key(request.ordering_key);
-        // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch
-        // waits on a dead endpoint.
-        let jobs = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
-        batch.push((record, jobs));
-        positions.push(position);
+            Err(err) => answers[position] = Some(Err(err)),
+        }
     }
     let outcomes = app.publish_log.publish_many(&batch, IDEMPOTENCY_WINDOW).await;
     let mut fan_outs = Vec::new();
@@ -150,6 +121,44 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
     }
     crate::metrics::published(&fan_outs);
     answers.into_iter().map(|answer| answer.expect("every request is answered")).collect()
+}
+
+/// The fan-out's read: each organization's subscriptions read once (one Query on DynamoDB),
+/// matched here, as Svix matches an application's endpoints.
+async fn subscriptions_of(
+    app: &App,
+    requests: &[PublishRequest],
+) -> HashMap<OrganizationId, Result<Vec<Subscription>>> {
+    let mut subscriptions = HashMap::new();
+    for org in requests.iter().map(|r| r.org) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = subscriptions.entry(org) {
+            entry.insert(app.store.list_subscriptions(org).await);
+        }
+    }
+    subscriptions
+}
+
+/// A request's message and one job per subscription it reaches (switched on and not disabled),
+/// or why it cannot be published.
+fn message_and_jobs(
+    request: PublishRequest,
+    message_id: String,
+    subscriptions: &HashMap<OrganizationId, Result<Vec<Subscription>>>,
+    now: time::OffsetDateTime,
+) -> Result<(PublishRecord, Vec<DeliveryJob>)> {
+    // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
+    let payload = request.event.prepare_payload(&request.payload)?;
+    let targets: Vec<&Subscription> = match &subscriptions[&request.org] {
+        Ok(all) => all.iter().filter(|s| request.event.reaches(s) && s.status.receives()).collect(),
+        Err(err) => return Err(err.clone()),
+    };
+    let record =
+        PublishRecord::new(request.org, &message_id, request.event.name, payload.as_ref(), targets.len() as u32, now)
+            .with_ordering_key(request.ordering_key);
+    // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch waits on
+    // a dead endpoint.
+    let jobs = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();
+    Ok((record, jobs))
 }
 
 /// Publishes `payload` to one subscription (Lagerkoll's execute-by-guid): kept for replay like
