@@ -14,6 +14,9 @@
   message. Real SQS does neither.
 - Item and message sizes are moto's own, which match AWS (400 KB items, 1 MiB messages):
   tests/emulator_check.py shows both refused.
+- DynamoDB key sizes on every call: moto refuses a partition key over 2,048 bytes or a sort key
+  over 1,024 on writes only; AWS refuses them on reads too (GetItem, BatchGetItem, Query,
+  UpdateItem, DeleteItem, transactions), with a ValidationException.
 
 Every call a registered principal makes is counted: `GET /tidings-emulator/iam` lists them
 (principal, action, resource, allowed, count), for tests/iam_audit.py.
@@ -92,6 +95,80 @@ def _receive_under_cap(backend, queue_name, count, wait_seconds_timeout, visibil
 
 models.SQSBackend.receive_message = _receive_under_cap
 
+# --- DynamoDB: key sizes on reads as on writes --------------------------------------------------
+
+_KEY_LIMITS = {"HASH": 2048, "RANGE": 1024}
+_KEYED_CALLS = {"GetItem", "DeleteItem", "UpdateItem", "BatchGetItem", "TransactGetItems", "TransactWriteItems", "Query"}
+
+
+def _keys_of(operation, request):
+    """(table, key attributes) of each item a DynamoDB call names by key."""
+    if operation in ("GetItem", "DeleteItem", "UpdateItem"):
+        yield request.get("TableName"), request.get("Key", {})
+    elif operation == "BatchGetItem":
+        for table, ask in request.get("RequestItems", {}).items():
+            for key in ask.get("Keys", []):
+                yield table, key
+    elif operation in ("TransactGetItems", "TransactWriteItems"):
+        for item in request.get("TransactItems", []):
+            for part in item.values():
+                if "Key" in part:
+                    yield part.get("TableName"), part["Key"]
+    elif operation == "Query":
+        # The key condition's values (a partition key, a sort key's prefix or bound), held to
+        # the larger limit: which attribute each names is the expression's.
+        condition = request.get("KeyConditionExpression", "")
+        for name, value in request.get("ExpressionAttributeValues", {}).items():
+            if name in condition:
+                yield None, {name: value}
+
+
+def _value_bytes(value):
+    (kind, data), = value.items()
+    return len(data.encode()) if kind == "S" else len(data) if kind == "B" else len(str(data))
+
+
+def _limit(table_name, attribute, environ):
+    """The size AWS allows a key attribute: 1,024 bytes for the table's sort key, 2,048 else."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    scope = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[-1].split("/")
+    region = scope[2] if len(scope) > 2 else "us-east-1"
+    try:
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table_name)
+    except Exception:  # an unknown table: moto answers that itself
+        return _KEY_LIMITS["HASH"]
+    return _KEY_LIMITS["RANGE"] if attribute == table.range_key_attr else _KEY_LIMITS["HASH"]
+
+
+def dynamodb_key_too_long(environ, body):
+    """A ValidationException as AWS answers a call naming a key over its size, else None."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if not target.startswith("DynamoDB_20120810."):
+        return None
+    operation = target.split(".", 1)[1]
+    if operation not in _KEYED_CALLS:
+        return None
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    for table, key in _keys_of(operation, request):
+        for attribute, value in key.items():
+            if not (isinstance(value, dict) and len(value) == 1):
+                continue
+            size = _value_bytes(value)
+            limit = _limit(table, attribute, environ) if table else _KEY_LIMITS["HASH"]
+            if size > limit:
+                kind = "range" if limit == _KEY_LIMITS["RANGE"] else "hash"
+                return json.dumps({
+                    "__type": "com.amazon.coral.validate#ValidationException",
+                    "message": f"One or more parameter values were invalid: Aggregated size of all {kind} keys has exceeded the size limit of {limit} bytes",
+                })
+    return None
+
+
 # --- The emulator's own routes, and IAM in front of every call ---------------------------------
 
 
@@ -113,6 +190,9 @@ class Enforcing(moto.server.DomainDispatcherApplication):
         if refused is not None:
             status, headers, text = refused
             return _answer(start_response, status, text, headers)
+        too_long = dynamodb_key_too_long(environ, body)
+        if too_long is not None:
+            return _answer(start_response, "400 Bad Request", too_long, (("Content-Type", "application/x-amz-json-1.0"),))
         return super().__call__(environ, start_response)
 
     def own_route(self, environ, path, body, start_response):

@@ -56,6 +56,10 @@ def main():
     params = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
     params["SenderEmail"] = args.sender
     params.update(dict(p.split("=", 1) for p in args.param))
+    # A CommaDelimitedList parameter's Ref is its list of values.
+    for name, p in template.get("Parameters", {}).items():
+        if p.get("Type") == "CommaDelimitedList" and isinstance(params.get(name), str):
+            params[name] = [v.strip() for v in params[name].split(",")]
     params.update({"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
                    "AWS::StackName": f"tidings-{args.suffix}", "AWS::URLSuffix": "amazonaws.com"})
     conditions = {}
@@ -80,12 +84,17 @@ def main():
         raise ValueError(f"unknown condition function {fn}")
 
     physical = {}  # logical id -> {"Ref": ..., attribute: ...}
+    no_value = object()  # AWS::NoValue: the property or list item is left out
 
     def resolve(value):
         if isinstance(value, dict) and len(value) == 1:
             (fn, arg), = value.items()
+            if fn == "Ref" and arg == "AWS::NoValue":
+                return no_value
             if fn == "Ref":
                 return params[arg] if arg in params else physical[arg]["Ref"]
+            if fn == "Fn::Join":
+                return arg[0].join(str(v) for v in resolve(arg[1]))
             if fn == "Fn::GetAtt":
                 name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return physical[name][attr]
@@ -100,9 +109,9 @@ def main():
                         text = text.replace("${" + f"{name}.{attr}" + "}", str(val))
                 return text
         if isinstance(value, dict):
-            return {k: resolve(v) for k, v in value.items()}
+            return {k: v for k, v in ((k, resolve(v)) for k, v in value.items()) if v is not no_value}
         if isinstance(value, list):
-            return [resolve(v) for v in value]
+            return [v for v in (resolve(v) for v in value) if v is not no_value]
         return value
 
     # Resources whose condition is false are not created, as CloudFormation skips them.

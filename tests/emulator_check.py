@@ -6,7 +6,9 @@ moto:
   index resources, queues, the `ses:FromAddress` condition) and refused with AccessDenied;
 - SQS hands messages out in no fixed order, and a queue at its in-flight cap returns nothing to
   a long poll and OverLimit to a short one;
-- sizes: an SQS message over 1 MiB and a DynamoDB item over 400 KB are refused;
+- sizes: an SQS message over 1 MiB and a DynamoDB item over 400 KB are refused, and a key over
+  DynamoDB's limits (a sort key over 1,024 bytes, a partition key over 2,048) on a read as on a
+  write;
 - an SQS queue stays whole when a send and a delete, or two deletes, meet.
 
 The delete races:
@@ -242,6 +244,31 @@ def a_dynamodb_item_over_400_kb_is_refused(server):
     assert code == "ValidationException", code
 
 
+def a_dynamodb_key_over_its_limit_is_refused_on_reads_too(server):
+    dynamodb = server.client("dynamodb")
+    dynamodb.create_table(TableName="keys", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                                {"AttributeName": "SK", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}])
+    fits = {"PK": {"S": "p" * 2048}, "SK": {"S": "s" * 1024}}
+    assert refused(lambda: dynamodb.get_item(TableName="keys", Key=fits)) is None, "keys at their limits are read"
+    long_sort = {"PK": {"S": "p"}, "SK": {"S": "s" * 1025}}
+    long_partition = {"PK": {"S": "p" * 2049}, "SK": {"S": "s"}}
+    for name, call in [
+        ("GetItem", lambda key: dynamodb.get_item(TableName="keys", Key=key)),
+        ("BatchGetItem", lambda key: dynamodb.batch_get_item(RequestItems={"keys": {"Keys": [key]}})),
+        ("DeleteItem", lambda key: dynamodb.delete_item(TableName="keys", Key=key)),
+        ("UpdateItem", lambda key: dynamodb.update_item(TableName="keys", Key=key, UpdateExpression="SET v = :v",
+                                                         ExpressionAttributeValues={":v": {"S": "v"}})),
+    ]:
+        for key in (long_sort, long_partition):
+            code = refused(lambda: call(key))
+            assert code == "ValidationException", f"{name}: {code}"
+    code = refused(lambda: dynamodb.query(TableName="keys", KeyConditionExpression="PK = :p",
+                                          ExpressionAttributeValues={":p": {"S": "p" * 2049}}))
+    assert code == "ValidationException", f"Query: {code}"
+
+
 def main():
     emulator = load_emulator()
     in_process = [
@@ -259,7 +286,8 @@ def main():
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
     with Server() as server:
-        for check in [calls_outside_a_role_are_refused_as_aws_refuses_them, a_dynamodb_item_over_400_kb_is_refused]:
+        for check in [calls_outside_a_role_are_refused_as_aws_refuses_them, a_dynamodb_item_over_400_kb_is_refused,
+                      a_dynamodb_key_over_its_limit_is_refused_on_reads_too]:
             check(server)
             print(f"ok  {check.__name__.replace('_', ' ')}")
 

@@ -123,6 +123,22 @@ ingest_statements = json.dumps(resources["IngestRole"]["Properties"]["Policies"]
 for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]:
     check(action in ingest_statements, f"the ingest role needs {action} on the publish queues")
 check("PublishDeadLetterQueue" in ingest_statements, "the ingest role may send refused records to the publish dead-letter queue")
+# Every queue the ingest function reads publish records from has its grant of organizations in
+# TIDINGS_PUBLISH_GRANTS (a source without one would publish for every tenant, or for none
+# silently), and the EventBridge rule matches its detail-type, its sources and this account.
+publish_sources = [e["Properties"]["Queue"] for e in functions["IngestFunction"]["Properties"]["Events"].values()
+                   if e["Type"] == "SQS"]
+publish_sources += [m["Properties"]["EventSourceArn"] for m in of_type("AWS::Lambda::EventSourceMapping").values()
+                    if m["Properties"]["FunctionName"] == {"Ref": "IngestFunction"}]
+grants = json.dumps(functions["IngestFunction"]["Properties"].get("Environment", {}).get("Variables", {}).get("TIDINGS_PUBLISH_GRANTS"))
+for source in publish_sources:
+    named = "${%s.Arn}" % source["Fn::GetAtt"][0] if "Fn::GetAtt" in source else "${%s}" % source["Ref"]
+    check(named + "=" in grants, f"TIDINGS_PUBLISH_GRANTS names no grant for the publish source {named}")
+rule_pattern = resources["PublishEventRule"]["Properties"]["EventPattern"]
+check(set(rule_pattern) == {"detail-type", "source", "account"}, f"the publish rule matches {sorted(rule_pattern)}")
+check(rule_pattern["account"] == [{"Ref": "AWS::AccountId"}], "the publish rule matches this account's events only")
+rule_targets = [t["Arn"] for t in resources["PublishEventRule"]["Properties"]["Targets"]]
+check(rule_targets == [{"Fn::GetAtt": ["PublishEventQueue", "Arn"]}], "the publish rule's events have a queue (and grant) of their own")
 producer = resources["PublishProducerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
 check(producer == [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["PublishQueue", "Arn"]}}],
       "a producer needs sqs:SendMessage on the publish queue and nothing else")
@@ -288,8 +304,16 @@ for widget in widgets:
             shown.add(metric)
 check(emitted <= shown | {"FanOut"}, f"dashboard lacks {sorted(emitted - shown)}")
 # Every queue of the stack in the queue-depth widget: an operator sees where work waits.
-queue_names = {var: value["Fn::GetAtt"][0] for var, value in dashboard[1].items()
-               if isinstance(value, dict) and value.get("Fn::GetAtt", [None, None])[1] == "QueueName"}
+def queue_name_of(value):
+    """The queue a dashboard variable names (`!GetAtt Q.QueueName`, or either branch of an `!If`)."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        return next(filter(None, (queue_name_of(v) for v in value["Fn::If"][1:])), None)
+    if isinstance(value, dict) and value.get("Fn::GetAtt", [None, None])[1] == "QueueName":
+        return value["Fn::GetAtt"][0]
+    return None
+
+
+queue_names = {var: queue_name_of(value) for var, value in dashboard[1].items() if queue_name_of(value)}
 depth = next((w for w in json.loads(dashboard[0].replace("${AWS::Region}", "x"))["widgets"]
               if w["properties"]["title"] == "Queue depth"), {"properties": {"metrics": []}})
 depth_queues = {queue_names.get(row[-1][2:-1]) for row in depth["properties"]["metrics"]}

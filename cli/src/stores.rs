@@ -111,6 +111,8 @@ pub(crate) async fn open_stack(args: &StackArgs) -> Result<App, String> {
                 sender: String::new(),
                 max_delay: None,
                 line_lease: None,
+                // The CLI reads no publish queue.
+                publish_grants: Default::default(),
             };
             let sdk = tidings::aws::load_config_checked().await.map_err(|e| e.to_string())?;
             App::aws(&sdk, &settings, tidings::destination::DestinationPolicy::STRICT).map_err(|e| e.to_string())

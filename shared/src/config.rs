@@ -175,6 +175,15 @@ impl Settings {
 }
 
 impl Settings {
+    /// Which organizations each publish queue may publish for (none off AWS: `tidings serve`
+    /// has no publish queues).
+    pub fn publish_grants(&self) -> crate::domain::PublishGrants {
+        match &self.backend {
+            Backend::Aws(aws) => aws.publish_grants.clone(),
+            Backend::Embedded { .. } => crate::domain::PublishGrants::default(),
+        }
+    }
+
     /// The queues of the slow and paced lanes on AWS, as far as the stack has them.
     #[cfg(feature = "aws")]
     pub fn lane_queues(&self) -> crate::aws::LaneQueues {
@@ -217,6 +226,9 @@ pub struct AwsSettings {
     /// How long an ordered line's head keeps its seat without its job being received, when not
     /// the adapter's 45 minutes (a test's): past it the line sweeper sends the job again.
     pub line_lease: Option<std::time::Duration>,
+    /// Which organizations each publish queue may publish for (`TIDINGS_PUBLISH_GRANTS`): unset,
+    /// none may publish for any.
+    pub publish_grants: crate::domain::PublishGrants,
 }
 
 impl AwsSettings {
@@ -232,6 +244,10 @@ impl AwsSettings {
             line_lease: optional("TIDINGS_LINE_LEASE")
                 .map(|raw| positive_duration(&raw).map_err(|e| Error::internal(format!("TIDINGS_LINE_LEASE {e}"))))
                 .transpose()?,
+            publish_grants: crate::domain::PublishGrants::parse(
+                &optional("TIDINGS_PUBLISH_GRANTS").unwrap_or_default(),
+            )
+            .map_err(|e| Error::internal(format!("TIDINGS_PUBLISH_GRANTS: {e}")))?,
         })
     }
 }

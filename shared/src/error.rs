@@ -59,6 +59,11 @@ pub enum Error {
     /// Anything that is our fault: storage, serialization, a bug.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An AWS service refused the request as invalid (DynamoDB's `ValidationException`, SQS's
+    /// `InvalidParameterValue` and their kind): the same request fails again, so it is never
+    /// retried as a passing failure. Our fault, as `Internal` is. 500.
+    #[error("refused by AWS: {0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

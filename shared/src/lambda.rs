@@ -9,6 +9,7 @@ use lambda_runtime::LambdaEvent;
 use crate::aws::SourceDeadLetters;
 use crate::delivery::process_batch;
 use crate::domain::DeliveryJob;
+use crate::domain::PublishGrants;
 use crate::ports::ReceivedJob;
 use crate::{api, App};
 
@@ -169,14 +170,14 @@ fn received_job(record: SqsMessage, lanes: &crate::aws::LaneQueues) -> Result<Re
 /// which an EventBridge rule may feed, or a team's queue) through [`handle_publish_queue`].
 pub async fn handle_ingest(
     app: &App,
-    dead_letters: &SourceDeadLetters,
+    sources: &PublishSources,
     event: LambdaEvent<Box<serde_json::value::RawValue>>,
 ) -> Result<serde_json::Value, lambda_runtime::Error> {
     use lambda_runtime::Service;
     let LambdaEvent { payload, context } = event;
     // Only SQS events carry `Records`; API Gateway's never do.
     if let Ok(batch) = serde_json::from_str::<SqsEvent>(payload.get()) {
-        let answer = handle_publish_queue(app, dead_letters, batch).await;
+        let answer = handle_publish_queue(app, sources, batch).await;
         return Ok(serde_json::to_value(answer)?);
     }
     let request: lambda_http::request::LambdaRequest = serde_json::from_str(payload.get())?;
@@ -187,14 +188,22 @@ pub async fn handle_ingest(
     Ok(serde_json::to_value(response)?)
 }
 
+/// The queues the ingest function reads publish records from: which organizations each may
+/// publish for, and where each one's refused records go.
+pub struct PublishSources {
+    pub grants: PublishGrants,
+    pub dead_letters: SourceDeadLetters,
+}
+
 /// A batch from a publish queue: each record one publish (see `ingest::record::source_record`),
 /// published together ([`crate::ingest::publish_many`]). A record that can never be published
-/// (not a publish record, an unknown event, a payload its event refuses) is logged with its
+/// (not a publish record, an unknown event, an organization outside its queue's grant or
+/// unknown to Tidings, a payload its event refuses or over the size limit) is logged with its
 /// reason and moved to the queue's dead-letter queue at once; a record that failed for a
 /// passing cause (DynamoDB or SQS unavailable) is reported as a batch item failure, so SQS
 /// offers it again and, after `maxReceiveCount`, moves it there itself. A record without a
 /// messageId publishes under its SQS message id, so receiving it twice publishes it once.
-pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, batch: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_publish_queue(app: &App, sources: &PublishSources, batch: SqsEvent) -> SqsBatchResponse {
     let mut requests = Vec::new();
     // (record, position) of each request, and of each record refused (with its reason).
     let mut requested = Vec::new();
@@ -202,7 +211,10 @@ pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, b
     for record in &batch.records {
         let id = record.message_id.as_deref().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
-        match crate::ingest::record::source_record(body.as_bytes(), Some(id)) {
+        let source = record.event_source_arn.as_deref().unwrap_or_default();
+        let granted = crate::ingest::record::source_record(body.as_bytes(), Some(id))
+            .and_then(|request| sources.grants.check(source, request.org).map(|()| request));
+        match granted {
             Ok(request) => {
                 requests.push(request);
                 requested.push(record);
@@ -230,7 +242,7 @@ pub async fn handle_publish_queue(app: &App, dead_letters: &SourceDeadLetters, b
         let id = record.message_id.as_deref().unwrap_or_default();
         let source = record.event_source_arn.as_deref().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
-        match dead_letters.send(source, body, &reason).await {
+        match sources.dead_letters.send(source, body, &reason).await {
             Ok(true) => {
                 tracing::error!(sqs_message_id = id, source, reason, "not a publish: moved to the dead-letter queue");
             }

@@ -314,7 +314,10 @@ async fn queue_calls() {
         let counter = CallCounter::default();
         let app =
             App::aws_counted(&fixture.sdk, &fixture.settings, DestinationPolicy::LOCAL, Some(counter.clone())).unwrap();
-        let dead_letters = tidings::aws::SourceDeadLetters::new(&fixture.sdk);
+        let sources = tidings::lambda::PublishSources {
+            grants: tidings::domain::PublishGrants::parse("arn:aws:sqs:us-east-1:123456789012:publish=*").unwrap(),
+            dead_letters: tidings::aws::SourceDeadLetters::new(&fixture.sdk),
+        };
         let sink = Sink::default();
         let destination = sink.start().await;
         let org = OrganizationId(Uuid::new_v4());
@@ -334,7 +337,7 @@ async fn queue_calls() {
             event.records.push(record);
         }
         counter.reset();
-        let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, event).await;
+        let answer = tidings::lambda::handle_publish_queue(&app, &sources, event).await;
         assert!(answer.batch_item_failures.is_empty());
         let per_publish: Vec<String> =
             counter.snapshot().iter().map(|(op, c)| format!("{op} {:.2}", *c as f64 / RECORDS as f64)).collect();

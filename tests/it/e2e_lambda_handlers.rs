@@ -383,21 +383,33 @@ fn queue_record(source_arn: &str, body: &str) -> aws_lambda_events::sqs::SqsMess
     record
 }
 
+/// The ingest function's publish sources: `grants` as the template writes them, each queue's
+/// refused records to its dead-letter queue.
+fn sources(aws: &AwsFixture, grants: &str) -> tidings::lambda::PublishSources {
+    tidings::lambda::PublishSources {
+        grants: tidings::domain::PublishGrants::parse(grants).unwrap(),
+        dead_letters: tidings::aws::SourceDeadLetters::new(&aws.sdk),
+    }
+}
+
+/// The delivery queue's ARN, the publish source of these tests.
+async fn source_arn(aws: &AwsFixture) -> String {
+    tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await
+}
+
 #[tokio::test]
 #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
 async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one_binary() {
     let aws = AwsFixture::new(5).await;
     let app = aws.app();
-    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
+    let sources = sources(&aws, &format!("{}=*", source_arn(&aws).await));
     let org = new_org();
     let key = api_key(&app, org).await;
     let invoke = |event: Value| {
-        let (app, dead_letters) = (&app, &dead_letters);
+        let (app, sources) = (&app, &sources);
         async move {
             let payload = serde_json::value::to_raw_value(&event).unwrap();
-            tidings::lambda::handle_ingest(app, dead_letters, LambdaEvent::new(payload, Context::default()))
-                .await
-                .unwrap()
+            tidings::lambda::handle_ingest(app, sources, LambdaEvent::new(payload, Context::default())).await.unwrap()
         }
     };
 
@@ -410,7 +422,7 @@ async fn the_ingest_function_takes_api_requests_and_publish_queue_batches_in_one
 
     // A publish-queue batch: valid records published, a record that is no publish moved to the
     // source queue's dead-letter queue with its reason, the rest acknowledged.
-    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
+    let source = source_arn(&aws).await;
     let named = serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "q-1"});
     let unnamed = queue_record(
         &source,
@@ -464,8 +476,8 @@ async fn a_publish_record_that_failed_for_a_passing_cause_is_left_to_sqs_not_dea
     let mut settings = aws.settings.clone();
     settings.table = format!("missing-{}", Uuid::new_v4());
     let app = App::aws(&aws.sdk, &settings, tidings::destination::DestinationPolicy::LOCAL).unwrap();
-    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
-    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
+    let source = source_arn(&aws).await;
+    let sources = sources(&aws, &format!("{source}=*"));
     let record = queue_record(
         &source,
         &serde_json::json!({"organizationUuid": new_org().to_string(), "eventName": "ProductCreated", "payload": {}})
@@ -474,7 +486,7 @@ async fn a_publish_record_that_failed_for_a_passing_cause_is_left_to_sqs_not_dea
     let id = record.message_id.clone().unwrap();
     let mut batch = SqsEvent::default();
     batch.records.push(record);
-    let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, batch).await;
+    let answer = tidings::lambda::handle_publish_queue(&app, &sources, batch).await;
     let failed: Vec<&str> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, [id.as_str()], "SQS offers it again");
     let dead = aws_sdk_sqs::Client::new(&aws.sdk)
@@ -493,7 +505,6 @@ async fn a_publish_record_that_failed_for_a_passing_cause_is_left_to_sqs_not_dea
 async fn a_publish_queue_batch_sends_a_job_to_each_subscription_for_each_record() {
     let aws = AwsFixture::new(5).await;
     let app = aws.app();
-    let dead_letters = tidings::aws::SourceDeadLetters::new(&aws.sdk);
     let org = new_org();
     let mut subscriptions = Vec::new();
     for _ in 0..3 {
@@ -501,14 +512,15 @@ async fn a_publish_queue_batch_sends_a_job_to_each_subscription_for_each_record(
         app.store.create_subscription(&sub).await.unwrap();
         subscriptions.push(sub.id);
     }
-    let source = tidings_tests::aws::queue_arn(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.queue_url).await;
+    let source = source_arn(&aws).await;
+    let sources = sources(&aws, &format!("{source}={org}"));
     let mut batch = SqsEvent::default();
     for i in 0..8 {
         let body = serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated",
                                       "payload": {"n": i}, "messageId": format!("g-{i}")});
         batch.records.push(queue_record(&source, &body.to_string()));
     }
-    let answer = tidings::lambda::handle_publish_queue(&app, &dead_letters, batch).await;
+    let answer = tidings::lambda::handle_publish_queue(&app, &sources, batch).await;
     assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
 
     let mut sent: Vec<DeliveryJob> = Vec::new();
@@ -528,4 +540,114 @@ async fn a_publish_queue_batch_sends_a_job_to_each_subscription_for_each_record(
         ids.sort();
         assert_eq!(ids, (0..8).map(|i| format!("g-{i}")).collect::<Vec<_>>(), "each subscription's jobs, once each");
     }
+}
+
+/// Every dead letter on the fixture's dead-letter queue: (body, its TidingsRejection reason).
+async fn dead_letters(aws: &AwsFixture) -> Vec<(String, String)> {
+    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
+    let mut all = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&aws.settings.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        for m in messages {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(tidings::aws::REJECTION_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            all.push((m.body().unwrap_or_default().to_owned(), reason));
+        }
+    }
+}
+
+/// A queue publishes for the organizations of its grant only: a record of another is
+/// dead-lettered at once with its reason, as is a record of an organization Tidings does not
+/// know (granted, but with no API key and no subscription: a typo, say) and one whose payload is
+/// over the 256 KiB limit. Nothing of them is published; the valid record is.
+#[tokio::test]
+#[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
+async fn records_outside_their_queues_grant_of_unknown_organizations_or_oversized_are_dead_lettered_at_once() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let (known, stranger, typo) = (new_org(), new_org(), new_org());
+    api_key(&app, known).await;
+    api_key(&app, stranger).await;
+    let source = source_arn(&aws).await;
+    let sources = sources(&aws, &format!("{source}={known},{typo}"));
+    let record = |org: OrganizationId, id: &str, payload: Value| {
+        serde_json::json!({"organizationUuid": org.to_string(), "eventName": "ProductCreated", "payload": payload,
+                           "messageId": id})
+        .to_string()
+    };
+    let big = serde_json::json!({"blob": "x".repeat(300 * 1024)});
+    let bodies = [
+        record(known, "ok", serde_json::json!({"n": 1})),
+        record(stranger, "not-granted", serde_json::json!({"n": 2})),
+        record(typo, "unknown", serde_json::json!({"n": 3})),
+        record(known, "too-big", big),
+    ];
+    let mut batch = SqsEvent::default();
+    batch.records.extend(bodies.iter().map(|body| queue_record(&source, body)));
+    let answer = tidings::lambda::handle_publish_queue(&app, &sources, batch).await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "refused at once, not offered again: {:?}",
+        answer.batch_item_failures
+    );
+
+    let dead = dead_letters(&aws).await;
+    let reason_of = |body: &str| dead.iter().find(|(b, _)| b == body).map(|(_, r)| r.clone());
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let not_granted = reason_of(&bodies[1]).expect("the record outside the grant is dead-lettered");
+    assert!(not_granted.contains(&stranger.to_string()) && not_granted.contains("not granted"), "{not_granted}");
+    let unknown = reason_of(&bodies[2]).expect("the unknown organization's record is dead-lettered");
+    assert!(unknown.starts_with("organizationUuid:") && unknown.contains("unknown"), "{unknown}");
+    let too_big = reason_of(&bodies[3]).expect("the oversized record is dead-lettered");
+    assert!(too_big.starts_with("payload:") && too_big.contains("262144"), "{too_big}");
+    assert!(app.store.get_publish(known, "ok").await.unwrap().is_some(), "the valid record is published");
+    for (org, id) in [(stranger, "not-granted"), (typo, "unknown"), (known, "too-big")] {
+        assert!(app.store.get_publish(org, id).await.unwrap().is_none(), "{id} was published");
+    }
+}
+
+/// A job one of whose requests AWS refuses as invalid (here its message id, forged past the
+/// API's 128 characters, makes a key over DynamoDB's 1,024 bytes: a ValidationException) fails
+/// the same way on every receive: it goes to the dead-letter queue at once, not back to SQS as
+/// if the failure could pass.
+#[tokio::test]
+#[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
+async fn a_job_aws_refuses_as_invalid_is_dead_lettered_at_once_not_retried() {
+    let aws = AwsFixture::new(5).await;
+    let app = aws.app();
+    let receiver = Receiver::answering(200).await;
+    let sub = subscription(new_org(), receiver.url());
+    app.store.create_subscription(&sub).await.unwrap();
+    let forged_id = "m".repeat(2_000);
+    let message =
+        PublishRecord::new(sub.organization, &forged_id, "ProductCreated", "{}", 1, time::OffsetDateTime::now_utc());
+    app.queue.enqueue(&[DeliveryJob::new(&message, sub.id)], std::time::Duration::ZERO).await.unwrap();
+    let event = aws.sqs_event().await;
+    assert_eq!(event.records.len(), 1);
+
+    let response = tidings::lambda::handle_sqs(&app, &Default::default(), LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty(), "not offered again: {:?}", response.batch_item_failures);
+    let dead = dead_letters(&aws).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let job: DeliveryJob = serde_json::from_str(&dead[0].0).unwrap();
+    assert_eq!(job.message_id, forged_id);
+    assert!(aws.sqs_event().await.records.is_empty(), "nothing left on the delivery queue");
+    assert!(receiver.requests().is_empty(), "no request was made");
 }

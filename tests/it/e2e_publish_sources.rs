@@ -4,7 +4,8 @@
 //! as EventBridge events (delivered by the harness to the rule's target as EventBridge
 //! delivers them), with duplicates and malformed records mixed in. Every valid message is
 //! delivered once per subscription; every malformed record is in its source's dead-letter
-//! queue with its reason.
+//! queue with its reason, as is every record outside its source's grant of organizations, of an
+//! organization Tidings does not know, or over the payload limit.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -175,19 +176,27 @@ async fn publish_from_every_source(total: usize) {
     let redrive = json!({"deadLetterTargetArn": team_dlq_arn, "maxReceiveCount": 3}).to_string();
     let (team_url, team_arn) =
         create_queue(&sqs, &format!("team-{team}"), &[(QueueAttributeName::RedrivePolicy, redrive)]).await;
+    // Organization A: two subscriptions, a tenth of the messages; B: one, the rest. C has a
+    // key and a subscription too, but no grant on the team's queue or the bus.
+    let (org_a, org_b) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let org_c = uuid::Uuid::new_v4().to_string();
     let stack = DeployedStack::start(Options {
         event_source_concurrency: 3,
         params: vec![
+            ("PublishQueueOrganizations".into(), "*".into()),
             ("PublishSourceQueueArn".into(), team_arn),
             ("PublishSourceDeadLetterQueueArn".into(), team_dlq_arn),
+            ("PublishSourceQueueOrganizations".into(), format!("{org_a},{org_b}")),
             ("PublishEventBusName".into(), BUS.into()),
+            ("PublishEventSources".into(), "shop.orders".into()),
+            ("PublishEventOrganizations".into(), format!("{org_a}, {org_b}")),
         ],
         ..Options::default()
     })
     .await;
-    // Organization A: two subscriptions, a tenth of the messages; B: one, the rest.
     let (a1, a2, b1) = (Receiver::answering(200).await, Receiver::answering(200).await, Receiver::answering(200).await);
-    let (org_a, org_b) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let c1 = Receiver::answering(200).await;
+    subscribe(&stack, &org_c, &c1.url()).await;
     subscribe(&stack, &org_a, &a1.url()).await;
     subscribe(&stack, &org_a, &a2.url()).await;
     subscribe(&stack, &org_b, &b1.url()).await;
@@ -217,8 +226,15 @@ async fn publish_from_every_source(total: usize) {
     for n in to_queue / 5..to_queue / 5 + to_queue * 3 / 50 {
         queue_bodies.push(record(org_of(n), Some(&format!("q-{n}")), n).to_string());
     }
-    let queue_malformed = malformed(&org_a, "queue");
+    let mut queue_malformed = malformed(&org_a, "queue");
+    // PublishQueue publishes for every organization Tidings knows: not for one it does not.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    queue_malformed.push((record(&unknown, Some("unknown-org"), 0).to_string(), "unknown"));
     queue_bodies.extend(queue_malformed.iter().map(|(body, _)| body.clone()));
+    // Over the payload limit (sent alone below: SQS takes it, Tidings does not).
+    let oversized = json!({"organizationUuid": org_a, "eventName": "ProductUpdated", "messageId": "oversized",
+                           "payload": {"blob": "x".repeat(300 * 1024)}})
+    .to_string();
     let mut team_bodies: Vec<String> = (0..to_team)
         .map(|n| {
             let id = format!("t-{n}");
@@ -227,7 +243,9 @@ async fn publish_from_every_source(total: usize) {
         })
         .collect();
     team_bodies.extend((0..to_team / 20).map(|n| record(org_of(n), Some(&format!("t-{n}")), n).to_string()));
-    let team_malformed = malformed(&org_b, "team");
+    let mut team_malformed = malformed(&org_b, "team");
+    // The team's queue publishes for A and B only.
+    team_malformed.push((record(&org_c, Some("team-for-c"), 0).to_string(), "not granted"));
     team_bodies.extend(team_malformed.iter().map(|(body, _)| body.clone()));
     let mut events: Vec<(String, String, Value)> = (0..to_bus)
         .map(|n| {
@@ -243,8 +261,12 @@ async fn publish_from_every_source(total: usize) {
             .step_by(2)
             .map(|n| ("shop.orders".to_owned(), DETAIL_TYPE.to_owned(), record(org_of(n), Some(&format!("e-{n}")), n))),
     );
-    // Another detail-type: the rule does not match it, so it never reaches Tidings.
+    // Another detail-type, another source: the rule does not match them, so they never reach
+    // Tidings.
     events.push(("shop.orders".to_owned(), "Something else".to_owned(), record(&org_a, Some("unmatched"), 0)));
+    events.push(("shop.other".to_owned(), DETAIL_TYPE.to_owned(), record(&org_a, Some("other-source"), 0)));
+    // The bus publishes for A and B only.
+    events.push(("shop.orders".to_owned(), DETAIL_TYPE.to_owned(), record(&org_c, Some("bus-for-c"), 0)));
     let bad_detail = ("shop.orders".to_owned(), DETAIL_TYPE.to_owned(), json!("not a record"));
     events.push(bad_detail);
 
@@ -263,6 +285,7 @@ async fn publish_from_every_source(total: usize) {
         send_all(&sqs, &team_url, &team_bodies, &queues),
         put_events
     );
+    sqs.send_message().queue_url(&publish_queue).message_body(&oversized).send().await.unwrap();
     for position in queue_ids_unknown {
         let n = position;
         expected.get_mut(org_of(n)).unwrap().insert(queue_ids[position].clone());
@@ -300,14 +323,25 @@ async fn publish_from_every_source(total: usize) {
         assert_eq!((missing, extra), (0, 0), "{name} subscription: every valid message, nothing else");
     }
 
+    assert!(c1.deliveries().is_empty(), "nothing of C's came through a source not granted to it");
+
     // Every malformed record in its own source's dead-letter queue, with its reason.
     let publish_dlq = drain(&sqs, &stack.output("PublishDeadLetterQueueUrl")).await;
     let team_dlq = drain(&sqs, &team_dlq_url).await;
+    let summary = |dead: &[(String, String)]| -> Vec<String> {
+        dead.iter().map(|(body, reason)| format!("{}…: {reason}", body.chars().take(80).collect::<String>())).collect()
+    };
     assert_eq!(
         publish_dlq.len(),
-        queue_malformed.len() + 1,
-        "the queue's and the event's malformed records: {publish_dlq:?}"
+        queue_malformed.len() + 3,
+        "the queue's malformed and oversized records, the event with a bad detail and C's event: {:?}",
+        summary(&publish_dlq)
     );
+    let (_, too_big) =
+        publish_dlq.iter().find(|(b, _)| *b == oversized).expect("the oversized record is dead-lettered");
+    assert!(too_big.starts_with("payload:") && too_big.contains("262144"), "{too_big}");
+    let (_, bus_for_c) = publish_dlq.iter().find(|(b, _)| b.contains("bus-for-c")).expect("C's event is dead-lettered");
+    assert!(bus_for_c.contains(&org_c) && bus_for_c.contains("not granted"), "{bus_for_c}");
     assert_eq!(team_dlq.len(), team_malformed.len(), "{team_dlq:?}");
     for (sent, dead) in [(&queue_malformed, &publish_dlq), (&team_malformed, &team_dlq)] {
         for (body, says) in sent.iter() {
@@ -318,14 +352,14 @@ async fn publish_from_every_source(total: usize) {
     }
     let event = publish_dlq
         .iter()
-        .find(|(b, _)| b.contains("\"detail-type\""))
+        .find(|(b, _)| b.contains("\"detail-type\"") && b.contains("not a record"))
         .expect("the EventBridge event with a bad detail");
     assert!(event.1.contains("detail"), "{}", event.1);
     // Nothing left behind on the sources.
     assert_eq!(stack.queue_depth("PublishQueue").await, 0);
 
     let batches = stack.invocations("IngestFunction").iter().filter(|i| i.source != "Api").count();
-    let records = queue_bodies.len() + team_bodies.len() + events.len() - 1;
+    let records = queue_bodies.len() + 1 + team_bodies.len() + events.len() - 2;
     eprintln!(
         "{total} publishes ({records} records) delivered as {deliveries_expected} deliveries in {:.1} s; {batches} ingest batches ({:.0} records a batch)",
         took.as_secs_f64(),

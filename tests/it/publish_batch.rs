@@ -101,7 +101,9 @@ async fn a_batch_publishes_each_valid_record_once_and_refuses_the_rest_one_by_on
     assert_eq!(answers[3]["messageId"], "eb-1", "an EventBridge event's id stands in for a missing messageId");
     assert_eq!(answers[4]["messageId"], "b-3", "a record's own messageId comes first");
     let error = |i: usize| answers[i]["error"].clone();
-    assert_eq!(error(5)["errorType"], "FORBIDDEN");
+    // Another organization's record is not found, as another organization's path is.
+    assert_eq!(error(5)["errorType"], "SUBSCRIPTION_NOT_FOUND");
+    assert!(error(5)["developerMessage"].as_str().unwrap().contains("not found"), "{}", error(5));
     assert_eq!(error(6)["errorType"], "BAD_REQUEST");
     assert_eq!(error(6)["violations"][0]["propertyName"], "eventName");
     assert_eq!(error(7)["violations"][0]["propertyName"], "payload");

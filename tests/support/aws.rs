@@ -75,6 +75,7 @@ impl AwsFixture {
                 sender: SENDER.into(),
                 max_delay: None,
                 line_lease: None,
+                publish_grants: Default::default(),
             },
         }
     }

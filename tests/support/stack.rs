@@ -1067,11 +1067,14 @@ pub fn match_route<'r>(routes: &'r [Value], method: &str, path: &str) -> Option<
     best.map(|(_, route, params)| (route, params))
 }
 
-/// Whether an EventBridge pattern of exact values (`{"detail-type": ["…"], "source": ["…"]}`,
-/// the template's kind) matches an event.
+/// Whether an EventBridge pattern of exact values (`{"detail-type": ["…"], "source": ["…"],
+/// "account": ["…"]}`, the template's kind) matches an event.
 fn pattern_matches(pattern: &Value, event: &Value) -> bool {
     pattern.as_object().unwrap().iter().all(|(field, allowed)| {
-        assert!(field == "detail-type" || field == "source", "the emulated rule does not match on {field}");
+        assert!(
+            ["detail-type", "source", "account"].contains(&field.as_str()),
+            "the emulated rule does not match on {field}"
+        );
         allowed.as_array().unwrap().contains(&event[field])
     })
 }

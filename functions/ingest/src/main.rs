@@ -10,9 +10,12 @@ use serde_json::value::RawValue;
 async fn main() -> Result<(), Error> {
     tidings::lambda::init_tracing();
     // Built once per cold start: clients, connection pools and configuration.
-    let app = tidings::App::from_settings(&tidings::config::Settings::from_env()?).await?;
-    let dead_letters = tidings::aws::SourceDeadLetters::new(&tidings::aws::load_config().await);
-    let (app, dead_letters) = (&app, &dead_letters);
-    run(service_fn(move |event: LambdaEvent<Box<RawValue>>| tidings::lambda::handle_ingest(app, dead_letters, event)))
-        .await
+    let settings = tidings::config::Settings::from_env()?;
+    let app = tidings::App::from_settings(&settings).await?;
+    let sources = tidings::lambda::PublishSources {
+        grants: settings.publish_grants(),
+        dead_letters: tidings::aws::SourceDeadLetters::new(&tidings::aws::load_config().await),
+    };
+    let (app, sources) = (&app, &sources);
+    run(service_fn(move |event: LambdaEvent<Box<RawValue>>| tidings::lambda::handle_ingest(app, sources, event))).await
 }

@@ -72,7 +72,8 @@ struct BatchAnswer {
 /// `POST /organizations/{org}/events/batch`: a JSON array of up to 100 records exactly as a
 /// publish queue takes them (publish records, or EventBridge events carrying one), each
 /// published as the publish route would; 200 with one answer per record, in order. Records of
-/// another organization, or of events the key may not publish, are refused one by one.
+/// another organization (not found, as another organization's path is), or of events the key
+/// may not publish, are refused one by one.
 async fn publish_batch(call: Call<'_>) -> Result<Response> {
     let (app, key) = (call.app, &call.key);
     refuse_portal_session(&call)?;
@@ -91,11 +92,9 @@ async fn publish_batch(call: Call<'_>) -> Result<Response> {
         .iter()
         .map(|entry| {
             let request = source_record(entry.get().as_bytes(), None)?;
+            // Another organization is not found, as in a path: one rule for both.
             if request.org != org {
-                return Err(Error::Forbidden(format!(
-                    "the record is of organization {}; the API key publishes for {org}",
-                    request.org
-                )));
+                return Err(Error::NotFound(format!("organization {} not found", request.org)));
             }
             check_may_publish(key, request.event)?;
             Ok(request)

@@ -1,11 +1,26 @@
 //! The SDK's configuration, its errors as ours, and a counter of the calls made.
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+
 use crate::{Error, Result};
+
+/// The error codes with which DynamoDB and SQS refuse a request as invalid (an item over 400 KB,
+/// a key too long, a message over the queue's size): sent again, it fails again.
+const REFUSALS: &[&str] = &[
+    "ValidationException",
+    "SerializationException",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "InvalidMessageContents",
+    "BatchRequestTooLong",
+];
 
 /// An SDK error with its whole chain of causes on one line, for logs and error messages (the
 /// SDK's own context printer appends a debug dump of the raw response, hundreds of characters
-/// that Logs Insights cannot filter on).
-pub(crate) fn sdk_error(action: &str, err: impl std::error::Error) -> Error {
+/// that Logs Insights cannot filter on). A request AWS refused as invalid is
+/// [`Error::Refused`], never retried; anything else may pass ([`Error::Internal`]).
+pub(crate) fn sdk_error(action: &str, err: impl std::error::Error + ProvideErrorMetadata) -> Error {
+    let refused = err.code().is_some_and(|code| REFUSALS.iter().any(|r| code.ends_with(r)));
     let mut text = format!("{action}: {err}");
     let mut last = err.to_string();
     let mut source = err.source();
@@ -18,7 +33,11 @@ pub(crate) fn sdk_error(action: &str, err: impl std::error::Error) -> Error {
         last = cause_text;
         source = cause.source();
     }
-    Error::internal(text)
+    if refused {
+        Error::Refused(text)
+    } else {
+        Error::internal(text)
+    }
 }
 
 /// The shared SDK configuration, loaded once per process (per Lambda cold start).
@@ -94,8 +113,27 @@ impl aws_sdk_dynamodb::config::Intercept for CallCounter {
 mod tests {
     use super::*;
 
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+
+    /// An error, its cause, and the code AWS answered with.
     #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
+    struct Layer(&'static str, Option<Box<Layer>>, ErrorMetadata);
+
+    impl Layer {
+        fn new(text: &'static str, cause: Option<Layer>) -> Layer {
+            Layer(text, cause.map(Box::new), ErrorMetadata::builder().build())
+        }
+
+        fn coded(text: &'static str, code: &str) -> Layer {
+            Layer(text, None, ErrorMetadata::builder().code(code).build())
+        }
+    }
+
+    impl ProvideErrorMetadata for Layer {
+        fn meta(&self) -> &ErrorMetadata {
+            &self.2
+        }
+    }
 
     impl std::fmt::Display for Layer {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,12 +149,12 @@ mod tests {
 
     #[test]
     fn an_sdk_error_reads_as_its_chain_of_causes_on_one_line_without_debug_dumps() {
-        let err = Layer(
+        let err = Layer::new(
             "service error",
-            Some(Box::new(Layer(
+            Some(Layer::new(
                 "ResourceNotFoundException: Requested resource not found",
-                Some(Box::new(Layer("Requested resource not found", None))),
-            ))),
+                Some(Layer::new("Requested resource not found", None)),
+            )),
         );
         let text = sdk_error("DynamoDB GetItem", err).to_string();
         assert!(
@@ -124,5 +162,18 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('{') && !text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn a_request_aws_refuses_as_invalid_is_permanent_and_anything_else_may_pass() {
+        for code in ["ValidationException", "InvalidParameterValue", "AWS.SimpleQueueService.BatchRequestTooLong"] {
+            let err = sdk_error("DynamoDB PutItem", Layer::coded("refused", code));
+            assert!(matches!(err, Error::Refused(_)) && !err.is_transient(), "{code}: {err:?}");
+        }
+        for code in ["ProvisionedThroughputExceededException", "InternalServerError", "ThrottlingException"] {
+            let err = sdk_error("DynamoDB PutItem", Layer::coded("busy", code));
+            assert!(err.is_transient(), "{code}: {err:?}");
+        }
+        assert!(sdk_error("SQS SendMessage", Layer::new("dispatch failure", None)).is_transient());
     }
 }

@@ -26,7 +26,7 @@ use prepare::Prepared;
 
 use crate::domain::AttemptRecord;
 use crate::ports::ReceivedJob;
-use crate::{App, Result};
+use crate::{App, Error, Result};
 
 /// What became of one job, and the attempt to record if a request was made.
 type Outcome = Result<(Disposition, Option<AttemptRecord>)>;
@@ -99,13 +99,18 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
 }
 
 async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposition, Option<AttemptRecord>)> {
-    let (disposition, record) = match prepare::prepare(app, received).await? {
-        Prepared::Ready(pending) => {
+    let (outcome, record) = match prepare::prepare(app, received).await {
+        Ok(Prepared::Ready(pending)) => {
             let completed = dispatch::dispatch(app, received, &pending).await;
             let record = completed.record(received);
-            (settle::settle(app, received, *pending, &completed).await?, Some(record))
+            (settle::settle(app, received, *pending, &completed).await, Some(record))
         }
-        Prepared::Done(disposition) => (disposition, None),
+        Ok(Prepared::Done(disposition)) => (Ok(disposition), None),
+        Err(err) => (Err(err), None),
+    };
+    let disposition = match outcome {
+        Err(Error::Refused(reason)) => settle::dead_letter_refused(app, received, &reason).await?,
+        other => other?,
     };
     if received.job.line.is_some() && disposition.frees_line() {
         // The job is finished whatever happens to its seat: reporting it failed would offer it

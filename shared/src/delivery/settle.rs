@@ -77,6 +77,19 @@ pub(super) async fn dead_letter(app: &App, received: &ReceivedJob) -> Result<()>
     app.queue.dead_letter(&received.receipt, &job.checked()).await
 }
 
+/// A job one of whose requests AWS refused as invalid (a `ValidationException`: a key or an
+/// item over DynamoDB's limits, say) fails the same way on every receive: it goes to the
+/// dead-letter queue now, the reason logged, not back to SQS until its redrive. Its message is
+/// kept as any dead letter's is, unless keeping it is refused too.
+pub(super) async fn dead_letter_refused(app: &App, received: &ReceivedJob, reason: &str) -> Result<Disposition> {
+    tracing::error!(reason, "refused by AWS as invalid: dead-lettered without another try");
+    match dead_letter(app, received).await {
+        Err(Error::Refused(_)) => app.queue.dead_letter(&received.receipt, &received.job.checked()).await?,
+        other => other?,
+    }
+    Ok(Disposition::DeadLettered)
+}
+
 /// A subscription deleted meanwhile is not an error.
 async fn set_health(app: &App, subscription: &Subscription) -> Result<()> {
     match app.store.set_subscription_health(subscription).await {

@@ -12,6 +12,12 @@ use super::{OrganizationId, Subscription};
 /// stored message at delivery time (SQS messages and batches have size limits).
 pub const INLINE_PAYLOAD_LIMIT: usize = 32 * 1024;
 
+/// The largest payload a published event may have, as stored and delivered (after its event's
+/// shaping), on every path: the API, the batch route and the publish queues. The API's bodies
+/// are capped at the same 256 KiB; kept with its message, a payload this size fits DynamoDB's
+/// 400 KB item whether or not it compresses.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
 /// A published message and the answer its publish got. Kept until `expires_at`, so a
 /// repeated message id gets the same answer and past messages can be replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::dialect::catalog;
 use crate::domain::event::allows;
-use crate::domain::message::{DeliveryJob, PublishRecord};
+use crate::domain::message::{DeliveryJob, PublishRecord, MAX_PAYLOAD_BYTES};
 use crate::domain::retention::{IDEMPOTENCY_WINDOW, MESSAGE_RETENTION};
 use crate::domain::{EventDefinition, OrganizationId, Scope, Subscription};
-use crate::{App, Result};
+use crate::{App, Error, Result};
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -124,7 +124,9 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
 }
 
 /// The fan-out's read: each organization's subscriptions read once (one Query on DynamoDB),
-/// matched here, as Svix matches an application's endpoints.
+/// matched here, as Svix matches an application's endpoints. An organization with no
+/// subscription and no API key is unknown to Tidings (a mistyped `organizationUuid`, say): its
+/// publishes are refused, never published to no one in silence.
 async fn subscriptions_of(
     app: &App,
     requests: &[PublishRequest],
@@ -132,7 +134,18 @@ async fn subscriptions_of(
     let mut subscriptions = HashMap::new();
     for org in requests.iter().map(|r| r.org) {
         if let std::collections::hash_map::Entry::Vacant(entry) = subscriptions.entry(org) {
-            entry.insert(app.store.list_subscriptions(org).await);
+            let found = match app.store.list_subscriptions(org).await {
+                Ok(none) if none.is_empty() => match app.store.list_api_keys(Some(org)).await {
+                    Ok(keys) if keys.is_empty() => Err(Error::bad_request(
+                        "organizationUuid",
+                        format!("organization {org} is unknown: it has no API key and no subscription"),
+                    )),
+                    Ok(_) => Ok(none),
+                    Err(err) => Err(err),
+                },
+                other => other,
+            };
+            entry.insert(found);
         }
     }
     subscriptions
@@ -148,6 +161,16 @@ fn message_and_jobs(
 ) -> Result<(PublishRecord, Vec<DeliveryJob>)> {
     // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
     let payload = request.event.prepare_payload(&request.payload)?;
+    // Every path's one limit, before any write: what is kept and delivered fits DynamoDB's item.
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::bad_request(
+            "payload",
+            format!(
+                "the payload is {} bytes; a published event's payload is at most {MAX_PAYLOAD_BYTES} bytes (256 KiB)",
+                payload.len()
+            ),
+        ));
+    }
     let targets: Vec<&Subscription> = match &subscriptions[&request.org] {
         Ok(all) => all.iter().filter(|s| request.event.reaches(s) && s.status.receives()).collect(),
         Err(err) => return Err(err.clone()),

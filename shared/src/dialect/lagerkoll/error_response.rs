@@ -31,7 +31,7 @@ impl From<Error> for Failure {
         let (status, code) = match &err {
             Error::Unauthenticated(_) | Error::Forbidden(_) => (StatusCode::UNAUTHORIZED, Code::Credentials),
             Error::NotFound(_) | Error::MessageNotFound(_) => (StatusCode::NOT_FOUND, Code::GettingWebhook),
-            Error::Internal(detail) => {
+            Error::Internal(detail) | Error::Refused(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Common)
             }
@@ -43,7 +43,7 @@ impl From<Error> for Failure {
             _ => (StatusCode::BAD_REQUEST, Code::Common),
         };
         let message = match &err {
-            Error::Internal(_) => "Something went wrong on the server".to_owned(),
+            Error::Internal(_) | Error::Refused(_) => "Something went wrong on the server".to_owned(),
             other => other.to_string(),
         };
         Failure { status, code, message, field }

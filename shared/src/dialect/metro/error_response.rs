@@ -42,14 +42,14 @@ pub(crate) fn error_response(err: &Error, _request_headers: &HeaderMap) -> Respo
                 Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
                 Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::Duplicate(_) => StatusCode::CONFLICT,
-                Error::Internal(detail) => {
+                Error::Internal(detail) | Error::Refused(detail) => {
                     tracing::error!(error = %detail, "internal error");
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
                 _ => StatusCode::BAD_REQUEST,
             };
             let detail = match other {
-                Error::Internal(_) => "Internal error; try again later".to_owned(),
+                Error::Internal(_) | Error::Refused(_) => "Internal error; try again later".to_owned(),
                 other => other.to_string(),
             };
             let title = status.canonical_reason().unwrap_or("Error");

@@ -25,10 +25,10 @@ pub(crate) fn error_body(err: &Error) -> (StatusCode, Value) {
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         Error::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
         Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS"),
-        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        Error::Internal(_) | Error::Refused(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
     };
     let developer_message = match err {
-        Error::Internal(detail) => {
+        Error::Internal(detail) | Error::Refused(detail) => {
             tracing::error!(error = %detail, "internal error");
             "Tidings encountered an internal error; try again later".to_owned()
         }
