@@ -128,7 +128,11 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
     serve.kill();
 }
 
-fn assert_rate(report: &shaping::RateReport) {
+/// The rate report's promises: every message once, no more than the limit allows in any 10 s
+/// give or take `arrival_jitter` requests, the limit's rate ± 10 %, the neighbour unhindered.
+/// The gate spaces the requests it sends; the receiver times their arrival, so a request whose
+/// trip took longer than the next one's can land inside a window its send was not in.
+fn assert_rate(report: &shaping::RateReport, arrival_jitter: usize) {
     eprintln!(
         "rate limit {}/s (burst {}), {} messages published at {:.0}/s: {} delivered ({} repeats), most in any 10 s {} (allowed {}), \
          delivered at {:.2}/s; unlimited neighbour p99 {:.1} ms alone, {:.1} ms beside the backlog \
@@ -149,7 +153,7 @@ fn assert_rate(report: &shaping::RateReport) {
         report.limited_during_a_neighbour_delivery,
     );
     assert_eq!(report.delivered, report.messages, "every limited message arrives");
-    assert!(report.most_in_ten_seconds <= report.allowed_in_ten_seconds(), "{report:?}");
+    assert!(report.most_in_ten_seconds <= report.allowed_in_ten_seconds() + arrival_jitter, "{report:?}");
     let limit = report.per_second as f64;
     assert!((limit * 0.9..=limit * 1.1).contains(&report.delivered_per_second), "{report:?}");
     assert_eq!(report.neighbour_delivered, report.neighbour_published, "the neighbour's messages all arrive");
@@ -181,7 +185,7 @@ async fn rate_limit_on_serve(messages: usize) {
     let limited = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, messages, (50, 5), 200).await;
-    assert_rate(&report);
+    assert_rate(&report, 0);
 }
 
 /// 2,000 events over 40 keys to an ordered subscription whose receiver fails one request in
@@ -245,7 +249,9 @@ mod e2e {
         // 60 s of backlog: a shorter one is too short for its start (the emulated API publishing
         // the backlog at 8–17 a second) not to weigh on the rate (4.41/s of 5 at 150 messages).
         let report = shaping::rate_limited(&Api::new(stack.url("")), &limited, &neighbour, 300, (5, 3), 100).await;
-        assert_rate(&report);
+        // On two cores shared with the emulator, a request's trip varies by more than the 200 ms
+        // between two of them: one request of arrival jitter (54 of 53 in one run; 52 typical).
+        assert_rate(&report, 1);
         assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
     }
 

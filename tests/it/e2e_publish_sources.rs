@@ -180,10 +180,12 @@ async fn publish_from_every_source(total: usize) {
     // key and a subscription too, but no grant on the team's queue or the bus.
     let (org_a, org_b) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
     let org_c = uuid::Uuid::new_v4().to_string();
+    // Granted on PublishQueue, but unknown to Tidings (no key, no subscription): a typo.
+    let typo = uuid::Uuid::new_v4().to_string();
     let stack = DeployedStack::start(Options {
         event_source_concurrency: 3,
         params: vec![
-            ("PublishQueueOrganizations".into(), "*".into()),
+            ("PublishQueueOrganizations".into(), format!("{org_a},{org_b},{typo}")),
             ("PublishSourceQueueArn".into(), team_arn),
             ("PublishSourceDeadLetterQueueArn".into(), team_dlq_arn),
             ("PublishSourceQueueOrganizations".into(), format!("{org_a},{org_b}")),
@@ -227,9 +229,10 @@ async fn publish_from_every_source(total: usize) {
         queue_bodies.push(record(org_of(n), Some(&format!("q-{n}")), n).to_string());
     }
     let mut queue_malformed = malformed(&org_a, "queue");
-    // PublishQueue publishes for every organization Tidings knows: not for one it does not.
-    let unknown = uuid::Uuid::new_v4().to_string();
-    queue_malformed.push((record(&unknown, Some("unknown-org"), 0).to_string(), "unknown"));
+    // PublishQueue publishes for A and B (and the typo): not for C, not for an organization
+    // Tidings does not know even when granted.
+    queue_malformed.push((record(&org_c, Some("queue-for-c"), 0).to_string(), "not granted"));
+    queue_malformed.push((record(&typo, Some("unknown-org"), 0).to_string(), "unknown"));
     queue_bodies.extend(queue_malformed.iter().map(|(body, _)| body.clone()));
     // Over the payload limit (sent alone below: SQS takes it, Tidings does not).
     let oversized = json!({"organizationUuid": org_a, "eventName": "ProductUpdated", "messageId": "oversized",
