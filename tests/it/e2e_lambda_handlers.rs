@@ -544,31 +544,7 @@ async fn a_publish_queue_batch_sends_a_job_to_each_subscription_for_each_record(
 
 /// Every dead letter on the fixture's dead-letter queue: (body, its TidingsRejection reason).
 async fn dead_letters(aws: &AwsFixture) -> Vec<(String, String)> {
-    let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
-    let mut all = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&aws.settings.dead_letter_queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return all;
-        }
-        for m in messages {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get(tidings::aws::REJECTION_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .unwrap_or_default()
-                .to_owned();
-            all.push((m.body().unwrap_or_default().to_owned(), reason));
-        }
-    }
+    tidings_tests::aws::drain(&aws_sdk_sqs::Client::new(&aws.sdk), &aws.settings.dead_letter_queue_url).await
 }
 
 /// A queue publishes for the organizations of its grant only: a record of another is

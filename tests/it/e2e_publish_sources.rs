@@ -81,36 +81,6 @@ async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String],
     ids
 }
 
-/// Every message of a queue (received until it stays empty), with its TidingsRejection reason.
-async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(String, String)> {
-    let mut all = Vec::new();
-    let mut empty_receives = 0;
-    while empty_receives < 2 {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        empty_receives = if messages.is_empty() { empty_receives + 1 } else { 0 };
-        for m in messages {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get(tidings::aws::REJECTION_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .unwrap_or_default()
-                .to_owned();
-            all.push((m.body().unwrap_or_default().to_owned(), reason));
-            sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
-        }
-    }
-    all
-}
-
 async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
@@ -329,8 +299,8 @@ async fn publish_from_every_source(total: usize) {
     assert!(c1.deliveries().is_empty(), "nothing of C's came through a source not granted to it");
 
     // Every malformed record in its own source's dead-letter queue, with its reason.
-    let publish_dlq = drain(&sqs, &stack.output("PublishDeadLetterQueueUrl")).await;
-    let team_dlq = drain(&sqs, &team_dlq_url).await;
+    let publish_dlq = tidings_tests::aws::drain(&sqs, &stack.output("PublishDeadLetterQueueUrl")).await;
+    let team_dlq = tidings_tests::aws::drain(&sqs, &team_dlq_url).await;
     let summary = |dead: &[(String, String)]| -> Vec<String> {
         dead.iter().map(|(body, reason)| format!("{}…: {reason}", body.chars().take(80).collect::<String>())).collect()
     };

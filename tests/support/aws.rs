@@ -252,6 +252,37 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .clone()
 }
 
+/// Every message of a queue (received until it stays empty, each deleted), with the reason
+/// Tidings gave it (`TidingsRejection`; empty when none): what a dead-letter queue holds.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let mut empty_receives = 0;
+    while empty_receives < 2 {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        empty_receives = if messages.is_empty() { empty_receives + 1 } else { 0 };
+        for m in messages {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(tidings::aws::REJECTION_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            all.push((m.body().unwrap_or_default().to_owned(), reason));
+            sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+    }
+    all
+}
+
 /// Takes up to 10 messages of a queue with every system attribute, hiding them for a minute, so
 /// repeated calls read each message once.
 pub async fn take_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
