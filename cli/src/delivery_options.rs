@@ -24,7 +24,7 @@ pub(crate) struct DeliveryOptionsArgs {
 
 /// Prints the options; with `--rate` or `--ordered`, changes those first (the rest stay).
 pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), String> {
-    let (store, current) = args.subscription.open().await?;
+    let (store, queue, current) = args.subscription.open_with_queue().await?;
     let mut options = current.delivery.clone();
     if let Some(rate) = args.rate {
         options.rate_limit = match rate {
@@ -38,10 +38,16 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
     let options = if options == current.delivery {
         options
     } else {
-        tidings::subscriptions::set_delivery_options(&*store, OffsetDateTime::now_utc(), current, options)
-            .await
-            .map_err(|e| e.to_string())?
-            .delivery
+        tidings::subscriptions::set_delivery_options(
+            &*store,
+            queue.as_deref(),
+            OffsetDateTime::now_utc(),
+            current,
+            options,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .delivery
     };
     println!("{}", describe(&options));
     Ok(())

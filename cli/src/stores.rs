@@ -7,7 +7,7 @@ use clap::Args;
 use tidings::aws::DynamoStore;
 use tidings::config::{Backend, Settings};
 use tidings::embedded::SqliteBackend;
-use tidings::ports::{Store, SystemClock};
+use tidings::ports::{Queue, Store, SystemClock};
 use tidings::App;
 
 /// Where a stack's data lives: the local data directory, or a deployed stack's resources.
@@ -58,13 +58,36 @@ impl SubscriptionArgs {
     /// Its store and the subscription as stored; an error naming it when there is none.
     pub(crate) async fn open(&self) -> Result<(Box<dyn Store>, tidings::domain::Subscription), String> {
         let store = open_store(&self.data).await?;
+        let current = self.read(&*store).await?;
+        Ok((store, current))
+    }
+
+    /// Like [`Self::open`], with the data directory's queue where there is one (a deployed
+    /// stack's queues are not the CLI's to name here).
+    pub(crate) async fn open_with_queue(
+        &self,
+    ) -> Result<(Arc<dyn Store>, Option<Arc<dyn Queue>>, tidings::domain::Subscription), String> {
+        let (store, queue): (Arc<dyn Store>, Option<Arc<dyn Queue>>) = match &self.data.table {
+            Some(_) => (open_store(&self.data).await?.into(), None),
+            None => {
+                let backend = Arc::new(
+                    SqliteBackend::open_in(existing(&self.data.local.data_dir)?, Arc::new(SystemClock))
+                        .map_err(|e| e.to_string())?,
+                );
+                (backend.clone(), Some(backend))
+            }
+        };
+        let current = self.read(&*store).await?;
+        Ok((store, queue, current))
+    }
+
+    async fn read(&self, store: &dyn Store) -> Result<tidings::domain::Subscription, String> {
         let (org, id) = (self.org, self.subscription);
-        let current = store
+        store
             .get_subscription(org, id)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no subscription {id} in organization {org}"))?;
-        Ok((store, current))
+            .ok_or_else(|| format!("no subscription {id} in organization {org}"))
     }
 }
 

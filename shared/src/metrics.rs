@@ -75,6 +75,14 @@ pub fn line_not_left() {
     }
 }
 
+/// A rate-limited job came back after its slot and its grace had passed (the paced lane is
+/// short of instances for the limits it serves): its slot was wasted and it booked again.
+pub fn late_reservation() {
+    if on_lambda() {
+        println!("{}", emf_line(now_ms(), &[("Function", "delivery")], &[("LateSlots", "Count", json!(1))]));
+    }
+}
+
 /// After each sweep of the ordered lines: how many had stopped moving (their head's lease had
 /// lapsed) and were moved on. The sweep runs on Lambda only.
 #[cfg(feature = "lambda")]

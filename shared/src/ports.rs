@@ -183,10 +183,21 @@ pub trait Limits: Send + Sync {
     /// use is unexpired (a replay). Atomic across processes.
     async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool>;
 
-    /// Reserves the next request slot of the paced sender `key`, which sends one request per
-    /// `interval`: the slot is the later of `now` and the end of the last slot reserved, and the
-    /// next reservation starts `interval` after it. Atomic across processes.
-    async fn reserve_slot(&self, key: &str, now: OffsetDateTime, interval: Duration) -> Result<OffsetDateTime>;
+    /// Reserves the next `count` request slots of the paced sender `key`, which sends one
+    /// request per `interval` under the limit `version`. The first slot is the later of `now`
+    /// and the end of the last slot reserved under that version (an older version's slots no
+    /// longer count: its pace starts again at `now`); the others follow `interval` apart, and
+    /// the next reservation starts after the last. Returns the first slot, or `None` when the
+    /// pace is on a newer version already (the caller read its limit before it changed).
+    /// Atomic across processes.
+    async fn reserve_slots(
+        &self,
+        key: &str,
+        version: i64,
+        now: OffsetDateTime,
+        interval: Duration,
+        count: u32,
+    ) -> Result<Option<OffsetDateTime>>;
 
     /// A secret every instance shares, made once: stores `candidate` under `name` unless a value
     /// is stored already, and returns the stored one (so concurrent first calls agree).
@@ -305,6 +316,15 @@ pub trait Queue: Send + Sync {
     /// after delivery); returns how many were stalled. Only a queue that keeps lines apart from
     /// its jobs (SQS) has any; the embedded queue moves lines in the same write as the job.
     async fn sweep_lines(&self) -> Result<usize> {
+        Ok(0)
+    }
+    /// Brings the jobs of a subscription that wait on the queue for a rate-limit slot forward to
+    /// now: its limit changed, and each looks at it again (`delivery::rate_gate`). Returns how
+    /// many. A queue that cannot shorten a wait (SQS fixes a message's delay when it is sent)
+    /// brings none: its jobs see the change at their next look, at four times the old limit's
+    /// pace at least.
+    async fn hasten_paced(&self, org: OrganizationId, subscription: Uuid) -> Result<usize> {
+        let _ = (org, subscription);
         Ok(0)
     }
     /// How late a job enqueued or put off with a delay may come back, at most, when consumers

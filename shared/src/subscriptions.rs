@@ -3,8 +3,8 @@
 
 use time::OffsetDateTime;
 
-use crate::domain::{to_micros, DeliveryOptions, Subscription, SubscriptionStatus};
-use crate::ports::SubscriptionStore;
+use crate::domain::{to_micros, DeliveryOptions, RateLimit, Subscription, SubscriptionStatus};
+use crate::ports::{Queue, SubscriptionStore};
 use crate::{signing, Error, Result};
 
 /// How long a rotated-out key keeps signing unless the rotation says otherwise.
@@ -63,14 +63,38 @@ pub async fn set_active(
 
 /// Sets how `current` wants its deliveries (rate limit, ordering), whatever its dialect. Jobs
 /// already queued keep the line they joined; new ones follow the new options.
+///
+/// A changed rate limit governs the jobs already waiting too: `queue` (where the caller has
+/// the subscription's queue) brings them forward to look at it now.
 pub async fn set_delivery_options(
     store: &dyn SubscriptionStore,
+    queue: Option<&dyn Queue>,
     now: OffsetDateTime,
     current: Subscription,
     options: DeliveryOptions,
 ) -> Result<Subscription> {
-    let changed = modify(store, now, current, |s| s.delivery = options.clone()).await?;
+    let before = current.delivery.rate_limit;
+    let changed = modify(store, now, current, |s| {
+        // A limit set again as it was keeps its version, and so the slots booked under it.
+        // Versions only grow (the pace keeps the newest), whatever this host's clock says.
+        let last = s.delivery.rate_limit.map_or(0, |old| old.version);
+        let version = i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX).max(last.saturating_add(1));
+        let rate_limit = match (options.rate_limit, s.delivery.rate_limit) {
+            (Some(new), Some(old)) if new.same_pace(&old) => Some(old),
+            (Some(new), _) => Some(RateLimit { version, ..new }),
+            (None, _) => None,
+        };
+        s.delivery = DeliveryOptions { rate_limit, ..options.clone() };
+    })
+    .await?;
     tracing::info!(org = %changed.organization, subscription = %changed.id, options = ?changed.delivery, "delivery options set");
+    if let (Some(queue), true) = (queue, before != changed.delivery.rate_limit) {
+        // The change is stored either way: unhastened, the jobs see it at their next look.
+        match queue.hasten_paced(changed.organization, changed.id).await {
+            Ok(hastened) => tracing::info!(hastened, "jobs waiting for a slot look at the new limit now"),
+            Err(err) => tracing::warn!(error = %err, "jobs waiting for a slot see the new limit at their next look"),
+        }
+    }
     Ok(changed)
 }
 

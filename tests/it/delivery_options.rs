@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tidings::domain::Scope;
-use tidings_tests::shaping::{self, Api, Ordered};
+use tidings_tests::shaping::{self, Api, LimitChange, LimitChangeReport, Ordered};
 use tidings_tests::stack::{DeployedStack, Options};
 use tidings_tests::{cli_key, new_org, tidings_cli, Receiver, ServeProcess, Stack};
 
@@ -186,6 +186,67 @@ async fn rate_limit_on_serve(messages: usize) {
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, messages, (50, 5), 200).await;
     assert_rate(&report, 0);
+}
+
+/// Prints a limit-change run and checks what holds whatever the change: every message once,
+/// and from 2 s after each change the receiver sees at most the limit then set in any 10 s
+/// (give or take `arrival_jitter` requests).
+fn assert_limit_changes(report: &LimitChangeReport, arrival_jitter: usize) {
+    for phase in &report.phases {
+        eprintln!(
+            "limit {:?}: {} delivered in {:.1} s from 2 s after it was set, {:.1}/s, most in any 10 s {} (allowed {:?}); \
+             {} from the change to the last in {:.2} s",
+            phase.limit,
+            phase.delivered,
+            phase.seconds,
+            phase.per_second(),
+            phase.most_in_ten_seconds,
+            phase.allowed_in_ten_seconds(),
+            phase.since_the_change,
+            phase.seconds_to_the_last,
+        );
+    }
+    assert_eq!(report.delivered, report.messages, "every message arrives: {report:?}");
+    assert_eq!(report.duplicates, 0, "{report:?}");
+    for phase in &report.phases {
+        if let Some(allowed) = phase.allowed_in_ten_seconds() {
+            assert!(phase.most_in_ten_seconds <= allowed + arrival_jitter, "{phase:?}");
+        }
+    }
+}
+
+fn change(after_seconds: u64, limit: Option<(u32, u32)>) -> LimitChange {
+    LimitChange { after: Duration::from_secs(after_seconds), limit }
+}
+
+/// A limit lowered under a backlog on `tidings serve` (100/s → 20/s) holds the receiver to the
+/// new one from 2 s after the change; removed, the rest drains at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_limit_holds_the_waiting_backlog_within_two_seconds_and_a_removed_one_frees_it() {
+    let stack = Stack::local().await;
+    let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let changes = [change(3, Some((20, 2))), change(17, None)];
+    let report = shaping::limit_changes(&Api::new(&stack.base), &key, 1_500, (100, 10), &changes).await;
+    assert_limit_changes(&report, 0);
+    let [before, lowered, removed] = &report.phases[..] else { panic!("{report:?}") };
+    assert!(before.per_second() > 80.0, "{before:?}");
+    assert!((16.0..=22.0).contains(&lowered.per_second()), "the new limit's pace: {lowered:?}");
+    // About 900 left when the limit goes: they drain as fast as the receiver takes them.
+    assert!(removed.since_the_change > 500, "{removed:?}");
+    assert!(removed.since_the_change as f64 / removed.seconds_to_the_last > 400.0, "no limit, no pace: {removed:?}");
+}
+
+/// A limit raised under a backlog (50/s → 200/s) speeds it up within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_limit_speeds_up_the_waiting_backlog_within_two_seconds() {
+    let stack = Stack::local().await;
+    let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let report =
+        shaping::limit_changes(&Api::new(&stack.base), &key, 2_000, (50, 5), &[change(3, Some((200, 20)))]).await;
+    assert_limit_changes(&report, 0);
+    let [before, raised] = &report.phases[..] else { panic!("{report:?}") };
+    assert!((45.0..=55.0).contains(&before.per_second()), "{before:?}");
+    assert!(raised.per_second() > 150.0, "the backlog sped up: {raised:?}");
 }
 
 /// 2,000 events over 40 keys to an ordered subscription whose receiver fails one request in

@@ -239,24 +239,37 @@ where
     assert!(queue.receive(10, Duration::from_secs(30)).await.unwrap().is_empty(), "one copy, acknowledged");
 }
 
-/// Slots of one paced sender are handed out one interval apart, however many ask at once; an
-/// idle sender's next slot is now; senders do not share slots.
+/// Slots of one paced sender are handed out one interval apart, however many ask at once and
+/// however many each reservation takes; an idle sender's next slot is now; senders do not share
+/// slots. A newer limit version starts the pace again at now and voids the older one's: a
+/// reservation under an older version than the pace's gets nothing and changes nothing.
 pub async fn paced_slots_are_one_interval_apart(limits: &dyn Limits) {
     let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
     let interval = Duration::from_millis(100);
     let key = format!("org/{}", Uuid::new_v4());
-    let asked = (0..12).map(|_| limits.reserve_slot(&key, now, interval));
-    let mut slots: Vec<OffsetDateTime> =
-        futures::future::join_all(asked).await.into_iter().collect::<Result<_, _>>().unwrap();
+    let reserve = |key: String, version: i64, at: OffsetDateTime, count: u32| async move {
+        limits.reserve_slots(&key, version, at, interval, count).await.unwrap()
+    };
+    let asked = (0..12).map(|n| reserve(key.clone(), 1, now, 1 + n % 3));
+    let firsts: Vec<OffsetDateTime> = futures::future::join_all(asked).await.into_iter().map(Option::unwrap).collect();
+    let mut slots: Vec<OffsetDateTime> = firsts
+        .iter()
+        .zip((0..12).map(|n| 1 + n % 3))
+        .flat_map(|(first, count)| (0..count).map(move |k| *first + interval * k))
+        .collect();
     slots.sort();
-    let expected: Vec<OffsetDateTime> = (0..12).map(|n| now + interval * n).collect();
+    let expected: Vec<OffsetDateTime> = (0..24).map(|n| now + interval * n).collect();
     assert_eq!(slots, expected, "one slot an interval, none twice");
     // Another sender starts at its own now.
-    assert_eq!(limits.reserve_slot("org/other", now, interval).await.unwrap(), now);
+    assert_eq!(reserve("org/other".into(), 1, now, 1).await, Some(now));
     // Once the reserved slots are past, the next one is now again, not at the end of the last.
     let later = now + Duration::from_secs(5);
-    assert_eq!(limits.reserve_slot(&key, later, interval).await.unwrap(), later);
-    assert_eq!(limits.reserve_slot(&key, later, interval).await.unwrap(), later + interval);
+    assert_eq!(reserve(key.clone(), 1, later, 2).await, Some(later));
+    assert_eq!(reserve(key.clone(), 1, later, 1).await, Some(later + interval * 2));
+    // A changed limit: its pace starts at now, the old one's bookings ahead no longer count.
+    assert_eq!(reserve(key.clone(), 2, later, 1).await, Some(later));
+    assert_eq!(reserve(key.clone(), 1, later, 1).await, None, "an older version books nothing");
+    assert_eq!(reserve(key.clone(), 2, later, 1).await, Some(later + interval), "and took nothing");
 }
 
 /// Jobs of one line come out one at a time, in the order they went in: the next is received

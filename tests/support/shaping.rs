@@ -251,6 +251,120 @@ pub async fn rate_limited(
     }
 }
 
+/// A limit changed while a backlog waits: the limit (`None`: none) from a moment on.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitChange {
+    /// When, counted from the first delivery.
+    pub after: Duration,
+    pub limit: Option<(u32, u32)>,
+}
+
+/// What the receiver saw under one limit, from 2 s after it was set until the next change (or
+/// the last delivery).
+#[derive(Debug)]
+pub struct LimitPhase {
+    pub limit: Option<(u32, u32)>,
+    pub seconds: f64,
+    pub delivered: usize,
+    /// The most requests in any 10 s within the phase (or within all of it, if shorter).
+    pub most_in_ten_seconds: usize,
+    /// Counted from the change itself instead: requests until the phase's end, and the time
+    /// from the change to the last of them (how fast a freed backlog drained).
+    pub since_the_change: usize,
+    pub seconds_to_the_last: f64,
+}
+
+impl LimitPhase {
+    pub fn per_second(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// The promise from 2 s after the change: limit × 10 + burst in any 10 s.
+    pub fn allowed_in_ten_seconds(&self) -> Option<usize> {
+        self.limit.map(|(per_second, burst)| per_second as usize * 10 + burst as usize)
+    }
+}
+
+/// What the limit-change scenario saw: each limit's phase (the first one's counted from its
+/// first delivery), every message once.
+#[derive(Debug)]
+pub struct LimitChangeReport {
+    pub messages: usize,
+    pub delivered: usize,
+    pub duplicates: usize,
+    pub phases: Vec<LimitPhase>,
+}
+
+/// Runs the limit-change scenario: `messages` published at once to a subscription limited to
+/// `first`, the limit changed through the operators' route as `changes` say, until every
+/// message has arrived.
+pub async fn limit_changes(
+    api: &Api,
+    key: &str,
+    messages: usize,
+    first: (u32, u32),
+    changes: &[LimitChange],
+) -> LimitChangeReport {
+    let receiver = Receiver::answering(200).await;
+    let subscription = api.subscribe(key, &receiver.url()).await;
+    let options = |limit: Option<(u32, u32)>| json!({"rateLimit": limit.map(|(per_second, burst)| json!({"perSecond": per_second, "burst": burst}))});
+    api.set_delivery_options(key, &subscription, options(Some(first))).await;
+    let publishing = {
+        let (api, key) = (api.clone(), key.to_owned());
+        tokio::spawn(async move { publish_paced(&api, &key, "backlog", messages, 0).await })
+    };
+    receiver.wait_for(1, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    let first_at = SystemTime::now();
+    // Each phase: its limit, and when the receiver's count of it starts (2 s after the PUT
+    // was answered; the first phase, at once).
+    let mut phases = vec![(Some(first), first_at)];
+    for change in changes {
+        tokio::time::sleep_until((started + change.after).into()).await;
+        let answered = api.set_delivery_options(key, &subscription, options(change.limit)).await;
+        assert_eq!(answered["rateLimit"].is_null(), change.limit.is_none(), "{answered}");
+        phases.push((change.limit, SystemTime::now() + Duration::from_secs(2)));
+    }
+    publishing.await.unwrap();
+    let delivered = receiver.wait_for(messages, Duration::from_secs(300)).await;
+    let unique: BTreeSet<String> = delivered.iter().map(|d| d.header("webhook-id")).collect();
+    let mut times: Vec<SystemTime> = delivered.iter().map(|d| d.at).collect();
+    times.sort();
+    let last = *times.last().unwrap();
+    let phases = phases
+        .iter()
+        .enumerate()
+        .map(|(n, (limit, from))| {
+            // Up to the next change's PUT (2 s before its count starts), or the last delivery.
+            let until =
+                phases.get(n + 1).map_or(last + Duration::from_nanos(1), |(_, next)| *next - Duration::from_secs(2));
+            let within: Vec<SystemTime> = times.iter().copied().filter(|t| *t >= *from && *t < until).collect();
+            let most = (0..within.len())
+                .map(|start| {
+                    within[start..]
+                        .iter()
+                        .take_while(|t| t.duration_since(within[start]).unwrap() < Duration::from_secs(10))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            let changed = if n == 0 { *from } else { *from - Duration::from_secs(2) };
+            let since: Vec<SystemTime> = times.iter().copied().filter(|t| *t >= changed && *t < until).collect();
+            LimitPhase {
+                limit: *limit,
+                seconds: until.duration_since(*from).unwrap_or_default().as_secs_f64(),
+                delivered: within.len(),
+                most_in_ten_seconds: most,
+                since_the_change: since.len(),
+                seconds_to_the_last: since
+                    .last()
+                    .map_or(0.0, |t| t.duration_since(changed).unwrap_or_default().as_secs_f64()),
+            }
+        })
+        .collect();
+    LimitChangeReport { messages, delivered: unique.len(), duplicates: delivered.len() - unique.len(), phases }
+}
+
 /// The ordered scenario's shape: `keys` keys of `per_key` messages each.
 #[derive(Debug, Clone, Copy)]
 pub struct Ordered {

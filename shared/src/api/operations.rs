@@ -384,7 +384,8 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
 
 /// The options as answered: every field present, `rateLimit` null when there is none.
 fn options_body(options: &DeliveryOptions) -> serde_json::Value {
-    serde_json::json!({ "rateLimit": options.rate_limit, "ordered": options.ordered })
+    let rate_limit = options.rate_limit.map(|l| serde_json::json!({ "perSecond": l.per_second, "burst": l.burst }));
+    serde_json::json!({ "rateLimit": rate_limit, "ordered": options.ordered })
 }
 
 async fn delivery_options(call: Call<'_>) -> Result<Response> {
@@ -412,9 +413,14 @@ async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
     };
     let subscription = managed_subscription(&call, org, id).await?;
     let options = DeliveryOptions { rate_limit, ordered };
-    let stored =
-        crate::subscriptions::set_delivery_options(&*call.app.store, call.app.clock.now(), subscription, options)
-            .await?;
+    let stored = crate::subscriptions::set_delivery_options(
+        &*call.app.store,
+        Some(&*call.app.queue),
+        call.app.clock.now(),
+        subscription,
+        options,
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, &options_body(&stored.delivery)))
 }
 

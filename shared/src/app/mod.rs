@@ -11,9 +11,11 @@ use crate::ports::{Clock, Mailer, PublishLog, Queue, Store};
 mod assemble;
 mod key_cache;
 mod probes;
+mod slot_book;
 
 pub use key_cache::KeyCache;
 pub use probes::{Probe, Probes};
+pub use slot_book::SlotBook;
 
 /// Largest request body accepted; larger ones get 413.
 pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -32,6 +34,8 @@ pub struct App {
     pub delivery: DeliverySettings,
     /// Failing endpoints being probed (one request at a time each).
     pub delivery_probes: Probes,
+    /// Rate-limit slots being reserved, shared by the jobs that ask meanwhile.
+    pub slot_book: SlotBook,
     /// API keys read recently (on Lambda; `tidings serve` reads every time).
     pub keys: Arc<KeyCache>,
     /// Publishes one organization may make per calendar minute; 0 = no limit.

@@ -88,6 +88,7 @@ mod tests {
                     seat: None,
                     ticket: None,
                     paced_at: None,
+                    paced_version: None,
                 });
             }
         }

@@ -30,6 +30,15 @@ impl DeliveryOptions {
 pub struct RateLimit {
     pub per_second: u32,
     pub burst: u32,
+    /// Which setting of the limit this is (when it was set, Unix nanoseconds): a changed limit
+    /// gets a new version, and the slots booked under an older one are void. Stored, never
+    /// answered by the API.
+    #[serde(default, skip_serializing_if = "is_unversioned")]
+    pub version: i64,
+}
+
+fn is_unversioned(version: &i64) -> bool {
+    *version == 0
 }
 
 /// The fastest limit one may set; beyond it, a limit protects no receiver.
@@ -45,7 +54,12 @@ impl RateLimit {
         if !(1..=per_second.saturating_mul(10)).contains(&burst) {
             return Err(format!("burst must be 1 to {} (ten seconds' worth)", per_second * 10));
         }
-        Ok(RateLimit { per_second, burst })
+        Ok(RateLimit { per_second, burst, version: 0 })
+    }
+
+    /// Whether `other` limits the same way (whatever its version).
+    pub fn same_pace(&self, other: &RateLimit) -> bool {
+        (self.per_second, self.burst) == (other.per_second, other.burst)
     }
 
     /// The spacing of requests: one slot per interval.
@@ -53,10 +67,14 @@ impl RateLimit {
         Duration::from_secs(1) / self.per_second.max(1)
     }
 
-    /// How late a request may go after its slot without breaking the promise: the burst beyond
-    /// the one request a slot always allows.
+    /// How late a request may go after its slot without breaking the promise. Requests sent
+    /// within `g` after slots `i` apart put at most `t / i + ⌊g / i⌋ + 1` in any span `t` that
+    /// is a whole number of intervals (10 s is), so `g` may come up to `burst` intervals; a
+    /// tenth of one is kept back for the interval's rounding to whole nanoseconds. Even at
+    /// burst 1, a job a few milliseconds late keeps its slot.
     pub fn grace(&self) -> Duration {
-        (self.interval() * self.burst.saturating_sub(1)).min(Duration::from_secs(1))
+        let interval = self.interval();
+        (interval * self.burst).saturating_sub(interval / 10).min(Duration::from_secs(1))
     }
 }
 
@@ -69,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_limit_checks_its_bounds_and_defaults_its_burst() {
-        assert_eq!(RateLimit::new(50, None).unwrap(), RateLimit { per_second: 50, burst: 5 });
+        assert_eq!(RateLimit::new(50, None).unwrap(), RateLimit { per_second: 50, burst: 5, version: 0 });
         assert_eq!(RateLimit::new(1, None).unwrap().burst, 1);
         assert!(RateLimit::new(0, None).unwrap_err().contains("perSecond"));
         assert!(RateLimit::new(MAX_PER_SECOND + 1, None).is_err());
@@ -77,7 +95,8 @@ mod tests {
         assert!(RateLimit::new(5, Some(51)).unwrap_err().contains("burst"));
         let limit = RateLimit::new(50, Some(5)).unwrap();
         assert_eq!(limit.interval(), Duration::from_millis(20));
-        assert_eq!(limit.grace(), Duration::from_millis(80));
+        assert_eq!(limit.grace(), Duration::from_millis(98));
+        assert_eq!(RateLimit::new(10, Some(1)).unwrap().grace(), Duration::from_millis(90), "burst 1 too");
         assert_eq!(RateLimit::new(1, Some(10)).unwrap().grace(), Duration::from_secs(1), "at most a second");
     }
 
@@ -89,5 +108,52 @@ mod tests {
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(json, r#"{"rateLimit":{"perSecond":2,"burst":1},"ordered":true}"#);
         assert_eq!(serde_json::from_str::<DeliveryOptions>(&json).unwrap(), options);
+        let versioned = RateLimit { version: 7, ..RateLimit::new(2, None).unwrap() };
+        assert_eq!(serde_json::to_string(&versioned).unwrap(), r#"{"perSecond":2,"burst":1,"version":7}"#);
+        assert!(versioned.same_pace(&RateLimit::new(2, Some(1)).unwrap()));
+        assert!(!versioned.same_pace(&RateLimit::new(2, Some(2)).unwrap()));
+    }
+
+    /// The grace's promise, counted: requests each sent up to the grace after its slot, at the
+    /// worst (every one as late as allowed, or alternately on time and late), never put more
+    /// than `rate × 10 + burst` in any 10 s window, wherever it starts.
+    #[test]
+    fn requests_sent_within_the_grace_keep_the_promise_in_every_ten_seconds() {
+        for (per_second, burst) in [(1, 1), (3, 1), (7, 2), (10, 1), (50, 5), (333, 3)] {
+            let limit = RateLimit::new(per_second, Some(burst)).unwrap();
+            let (interval, grace) = (limit.interval().as_nanos() as i128, limit.grace().as_nanos() as i128);
+            let slots = (per_second as i128) * 30;
+            for pattern in 0..3 {
+                let sent: Vec<i128> = (0..slots)
+                    .map(|k| {
+                        let late = match pattern {
+                            0 => grace,
+                            1 => {
+                                if k % 2 == 0 {
+                                    0
+                                } else {
+                                    grace
+                                }
+                            }
+                            _ => {
+                                if k % (burst as i128 + 1) == 0 {
+                                    0
+                                } else {
+                                    grace
+                                }
+                            }
+                        };
+                        k * interval + late
+                    })
+                    .collect();
+                let window = 10_000_000_000i128;
+                let most = (0..sent.len())
+                    .map(|start| sent[start..].iter().take_while(|t| **t < sent[start] + window).count())
+                    .max()
+                    .unwrap();
+                let allowed = per_second as usize * 10 + burst as usize;
+                assert!(most <= allowed, "{per_second}/s burst {burst} pattern {pattern}: {most} > {allowed}");
+            }
+        }
     }
 }

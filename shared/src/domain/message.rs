@@ -108,9 +108,12 @@ pub struct DeliveryJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<u32>,
     /// For a rate-limited subscription, the time slot reserved for this job's request
-    /// (`delivery::pace`): it went back on the queue to wait for it.
+    /// (`delivery::rate_gate`): it went back on the queue to wait for it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub paced_at: Option<OffsetDateTime>,
+    /// The version of the limit that slot was booked under: once the limit changes, it is void.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paced_version: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -166,6 +169,7 @@ impl DeliveryJob {
             seat: None,
             ticket: None,
             paced_at: None,
+            paced_version: None,
         }
     }
 
@@ -188,6 +192,7 @@ impl DeliveryJob {
             lane: Lane::Slow,
             provenance_checked: true,
             paced_at: None,
+            paced_version: None,
             ..self.clone()
         }
     }
@@ -210,6 +215,7 @@ impl DeliveryJob {
             not_before: None,
             lane: Lane::First,
             paced_at: None,
+            paced_version: None,
             seat: None,
             ticket: None,
             ..self.clone()

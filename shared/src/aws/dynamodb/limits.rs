@@ -2,7 +2,7 @@
 //! shared secrets, a rate-limited subscription's request slots (its `PACE#` item), and the
 //! per-minute request counts.
 
-use super::items::{get_n, get_s, n, nanos, org_pk, s, time_from};
+use super::items::{get_n, get_opt_n, get_s, n, nanos, org_pk, s, time_from};
 use super::{condition_failed, DynamoStore};
 use crate::aws::sdk::sdk_error;
 use crate::domain::OrganizationId;
@@ -93,58 +93,72 @@ impl Limits for DynamoStore {
         get_s(&item, "value")
     }
 
-    async fn reserve_slot(
+    async fn reserve_slots(
         &self,
         key: &str,
+        version: i64,
         now: OffsetDateTime,
         interval: std::time::Duration,
-    ) -> Result<OffsetDateTime> {
-        // No read-modify-write: an idle sender's slot is `now` (a write conditional on the last
-        // slot having ended), a busy one's is the end of the last (an atomic ADD conditional on
-        // it not having ended). A race between the two tries the other again.
+        count: u32,
+    ) -> Result<Option<OffsetDateTime>> {
+        // One write unit a reservation, however many slots it takes and whether the pace is
+        // idle or busy: the item is read (an eventually consistent read, half a read unit: a
+        // stale one only fails the write's condition) and written back conditional on being as
+        // read. A reservation that lost a race reads again, consistently.
         let interval = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
+        let span = interval.saturating_mul(i64::from(count));
         let (pk, now_nanos) = (s(format!("PACE#{key}")), nanos(now));
-        // Idle for a day, the item goes (TTL); its slots were long over.
-        let expires = n((now + time::Duration::days(1)).unix_timestamp());
+        let mut consistent = false;
         for _ in 0..8 {
-            let idle = self
+            let seen = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("PK", pk.clone())
+                .key("SK", s("PACE"))
+                .consistent_read(consistent)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DynamoDB GetItem (pace)", e))?
+                .item;
+            let update = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("PK", pk.clone())
                 .key("SK", s("PACE"))
-                .update_expression("SET next_slot = :next, expires_at = :expires")
-                .condition_expression("attribute_not_exists(next_slot) OR next_slot <= :now")
-                .expression_attribute_values(":next", n(now_nanos.saturating_add(interval)))
-                .expression_attribute_values(":now", n(now_nanos))
-                .expression_attribute_values(":expires", expires.clone())
-                .send()
-                .await;
-            match idle {
-                Ok(_) => return Ok(now),
-                Err(err) if condition_failed(&err) => {}
-                Err(err) => return Err(sdk_error("DynamoDB UpdateItem (pace)", err)),
-            }
-            let busy = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("PK", pk.clone())
-                .key("SK", s("PACE"))
-                .update_expression("SET next_slot = next_slot + :interval, expires_at = :expires")
-                .condition_expression("next_slot > :now")
-                .expression_attribute_values(":interval", n(interval))
-                .expression_attribute_values(":now", n(now_nanos))
-                .expression_attribute_values(":expires", expires.clone())
-                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-                .send()
-                .await;
-            match busy {
-                Ok(out) => {
-                    let next: i64 = get_n(&out.attributes.unwrap_or_default(), "next_slot")?;
-                    return time_from(next.saturating_sub(interval));
+                .update_expression("SET next_slot = :next, version = :version, expires_at = :expires")
+                .expression_attribute_values(":version", n(version));
+            let (first, update) = match seen {
+                None => (now_nanos, update.condition_expression("attribute_not_exists(next_slot)")),
+                Some(item) => {
+                    let seen_next: i64 = get_n(&item, "next_slot")?;
+                    // An item from before limits had versions paces version 0.
+                    let seen_version: i64 = get_opt_n(&item, "version")?.unwrap_or(0);
+                    if seen_version > version {
+                        return Ok(None);
+                    }
+                    let first = if seen_version == version { seen_next.max(now_nanos) } else { now_nanos };
+                    let update = update
+                        .condition_expression(
+                            "next_slot = :seen AND (version = :seen_version OR attribute_not_exists(version))",
+                        )
+                        .expression_attribute_values(":seen", n(seen_next))
+                        .expression_attribute_values(":seen_version", n(seen_version));
+                    (first, update)
                 }
-                Err(err) if condition_failed(&err) => {}
+            };
+            let next = first.saturating_add(span);
+            // Idle for a day after its last slot, the item goes (TTL).
+            let expires = time_from(next)?.unix_timestamp() + 24 * 60 * 60;
+            let written = update
+                .expression_attribute_values(":next", n(next))
+                .expression_attribute_values(":expires", n(expires))
+                .send()
+                .await;
+            match written {
+                Ok(_) => return time_from(first).map(Some),
+                Err(err) if condition_failed(&err) => consistent = true,
                 Err(err) => return Err(sdk_error("DynamoDB UpdateItem (pace)", err)),
             }
         }

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -146,6 +146,9 @@ const ADD_DELIVERY_OPTIONS: &str = "ALTER TABLE subscriptions ADD COLUMN deliver
                                     CREATE TABLE IF NOT EXISTS paces (key TEXT PRIMARY KEY, next INTEGER NOT NULL); \
                                     ALTER TABLE publishes ADD COLUMN ordering_key TEXT;";
 
+/// Version 10: the version of the limit each pace follows (a changed limit starts a new pace).
+const ADD_PACE_VERSION: &str = "ALTER TABLE paces ADD COLUMN version INTEGER NOT NULL DEFAULT 0;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -157,6 +160,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_SECRETS,
     ADD_REQUEST_HEADERS,
     ADD_DELIVERY_OPTIONS,
+    ADD_PACE_VERSION,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather

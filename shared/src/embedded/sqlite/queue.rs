@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use uuid::Uuid;
 
 #[async_trait]
 impl PublishLog for SqliteBackend {
@@ -271,6 +272,25 @@ impl Queue for SqliteBackend {
         .await?;
         self.due_at(visible_at);
         Ok(())
+    }
+
+    async fn hasten_paced(&self, org: OrganizationId, subscription: Uuid) -> Result<usize> {
+        // A scan of the waiting jobs, once a limit change: the queue keeps no column for them.
+        let now = self.now_nanos();
+        let (org, subscription) = (org.to_string(), subscription.to_string());
+        let hastened = self
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE queue SET visible_at = ?1 WHERE receipt IS NULL AND visible_at > ?1 \
+                         AND json_extract(job, '$.pacedAt') IS NOT NULL \
+                         AND json_extract(job, '$.subscriptionId') = ?3 AND json_extract(job, '$.organization') = ?2",
+                    )?
+                    .execute(params![now, org, subscription])?)
+            })
+            .await?;
+        self.due_at(now);
+        Ok(hastened)
     }
 
     fn lateness(&self) -> Duration {

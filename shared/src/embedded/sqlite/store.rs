@@ -424,28 +424,39 @@ impl Limits for SqliteBackend {
         .await
     }
 
-    async fn reserve_slot(
+    async fn reserve_slots(
         &self,
         key: &str,
+        version: i64,
         now: OffsetDateTime,
         interval: std::time::Duration,
-    ) -> Result<OffsetDateTime> {
+        count: u32,
+    ) -> Result<Option<OffsetDateTime>> {
         let (key, now, interval) = (key.to_owned(), to_nanos(now), super::duration_nanos(interval));
-        let slot = self
+        let first = self
             .write(move |conn| {
-                let next: Option<i64> = conn
-                    .prepare_cached("SELECT next FROM paces WHERE key = ?1")?
-                    .query_row(params![key], |r| r.get(0))
+                let pace: Option<(i64, i64)> = conn
+                    .prepare_cached("SELECT next, version FROM paces WHERE key = ?1")?
+                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                let slot = next.map_or(now, |next| next.max(now));
+                let first = match pace {
+                    Some((_, newer)) if newer > version => return Ok(None),
+                    Some((next, same)) if same == version => next.max(now),
+                    _ => now,
+                };
                 conn.prepare_cached(
-                    "INSERT INTO paces (key, next) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET next = excluded.next",
+                    "INSERT INTO paces (key, next, version) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key) DO UPDATE SET next = excluded.next, version = excluded.version",
                 )?
-                .execute(params![key, slot.saturating_add(interval)])?;
-                Ok(slot)
+                .execute(params![
+                    key,
+                    first.saturating_add(interval.saturating_mul(i64::from(count))),
+                    version
+                ])?;
+                Ok(Some(first))
             })
             .await?;
-        from_nanos(slot)
+        first.map(from_nanos).transpose()
     }
 
     async fn count_requests(
