@@ -18,6 +18,11 @@
   over 1,024 on writes only; AWS refuses them on reads too (GetItem, BatchGetItem, Query,
   UpdateItem, DeleteItem, transactions), with a ValidationException.
 
+Every single-item DynamoDB write (PutItem, UpdateItem, DeleteItem, refused conditions included:
+AWS bills those too) is counted by the item's partition key: `GET
+/tidings-emulator/item-writes?prefix=PACE%23` lists the counts of the keys with that prefix, so a
+test can measure the write units a feature costs an item (one item takes about 1,000 a second).
+
 Every call a registered principal makes is counted: `GET /tidings-emulator/iam` lists them
 (principal, action, resource, allowed, count), for tests/iam_audit.py.
 
@@ -169,6 +174,26 @@ def dynamodb_key_too_long(environ, body):
     return None
 
 
+# --- DynamoDB: single-item writes counted by partition key ---------------------------------------
+
+_item_writes = {}
+
+
+def count_item_write(environ, body):
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    operation = target.split(".", 1)[-1] if target.startswith("DynamoDB_20120810.") else None
+    if operation not in ("PutItem", "UpdateItem", "DeleteItem"):
+        return
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return
+    key = request.get("Key") or request.get("Item") or {}
+    partition = key.get("PK", {}).get("S")
+    if partition is not None:
+        _item_writes[partition] = _item_writes.get(partition, 0) + 1
+
+
 # --- The emulator's own routes, and IAM in front of every call ---------------------------------
 
 
@@ -190,6 +215,7 @@ class Enforcing(moto.server.DomainDispatcherApplication):
         if refused is not None:
             status, headers, text = refused
             return _answer(start_response, status, text, headers)
+        count_item_write(environ, body)
         too_long = dynamodb_key_too_long(environ, body)
         if too_long is not None:
             return _answer(start_response, "400 Bad Request", too_long, (("Content-Type", "application/x-amz-json-1.0"),))
@@ -202,6 +228,12 @@ class Enforcing(moto.server.DomainDispatcherApplication):
             return _answer(start_response, "200 OK", "{}")
         if path == "/tidings-emulator/iam" and method == "GET":
             return _answer(start_response, "200 OK", json.dumps(emulated_iam.audit()))
+        if path == "/tidings-emulator/item-writes" and method == "GET":
+            from urllib.parse import parse_qs
+
+            prefix = parse_qs(environ.get("QUERY_STRING", "")).get("prefix", [""])[0]
+            counts = {key: n for key, n in _item_writes.items() if key.startswith(prefix)}
+            return _answer(start_response, "200 OK", json.dumps(counts))
         if path == "/tidings-emulator/in-flight-cap" and method == "POST":
             request = json.loads(body)
             name = request["queue_url"].rstrip("/").rsplit("/", 1)[-1]

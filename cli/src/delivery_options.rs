@@ -35,6 +35,7 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
     if let Some(ordered) = args.ordered {
         options.ordered = ordered;
     }
+    let limit_before = current.delivery.rate_limit;
     let options = if options == current.delivery {
         options
     } else {
@@ -50,6 +51,9 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
         .delivery
     };
     println!("{}", describe(&options));
+    if options.rate_limit != limit_before {
+        println!("messages already waiting follow the new limit within 2 s");
+    }
     Ok(())
 }
 

@@ -132,12 +132,14 @@ function deliveryForm(uuid, options) {
     };
     try {
       await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`, body);
-      notice("Saved.");
+      notice("Saved: messages already waiting follow it within 2 seconds.");
       await route();
     } catch (error) { notice(`Not saved: ${error.message}`); }
   } },
+  el("p", { class: "muted" }, "A new limit applies within 2 seconds to messages already waiting, not only to new ones " +
+    "(on AWS, a long backlog speeds up to a higher limit as its messages come back for their turn)."),
   el("label", {}, "Requests a second at most (empty: no limit)",
-    el("input", { name: "perSecond", id: "rate-per-second", type: "number", min: "1", max: "10000", step: "1", value: limit.perSecond || "" })),
+    el("input", { name: "perSecond", id: "rate-per-second", type: "number", min: "1", max: "1000", step: "1", value: limit.perSecond || "" })),
   el("label", {}, "Burst (empty: a tenth of the rate)",
     el("input", { name: "burst", id: "rate-burst", type: "number", min: "1", step: "1", value: limit.burst || "" })),
   el("label", { class: "choice" }, el("input", { type: "checkbox", name: "ordered", id: "ordered", checked: options.ordered }),

@@ -20,6 +20,14 @@ pub fn endpoint() -> String {
     })
 }
 
+/// The single-item DynamoDB writes the emulator counted (refused conditions included), summed
+/// over the partition keys that start with `prefix`.
+pub async fn item_writes(prefix: &str) -> u64 {
+    let url = format!("{}/tidings-emulator/item-writes?prefix={}", endpoint(), prefix.replace('#', "%23"));
+    let counts: std::collections::HashMap<String, u64> = reqwest::get(url).await.unwrap().json().await.unwrap();
+    counts.values().sum()
+}
+
 pub const SENDER: &str = "alerts@tidings.example.com";
 
 pub struct AwsFixture {

@@ -47,7 +47,11 @@ pub(super) async fn pace(app: &App, received: &ReceivedJob, limit: RateLimit) ->
                 tracing::info!("late for its rate-limit slot: booked again");
             }
             let key = pace_key(job);
-            match app.slot_book.reserve(&app.store, &app.clock, &key, limit.version, limit.interval()).await? {
+            match app
+                .slot_book
+                .reserve(app.store.clone(), app.clock.clone(), &key, limit.version, limit.interval())
+                .await?
+            {
                 Some(slot) => slot,
                 None => {
                     // The limit it read is older than the pace's: by its next look, the change

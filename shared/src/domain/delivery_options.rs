@@ -41,8 +41,10 @@ fn is_unversioned(version: &i64) -> bool {
     *version == 0
 }
 
-/// The fastest limit one may set; beyond it, a limit protects no receiver.
-pub const MAX_PER_SECOND: u32 = 10_000;
+/// The fastest limit one may set. On AWS a subscription's slots are one DynamoDB item, which
+/// takes about 1,000 write units a second, and a reservation costs at most one a job (less when
+/// a batch's jobs reserve together): 1,000 a second holds however the jobs arrive.
+pub const MAX_PER_SECOND: u32 = 1_000;
 
 impl RateLimit {
     /// A limit of `per_second`, with `burst` (default: a tenth of a second's worth, at least 1).

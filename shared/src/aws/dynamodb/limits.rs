@@ -101,15 +101,19 @@ impl Limits for DynamoStore {
         interval: std::time::Duration,
         count: u32,
     ) -> Result<Option<OffsetDateTime>> {
-        // One write unit a reservation, however many slots it takes and whether the pace is
-        // idle or busy: the item is read (an eventually consistent read, half a read unit: a
-        // stale one only fails the write's condition) and written back conditional on being as
-        // read. A reservation that lost a race reads again, consistently.
+        // One write unit a reservation, however many slots it takes: the item is read first
+        // (eventually consistent, half a read unit; a stale read only fails a condition), so
+        // the write is the one that fits. A busy pace (its next slot ahead, this version) takes
+        // an atomic ADD, which concurrent reservations never make fail; an idle, new or older
+        // version's pace is set to start at now, conditional on being as read, and a reservation
+        // that lost that race reads again and adds.
         let interval = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
         let span = interval.saturating_mul(i64::from(count));
         let (pk, now_nanos) = (s(format!("PACE#{key}")), nanos(now));
+        // Idle for a day after its last reserved slot, the item goes (TTL).
+        let expires = |next: i64| time_from(next).map(|t| t.unix_timestamp() + 24 * 60 * 60);
         let mut consistent = false;
-        for _ in 0..8 {
+        for _ in 0..4 {
             let seen = self
                 .client
                 .get_item()
@@ -121,45 +125,59 @@ impl Limits for DynamoStore {
                 .await
                 .map_err(|e| sdk_error("DynamoDB GetItem (pace)", e))?
                 .item;
-            let update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("PK", pk.clone())
-                .key("SK", s("PACE"))
-                .update_expression("SET next_slot = :next, version = :version, expires_at = :expires")
-                .expression_attribute_values(":version", n(version));
-            let (first, update) = match seen {
-                None => (now_nanos, update.condition_expression("attribute_not_exists(next_slot)")),
+            consistent = true;
+            let update = self.client.update_item().table_name(&self.table).key("PK", pk.clone()).key("SK", s("PACE"));
+            let seen = match seen {
+                // An item from before limits had versions paces version 0.
                 Some(item) => {
-                    let seen_next: i64 = get_n(&item, "next_slot")?;
-                    // An item from before limits had versions paces version 0.
-                    let seen_version: i64 = get_opt_n(&item, "version")?.unwrap_or(0);
-                    if seen_version > version {
-                        return Ok(None);
+                    Some((get_n::<i64>(&item, "next_slot")?, get_opt_n::<i64>(&item, "version")?.unwrap_or(0)))
+                }
+                None => None,
+            };
+            let written = match seen {
+                Some((_, newer)) if newer > version => return Ok(None),
+                Some((next, same)) if same == version && next > now_nanos => {
+                    let added = update
+                        .update_expression("SET next_slot = next_slot + :span, expires_at = :expires")
+                        .condition_expression("version = :version AND next_slot > :now")
+                        .expression_attribute_values(":span", n(span))
+                        .expression_attribute_values(":version", n(version))
+                        .expression_attribute_values(":now", n(now_nanos))
+                        .expression_attribute_values(":expires", n(expires(next.saturating_add(span))?))
+                        .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                        .send()
+                        .await;
+                    match added {
+                        Ok(out) => {
+                            let next: i64 = get_n(&out.attributes.unwrap_or_default(), "next_slot")?;
+                            return time_from(next.saturating_sub(span)).map(Some);
+                        }
+                        Err(err) => err,
                     }
-                    let first = if seen_version == version { seen_next.max(now_nanos) } else { now_nanos };
+                }
+                seen => {
                     let update = update
-                        .condition_expression(
-                            "next_slot = :seen AND (version = :seen_version OR attribute_not_exists(version))",
-                        )
-                        .expression_attribute_values(":seen", n(seen_next))
-                        .expression_attribute_values(":seen_version", n(seen_version));
-                    (first, update)
+                        .update_expression("SET next_slot = :next, version = :version, expires_at = :expires")
+                        .expression_attribute_values(":next", n(now_nanos.saturating_add(span)))
+                        .expression_attribute_values(":version", n(version))
+                        .expression_attribute_values(":expires", n(expires(now_nanos.saturating_add(span))?));
+                    let update = match seen {
+                        None => update.condition_expression("attribute_not_exists(next_slot)"),
+                        Some((next, seen_version)) => update
+                            .condition_expression(
+                                "next_slot = :seen AND (version = :seen_version OR attribute_not_exists(version))",
+                            )
+                            .expression_attribute_values(":seen", n(next))
+                            .expression_attribute_values(":seen_version", n(seen_version)),
+                    };
+                    match update.send().await {
+                        Ok(_) => return Ok(Some(now)),
+                        Err(err) => err,
+                    }
                 }
             };
-            let next = first.saturating_add(span);
-            // Idle for a day after its last slot, the item goes (TTL).
-            let expires = time_from(next)?.unix_timestamp() + 24 * 60 * 60;
-            let written = update
-                .expression_attribute_values(":next", n(next))
-                .expression_attribute_values(":expires", n(expires))
-                .send()
-                .await;
-            match written {
-                Ok(_) => return time_from(first).map(Some),
-                Err(err) if condition_failed(&err) => consistent = true,
-                Err(err) => return Err(sdk_error("DynamoDB UpdateItem (pace)", err)),
+            if !condition_failed(&written) {
+                return Err(sdk_error("DynamoDB UpdateItem (pace)", written));
             }
         }
         Err(Error::internal(format!("the pace of {key} kept changing under its reservation")))
