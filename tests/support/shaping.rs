@@ -372,17 +372,22 @@ pub struct Ordered {
     pub per_key: usize,
 }
 
-/// A receiver behaviour answering 500 to one request in twenty (5 %), 200 to the rest. Which
-/// ones is scattered by a hash of the request's number: a fixed period could beat in time with
-/// the retry schedule and fail one message on every attempt.
+/// A receiver behaviour answering 500 to one request in twenty (5 %), 200 to the rest.
 pub fn failing_one_in_twenty() -> Behaviour {
-    Arc::new(|n| {
+    failing_one_in(20)
+}
+
+/// A receiver behaviour answering 500 to one request in `every`, 200 to the rest. Which ones is
+/// scattered by a hash of the request's number: a fixed period could beat in time with the
+/// retry schedule and fail one message on every attempt.
+pub fn failing_one_in(every: u64) -> Behaviour {
+    Arc::new(move |n| {
         // SplitMix64's finaliser: consecutive numbers land far apart.
         let mut x = (n as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
-        (if x.is_multiple_of(20) { 500 } else { 200 }, Duration::ZERO)
+        (if x.is_multiple_of(every) { 500 } else { 200 }, Duration::ZERO)
     })
 }
 
@@ -399,6 +404,13 @@ pub struct OrderedReport {
     pub out_of_order: usize,
     /// From the first request to the last delivery.
     pub seconds: f64,
+    /// Failed requests followed by their key's next request, and the other keys' deliveries
+    /// between the two: a key waiting for its retry that held the subscription would see none.
+    pub retry_waits: usize,
+    pub delivered_beside_retry_waits: usize,
+    /// Keys whose next request came over 3 s after their last one succeeded: held up by
+    /// something else than their own retries (the schedules used here wait 1 s at most).
+    pub held_after_a_success: usize,
 }
 
 impl OrderedReport {
@@ -452,17 +464,35 @@ impl Ordered {
         let deliveries = receiver.deliveries();
         let mut last_delivered: BTreeMap<String, usize> = BTreeMap::new();
         let (mut out_of_order, mut delivered, mut last_at) = (0, 0, None);
+        // Each key waiting for a retry: the count of deliveries when its request failed.
+        let mut waiting_since: HashMap<String, usize> = HashMap::new();
+        let (mut retry_waits, mut delivered_beside_retry_waits) = (0, 0);
+        let mut succeeded_at: HashMap<String, SystemTime> = HashMap::new();
+        let mut held_after_a_success = 0;
         for (n, request) in deliveries.iter().enumerate() {
             let payload: Value = serde_json::from_str(request.json()["payload"].as_str().unwrap()).unwrap();
             let (key, seq) = (payload["key"].as_str().unwrap().to_owned(), payload["seq"].as_u64().unwrap() as usize);
+            if let Some(then) = waiting_since.remove(&key) {
+                retry_waits += 1;
+                delivered_beside_retry_waits += delivered - then;
+            }
+            if let Some(last) = succeeded_at.remove(&key) {
+                if request.at.duration_since(last).unwrap_or_default() > Duration::from_secs(3) {
+                    held_after_a_success += 1;
+                }
+            }
             let next = last_delivered.get(&key).map_or(0, |last| last + 1);
+            let succeeded = behaviour(n).0 == 200;
             if seq > next {
                 out_of_order += 1;
                 eprintln!("out of order: {key} #{seq} sent while #{next} was not delivered");
-            } else if seq == next && behaviour(n).0 == 200 {
+            } else if seq == next && succeeded {
+                succeeded_at.insert(key.clone(), request.at);
                 last_delivered.insert(key, seq);
                 delivered += 1;
                 last_at = Some(request.at);
+            } else if !succeeded {
+                waiting_since.insert(key, delivered);
             }
         }
         let seconds = match (deliveries.first(), last_at) {
@@ -476,6 +506,9 @@ impl Ordered {
             delivered,
             out_of_order,
             seconds,
+            retry_waits,
+            delivered_beside_retry_waits,
+            held_after_a_success,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::dispatch::PendingDispatch;
 use super::disposition::{Disposition, LEFT_ITS_LINE, SUPERSEDED};
-use super::probe_gate::probe_wait;
+use super::probe_gate::{probe_wait, probed_line};
 use super::provenance::{Provenance, CLAIM_WAIT};
 use super::rate_gate::{pace, Paced};
 use super::settle::dead_letter;
@@ -65,7 +65,8 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
     }
     // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to
     // the slow lane, where one request to it at a time is in flight in this process (on Lambda:
-    // per warm instance); its other jobs wait without using up an attempt.
+    // per warm instance), or one a key (`probed_line`); its other jobs wait without using up an
+    // attempt.
     let probe = match subscription.failing_since {
         None => None,
         Some(_) if job.lane == Lane::First => {
@@ -73,7 +74,11 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
             tracing::debug!("put off: moved to the slow lane, its endpoint is failing");
             return Ok(Prepared::Done(Disposition::PutOff(Duration::ZERO)));
         }
-        Some(failing_since) => match app.delivery_probes.claim(job.organization, subscription.id) {
+        Some(failing_since) => match app.delivery_probes.claim(
+            job.organization,
+            subscription.id,
+            probed_line(job, app.clock.now() - failing_since, app.http.timeout()),
+        ) {
             Some(probe) => Some(probe),
             None => {
                 let wait = probe_wait(app.http.timeout(), app.clock.now() - failing_since);
