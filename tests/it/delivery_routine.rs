@@ -275,3 +275,72 @@ async fn dead_letters_replayed_a_week_later_are_delivered() {
         receiver.deliveries().iter().map(|d| d.json()["payload"].as_str().unwrap().to_owned()).collect();
     assert_eq!(payloads, vec![r#"{"n":1}"#.to_owned(), large]);
 }
+
+/// The rate gate's bookings, one job at a time with the clock in hand (1/s, burst 1: a slot may
+/// be used up to 0.9 s late): a job is put off to look again before its slot; one back after its
+/// slot and grace books again (not at the end of a stale backlog); a changed limit voids every
+/// booking and the local queue brings the waiting jobs forward; a job that read an older limit
+/// than its pace's books nothing and looks again a second later.
+#[tokio::test]
+async fn rate_limit_bookings_are_kept_renewed_when_late_and_voided_by_a_changed_limit() {
+    use tidings::domain::{DeliveryOptions, RateLimit};
+    let w = world("0s");
+    let receiver = Receiver::answering(200).await;
+    let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    let set_limit = |per_second: u32| {
+        let w = &w;
+        async move {
+            let current = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
+            let options =
+                DeliveryOptions { rate_limit: Some(RateLimit::new(per_second, Some(1)).unwrap()), ordered: false };
+            tidings::subscriptions::set_delivery_options(
+                &*w.app.store,
+                Some(&*w.app.queue),
+                w.clock.now(),
+                current,
+                options,
+            )
+            .await
+            .unwrap()
+            .delivery
+            .rate_limit
+            .unwrap()
+        }
+    };
+    let sorted = |mut dispositions: Vec<Disposition>| {
+        dispositions.sort_by_key(|d| format!("{d:?}"));
+        dispositions
+    };
+    set_limit(1).await;
+    for id in ["m-1", "m-2", "m-3"] {
+        w.publish("ProductCreated", "{}", id).await;
+    }
+    // Slots now, +1 s, +2 s: the two later ones look again before theirs (the queue's lateness,
+    // 10 ms, early; at least a second apart).
+    let put_off = |ms: u64| Disposition::PutOff(Duration::from_millis(ms));
+    assert_eq!(sorted(w.run_due().await), vec![Disposition::Delivered, put_off(1000), put_off(990)]);
+    assert_eq!(receiver.deliveries().len(), 1);
+
+    // Ten seconds on, both are late: each books again from now, one sent, one put off.
+    w.advance(time::Duration::seconds(10));
+    assert_eq!(sorted(w.run_due().await), vec![Disposition::Delivered, put_off(990)]);
+    assert_eq!(receiver.deliveries().len(), 2);
+
+    // The limit raised: the waiting job is brought forward, its booking void, its new slot now.
+    set_limit(1000).await;
+    assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
+    assert_eq!(receiver.deliveries().len(), 3);
+
+    // A pace another instance moved to a newer limit than this job read: it books nothing.
+    let limit = set_limit(1).await;
+    let key = format!("{}/{}", w.org, sub.id);
+    w.app
+        .store
+        .reserve_slots(&key, limit.version + 1, w.clock.now(), Duration::from_secs(1), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    w.publish("ProductCreated", "{}", "m-4").await;
+    assert_eq!(w.run_due().await, vec![put_off(1000)]);
+    assert_eq!(receiver.deliveries().len(), 3);
+}
