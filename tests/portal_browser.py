@@ -371,8 +371,9 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.get_by_role("button", name="Rate limit and order").click()
             page.get_by_label("Requests a second at most").fill("20")
             page.get_by_label("Deliver in order").check()
+            expect(page.locator("#delivery-form")).to_contain_text("applies within 2 seconds to messages already waiting")
             page.get_by_role("button", name="Save limits").click()
-            expect(page.locator("#notice")).to_contain_text("Saved.")
+            expect(page.locator("#notice")).to_contain_text("Saved: messages already waiting follow it within 2 seconds.")
             expect(page.locator("#delivery-options")).to_have_text(
                 "at most 20 requests a second (burst 2); in order for each ordering key")
             page.screenshot(path=shots / "24-rate-limit.png", full_page=True)
