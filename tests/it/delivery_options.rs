@@ -372,11 +372,12 @@ mod e2e {
         // One request of arrival jitter, as for the steady limit above.
         assert_limit_changes(&report, 1);
         let [_, lowered, raised, removed] = &report.phases[..] else { panic!("{report:?}") };
-        assert!((1.6..=2.2).contains(&lowered.per_second()), "the new limit's pace: {lowered:?}");
+        assert!((1.4..=2.2).contains(&lowered.per_second()), "the new limit's pace: {lowered:?}");
         // 20 in its 10 s at the old pace; at least 60 if the backlog sped up threefold.
         assert!(raised.since_the_change >= 60, "the backlog sped up: {raised:?}");
-        // What is left was mostly booked at 2/s: it comes back faster than that pace.
-        assert!(removed.since_the_change as f64 / removed.seconds_to_the_last.max(0.1) > 4.0, "{removed:?}");
+        // What is left was mostly booked at 2/s: it drains faster than that pace (4.4–7.1/s
+        // measured, the emulated stack's looks on two shared cores).
+        assert!(removed.since_the_change as f64 / removed.seconds_to_the_last.max(0.1) > 2.5, "{removed:?}");
     }
 
     /// Ordered delivery on the deployed stack under emulation, three delivery instances a lane:
