@@ -94,13 +94,15 @@ async fn main() {
     println!("\nA limit changed under a backlog: each limit's pace from 2 s after it was set, and from the change to its last request");
     println!("{:<16} {:>12} {:>13} {:>16} {:>22}", "host", "limit", "delivered/s", "most in 10 s", "since the change");
     let dir = tempfile::tempdir().unwrap();
-    let (_, limited) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    // An organization a run: the runs' message ids are the same.
+    let (_, lowering) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let (_, raising) = cli_key(dir.path(), NEIGHBOUR, &["READ:PRODUCT"]);
     let serve = ServeProcess::start(dir.path(), &[]);
     let api = Api::new(&serve.base);
     let lowered = [change(3, Some((20, 2))), change(17, None)];
-    print_limit_changes("tidings serve", &shaping::limit_changes(&api, &limited, 1_500, (100, 10), &lowered).await);
+    print_limit_changes("tidings serve", &shaping::limit_changes(&api, &lowering, 1_500, (100, 10), &lowered).await);
     let raised = [change(3, Some((200, 20)))];
-    print_limit_changes("tidings serve", &shaping::limit_changes(&api, &limited, 2_000, (50, 5), &raised).await);
+    print_limit_changes("tidings serve", &shaping::limit_changes(&api, &raising, 2_000, (50, 5), &raised).await);
     serve.kill();
     let stack = DeployedStack::start(options.clone()).await;
     let limited = stack.key(ORG, &["READ:PRODUCT"]);
