@@ -253,13 +253,18 @@ async function subscriptionView(uuid, query) {
       onclick: async () => {
         try {
           const request = await call("GET", `organizations/self/subscriptions/${uuid}/attempts/${encodeURIComponent(a.messageId)}/${a.attempt}/request`);
+          const text = `${request.method} ${request.destination}\n` +
+            request.headers.map((h) => `${h.name}: ${h.value}\n`).join("") + "\n" +
+            (request.body === null ? "(the body is made from the message, which is no longer kept)" : request.body);
           document.getElementById("request").replaceChildren(
             el("h2", {}, `Request of attempt ${a.attempt} of ${a.messageId}`),
-            el("pre", { class: "mono", id: "request-text" },
-              `${request.method} ${request.destination}\n`,
-              request.headers.map((h) => `${h.name}: ${h.value}\n`).join(""),
-              "\n",
-              request.body === null ? "(the body is made from the message, which is no longer kept)" : request.body));
+            el("button", { class: "secondary", type: "button", id: "copy-request", onclick: async () => {
+              try {
+                await navigator.clipboard.writeText(text);
+                notice("Request copied.");
+              } catch (error) { notice(`Not copied: ${error.message}`); }
+            } }, "Copy request"),
+            el("pre", { class: "mono wrapped", id: "request-text" }, text));
           document.getElementById("request").scrollIntoView();
         } catch (error) { notice(`No request: ${error.message}`); }
       } }, "Request"), " ", el("button", { class: "secondary", type: "button", "aria-label": `Replay message ${a.messageId}`,

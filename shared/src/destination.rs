@@ -182,6 +182,17 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `X-iZettle-Signature` and nothing else). Names not listed go out in lowercase.
 const DOCUMENTED_HEADER_SPELLINGS: &[&str] = &["Content-Type", "User-Agent", "X-iZettle-Signature"];
 
+/// The `User-Agent` of every request to a destination.
+pub const USER_AGENT: &str = concat!("Tidings/", env!("CARGO_PKG_VERSION"));
+
+/// A header name as it goes out on HTTP/1.1: its documented spelling, else lowercase.
+pub fn spelled_as_sent(name: &str) -> String {
+    DOCUMENTED_HEADER_SPELLINGS
+        .iter()
+        .find(|spelling| spelling.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_ascii_lowercase(), |spelling| (*spelling).to_owned())
+}
+
 /// What a request to a destination came back with.
 pub struct DestinationResponse {
     pub status: u16,
@@ -245,7 +256,7 @@ impl HttpClient {
     ) -> Result<DestinationResponse, String> {
         let uri: http::Uri = destination.as_str().parse().map_err(|e| format!("request failed: {e}"))?;
         let mut request = http::Request::post(uri)
-            .header(http::header::USER_AGENT, concat!("Tidings/", env!("CARGO_PKG_VERSION")))
+            .header(http::header::USER_AGENT, USER_AGENT)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("request failed: {e}"))?;
         for (name, value) in headers {

@@ -261,6 +261,12 @@ impl ReceivedJob {
     pub fn new(receipt: String, job: DeliveryJob) -> ReceivedJob {
         ReceivedJob { receipt, attempt: job.attempts + 1, job }
     }
+
+    /// The attempt's number among all of its message's attempts to its subscription, replays
+    /// included (`attempt` counts this run's, for the retry schedule).
+    pub fn number(&self) -> u32 {
+        self.job.earlier_attempts + self.attempt
+    }
 }
 
 /// Where a received job of a line stands ([`Queue::in_line`]).

@@ -344,3 +344,28 @@ async fn rate_limit_bookings_are_kept_renewed_when_late_and_voided_by_a_changed_
     assert_eq!(w.run_due().await, vec![put_off(1000)]);
     assert_eq!(receiver.deliveries().len(), 3);
 }
+
+/// A dead letter redriven after two failed attempts makes its next one attempt 3: a message's
+/// attempts to a subscription are numbered on across replays, so each has a number of its own.
+#[tokio::test]
+async fn a_redriven_dead_letters_attempts_are_numbered_on() {
+    let w = world("0s,0s");
+    let healthy = Arc::new(AtomicBool::new(false));
+    let switch = healthy.clone();
+    let receiver =
+        Receiver::behaving(Arc::new(move |_| (if switch.load(Ordering::SeqCst) { 200 } else { 500 }, Duration::ZERO)))
+            .await;
+    let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
+    w.publish("ProductCreated", "{}", "m-1").await;
+    assert!(matches!(w.run_due().await[..], [Disposition::Retry(_)]));
+    assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
+    healthy.store(true, Ordering::SeqCst);
+    assert_eq!(w.app.queue.redrive_dead_letters(10).await.unwrap(), 1);
+    // Its endpoint is still marked failing: moved to the slow lane first, then probed.
+    assert_eq!(w.run_due().await, vec![Disposition::PutOff(Duration::ZERO)]);
+    assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
+    let query = tidings::ports::AttemptQuery::recent(10);
+    let numbers: Vec<(u32, Option<u16>)> =
+        w.app.store.attempts(w.org, sub.id, &query).await.unwrap().iter().map(|a| (a.attempt, a.status)).collect();
+    assert_eq!(numbers, vec![(3, Some(200)), (2, Some(500)), (1, Some(500))]);
+}

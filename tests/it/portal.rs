@@ -612,7 +612,24 @@ async fn an_attempts_request_is_the_exact_request_the_receiver_got() {
     }
     assert_eq!(request["method"], "POST", "{request}");
     assert_eq!(request["body"].as_str().unwrap().as_bytes(), &delivered.body[..], "the body, byte for byte");
-    for header in ["content-type", "x-izettle-signature", "webhook-id", "webhook-timestamp", "webhook-signature"] {
+    // Every header the receiver got, spelled as sent (the documented spellings, else lowercase).
+    let names: Vec<&str> = request["headers"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "User-Agent",
+            "Content-Type",
+            "X-iZettle-Signature",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "host",
+            "content-length"
+        ],
+        "{request}"
+    );
+    assert_eq!(delivered.headers.len(), names.len(), "nothing sent that the view leaves out: {:?}", delivered.headers);
+    for header in names {
         let shown = request["headers"].as_array().unwrap().iter().find(|h| h["name"] == header);
         assert_eq!(shown.map(|h| h["value"].as_str().unwrap().to_owned()), Some(delivered.header(header)), "{header}");
     }
@@ -621,6 +638,79 @@ async fn an_attempts_request_is_the_exact_request_the_receiver_got() {
     assert_eq!(status, StatusCode::NOT_FOUND, "no second attempt");
     let stranger = session_for_other(&stack).await;
     assert_eq!(stranger.call(&stack, Method::GET, &path, None, false).await.0, StatusCode::NOT_FOUND);
+}
+
+/// A message that failed twice and was then replayed has three attempts, numbered 1 to 3 (the
+/// replay's numbered on), and each attempt's request is its own: the body and signature headers
+/// the receiver got with that request, not the replay's.
+#[tokio::test]
+async fn after_a_replay_each_attempt_has_a_number_and_a_request_of_its_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stack = Stack::configured(|app| app.delivery.schedule = "0s,50ms".parse().unwrap()).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let switch = failing.clone();
+    let receiver = Receiver::behaving(Arc::new(move |_| {
+        (if switch.load(Ordering::SeqCst) { 503 } else { 200 }, Default::default())
+    }))
+    .await;
+    let org = new_org();
+    let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
+    let published = stack
+        .http
+        .post(stack.url("/organizations/self/events"))
+        .bearer_auth(&key)
+        .json(&json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    let attempts = || async {
+        let url = stack.url(&format!("/organizations/self/subscriptions/{SUB}/attempts"));
+        let listed = stack.http.get(url).bearer_auth(&key).send().await.unwrap().json::<Vec<Value>>().await.unwrap();
+        listed.iter().map(|a| (a["attempt"].as_u64().unwrap(), a["status"].as_u64().unwrap_or(0))).collect::<Vec<_>>()
+    };
+    let wait_for = |count: usize| async move {
+        for _ in 0..200 {
+            if attempts().await.len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    };
+    wait_for(2).await;
+    assert_eq!(attempts().await, vec![(2, 503), (1, 503)], "two attempts, then dead-lettered");
+    failing.store(false, Ordering::SeqCst);
+    // Signature timestamps are whole seconds: the replay goes out in a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let replayed = stack
+        .http
+        .post(stack.url(&format!("/organizations/self/subscriptions/{SUB}/replay")))
+        .bearer_auth(&key)
+        .json(&json!({"messageId": "m-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 202);
+    wait_for(3).await;
+    assert_eq!(attempts().await, vec![(3, 200), (2, 503), (1, 503)], "the replay numbered on");
+
+    let got: Vec<_> = receiver.deliveries().into_iter().filter(|r| r.json()["messageId"] == "m-1").collect();
+    assert_eq!(got.len(), 3);
+    let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
+    for (number, sent) in [(1, &got[0]), (3, &got[2])] {
+        let path = format!("/organizations/self/subscriptions/{SUB}/attempts/m-1/{number}/request");
+        let (status, request) = session.call(&stack, Method::GET, &path, None, false).await;
+        assert_eq!(status, StatusCode::OK, "{request}");
+        assert_eq!(request["body"].as_str().unwrap().as_bytes(), &sent.body[..], "attempt {number}'s own body");
+        for header in ["webhook-timestamp", "webhook-signature"] {
+            let shown = request["headers"].as_array().unwrap().iter().find(|h| h["name"] == header).unwrap();
+            assert_eq!(shown["value"].as_str().unwrap(), sent.header(header), "attempt {number}'s own {header}");
+        }
+    }
+    assert_ne!(got[0].header("webhook-timestamp"), got[2].header("webhook-timestamp"), "two moments, two requests");
+    let path = format!("/organizations/self/subscriptions/{SUB}/attempts/m-1/4/request");
+    assert_eq!(session.call(&stack, Method::GET, &path, None, false).await.0, StatusCode::NOT_FOUND);
 }
 
 /// The subscription's signing key, as the Zettle API lists it.

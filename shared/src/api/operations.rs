@@ -178,10 +178,19 @@ async fn attempt_request(call: Call<'_>) -> Result<Response> {
         }
         None => None,
     };
+    // In the order and spelling they went out on HTTP/1.1, with the two the client adds last.
+    let destination = url::Url::parse(&subscription.destination).ok();
+    let host = destination.as_ref().and_then(|url| {
+        let host = url.host_str()?;
+        Some(url.port().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}")))
+    });
+    let added = [("host", host), ("content-length", body.as_ref().map(|body| body.len().to_string()))];
     let headers: Vec<serde_json::Value> = attempt
         .request_headers
         .iter()
-        .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .chain(added.into_iter().filter_map(|(name, value)| Some((name, value?))))
+        .map(|(name, value)| serde_json::json!({ "name": crate::destination::spelled_as_sent(name), "value": value }))
         .collect();
     Ok(json_response(
         StatusCode::OK,

@@ -89,6 +89,7 @@ mod tests {
                     ticket: None,
                     paced_at: None,
                     paced_version: None,
+                    earlier_attempts: 0,
                 });
             }
         }

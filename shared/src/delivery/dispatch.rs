@@ -37,13 +37,16 @@ impl CompletedDispatch {
             subscription_id: job.subscription_id,
             message_id: job.message_id.clone(),
             event_name: job.event_name.clone(),
-            attempt: received.attempt,
+            attempt: received.number(),
             at: self.at,
             status: self.attempt.status,
             latency_ms: self.attempt.latency.as_millis() as u64,
             response_excerpt: self.attempt.response_excerpt.clone(),
             error: self.attempt.error.clone(),
-            request_headers: self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
+            // As sent: the client's User-Agent first, then the webhook's own.
+            request_headers: std::iter::once(("user-agent".to_owned(), crate::destination::USER_AGENT.to_owned()))
+                .chain(self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())))
+                .collect(),
         }
     }
 }
@@ -70,7 +73,7 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
                 org = %job.organization,
                 subscription = %subscription.id,
                 message_id = %job.message_id,
-                attempt = received.attempt,
+                attempt = received.number(),
                 status = attempt.status,
                 latency_ms = attempt.latency.as_millis() as u64,
                 error = attempt.error.as_deref(),

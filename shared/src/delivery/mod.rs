@@ -93,7 +93,7 @@ pub async fn attempt(app: &App, received: &ReceivedJob) -> Result<(Disposition, 
         org = %job.organization,
         subscription = %job.subscription_id,
         message_id = %job.message_id,
-        attempt = received.attempt,
+        attempt = received.number(),
     );
     tracing::Instrument::instrument(attempt_unlogged(app, received), span).await
 }

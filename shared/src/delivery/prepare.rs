@@ -60,7 +60,7 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
     // retries, dead letters) say so.
     if !subscription.status.receives() {
         // Kept, not dropped: replayable once the owner re-enables the subscription.
-        dead_letter(app, received).await?;
+        dead_letter(app, received, false).await?;
         return Ok(Prepared::Done(Disposition::DeadLettered));
     }
     // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to

@@ -6,7 +6,7 @@ use super::alerts::{self, Reason};
 use super::dispatch::{CompletedDispatch, PendingDispatch};
 use super::disposition::Disposition;
 use crate::domain::retention::DEAD_LETTER_RETENTION;
-use crate::domain::{Subscription, SubscriptionStatus};
+use crate::domain::{DeliveryJob, Subscription, SubscriptionStatus};
 use crate::ports::ReceivedJob;
 use crate::{App, Error, Result};
 
@@ -33,7 +33,7 @@ pub(super) async fn settle(
         subscription.status = SubscriptionStatus::Disabled;
         subscription.failing_since.get_or_insert(now);
         set_health(app, &subscription).await?;
-        dead_letter(app, received).await?;
+        dead_letter(app, received, true).await?;
         alerts::notify(app, &subscription, received, attempt, Reason::Gone).await;
         return Ok(Disposition::DeadLettered);
     }
@@ -42,7 +42,7 @@ pub(super) async fn settle(
     if now - failing_since >= settings.disable_after {
         subscription.status = SubscriptionStatus::Disabled;
         set_health(app, &subscription).await?;
-        dead_letter(app, received).await?;
+        dead_letter(app, received, true).await?;
         alerts::notify(app, &subscription, received, attempt, Reason::Disabled).await;
         return Ok(Disposition::DeadLettered);
     }
@@ -57,7 +57,7 @@ pub(super) async fn settle(
             Ok(Disposition::Retry(delay))
         }
         None => {
-            dead_letter(app, received).await?;
+            dead_letter(app, received, true).await?;
             if first_failure || subscription.status != SubscriptionStatus::Failing {
                 subscription.status = SubscriptionStatus::Failing;
                 set_health(app, &subscription).await?;
@@ -69,12 +69,14 @@ pub(super) async fn settle(
 }
 
 /// Moves a job to the dead-letter queue, intact, and keeps its message as long as the dead
-/// letter is kept (the payload of a large message, the claim a replay is checked against).
-pub(super) async fn dead_letter(app: &App, received: &ReceivedJob) -> Result<()> {
+/// letter is kept (the payload of a large message, the claim a replay is checked against). A job
+/// `attempted` this time counts the attempt, so a replay numbers its attempts on after it.
+pub(super) async fn dead_letter(app: &App, received: &ReceivedJob, attempted: bool) -> Result<()> {
     let job = &received.job;
     let until = app.clock.now() + DEAD_LETTER_RETENTION;
     app.store.retain_message(job.organization, &job.message_id, until).await?;
-    app.queue.dead_letter(&received.receipt, &job.checked()).await
+    let attempts = if attempted { received.attempt } else { job.attempts };
+    app.queue.dead_letter(&received.receipt, &DeliveryJob { attempts, ..job.checked() }).await
 }
 
 /// A job one of whose requests AWS refused as invalid (a `ValidationException`: a key or an
@@ -83,7 +85,7 @@ pub(super) async fn dead_letter(app: &App, received: &ReceivedJob) -> Result<()>
 /// kept as any dead letter's is, unless keeping it is refused too.
 pub(super) async fn dead_letter_refused(app: &App, received: &ReceivedJob, reason: &str) -> Result<Disposition> {
     tracing::error!(reason, "refused by AWS as invalid: dead-lettered without another try");
-    match dead_letter(app, received).await {
+    match dead_letter(app, received, false).await {
         Err(Error::Refused(_)) => app.queue.dead_letter(&received.receipt, &received.job.checked()).await?,
         other => other?,
     }

@@ -114,6 +114,11 @@ pub struct DeliveryJob {
     /// The version of the limit that slot was booked under: once the limit changes, it is void.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paced_version: Option<i64>,
+    /// The attempts earlier deliveries of this message to this subscription made (it was
+    /// replayed): this job's attempts are numbered on from them, so every attempt of a message
+    /// has a number of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub earlier_attempts: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -170,7 +175,14 @@ impl DeliveryJob {
             ticket: None,
             paced_at: None,
             paced_version: None,
+            earlier_attempts: 0,
         }
+    }
+
+    /// A replay of `message` to `subscription`, whose deliveries so far made `earlier_attempts`
+    /// attempts: numbered on from them.
+    pub(crate) fn replay(message: &PublishRecord, subscription: &Subscription, earlier_attempts: u32) -> DeliveryJob {
+        DeliveryJob { earlier_attempts, ..DeliveryJob::for_subscription(message, subscription) }
     }
 
     /// The first delivery of `message` to `subscription`, in the lane its health calls for, in
@@ -207,11 +219,13 @@ impl DeliveryJob {
         DeliveryJob { provenance_checked: true, ..self.clone() }
     }
 
-    /// The same job with its attempts forgotten (a replayed dead letter), back in the first lane
-    /// (and, if ordered, at the end of its line).
+    /// The same job with its attempt count started again (a replayed dead letter: its attempts
+    /// so far are earlier ones, numbered on from), back in the first lane (and, if ordered, at
+    /// the end of its line).
     pub fn fresh(&self) -> DeliveryJob {
         DeliveryJob {
             attempts: 0,
+            earlier_attempts: self.earlier_attempts + self.attempts,
             not_before: None,
             lane: Lane::First,
             paced_at: None,

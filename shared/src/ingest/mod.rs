@@ -235,7 +235,11 @@ pub async fn replay(
             )));
         }
     }
-    let job = DeliveryJob::for_subscription(&message, &subscription);
+    // Its attempts are numbered on from its last one (the newest attempt has the highest number).
+    let query =
+        crate::ports::AttemptQuery { message_id: Some(message_id.to_owned()), ..crate::ports::AttemptQuery::recent(1) };
+    let earlier = app.store.attempts(org, subscription_id, &query).await?.first().map_or(0, |last| last.attempt);
+    let job = DeliveryJob::replay(&message, &subscription, earlier);
     app.queue.enqueue(&[job], Duration::ZERO).await?;
     Ok(())
 }
@@ -270,13 +274,16 @@ pub async fn replay_failed(
     let org = subscription.organization;
     let query =
         crate::ports::AttemptQuery { since: Some(since), ..crate::ports::AttemptQuery::recent(BULK_REPLAY_ATTEMPTS) };
-    // Newest first: the first attempt seen of a message is its last.
+    // Newest first: the first attempt seen of a message is its last, and has its highest number
+    // (the replay's attempts are numbered on from it).
     let mut seen = std::collections::HashSet::new();
     let mut failed = Vec::new();
+    let mut last_attempt = std::collections::HashMap::new();
     for attempt in app.store.attempts(org, subscription.id, &query).await? {
         if seen.insert(attempt.message_id.clone())
             && crate::ports::AttemptOutcome::of(&attempt) == crate::ports::AttemptOutcome::Failed
         {
+            last_attempt.insert(attempt.message_id.clone(), attempt.attempt);
             failed.push(attempt.message_id);
         }
     }
@@ -287,8 +294,13 @@ pub async fn replay_failed(
     let messages: Vec<Option<PublishRecord>> = stream::iter(lookups).buffered(16).try_collect().await?;
     let retained: Vec<PublishRecord> = messages.into_iter().flatten().collect();
     let not_retained = (failed.len() - retained.len()) as u32;
-    let jobs: Vec<DeliveryJob> =
-        retained.iter().map(|message| DeliveryJob::for_subscription(message, subscription)).collect();
+    let jobs: Vec<DeliveryJob> = retained
+        .iter()
+        .map(|message| {
+            let earlier = last_attempt.get(&message.message_id).copied().unwrap_or_default();
+            DeliveryJob::replay(message, subscription, earlier)
+        })
+        .collect();
     app.queue.enqueue(&jobs, Duration::ZERO).await?;
     tracing::info!(org = %org, subscription = %subscription.id, messages = jobs.len(), not_retained, "failed messages replayed");
     Ok(BulkReplay { message_ids: retained.into_iter().map(|m| m.message_id).collect(), not_retained, truncated })
