@@ -180,7 +180,7 @@ def browse(base, stack, good, hostile, shots) -> int:
     link = stack.link(base, key)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["clipboard-read", "clipboard-write"])
         page = context.new_page()
         flows = Flows(page)
         dialogs = []
@@ -225,8 +225,15 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.locator("#attempts tbody tr").first.get_by_role("button", name="Request of attempt").click()
             request = page.locator("#request-text")
             expect(request).to_contain_text("webhook-signature: v1,")
-            expect(request).to_contain_text("x-izettle-signature: ")
+            # Spelled as sent on the wire: the documented spellings, the rest lowercase.
+            expect(request).to_contain_text("X-iZettle-Signature: ")
+            expect(request).to_contain_text("User-Agent: Tidings/")
             expect(request).to_contain_text('"eventName":"ProductCreated"')
+            assert request.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap", "long lines wrap"
+            page.get_by_role("button", name="Copy request").click()
+            expect(page.locator("#notice")).to_contain_text("Request copied.")
+            copied = page.evaluate("navigator.clipboard.readText()")
+            assert copied == request.inner_text(), "the copy is the request as shown"
             page.screenshot(path=shots / "22-request.png", full_page=True)
 
         def replay_a_message():
