@@ -13,6 +13,36 @@ use tidings_tests::{new_org, ManualClock, Receiver, Stack};
 
 const SUB: &str = "f02f80f8-8f35-11eb-8dcd-0242ac130003";
 
+/// A link opened over plain http on a host that is not loopback would set a `Secure` cookie the
+/// browser drops: the page says why and the link is not spent; opened over https (as a proxy
+/// says) or on loopback, the same link works.
+#[tokio::test]
+async fn a_link_opened_where_its_cookie_cannot_be_kept_says_why_and_is_not_spent() {
+    let stack = Stack::local().await;
+    let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let (status, made) = link(&stack, &key, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let path = made["path"].as_str().unwrap();
+    for host in ["portal.example.com", "192.168.1.20:8080", "[2001:db8::1]:8080"] {
+        let response = browser().get(stack.url(path)).header("host", host).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{host}");
+        assert!(response.headers().get("set-cookie").is_none(), "{host}");
+        assert!(response.text().await.unwrap().contains("plain http"), "{host}");
+    }
+    let proxied =
+        browser().get(stack.url(path)).header("host", "portal.example.com").header("x-forwarded-proto", "https");
+    let response = proxied.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "https through a proxy: the link was not spent");
+    assert!(response.headers().get("set-cookie").is_some());
+    // A second link, on loopback names.
+    for host in ["localhost:9", "127.0.0.1", "[::1]:8080", "app.localhost"] {
+        let (_, made) = link(&stack, &key, json!({})).await;
+        let response =
+            browser().get(stack.url(made["path"].as_str().unwrap())).header("host", host).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{host}");
+    }
+}
+
 /// A client that shows redirects and cookies instead of following them.
 fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()

@@ -104,6 +104,15 @@ fn refusal_page(status: StatusCode, message: &'static str) -> Response {
 
 /// `GET /portal/open?code=…`: the session cookie, and on to the portal.
 async fn open(app: &App, request: &Request) -> Response {
+    if !keeps_secure_cookies(request) {
+        // Said before the link is spent: opened again over https, it still works.
+        return refusal_page(
+            StatusCode::BAD_REQUEST,
+            "This link was opened over plain http. Browsers keep the portal's session cookie only over \
+             https (or on this machine, at localhost), so the session would end at once. The link is \
+             not used up: open it again at its https address.",
+        );
+    }
     let code = url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "code")
         .map(|(_, value)| value.into_owned())
@@ -135,6 +144,23 @@ async fn open(app: &App, request: &Request) -> Response {
         headers.insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Whether the browser that sent `request` keeps the session's `Secure` cookie: over https
+/// (as the host's proxy or API Gateway says in `X-Forwarded-Proto`), or on loopback, which
+/// browsers treat as secure over plain http too.
+fn keeps_secure_cookies(request: &Request) -> bool {
+    let headers = request.headers();
+    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
+    if scheme.eq_ignore_ascii_case("https") {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Ok(authority) = host.parse::<http::uri::Authority>() else { return false };
+    let name = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `POST /organizations/{org}/portal-links`.
