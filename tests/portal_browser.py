@@ -87,9 +87,9 @@ class Local:
                               check=True, capture_output=True, text=True)
         return made.stdout.strip().splitlines()[-1]
 
-    def short_link(self, base: str, _key: str) -> str:
+    def short_link(self, base: str, _key: str, ttl: int = 1) -> str:
         made = subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", ORG, "--url", base,
-                               "--scope", "READ:PRODUCT", "--ttl", "1s"], check=True, capture_output=True, text=True)
+                               "--scope", "READ:PRODUCT", "--ttl", f"{ttl}s"], check=True, capture_output=True, text=True)
         return made.stdout.strip().splitlines()[-1]
 
     def other_link(self, base: str) -> str:
@@ -113,8 +113,8 @@ class Deployed:
         return api(base, "POST", "/organizations/self/portal-links", key,
                    {"scopes": ["READ:PRODUCT", "READ:USERINFO"], "ttlSeconds": 1800})["url"]
 
-    def short_link(self, base: str, key: str) -> str:
-        return api(base, "POST", "/organizations/self/portal-links", key, {"ttlSeconds": 1})["url"]
+    def short_link(self, base: str, key: str, ttl: int = 1) -> str:
+        return api(base, "POST", "/organizations/self/portal-links", key, {"ttlSeconds": ttl})["url"]
 
     def other_link(self, base: str) -> str:
         return api(base, "POST", "/organizations/self/portal-links", self.other_key, {"ttlSeconds": 1800})["url"]
@@ -452,9 +452,29 @@ def browse(base, stack, good, hostile, shots) -> int:
             ended = browser.new_context()
             other = ended.new_page()
             other.goto(f"{base}/portal/")
-            expect(other.locator("#expired")).to_contain_text("session has ended")
+            expect(other.locator("#expired")).to_contain_text("no portal session in this browser")
             other.screenshot(path=shots / "11-session-ended.png")
             ended.close()
+
+        def an_altered_and_an_expired_session_read_differently():
+            # A session of three seconds, its cookie altered in another browser, then let expire.
+            short = stack.short_link(base, key, ttl=3)
+            again = browser.new_context()
+            other = again.new_page()
+            other.goto(short)
+            cookie = next(c for c in again.cookies() if c["name"] == "tidings_portal")
+            altered = browser.new_context()
+            altered.add_cookies([{**cookie, "value": cookie["value"].replace(".", ".x", 1)}])
+            tampered = altered.new_page()
+            tampered.goto(f"{base}/portal/")
+            expect(tampered.locator("#expired")).to_contain_text("was altered")
+            tampered.screenshot(path=shots / "25-session-altered.png")
+            altered.close()
+            time.sleep(3.5)
+            other.reload()
+            expect(other.locator("#expired")).to_contain_text("Your portal session expired")
+            other.screenshot(path=shots / "26-session-expired.png")
+            again.close()
 
         def another_organizations_link_sees_only_its_own():
             made = stack.other_link(base)
@@ -492,6 +512,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("an expired link is refused", an_expired_link_is_refused),
             ("a tampered link is refused", a_tampered_link_is_refused),
             ("no session: the page says it ended", an_ended_session),
+            ("an altered and an expired session read differently", an_altered_and_an_expired_session_read_differently),
             ("another organization's link sees only its own", another_organizations_link_sees_only_its_own),
         ]:
             flows.run(name, flow)

@@ -57,9 +57,17 @@ function notice(text) {
   document.getElementById("notice").textContent = text;
   if (text) setTimeout(() => { if (document.getElementById("notice").textContent === text) notice(""); }, 6000);
 }
+const SESSION_ENDS = "tidings-portal-session-ends";
 function failure(error) {
   if (error.status === 401) {
-    return el("p", { role: "alert", id: "expired" }, "Your portal session has ended. Ask for a new link.");
+    // The server says whether a session it was sent expired or was altered. Without one, the
+    // tab remembers whether a session ended here (the browser dropped its cookie), or there
+    // never was one in this browser.
+    const ends = sessionStorage.getItem(SESSION_ENDS);
+    const said = error.message.startsWith("Your portal session") ? error.message
+      : ends && Date.parse(ends) <= Date.now() ? "Your portal session expired. Ask for a new link."
+        : "There is no portal session in this browser: it was never opened here, or the browser did not keep it. Open a portal link.";
+    return el("p", { role: "alert", id: "expired" }, said);
   }
   return el("p", { role: "alert" }, "Something went wrong: ", error.message);
 }
@@ -447,6 +455,9 @@ async function route() {
 async function start() {
   try {
     state.session = await call("GET", "portal/session");
+    // Kept for this tab: a browser drops the cookie when the session ends, and the page can
+    // then still say that it ended rather than that there was none.
+    sessionStorage.setItem(SESSION_ENDS, state.session.expiresAt);
     document.getElementById("who").textContent =
       `Organization ${state.session.organization} · session ends ${when(state.session.expiresAt)}`;
   } catch (error) {

@@ -287,7 +287,15 @@ async fn links_and_sessions_expire() {
     clock.advance(time::Duration::seconds(121));
     let (status, body) = session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.to_string().contains("Your portal session expired"), "{body}");
     assert_eq!(session.call(&stack, Method::GET, "/portal/session", None, false).await.0, StatusCode::UNAUTHORIZED);
+    // An altered session reads otherwise: not accepted, whatever its time.
+    let (_, made) = link(&stack, &key, json!({"ttlSeconds": 120})).await;
+    let (_, cookie, _) = open(&stack, made["path"].as_str().unwrap()).await;
+    let altered = Session { cookie: cookie.unwrap().replacen('.', ".x", 1), csrf: String::new() };
+    let (status, body) = altered.call(&stack, Method::GET, "/portal/session", None, false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.to_string().contains("was altered"), "{body}");
 }
 
 #[tokio::test]

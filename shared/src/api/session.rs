@@ -130,6 +130,17 @@ impl Refusal {
             Refusal::Used => "This portal link was opened already; a link opens once. Ask for a new one.",
         }
     }
+
+    /// The same said of a session's cookie: an altered and an expired one read differently.
+    pub fn explain_session(self) -> &'static str {
+        match self {
+            Refusal::Invalid | Refusal::Used => {
+                "Your portal session was altered, or this portal did not make it, so it is not accepted. \
+                 Ask for a new link."
+            }
+            Refusal::Expired => "Your portal session expired. Ask for a new link.",
+        }
+    }
 }
 
 /// `<payload>.<signature>`, both base64url.
@@ -212,7 +223,7 @@ pub async fn session_of(app: &App, headers: &http::HeaderMap) -> Result<Option<G
     let secret = secret(app).await?;
     match unseal(&secret, token, Kind::Session, app.clock.now()) {
         Ok(session) => Ok(Some(session)),
-        Err(refusal) => Err(Error::Unauthenticated(format!("the portal session is refused: {}", refusal.explain()))),
+        Err(refusal) => Err(Error::Unauthenticated(refusal.explain_session().to_owned())),
     }
 }
 
