@@ -1,7 +1,7 @@
 //! The delivery routine with an injectable clock (days pass in microseconds): disabling after
 //! five days of failures, recovery, lifecycle events, large payloads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,17 +125,13 @@ async fn five_days_of_nothing_but_failures_disable_a_subscription_until_it_is_up
 #[tokio::test]
 async fn a_later_success_clears_failing() {
     let w = world("0s");
-    let healthy = Arc::new(AtomicBool::new(false));
-    let switch = healthy.clone();
-    let receiver =
-        Receiver::behaving(Arc::new(move |_| (if switch.load(Ordering::SeqCst) { 200 } else { 502 }, Duration::ZERO)))
-            .await;
+    let (receiver, healing) = Receiver::failing_until_healed(502).await;
     let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
     w.publish("ProductCreated", "{}", "m-1").await;
     assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
     assert_eq!(w.status(sub.id).await.0, SubscriptionStatus::Failing);
 
-    healthy.store(true, Ordering::SeqCst);
+    healing.heal();
     w.advance(time::Duration::minutes(1));
     w.publish("ProductCreated", "{}", "m-2").await;
     assert_eq!(w.run_due().await, vec![Disposition::Delivered]);
@@ -350,16 +346,12 @@ async fn rate_limit_bookings_are_kept_renewed_when_late_and_voided_by_a_changed_
 #[tokio::test]
 async fn a_redriven_dead_letters_attempts_are_numbered_on() {
     let w = world("0s,0s");
-    let healthy = Arc::new(AtomicBool::new(false));
-    let switch = healthy.clone();
-    let receiver =
-        Receiver::behaving(Arc::new(move |_| (if switch.load(Ordering::SeqCst) { 200 } else { 500 }, Duration::ZERO)))
-            .await;
+    let (receiver, healing) = Receiver::failing_until_healed(500).await;
     let sub = w.subscribe(&["ProductCreated"], receiver.url()).await;
     w.publish("ProductCreated", "{}", "m-1").await;
     assert!(matches!(w.run_due().await[..], [Disposition::Retry(_)]));
     assert_eq!(w.run_due().await, vec![Disposition::DeadLettered]);
-    healthy.store(true, Ordering::SeqCst);
+    healing.heal();
     assert_eq!(w.app.queue.redrive_dead_letters(10).await.unwrap(), 1);
     // Its endpoint is still marked failing: moved to the slow lane first, then probed.
     assert_eq!(w.run_due().await, vec![Disposition::PutOff(Duration::ZERO)]);

@@ -538,14 +538,8 @@ async fn a_message_shows_every_subscription_it_went_to_that_the_caller_may_manag
 
 #[tokio::test]
 async fn every_failed_message_since_a_time_is_replayed_and_delivered() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let stack = Stack::configured(|app| app.delivery.schedule = "0s".parse().unwrap()).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let switch = failing.clone();
-    let receiver = Receiver::behaving(Arc::new(move |_| {
-        (if switch.load(Ordering::SeqCst) { 503 } else { 200 }, Default::default())
-    }))
-    .await;
+    let (receiver, healing) = Receiver::failing_until_healed(503).await;
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
@@ -572,7 +566,7 @@ async fn every_failed_message_since_a_time_is_replayed_and_delivered() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!(attempts().await.len(), 3, "one failed attempt each (a schedule of one)");
-    failing.store(false, Ordering::SeqCst);
+    healing.heal();
     publish("m-4".into()).await; // delivered at once: not replayed
 
     let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
@@ -683,14 +677,8 @@ async fn an_attempts_request_is_the_exact_request_the_receiver_got() {
 /// the receiver got with that request, not the replay's.
 #[tokio::test]
 async fn after_a_replay_each_attempt_has_a_number_and_a_request_of_its_own() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let stack = Stack::configured(|app| app.delivery.schedule = "0s,50ms".parse().unwrap()).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let switch = failing.clone();
-    let receiver = Receiver::behaving(Arc::new(move |_| {
-        (if switch.load(Ordering::SeqCst) { 503 } else { 200 }, Default::default())
-    }))
-    .await;
+    let (receiver, healing) = Receiver::failing_until_healed(503).await;
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
@@ -718,7 +706,7 @@ async fn after_a_replay_each_attempt_has_a_number_and_a_request_of_its_own() {
     };
     wait_for(2).await;
     assert_eq!(attempts().await, vec![(2, 503), (1, 503)], "two attempts, then dead-lettered");
-    failing.store(false, Ordering::SeqCst);
+    healing.heal();
     // Signature timestamps are whole seconds: the replay goes out in a later one.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let replayed = stack

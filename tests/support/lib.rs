@@ -196,6 +196,16 @@ impl Received {
 /// How a receiver answers its n-th request (0-based): a status, after a delay.
 pub type Behaviour = Arc<dyn Fn(usize) -> (u16, std::time::Duration) + Send + Sync>;
 
+/// The switch of a receiver from [`Receiver::failing_until_healed`].
+pub struct Healing(Arc<std::sync::atomic::AtomicBool>);
+
+impl Healing {
+    /// From now on the receiver answers 200.
+    pub fn heal(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A webhook receiver on loopback that records every request.
 pub struct Receiver {
     pub addr: SocketAddr,
@@ -222,6 +232,17 @@ impl Receiver {
     /// Fails `times` times with `status`, then answers 200.
     pub async fn failing(times: usize, status: u16) -> Receiver {
         Receiver::behaving(Arc::new(move |n| (if n < times { status } else { 200 }, std::time::Duration::ZERO))).await
+    }
+
+    /// Answers `status` until [`Healing::heal`] is called, then 200.
+    pub async fn failing_until_healed(status: u16) -> (Receiver, Healing) {
+        let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let switch = healed.clone();
+        let receiver = Receiver::behaving(Arc::new(move |_| {
+            (if switch.load(std::sync::atomic::Ordering::SeqCst) { 200 } else { status }, std::time::Duration::ZERO)
+        }))
+        .await;
+        (receiver, Healing(healed))
     }
 
     /// Answers 200, but only after `delay`.
