@@ -396,16 +396,28 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
             page.get_by_role("button", name="Switch off").click()
             expect(page.locator("#status")).to_have_text("INACTIVE")
+            # Said in a banner; what would send to it is not offered.
+            expect(page.locator("#off-banner")).to_contain_text("switched off")
+            expect(page.get_by_role("button", name="Send a test event")).to_be_disabled()
+            expect(page.get_by_role("button", name="Replay failed")).to_be_disabled()
             page.screenshot(path=shots / "17-switched-off.png", full_page=True)
             page.get_by_role("button", name="Switch on").click()
             expect(page.locator("#status")).to_have_text("ACTIVE")
+            expect(page.locator("#off-banner")).to_have_count(0)
+            expect(page.get_by_role("button", name="Send a test event")).to_be_enabled()
 
         def rotate_the_signing_key():
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
             page.select_option("#overlap", "0")
+            # A short window scrolled to the button: the key, shown once above it, is brought
+            # into view.
+            page.set_viewport_size({"width": 1280, "height": 260})
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
             page.get_by_role("button", name="Rotate signing key").click()
             rotated = page.locator("#signing-key pre")
             expect(rotated).to_have_text(re.compile(r"^[A-Za-z0-9]{64}$"))
+            expect(page.locator("#signing-key h2")).to_be_in_viewport()
+            page.set_viewport_size({"width": 1280, "height": 800})
             assert rotated.inner_text().strip() != created["key"]
             page.screenshot(path=shots / "18-rotated.png", full_page=True)
 

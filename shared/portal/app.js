@@ -86,6 +86,13 @@ function uuidV1() {
   return `${low}-${mid}-${high}-${clock}-${node}`;
 }
 
+// Puts a key panel at the top of the page and brings it into view, however far down the page
+// was scrolled: it is shown this once.
+function showKey(panel) {
+  main().prepend(panel);
+  panel.scrollIntoView({ block: "start" });
+}
+
 // A signing key, shown once: the server never shows it again.
 function keyPanel(title, key) {
   return el("section", { class: "key", id: "signing-key", role: "status" },
@@ -199,7 +206,7 @@ async function listView() {
       try {
         const created = await call("POST", "organizations/self/subscriptions", { uuid: uuidV1(), transportName: "WEBHOOK", ...fields });
         await route();
-        main().prepend(keyPanel(`Subscription ${created.uuid} created`, created.signingKey));
+        showKey(keyPanel(`Subscription ${created.uuid} created`, created.signingKey));
       } catch (error) { notice(`Not created: ${error.message}`); }
     }));
     creating.querySelector("input").focus();
@@ -223,6 +230,8 @@ async function subscriptionView(uuid, query) {
     return [el("p", { role: "alert" }, "No such subscription, or it is not yours to see."), el("a", { href: "#/" }, "All subscriptions")];
   }
   document.title = `${endpoint.destination} · Tidings portal`;
+  // Switched off: said in a banner, and what would send to it is not offered.
+  const off = endpoint.status === "INACTIVE";
   const params = new URLSearchParams(query);
   const search = new URLSearchParams({ limit: "100" });
   for (const name of ["status", "event", "since"]) if (params.get(name)) search.set(name, params.get(name));
@@ -309,7 +318,7 @@ async function subscriptionView(uuid, query) {
         try {
           const rotated = await call("POST", `organizations/self/subscriptions/${uuid}/secret/rotate`,
             { overlapSeconds: Number(document.getElementById("overlap").value) });
-          main().prepend(keyPanel("New signing key", rotated.signingKey));
+          showKey(keyPanel("New signing key", rotated.signingKey));
         } catch (error) { notice(`Not rotated: ${error.message}`); }
       } }, "Rotate signing key"),
       endpoint.dialect === "zettle" ? el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => {
@@ -336,7 +345,10 @@ async function subscriptionView(uuid, query) {
         document.getElementById("confirm-delete").focus();
       } }, "Delete")),
     el("div", { id: "editing" }),
-    el("p", {}, el("button", { type: "button", id: "send-test", onclick: async () => {
+    off ? el("p", { class: "banner", id: "off-banner", role: "status" },
+      "This subscription is switched off: nothing is sent to it. Messages published meanwhile are kept as dead letters, " +
+      "to replay once it is on. Switch it on to send tests and replays.") : null,
+    el("p", {}, el("button", { type: "button", id: "send-test", disabled: off, onclick: async () => {
       try {
         const sent = await call("POST", `organizations/self/subscriptions/${uuid}/test`, {});
         notice(`Test ${sent.eventName} sent as message ${sent.messageId}.`);
@@ -370,7 +382,7 @@ async function subscriptionView(uuid, query) {
       } catch (error) { notice(`Replay refused: ${error.message}`); }
     } },
     el("label", {}, "Replay failed messages since", el("input", { type: "datetime-local", name: "since", id: "replay-since" })),
-    el("button", { type: "submit", class: "secondary" }, "Replay failed")),
+    el("button", { type: "submit", class: "secondary", disabled: off }, "Replay failed")),
     el("p", { id: "replay-progress", role: "status", "aria-live": "polite" }),
     el("h2", {}, "Attempts"),
     filters,
