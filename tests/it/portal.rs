@@ -43,6 +43,13 @@ async fn a_link_opened_where_its_cookie_cannot_be_kept_says_why_and_is_not_spent
     }
 }
 
+/// Publishes one event with `key`: it must be acknowledged (202).
+async fn publish_event(stack: &Stack, key: &str, body: Value) {
+    let response =
+        stack.http.post(stack.url("/organizations/self/events")).bearer_auth(key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+}
+
 /// A client that shows redirects and cookies instead of following them.
 fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -218,15 +225,7 @@ async fn a_session_changes_things_only_with_its_csrf_token_and_never_publishes_o
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
-    let published = stack
-        .http
-        .post(stack.url("/organizations/self/events"))
-        .bearer_auth(&key)
-        .json(&json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), 202);
+    publish_event(&stack, &key, json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"})).await;
     let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
 
     let replay = format!("/organizations/self/subscriptions/{SUB}/replay");
@@ -491,12 +490,7 @@ async fn a_message_shows_every_subscription_it_went_to_that_the_caller_may_manag
     let second = "0d6a7e6e-912c-11eb-a8b3-0242ac130003";
     subscribe(&stack, &key, second, &[], &receiver.url()).await; // every event: needs every scope
     let publish = |event: &'static str, id: &'static str, payload: Value| {
-        let request = stack
-            .http
-            .post(stack.url("/organizations/self/events"))
-            .bearer_auth(&key)
-            .json(&json!({"eventName": event, "payload": payload, "messageId": id}));
-        async move { assert_eq!(request.send().await.unwrap().status(), 202) }
+        publish_event(&stack, &key, json!({"eventName": event, "payload": payload, "messageId": id}))
     };
     publish("ProductCreated", "order/42?x#y", json!({"n": 1})).await;
     let path = "/organizations/self/messages/order%2F42%3Fx%23y";
@@ -545,12 +539,7 @@ async fn every_failed_message_since_a_time_is_replayed_and_delivered() {
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
     let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     let publish = |id: String| {
-        let request = stack
-            .http
-            .post(stack.url("/organizations/self/events"))
-            .bearer_auth(&key)
-            .json(&json!({"eventName": "ProductCreated", "payload": {"id": id}, "messageId": id}));
-        async move { assert_eq!(request.send().await.unwrap().status(), 202) }
+        publish_event(&stack, &key, json!({"eventName": "ProductCreated", "payload": {"id": id}, "messageId": id}))
     };
     for n in 1..=3 {
         publish(format!("m-{n}")).await;
@@ -620,15 +609,12 @@ async fn an_attempts_request_is_the_exact_request_the_receiver_got() {
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
-    let published = stack
-        .http
-        .post(stack.url("/organizations/self/events"))
-        .bearer_auth(&key)
-        .json(&json!({"eventName": "ProductCreated", "payload": {"name": "12\" pizza"}, "messageId": "p/1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), 202);
+    publish_event(
+        &stack,
+        &key,
+        json!({"eventName": "ProductCreated", "payload": {"name": "12\" pizza"}, "messageId": "p/1"}),
+    )
+    .await;
     let got = receiver.wait_for(1, std::time::Duration::from_secs(10)).await;
     let delivered = got.iter().find(|r| r.json()["messageId"] == "p/1").expect("the delivery");
     let session = session(&stack, org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
@@ -682,15 +668,7 @@ async fn after_a_replay_each_attempt_has_a_number_and_a_request_of_its_own() {
     let org = new_org();
     let key = stack.key(org, &[Scope::ReadProduct, Scope::ReadUserinfo]).await;
     subscribe(&stack, &key, SUB, &["ProductCreated"], &receiver.url()).await;
-    let published = stack
-        .http
-        .post(stack.url("/organizations/self/events"))
-        .bearer_auth(&key)
-        .json(&json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), 202);
+    publish_event(&stack, &key, json!({"eventName": "ProductCreated", "payload": {"n": 1}, "messageId": "m-1"})).await;
     let attempts = || async {
         let url = stack.url(&format!("/organizations/self/subscriptions/{SUB}/attempts"));
         let listed = stack.http.get(url).bearer_auth(&key).send().await.unwrap().json::<Vec<Value>>().await.unwrap();
