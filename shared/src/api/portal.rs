@@ -150,12 +150,10 @@ async fn open(app: &App, request: &Request) -> Response {
 /// (as the host's proxy or API Gateway says in `X-Forwarded-Proto`), or on loopback, which
 /// browsers treat as secure over plain http too.
 fn keeps_secure_cookies(request: &Request) -> bool {
-    let headers = request.headers();
-    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
-    if scheme.eq_ignore_ascii_case("https") {
+    if scheme(request).eq_ignore_ascii_case("https") {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let Ok(authority) = host.parse::<http::uri::Authority>() else { return false };
     let name = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     name == "localhost"
@@ -223,9 +221,14 @@ async fn create_link(call: Call<'_>) -> Result<Response> {
 fn external_url(request: &Request, path: &str) -> String {
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http");
     let base = request.extensions().get::<BasePath>().map_or("", |base| base.0.as_str());
-    format!("{scheme}://{host}{base}{path}")
+    format!("{}://{host}{base}{path}", scheme(request))
+}
+
+/// The scheme `request` came in with: what the proxy in front (API Gateway, a TLS-ending proxy)
+/// says in `X-Forwarded-Proto`, else plain http (`tidings serve` itself).
+fn scheme(request: &Request) -> &str {
+    request.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http")
 }
 
 /// The path prefix a host puts in front of the routes (API Gateway's stage), for links.
