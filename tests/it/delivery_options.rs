@@ -224,6 +224,11 @@ fn assert_limit_changes(report: &LimitChangeReport, arrival_jitter: usize) {
     }
 }
 
+/// Requests a receiver in the test process may count early or late across a 10 s window when
+/// the two cores are busy with the server and the other tests: it timestamps on arrival, after
+/// the scheduler's delay (with both cores taken by busy loops, 204 of 202 was seen).
+const LOCAL_ARRIVAL_JITTER: usize = 2;
+
 fn change(after_seconds: u64, limit: Option<(u32, u32)>) -> LimitChange {
     LimitChange { after: Duration::from_secs(after_seconds), limit }
 }
@@ -236,7 +241,7 @@ async fn a_lowered_limit_holds_the_waiting_backlog_within_two_seconds_and_a_remo
     let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let changes = [change(3, Some((20, 2))), change(17, None)];
     let report = shaping::limit_changes(&Api::new(&stack.base), &key, 1_500, (100, 10), &changes).await;
-    assert_limit_changes(&report, 0);
+    assert_limit_changes(&report, LOCAL_ARRIVAL_JITTER);
     let [before, lowered, removed] = &report.phases[..] else { panic!("{report:?}") };
     assert!(before.per_second() > 80.0, "{before:?}");
     assert!((16.0..=22.0).contains(&lowered.per_second()), "the new limit's pace: {lowered:?}");
@@ -252,7 +257,7 @@ async fn a_raised_limit_speeds_up_the_waiting_backlog_within_two_seconds() {
     let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let report =
         shaping::limit_changes(&Api::new(&stack.base), &key, 2_000, (50, 5), &[change(3, Some((200, 20)))]).await;
-    assert_limit_changes(&report, 0);
+    assert_limit_changes(&report, LOCAL_ARRIVAL_JITTER);
     let [before, raised] = &report.phases[..] else { panic!("{report:?}") };
     assert!((45.0..=55.0).contains(&before.per_second()), "{before:?}");
     assert!(raised.per_second() > 150.0, "the backlog sped up: {raised:?}");

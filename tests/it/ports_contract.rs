@@ -778,6 +778,39 @@ mod embedded {
         assert_eq!(backend.receive(10, std::time::Duration::from_secs(60)).await.unwrap().len(), 1);
     }
 
+    /// A changed limit brings its subscription's waiting paced jobs forward, and cuts the wait
+    /// of one that was in flight (deciding its wait under the old limit) when it is put off;
+    /// a retry's wait and other subscriptions' jobs are left alone.
+    #[tokio::test]
+    async fn a_changed_limit_brings_waiting_and_in_flight_paced_jobs_forward() {
+        use std::time::Duration;
+        use tidings::ports::Queue;
+        let (backend, _, _dir) = backend();
+        let paced =
+            |n: u32| tidings::domain::DeliveryJob { paced_at: Some(time::OffsetDateTime::now_utc()), ..super::job(n) };
+        let elsewhere = tidings::domain::DeliveryJob { subscription_id: uuid::Uuid::new_v4(), ..paced(4) };
+        backend.enqueue(&[paced(1), paced(2), super::job(3), elsewhere], Duration::ZERO).await.unwrap();
+        let taken = backend.receive(10, Duration::from_secs(60)).await.unwrap();
+        let taken_job = |n: u32| taken.iter().find(|r| r.job.message_id == format!("m-{n}")).unwrap();
+        let hour = Duration::from_secs(3600);
+        // 1 waits for its slot, 3 for its retry, 4 (another subscription) for its slot; 2 is in flight.
+        backend.put_off(taken_job(1), &taken_job(1).job, hour).await.unwrap();
+        backend.defer(&taken_job(3).receipt, hour).await.unwrap();
+        backend.put_off(taken_job(4), &taken_job(4).job, hour).await.unwrap();
+        assert_eq!(backend.hasten_paced(taken_job(2).job.organization, uuid::Uuid::nil()).await.unwrap(), 1);
+        backend.put_off(taken_job(2), &taken_job(2).job, hour).await.unwrap();
+        let again = backend.receive(10, Duration::from_secs(60)).await.unwrap();
+        let mut ids = again.iter().map(|r| r.job.message_id.clone()).collect::<Vec<_>>();
+        ids.sort();
+        assert_eq!(ids, ["m-1", "m-2"], "the waiting and the in-flight paced job of the subscription, nothing else");
+        // The mark lasts one flight: put off again under the new limit, the wait holds.
+        let two = again.iter().find(|r| r.job.message_id == "m-2").unwrap();
+        backend.put_off(two, &two.job, hour).await.unwrap();
+        let one = again.iter().find(|r| r.job.message_id == "m-1").unwrap();
+        backend.put_off(one, &one.job, hour).await.unwrap();
+        assert!(backend.receive(10, Duration::from_secs(60)).await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn passed_rate_limit_windows_are_purged() {
         let (backend, _, dir) = backend();

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -149,6 +149,10 @@ const ADD_DELIVERY_OPTIONS: &str = "ALTER TABLE subscriptions ADD COLUMN deliver
 /// Version 10: the version of the limit each pace follows (a changed limit starts a new pace).
 const ADD_PACE_VERSION: &str = "ALTER TABLE paces ADD COLUMN version INTEGER NOT NULL DEFAULT 0;";
 
+/// Version 11: a job in flight when its subscription's limit changed is marked, so that the
+/// wait it is put off for (read under the old limit) is cut to now.
+const ADD_QUEUE_HASTENED: &str = "ALTER TABLE queue ADD COLUMN hastened INTEGER NOT NULL DEFAULT 0;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -161,6 +165,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_REQUEST_HEADERS,
     ADD_DELIVERY_OPTIONS,
     ADD_PACE_VERSION,
+    ADD_QUEUE_HASTENED,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather

@@ -148,19 +148,29 @@ pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &
 impl SqliteBackend {
     /// A received job waits `delay` (with `job` replacing it, if given), its receive not
     /// counted: no attempt was made. Without its receipt it is waiting, not in flight.
+    ///
+    /// A job put off (`job` given) after its subscription's limit changed while it was in
+    /// flight (`hastened`) decided its wait under the old limit: it looks again now instead.
     async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<String>) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
-        let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
+        let now = self.now_nanos();
+        let visible_at = now.saturating_add(duration_nanos(delay));
+        let cut_to = job.is_some().then_some(now);
         let receipt = receipt.to_owned();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE queue SET job = COALESCE(?4, job), visible_at = ?3, receipt = NULL, \
-                 receive_count = MAX(receive_count - 1, 0) WHERE id = ?1 AND receipt = ?2",
-            )?
-            .execute(params![id, receipt, visible_at, job])?;
-            Ok(())
-        })
-        .await?;
+        let visible_at = self
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE queue SET job = COALESCE(?4, job), receipt = NULL, hastened = 0, \
+                         visible_at = CASE WHEN hastened = 1 AND ?5 IS NOT NULL THEN MIN(?3, ?5) ELSE ?3 END, \
+                         receive_count = MAX(receive_count - 1, 0) WHERE id = ?1 AND receipt = ?2 \
+                         RETURNING visible_at",
+                    )?
+                    .query_row(params![id, receipt, visible_at, job, cut_to], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .unwrap_or(visible_at))
+            })
+            .await?;
         self.due_at(visible_at);
         Ok(())
     }
@@ -208,8 +218,9 @@ impl Queue for SqliteBackend {
             let rows = select.query_map(params![now, max as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
             })?;
-            let mut update = conn
-                .prepare_cached("UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4 WHERE id = ?1")?;
+            let mut update = conn.prepare_cached(
+                "UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4, hastened = 0 WHERE id = ?1",
+            )?;
             let mut taken = Vec::new();
             for row in rows {
                 let (id, job, count) = row?;
@@ -264,7 +275,7 @@ impl Queue for SqliteBackend {
         // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.write(move |conn| {
             conn.prepare_cached(
-                "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL WHERE id = ?1 AND receipt = ?2",
+                "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL, hastened = 0 WHERE id = ?1 AND receipt = ?2",
             )?
             .execute(params![id, receipt, visible_at, job])?;
             Ok(())
@@ -275,18 +286,26 @@ impl Queue for SqliteBackend {
     }
 
     async fn hasten_paced(&self, org: OrganizationId, subscription: Uuid) -> Result<usize> {
-        // A scan of the waiting jobs, once a limit change: the queue keeps no column for them.
+        // A scan of the subscription's jobs, once a limit change: the queue keeps no column for
+        // them. Waiting ones look now; those in flight may be deciding a wait under the old
+        // limit, which `wait_uncounted` cuts to now.
         let now = self.now_nanos();
         let (org, subscription) = (org.to_string(), subscription.to_string());
         let hastened = self
             .write(move |conn| {
-                Ok(conn
+                let waiting = conn
                     .prepare_cached(
                         "UPDATE queue SET visible_at = ?1 WHERE receipt IS NULL AND visible_at > ?1 \
                          AND json_extract(job, '$.pacedAt') IS NOT NULL \
                          AND json_extract(job, '$.subscriptionId') = ?3 AND json_extract(job, '$.organization') = ?2",
                     )?
-                    .execute(params![now, org, subscription])?)
+                    .execute(params![now, org, subscription])?;
+                conn.prepare_cached(
+                    "UPDATE queue SET hastened = 1 WHERE receipt IS NOT NULL \
+                     AND json_extract(job, '$.subscriptionId') = ?2 AND json_extract(job, '$.organization') = ?1",
+                )?
+                .execute(params![org, subscription])?;
+                Ok(waiting)
             })
             .await?;
         self.due_at(now);
@@ -332,8 +351,8 @@ impl Queue for SqliteBackend {
         let now = self.now_nanos();
         self.write(move |conn| {
             Ok(conn.execute(
-                "UPDATE queue SET visible_at = ?1, receive_count = MAX(receive_count - 1, 0), receipt = NULL \
-                 WHERE receipt IS NOT NULL",
+                "UPDATE queue SET visible_at = ?1, receive_count = MAX(receive_count - 1, 0), receipt = NULL, \
+                 hastened = 0 WHERE receipt IS NOT NULL",
                 params![now],
             )?)
         })
