@@ -156,6 +156,7 @@ mod tests {
             response_excerpt: String::new(),
             error: None,
             request_headers: Vec::new(),
+            dead_lettered: false,
         };
         let line = deliveries_line(1, &[attempt(Some(204), 12), attempt(Some(500), 30), attempt(None, 10_000)]);
         let value: Value = serde_json::from_str(&line).unwrap();

@@ -183,6 +183,10 @@ pub trait Limits: Send + Sync {
     /// use is unexpired (a replay). Atomic across processes.
     async fn use_once(&self, nonce: &str, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<bool>;
 
+    /// Whether `nonce` was used and its use is unexpired at `now` (a read that sees every
+    /// earlier [`Limits::use_once`] of any process).
+    async fn was_used(&self, nonce: &str, now: OffsetDateTime) -> Result<bool>;
+
     /// Reserves the next `count` request slots of the paced sender `key`, which sends one
     /// request per `interval` under the limit `version`. The first slot is the later of `now`
     /// and the end of the last slot reserved under that version (an older version's slots no

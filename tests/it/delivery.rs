@@ -56,6 +56,11 @@ impl Setup {
         self.http.get(url).bearer_auth(&self.key).send().await.unwrap().json().await.unwrap()
     }
 
+    async fn stats(&self, serve: &ServeProcess, uuid: &str) -> Value {
+        let url = serve.url(&format!("/organizations/self/subscriptions/{uuid}/stats"));
+        self.http.get(url).bearer_auth(&self.key).send().await.unwrap().json().await.unwrap()
+    }
+
     async fn subscription(&self, serve: &ServeProcess, uuid: &str) -> Value {
         let url = serve.url("/organizations/self/subscriptions");
         let all: Vec<Value> = self.http.get(url).bearer_auth(&self.key).send().await.unwrap().json().await.unwrap();
@@ -165,6 +170,8 @@ async fn attempts_are_filtered_and_summed_up_as_delivery_health() {
     assert!((24..=25).contains(&hourly.len()), "{}", hourly.len());
     assert_eq!(hourly.iter().map(|h| h["attempts"].as_u64().unwrap()).sum::<u64>(), 4);
     assert_eq!(health["complete"], true);
+    // By messages: two, both delivered in the end (one after two failures), none dead.
+    assert_eq!(health["messages"], json!({"total": 2, "delivered": 2, "failed": 0, "retrying": 0}));
     let (_, hour) = get("stats?hours=1").await;
     assert_eq!(hour["attempts"], 4);
     serve.interrupt();
@@ -195,6 +202,14 @@ async fn a_receiver_that_always_fails_gets_one_alert_and_its_messages_are_dead_l
     let text = &mail.text;
     assert!(text.contains(SUB_A) && text.contains(&receiver.url()) && text.contains("ProductCreated"), "{text}");
     assert!(text.contains("HTTP 500") && text.contains("tidings replay --org"), "{text}");
+    // Each message's third attempt sent it to the dead letters, and says so; health counts the
+    // three messages as failed, not the nine attempts.
+    let attempts = s.attempts(&serve, SUB_A).await;
+    let dead: Vec<u64> =
+        attempts.iter().filter(|a| a["deadLettered"] == true).map(|a| a["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(dead, [3, 3, 3], "{attempts:?}");
+    let health = s.stats(&serve, SUB_A).await;
+    assert_eq!(health["messages"], json!({"total": 3, "delivered": 0, "failed": 3, "retrying": 0}), "{health}");
 
     // Replaying the dead letters once the receiver is fixed: here it still fails, so they come
     // back through the schedule and are dead-lettered again, without a second email.

@@ -498,6 +498,7 @@ async fn the_worker_purges_attempts_past_their_retention() {
         response_excerpt: String::new(),
         error: None,
         request_headers: Vec::new(),
+        dead_lettered: false,
     };
     stack.app.store.record_attempts(&[attempt("expired", 31), attempt("kept", 1)]).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

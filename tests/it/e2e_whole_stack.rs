@@ -680,7 +680,7 @@ async fn the_portal_flows_pass_in_a_browser_against_the_deployed_stack() {
     let stack =
         DeployedStack::start(Options { retry_schedule: "0s,100ms,100ms".into(), env, ..Options::default() }).await;
     // The organization the flows expect, and another one.
-    let key = stack.key("5b6a3f52-3c4e-11ee-be56-0242ac120002", &["READ:PRODUCT", "READ:USERINFO"]);
+    let key = stack.key("5b6a3f52-3c4e-11ee-be56-0242ac120002", &["READ:PRODUCT", "READ:USERINFO", "READ:ORDER"]);
     let other_key = stack.key(&new_org(), &["READ:PRODUCT"]);
     let python = tidings_tests::stack::python();
     let base = stack.url("");
@@ -695,7 +695,7 @@ async fn the_portal_flows_pass_in_a_browser_against_the_deployed_stack() {
     .unwrap();
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
-    assert!(out.contains("26 flows passed, 0 failed"), "{out}");
+    assert!(out.contains("31 flows passed, 0 failed"), "{out}");
     // The figure the README quotes (shown with --nocapture).
     println!("{}", out.lines().find(|l| l.contains("link opened to")).unwrap_or_default());
 }

@@ -832,3 +832,97 @@ async fn route_by_route_a_session_reaches_nothing_of_another_organization_nothin
         .unwrap();
     assert_eq!((listed.as_array().unwrap().len(), listed[0]["status"].as_str()), (1, Some("ACTIVE")), "{listed}");
 }
+
+/// Signing out ends a session on every instance: its cookie, and any copy of it, is refused
+/// ("signed out", not "expired" or "altered") and the answer clears it. Signing out takes the
+/// session and its CSRF token; an API key cannot.
+#[tokio::test]
+async fn sign_out_ends_the_session_on_every_instance_and_needs_its_csrf_token() {
+    let stack = Stack::local().await;
+    let org = new_org();
+    let session = session(&stack, org, &[Scope::ReadProduct]).await;
+    let (status, body) = session.call(&stack, Method::POST, "/portal/sign-out", None, false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "without its CSRF token: {body}");
+    let key = stack.key(org, &[Scope::ReadProduct]).await;
+    let by_key = stack.http.post(stack.url("/portal/sign-out")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(by_key.status(), StatusCode::FORBIDDEN, "a key has no session to end");
+    assert_eq!(session.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await.0, StatusCode::OK);
+
+    let response = browser()
+        .post(stack.url("/portal/sign-out"))
+        .header("cookie", &session.cookie)
+        .header("x-tidings-csrf", &session.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let cleared = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cleared.starts_with("tidings_portal=;") && cleared.contains("Max-Age=0"), "{cleared}");
+
+    let other = Stack::beside(&stack, Arc::new(tidings::ports::SystemClock)).await;
+    for instance in [&stack, &other] {
+        for path in ["/organizations/self/endpoints", "/portal/session"] {
+            let (status, body) = session.call(instance, Method::GET, path, None, false).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            assert!(body.to_string().contains("was signed out"), "{path}: {body}");
+        }
+    }
+    let (status, _) = session.call(&stack, Method::POST, "/portal/sign-out", None, true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "signed out once");
+}
+
+/// A portal session manages Metro and Lagerkoll subscriptions through their own routes, by
+/// their own rules: Metro's only with READ:ORDER, changes only with the CSRF token, and never
+/// what takes a key (executing a Lagerkoll webhook publishes; a store group reaches other
+/// organizations). A request with the dialect's own credentials is that key's, not the session's.
+#[tokio::test]
+async fn a_session_manages_metro_and_lagerkoll_subscriptions_through_their_routes_within_its_scopes() {
+    let stack = Stack::local().await;
+    let receiver = Receiver::answering_with(200, r#"{"status":"OK"}"#).await;
+    let org = new_org();
+    let orders = session(&stack, org, &[Scope::ReadOrder]).await;
+    let products = session(&stack, org, &[Scope::ReadProduct]).await;
+    let metro = json!({"url": receiver.url(), "event": "order_created", "fallbackEmail": "ops@example.com"});
+
+    let (status, body) =
+        products.call(&stack, Method::POST, "/openapi/v1/subscriptions", Some(metro.clone()), true).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "Metro's routes need READ:ORDER: {body}");
+    let (status, body) =
+        orders.call(&stack, Method::POST, "/openapi/v1/subscriptions", Some(metro.clone()), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no change: {body}");
+    let (status, made) = orders.call(&stack, Method::POST, "/openapi/v1/subscriptions", Some(metro), true).await;
+    assert!(status.is_success(), "{status}: {made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["signingKey"].as_str().unwrap().len(), 64);
+    // Changed through Metro's route: its handshake runs, its refusal is Metro's.
+    let down = Receiver::answering(500).await;
+    let (status, body) = orders
+        .call(&stack, Method::PATCH, &format!("/openapi/v1/subscriptions/{id}"), Some(json!({"url": down.url()})), true)
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(body["invalidParams"][0]["name"], "url", "{body}");
+    let (_, listed) = orders.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
+    assert_eq!(listed[0]["destination"], receiver.url(), "nothing changed: {listed}");
+    let (_, listed) = products.call(&stack, Method::GET, "/organizations/self/endpoints", None, false).await;
+    assert_eq!(listed, json!([]), "beyond a product link's scopes");
+
+    // Lagerkoll's webhooks: made and deleted by a session of its store, never executed.
+    let webhook = json!({"featureId": "articles", "featureMethod": "update", "url": receiver.url()});
+    let (status, made) = products.call(&stack, Method::POST, "/v1/webhooks", Some(webhook.clone()), true).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let guid = made["webhooks"][0]["guid"].as_str().unwrap().to_owned();
+    let (status, body) =
+        products.call(&stack, Method::POST, &format!("/v1/webhooks/{guid}"), Some(json!({})), true).await;
+    // Lagerkoll answers a refusal as 401 with its code 900001.
+    assert_eq!((status, &body["errorCode"]), (StatusCode::UNAUTHORIZED, &json!(900001)), "executing publishes: {body}");
+    assert!(body["errorMessage"].as_str().unwrap().contains("may not publish"), "{body}");
+    let grouped =
+        json!({"featureId": "articles", "featureMethod": "update", "url": receiver.url(), "enable_for_group": true});
+    let (status, body) = products.call(&stack, Method::POST, "/v1/webhooks", Some(grouped), true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a group reaches other stores: {body}");
+    assert!(body["errorMessage"].as_str().unwrap().contains("enable_for_group takes an API key"), "{body}");
+    let id = made["webhooks"][0]["id"].as_i64().unwrap();
+    let (status, body) = products.call(&stack, Method::DELETE, &format!("/v1/webhooks/{id}"), None, true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(receiver.requests().len(), 1, "only Metro's test_connection reached the receiver");
+}

@@ -532,6 +532,7 @@ pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
             ("webhook-id".into(), format!("msg_{n}")),
             ("content-type".into(), "application/json".into()),
         ],
+        dead_lettered: n.is_multiple_of(10),
     };
     let log: Vec<AttemptRecord> = (1..=30).map(|n| attempt(a, n, if n % 2 == 0 { Some(503) } else { None })).collect();
     store.record_attempts(&log).await.unwrap();
@@ -541,6 +542,10 @@ pub async fn attempts_are_logged_newest_first(store: &dyn MessageLog) {
     assert_eq!(store.recent_attempts(org, a, 100).await.unwrap().len(), 30);
     assert_eq!(store.recent_attempts(org, b, 10).await.unwrap(), vec![attempt(b, 1, Some(200))]);
     assert!(store.recent_attempts(self::org(), a, 10).await.unwrap().is_empty());
+    // An attempt that sent its message to the dead letters says so, alone as in a batch.
+    let dead = AttemptRecord { dead_lettered: true, ..attempt(Uuid::new_v4(), 1, Some(500)) };
+    store.record_attempts(std::slice::from_ref(&dead)).await.unwrap();
+    assert_eq!(store.recent_attempts(org, dead.subscription_id, 10).await.unwrap(), vec![dead]);
 
     // One batch's attempts to a subscription may be stored together (DynamoDB does): they still
     // come back newest first among a later batch's, and windows cut through them.
@@ -583,6 +588,7 @@ pub async fn attempts_are_selected_by_window_outcome_and_event(store: &dyn Messa
         response_excerpt: String::new(),
         error: None,
         request_headers: Vec::new(),
+        dead_lettered: false,
     };
     // 1..=40: every fifth failed (503, or no answer on the tenth ones), every fourth an order event.
     let log: Vec<AttemptRecord> = (1..=40)
@@ -1202,6 +1208,7 @@ mod e2e_aws {
             response_excerpt: String::new(),
             error: None,
             request_headers: Vec::new(),
+            dead_lettered: false,
         };
         fixture.store().record_attempts(&[delivered]).await.unwrap();
         queue.ack(&head.receipt).await.unwrap(); // delivered; its seat's release failed

@@ -6,6 +6,8 @@
 //!   `{url, path, expiresAt, sessionExpiresIn}`; the scopes are the key's or fewer.
 //! - `GET /portal/open?code=…` → 303 to the portal with the session cookie set, once per link.
 //! - `GET /portal/session` (the session) → `{organization, scopes, expiresAt, csrfToken}`.
+//! - `POST /portal/sign-out` (the session, its CSRF token) → 204: the session is refused from
+//!   then on, on every instance, and its cookie is cleared.
 //! - `GET /organizations/{org}/endpoints` → every subscription the caller may manage;
 //!   `PATCH …/endpoints/{uuid}` `{active}` switches one off or on, `DELETE …/endpoints/{uuid}`
 //!   removes one, whatever API created it.
@@ -33,6 +35,7 @@ pub static ROUTES: RouteGroup = RouteGroup {
         Route::new(Method::PATCH, "organizations/{org}/endpoints/{subscriptionUuid}", |call| Box::pin(switch(call))),
         Route::new(Method::DELETE, "organizations/{org}/endpoints/{subscriptionUuid}", |call| Box::pin(remove(call))),
         Route::new(Method::GET, "portal/session", |call| Box::pin(session(call))),
+        Route::new(Method::POST, "portal/sign-out", |call| Box::pin(sign_out(call))),
         Route::public(Method::GET, "portal/open", |app, request| Box::pin(open(app, request))),
         Route::public(Method::GET, "portal", |_, request| Box::pin(async { page(request) })),
         Route::public(Method::GET, "portal/app.js", |_, _| Box::pin(async { asset(APP_JS, "text/javascript") })),
@@ -250,6 +253,22 @@ async fn session(call: Call<'_>) -> Result<Response> {
             "csrfToken": session::csrf_token(&secret, session),
         }),
     ))
+}
+
+/// `POST /portal/sign-out`.
+async fn sign_out(call: Call<'_>) -> Result<Response> {
+    let Some(session) = &call.session else {
+        return Err(Error::Forbidden("this route answers a portal session only".into()));
+    };
+    session::sign_out(call.app, session).await?;
+    tracing::info!(org = %session.organization, session = %session.nonce, "portal session signed out");
+    let mut response = empty(StatusCode::NO_CONTENT);
+    let cleared = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+    if let Ok(cookie) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// A subscription of any dialect, in one shape.

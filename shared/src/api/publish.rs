@@ -129,7 +129,8 @@ fn error_body(err: &Error) -> Value {
     crate::dialect::zettle::error_body::error_body(err).1
 }
 
-fn refuse_portal_session(call: &Call<'_>) -> Result<()> {
+/// Publishing takes an API key: a portal session's calls to a publishing route are refused.
+pub(crate) fn refuse_portal_session(call: &Call<'_>) -> Result<()> {
     match call.session {
         Some(_) => Err(Error::Forbidden("a portal session may not publish: publishing takes an API key".into())),
         None => Ok(()),

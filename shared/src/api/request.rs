@@ -19,12 +19,20 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
 /// The caller of a route the portal calls too: an API key (`Authorization: Bearer`), or else a
 /// portal session's cookie, whose calls that change something must carry its CSRF token.
 pub async fn authenticate_caller(app: &App, request: &Request) -> Result<Caller> {
-    if request.headers().contains_key(header::AUTHORIZATION) {
-        return authenticate(app, request.headers()).await.map(Caller::from);
+    match session_caller(app, request, &[header::AUTHORIZATION.as_str()]).await? {
+        Some(caller) => Ok(caller),
+        None => authenticate(app, request.headers()).await.map(Caller::from),
     }
-    let Some(session) = session::session_of(app, request.headers()).await? else {
-        return authenticate(app, request.headers()).await.map(Caller::from);
-    };
+}
+
+/// The portal session of a request that carries none of a dialect's `credentials` headers
+/// (those win) but the session's cookie; calls that change something must carry its CSRF
+/// token. `None` without a session: the dialect's own credentials are asked for.
+pub async fn session_caller(app: &App, request: &Request, credentials: &[&str]) -> Result<Option<Caller>> {
+    if credentials.iter().any(|name| request.headers().contains_key(*name)) {
+        return Ok(None);
+    }
+    let Some(session) = session::session_of(app, request.headers()).await? else { return Ok(None) };
     if !request.method().is_safe() {
         let secret = session::secret(app).await?;
         let given = request.headers().get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -35,7 +43,7 @@ pub async fn authenticate_caller(app: &App, request: &Request) -> Result<Caller>
             )));
         }
     }
-    Ok(Caller { key: session.as_key(), session: Some(session) })
+    Ok(Some(Caller { key: session.as_key(), session: Some(session) }))
 }
 
 /// As [`authenticate`], also accepting the key alone in `key_header` (Metro's `X-Api-Key`).

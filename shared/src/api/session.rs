@@ -120,6 +120,8 @@ pub enum Refusal {
     Expired,
     /// A link opened before.
     Used,
+    /// A session its holder signed out of.
+    SignedOut,
 }
 
 impl Refusal {
@@ -128,6 +130,7 @@ impl Refusal {
             Refusal::Invalid => "This portal link is not valid. Ask for a new one.",
             Refusal::Expired => "This portal link or session has expired. Ask for a new link.",
             Refusal::Used => "This portal link was opened already; a link opens once. Ask for a new one.",
+            Refusal::SignedOut => Refusal::SignedOut.explain_session(),
         }
     }
 
@@ -139,6 +142,7 @@ impl Refusal {
                  Ask for a new link."
             }
             Refusal::Expired => "Your portal session expired. Ask for a new link.",
+            Refusal::SignedOut => "Your portal session was signed out. Open a new portal link to come back.",
         }
     }
 }
@@ -217,14 +221,29 @@ pub async fn open_link(app: &App, code: &str) -> Result<std::result::Result<Gran
     Ok(Ok(Grant::session_of(&link, now)))
 }
 
-/// The session a request's cookie carries, if any: `Ok(None)` without the cookie.
+/// The session a request's cookie carries, if any: `Ok(None)` without the cookie. A session
+/// signed out of is refused on every instance, whoever still holds a copy of its cookie.
 pub async fn session_of(app: &App, headers: &http::HeaderMap) -> Result<Option<Grant>> {
     let Some(token) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
     let secret = secret(app).await?;
-    match unseal(&secret, token, Kind::Session, app.clock.now()) {
-        Ok(session) => Ok(Some(session)),
-        Err(refusal) => Err(Error::Unauthenticated(refusal.explain_session().to_owned())),
-    }
+    let now = app.clock.now();
+    let refusal = match unseal(&secret, token, Kind::Session, now) {
+        Ok(session) if !app.store.was_used(&signed_out(&session), now).await? => return Ok(Some(session)),
+        Ok(_) => Refusal::SignedOut,
+        Err(refusal) => refusal,
+    };
+    Err(Error::Unauthenticated(refusal.explain_session().to_owned()))
+}
+
+/// Ends `session` everywhere: its cookie is refused from now until it would have expired.
+pub async fn sign_out(app: &App, session: &Grant) -> Result<()> {
+    app.store.use_once(&signed_out(session), app.clock.now(), session.expiry()).await?;
+    Ok(())
+}
+
+/// The nonce that marks a session as signed out of.
+fn signed_out(session: &Grant) -> String {
+    format!("portal-session-ended:{}", session.nonce)
 }
 
 /// A cookie's value from the request's `Cookie` headers.

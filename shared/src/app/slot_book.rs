@@ -144,6 +144,9 @@ mod tests {
         async fn use_once(&self, _: &str, _: OffsetDateTime, _: OffsetDateTime) -> Result<bool> {
             unreachable!("not the slot book's")
         }
+        async fn was_used(&self, _: &str, _: OffsetDateTime) -> Result<bool> {
+            unreachable!("not the slot book's")
+        }
         async fn shared_secret(&self, _: &str, _: &str) -> Result<String> {
             unreachable!("not the slot book's")
         }

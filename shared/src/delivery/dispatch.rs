@@ -47,6 +47,8 @@ impl CompletedDispatch {
             request_headers: std::iter::once(("user-agent".to_owned(), crate::destination::USER_AGENT.to_owned()))
                 .chain(self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())))
                 .collect(),
+            // Known once the answer is settled.
+            dead_lettered: false,
         }
     }
 }

@@ -112,6 +112,8 @@ async fn attempt_unlogged(app: &App, received: &ReceivedJob) -> Result<(Disposit
         Err(Error::Refused(reason)) => settle::dead_letter_refused(app, received, &reason).await?,
         other => other?,
     };
+    // Whether this attempt was the message's last (until a replay): health by messages.
+    let record = record.map(|r| AttemptRecord { dead_lettered: disposition == Disposition::DeadLettered, ..r });
     if received.job.line.is_some() && disposition.frees_line() {
         // The job is finished whatever happens to its seat: reporting it failed would offer it
         // again, and a delivered one would be POSTed twice. A seat left behind holds its line

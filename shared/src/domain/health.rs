@@ -1,5 +1,6 @@
-//! A subscription's delivery health over a window: how many attempts, how many delivered, how
-//! fast, hour by hour. Computed from its attempts; nothing more is stored.
+//! A subscription's delivery health over a window: what became of its messages, how many
+//! attempts, how many answered 2xx, how fast, hour by hour. Computed from its attempts;
+//! nothing more is stored.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -14,8 +15,10 @@ pub struct DeliveryHealth {
     pub since: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub until: OffsetDateTime,
+    /// What became of the messages attempted in the window (by their attempts in it).
+    pub messages: MessageHealth,
     pub attempts: u32,
-    /// Answered 2xx.
+    /// Attempts answered 2xx.
     pub delivered: u32,
     pub failed: u32,
     /// `delivered / attempts`; absent without attempts.
@@ -28,6 +31,40 @@ pub struct DeliveryHealth {
     /// False when the window held more attempts than were read: the figures are those of the
     /// newest ones.
     pub complete: bool,
+}
+
+/// The messages attempted in a window, each counted once: delivered (an attempt answered 2xx),
+/// failed (its last attempt sent it to the dead letters), or still retrying.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageHealth {
+    pub total: u32,
+    pub delivered: u32,
+    pub failed: u32,
+    pub retrying: u32,
+}
+
+impl MessageHealth {
+    fn of(attempts: &[&AttemptRecord]) -> Self {
+        // Per message: delivered by any attempt, else as its latest attempt left it.
+        let mut latest: std::collections::HashMap<&str, (bool, &AttemptRecord)> = std::collections::HashMap::new();
+        for a in attempts {
+            let entry = latest.entry(&a.message_id).or_insert((false, a));
+            entry.0 |= a.delivered();
+            if (a.at, a.attempt) > (entry.1.at, entry.1.attempt) {
+                entry.1 = a;
+            }
+        }
+        latest.values().fold(MessageHealth::default(), |mut health, (delivered, last)| {
+            health.total += 1;
+            match (delivered, last.dead_lettered) {
+                (true, _) => health.delivered += 1,
+                (false, true) => health.failed += 1,
+                (false, false) => health.retrying += 1,
+            }
+            health
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +99,7 @@ impl DeliveryHealth {
         DeliveryHealth {
             since,
             until,
+            messages: MessageHealth::of(&in_window),
             attempts: total,
             delivered,
             failed: total - delivered,
@@ -98,6 +136,7 @@ mod tests {
             response_excerpt: String::new(),
             error: None,
             request_headers: Vec::new(),
+            dead_lettered: false,
         }
     }
 
@@ -122,8 +161,43 @@ mod tests {
         assert_eq!(health.hourly[2].attempts, 100);
         assert_eq!(health.hourly[0].hour.minute(), 0);
 
+        assert_eq!(health.messages, MessageHealth { total: 1, delivered: 1, failed: 0, retrying: 0 }, "all message m");
+
         let empty = DeliveryHealth::of(&[], since, until, true);
         assert_eq!((empty.attempts, empty.success_rate, empty.latency_p99_ms), (0, None, None));
         assert_eq!(empty.hourly.len(), 3);
+        assert_eq!(empty.messages, MessageHealth::default());
+    }
+
+    /// 3 of 5 messages got through (two after a retry), one was dead-lettered, one waits for its
+    /// retry: 60 % of messages, 3 of 8 attempts. A replay that delivers the dead letter makes it
+    /// delivered.
+    #[test]
+    fn messages_are_counted_once_by_what_became_of_them() {
+        let until = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let since = until - time::Duration::hours(24);
+        let at = |minutes: i64| until - time::Duration::minutes(minutes);
+        let of = |message: &str, n: u32, minutes: i64, status: u16, dead_lettered: bool| AttemptRecord {
+            message_id: message.into(),
+            attempt: n,
+            dead_lettered,
+            ..attempt(at(minutes), Some(status), 5)
+        };
+        let mut attempts = vec![
+            of("a", 1, 50, 200, false),
+            of("b", 1, 50, 500, false),
+            of("b", 2, 40, 200, false),
+            of("c", 1, 50, 503, false),
+            of("c", 2, 40, 200, false),
+            of("d", 1, 50, 500, false),
+            of("d", 2, 40, 500, true),
+            of("e", 1, 5, 500, false),
+        ];
+        let health = DeliveryHealth::of(&attempts, since, until, true);
+        assert_eq!(health.messages, MessageHealth { total: 5, delivered: 3, failed: 1, retrying: 1 });
+        assert_eq!((health.attempts, health.delivered), (8, 3));
+        attempts.push(of("d", 3, 1, 200, false));
+        let replayed = DeliveryHealth::of(&attempts, since, until, true);
+        assert_eq!(replayed.messages, MessageHealth { total: 5, delivered: 4, failed: 0, retrying: 1 });
     }
 }

@@ -260,6 +260,9 @@ pub struct AttemptRecord {
     /// kept: it is the message's envelope, made again while the message is retained.
     #[serde(default)]
     pub request_headers: Vec<(String, String)>,
+    /// The message went to the dead letters after this attempt (its last, unless replayed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dead_lettered: bool,
 }
 
 impl AttemptRecord {

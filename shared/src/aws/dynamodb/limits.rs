@@ -61,6 +61,25 @@ impl Limits for DynamoStore {
         }
     }
 
+    async fn was_used(&self, nonce: &str, now: OffsetDateTime) -> Result<bool> {
+        // Strongly consistent: a use by another instance a moment ago counts.
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("NONCE#{nonce}")))
+            .key("SK", s("NONCE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB GetItem", e))?
+            .item;
+        Ok(match item {
+            Some(item) => get_n::<i64>(&item, "expires_at")? > now.unix_timestamp(),
+            None => false,
+        })
+    }
+
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
         // The first writer wins; everyone, the first included, reads what was kept.
         let result = self

@@ -410,6 +410,9 @@ fn attempt_item(a: &AttemptRecord) -> Item {
     if let Some(error) = &a.error {
         item.insert("error".into(), s(error));
     }
+    if a.dead_lettered {
+        item.insert("dead_lettered".into(), AttributeValue::Bool(true));
+    }
     item
 }
 
@@ -461,5 +464,6 @@ fn attempts_of(org: OrganizationId, subscription_id: Uuid, item: &Item) -> Resul
             .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("attempt", e)))
             .transpose()?
             .unwrap_or_default(),
+        dead_lettered: matches!(item.get("dead_lettered"), Some(AttributeValue::Bool(true))),
     }])
 }

@@ -4,8 +4,8 @@
 
 use http::{header, HeaderMap};
 
-use crate::api::request::count_against_minute_limit;
-use crate::api::route::Request;
+use crate::api::request::{count_against_minute_limit, session_caller};
+use crate::api::route::{Caller, Request};
 use crate::domain::api_key::hash_secret;
 use crate::domain::{ApiKey, OrganizationId};
 use crate::{App, Error, Result};
@@ -13,16 +13,24 @@ use crate::{App, Error, Result};
 /// Requests a store may make per minute.
 pub const REQUESTS_PER_MINUTE: u32 = 200;
 
-/// The key of a request, counted against its store's minute. Credentials first: a stranger's
-/// requests write nothing and spend no store's quota.
-pub(super) async fn authenticate_and_count(app: &App, request: &Request) -> Result<ApiKey> {
-    let key = authenticate(app, request.headers()).await?;
+/// The caller of a request, counted against its store's minute. Credentials first: a
+/// stranger's requests write nothing and spend no store's quota. A request with none of
+/// Lagerkoll's credentials may come from the portal, with its session (its store is the
+/// session's organization).
+pub(super) async fn authenticate_and_count(app: &App, request: &Request) -> Result<Caller> {
+    let caller = match session_caller(app, request, CREDENTIALS).await? {
+        Some(caller) => caller,
+        None => authenticate(app, request.headers()).await?.into(),
+    };
     // Counted in the store (shared by every instance) under the store's canonical id, however
     // the header spelled it.
-    let client = format!("lagerkoll:{}", key.organization);
+    let client = format!("lagerkoll:{}", caller.key.organization);
     count_against_minute_limit(app, &client, REQUESTS_PER_MINUTE).await?;
-    Ok(key)
+    Ok(caller)
 }
+
+/// The headers Lagerkoll's clients authenticate with.
+const CREDENTIALS: &[&str] = &["authorization", "store", "api_key", "user_id", "user_token"];
 
 async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ApiKey> {
     let credentials = |why: &str| Error::Unauthenticated(format!("Credentials don't match: {why}"));

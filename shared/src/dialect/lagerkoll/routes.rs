@@ -37,7 +37,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
             Route::new(Method::DELETE, "v1/webhooks/{id}", |call| Box::pin(delete(call))),
         ],
     },
-    authenticate: |app, request| Box::pin(async { auth::authenticate_and_count(app, request).await.map(Into::into) }),
+    authenticate: |app, request| Box::pin(auth::authenticate_and_count(app, request)),
     error_response: error_response::error_response,
 };
 
@@ -203,6 +203,11 @@ async fn create(call: Call<'_>) -> Result<Response> {
         None => None,
     };
     let for_group = from_body.or(from_query).unwrap_or(false);
+    if for_group && call.session.is_some() {
+        return Err(Error::Forbidden(
+            "a portal session manages its own store's webhooks: enable_for_group takes an API key".into(),
+        ));
+    }
 
     let mut stores = vec![key.organization];
     if for_group {
@@ -238,6 +243,7 @@ async fn find_by_guid(app: &App, org: OrganizationId, guid: &str) -> Result<Subs
 
 async fn execute(call: Call<'_>) -> Result<Response> {
     let (app, org, format) = (call.app, call.key.organization, response_format(call.request.headers()));
+    crate::api::publish::refuse_portal_session(&call)?;
     let (guid, body) = (call.param("guid"), call.request.body());
     let subscription = find_by_guid(app, org, guid).await?;
     let payload = if body.iter().all(u8::is_ascii_whitespace) {

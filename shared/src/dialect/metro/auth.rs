@@ -7,20 +7,27 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::Mac;
 
-use crate::api::request::authenticate_with;
-use crate::api::route::Request;
+use crate::api::request::{authenticate_with, session_caller};
+use crate::api::route::{Caller, Request};
 use crate::domain::{ApiKey, Scope};
 use crate::signing::mac;
 use crate::{App, Error, Result};
 
-/// The key of a Metro request, which must carry `READ:ORDER`.
-pub(super) async fn authenticate_order_reader(app: &App, request: &Request) -> Result<ApiKey> {
-    let key = authenticate(app, request).await?;
-    if !key.scopes.contains(&Scope::ReadOrder) {
+/// The caller of a Metro request, whose key or portal session must carry `READ:ORDER`. A
+/// request with none of Metro's credentials may come from the portal, with its session.
+pub(super) async fn authenticate_order_reader(app: &App, request: &Request) -> Result<Caller> {
+    let caller = match session_caller(app, request, CREDENTIALS).await? {
+        Some(caller) => caller,
+        None => authenticate(app, request).await?.into(),
+    };
+    if !caller.key.scopes.contains(&Scope::ReadOrder) {
         return Err(Error::Forbidden("the API key lacks READ:ORDER, needed for order event subscriptions".into()));
     }
-    Ok(key)
+    Ok(caller)
 }
+
+/// The headers Metro's clients authenticate with.
+const CREDENTIALS: &[&str] = &["authorization", "x-api-key", "x-client-id"];
 
 /// How far a signed request's `X-Timestamp` may be from now (either way), against replays.
 pub(crate) const SIGNATURE_WINDOW_SECONDS: i64 = 300;

@@ -94,9 +94,7 @@ pub static HTTP: DialectRoutes = DialectRoutes {
             Route::new(Method::DELETE, ITEM, |call| Box::pin(deactivate(call))),
         ],
     },
-    authenticate: |app, request| {
-        Box::pin(async { auth::authenticate_order_reader(app, request).await.map(Into::into) })
-    },
+    authenticate: |app, request| Box::pin(auth::authenticate_order_reader(app, request)),
     error_response: error_response::error_response,
 };
 

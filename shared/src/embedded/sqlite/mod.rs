@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -153,6 +153,9 @@ const ADD_PACE_VERSION: &str = "ALTER TABLE paces ADD COLUMN version INTEGER NOT
 /// wait it is put off for (read under the old limit) is cut to now.
 const ADD_QUEUE_HASTENED: &str = "ALTER TABLE queue ADD COLUMN hastened INTEGER NOT NULL DEFAULT 0;";
 
+/// Version 12: whether an attempt sent its message to the dead letters (health by messages).
+const ADD_ATTEMPT_DEAD_LETTERED: &str = "ALTER TABLE attempts ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -166,6 +169,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_DELIVERY_OPTIONS,
     ADD_PACE_VERSION,
     ADD_QUEUE_HASTENED,
+    ADD_ATTEMPT_DEAD_LETTERED,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
@@ -396,6 +400,7 @@ mod tests {
                 response_excerpt: String::new(),
                 error: None,
                 request_headers: vec![("a".into(), "b".into())],
+                dead_lettered: false,
             };
             crate::ports::MessageLog::record_attempts(&backend, &[attempt])
                 .await
@@ -424,6 +429,7 @@ mod tests {
             response_excerpt: String::new(),
             error: None,
             request_headers: Vec::new(),
+            dead_lettered: false,
         };
         backend.record_attempts(&[attempt("old-1", 31), attempt("old-2", 40), attempt("recent", 29)]).await.unwrap();
         let message = |id: &str, expires_in_days: i64| PublishRecord {

@@ -306,8 +306,8 @@ impl MessageLog for SqliteBackend {
         let attempts = attempts.to_vec();
         self.write(move |conn| {
             let mut insert = conn.prepare_cached(
-                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers, dead_lettered) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for a in &attempts {
                 insert.execute(params![
@@ -322,6 +322,7 @@ impl MessageLog for SqliteBackend {
                     a.response_excerpt,
                     a.error,
                     serde_json::to_string(&a.request_headers).map_err(Error::internal)?,
+                    a.dead_lettered,
                 ])?;
             }
             Ok(())
@@ -338,7 +339,7 @@ impl MessageLog for SqliteBackend {
         let conn = self.reader();
         // One statement for every query: an absent bound or filter compares to NULL and passes.
         let mut stmt = conn.prepare_cached(
-            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers FROM attempts \
+            "SELECT message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers, dead_lettered FROM attempts \
              WHERE org = ?1 AND subscription_id = ?2 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4) \
              AND (?5 IS NULL OR event_name = ?5) \
              AND (?6 IS NULL OR (?6 = (status IS NOT NULL AND status BETWEEN 200 AND 299))) \
@@ -370,6 +371,7 @@ impl MessageLog for SqliteBackend {
                 response_excerpt: r.get(6)?,
                 error: r.get(7)?,
                 request_headers: serde_json::from_str(&r.get::<_, String>(8)?).map_err(|e| corrupt("attempt", e))?,
+                dead_lettered: r.get(9)?,
             });
         }
         Ok(out)
@@ -410,6 +412,15 @@ impl Limits for SqliteBackend {
             Ok(inserted == 1)
         })
         .await
+    }
+
+    async fn was_used(&self, nonce: &str, now: OffsetDateTime) -> Result<bool> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT 1 FROM nonces WHERE nonce = ?1 AND expires_at > ?2")?
+            .query_row(params![nonce, to_nanos(now)], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
