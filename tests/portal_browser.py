@@ -7,11 +7,13 @@ key and two subscriptions, publishes, and opens a portal link made by `tidings p
 Each flow asserts what the page shows and saves a screenshot under target/portal/. Prints the
 time from opening the link to a rendered attempt list.
 
-Run by scripts/test.sh with the venv's Python (which has `playwright`); set PORTAL_SCREENSHOT to
-also write the list page's screenshot there (the README's). With `--base URL --key K --other-key K2`
+Run by scripts/test.sh with the venv's Python (which has `playwright`); set PORTAL_SCREENSHOTS to a
+directory to also write the README's screenshots there (docs/: the list, a subscription's page, the
+same at phone width). With `--base URL --key K --other-key K2`
 it runs the same flows against a stack that is already running (the whole deployed stack under
 emulation: tests/it/e2e_whole_stack.rs), making links through the API instead of the CLI; `--key` is
-a key of ORG holding READ:PRODUCT and READ:USERINFO, `--other-key` one of another organization.
+a key of ORG holding READ:PRODUCT, READ:USERINFO and READ:ORDER, `--other-key` one of another
+organization. Every page is checked with axe-core (WCAG 2 A and AA, contrast included).
 """
 
 import argparse
@@ -39,6 +41,9 @@ GOOD = "f02f80f8-8f35-11eb-8dcd-0242ac130003"
 HOSTILE = "6eefcb26-912c-11eb-a8b3-0242ac130003"
 HOSTILE_BODY = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script> down'
 # Chromium on a closed network: no background fetches, no sandbox (root in CI), a fresh profile.
+AXE = ROOT / "tests" / "lint" / "node_modules" / "axe-core" / "axe.min.js"
+# What axe-core checks on every page: WCAG 2.0 and 2.1, levels A and AA (contrast included).
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -47,8 +52,9 @@ def receiver(hostile: bool) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            # Zettle's destination check passes both; Metro's test_connection only the healthy one.
             check = json.loads(body or b"{}").get("eventName") == "TestMessage"
-            status, answer = (500, HOSTILE_BODY.encode()) if hostile and not check else (200, b'{"ok":true}')
+            status, answer = (500, HOSTILE_BODY.encode()) if hostile and not check else (200, b'{"ok":true,"status":"OK"}')
             self.send_response(status)
             self.send_header("content-type", "text/html" if status == 500 else "application/json")
             self.end_headers()
@@ -60,6 +66,21 @@ def receiver(hostile: bool) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def readme_shot(page, name, full_page=True):
+    """The README's screenshots, when PORTAL_SCREENSHOTS names where they go."""
+    if os.environ.get("PORTAL_SCREENSHOTS"):
+        page.screenshot(path=Path(os.environ["PORTAL_SCREENSHOTS"]) / name, full_page=full_page)
+
+
+def accessibility_violations(page):
+    """axe-core's WCAG A and AA violations on the page as shown, as "rule: element" lines."""
+    page.add_script_tag(path=AXE)
+    found = page.evaluate("(tags) => axe.run(document, { runOnly: { type: 'tag', values: tags } })"
+                          ".then((r) => r.violations.map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', ')))",
+                          WCAG)
+    return found
 
 
 def api(base, method, path, key, body=None):
@@ -78,13 +99,18 @@ class Local:
 
     def key(self) -> str:
         return subprocess.run([TIDINGS, "keys", "create", "--data-dir", self.data, "--org", ORG, "--scope",
-                               "READ:PRODUCT", "--scope", "READ:USERINFO"],
+                               "READ:PRODUCT", "--scope", "READ:USERINFO", "--scope", "READ:ORDER"],
                               check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
 
     def link(self, base: str, _key: str) -> str:
         made = subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", ORG, "--url", base,
                                "--scope", "READ:PRODUCT", "--scope", "READ:USERINFO", "--ttl", "30m"],
                               check=True, capture_output=True, text=True)
+        return made.stdout.strip().splitlines()[-1]
+
+    def narrow_link(self, base: str, _key: str, scope: str) -> str:
+        made = subprocess.run([TIDINGS, "portal-link", "--data-dir", self.data, "--org", ORG, "--url", base,
+                               "--scope", scope, "--ttl", "30m"], check=True, capture_output=True, text=True)
         return made.stdout.strip().splitlines()[-1]
 
     def short_link(self, base: str, _key: str, ttl: int = 1) -> str:
@@ -112,6 +138,9 @@ class Deployed:
     def link(self, base: str, key: str) -> str:
         return api(base, "POST", "/organizations/self/portal-links", key,
                    {"scopes": ["READ:PRODUCT", "READ:USERINFO"], "ttlSeconds": 1800})["url"]
+
+    def narrow_link(self, base: str, key: str, scope: str) -> str:
+        return api(base, "POST", "/organizations/self/portal-links", key, {"scopes": [scope], "ttlSeconds": 1800})["url"]
 
     def short_link(self, base: str, key: str, ttl: int = 1) -> str:
         return api(base, "POST", "/organizations/self/portal-links", key, {"ttlSeconds": ttl})["url"]
@@ -196,11 +225,14 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(page.locator("#who")).to_contain_text(ORG)
             expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .status')).to_have_text("FAILING")
             expect(page.locator(f'tr[data-uuid="{GOOD}"] .status')).to_have_text("ACTIVE")
-            expect(page.locator(f'tr[data-uuid="{GOOD}"] .health')).to_contain_text("100.0 % delivered")
-            expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .health')).to_contain_text("0.0 % delivered")
+            # Messages (each once) apart from attempts.
+            expect(page.locator(f'tr[data-uuid="{GOOD}"] .health')).to_contain_text("3 of 3 messages delivered")
+            expect(page.locator(f'tr[data-uuid="{GOOD}"] .health')).to_contain_text("100.0 % answered 2xx")
+            expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .health')).to_contain_text(
+                "0 of 3 messages delivered · 3 failed (dead letters) · 0 still retrying")
+            expect(page.locator(f'tr[data-uuid="{HOSTILE}"] .health')).to_contain_text("9 attempts, 0.0 % answered 2xx")
             page.screenshot(path=shots / "01-subscriptions.png", full_page=True)
-            if os.environ.get("PORTAL_SCREENSHOT"):
-                page.screenshot(path=os.environ["PORTAL_SCREENSHOT"], full_page=True)
+            readme_shot(page, "portal.png")
 
         def no_credentials_in_the_page():
             assert "tidings_portal" not in page.evaluate("document.cookie"), "the session cookie is HttpOnly"
@@ -216,8 +248,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             timing["attempts"] = time.perf_counter() - started
             expect(page.locator("#destination")).to_contain_text(f"127.0.0.1:{good.server_address[1]}")
             expect(page.locator("#attempts tbody tr").first).to_contain_text("200")
-            expect(page.locator("#health")).to_contain_text("3 attempts")
+            expect(page.locator("#attempt-health")).to_contain_text("3 attempts, 100.0 % answered 2xx")
+            expect(page.locator("#message-health")).to_contain_text("3 of 3 messages delivered")
+            # The chart has its axes, says what it shows, and its bars are as tall as their hour.
+            expect(page.locator("#chart svg line.axis")).to_have_count(2)
+            expect(page.locator("#chart svg")).to_have_attribute("aria-label", re.compile(r"3 attempts, 0 failed \(0 %\)"))
+            expect(page.locator("#chart figcaption")).to_contain_text("answered 2xx")
+            stray = page.evaluate("[...document.getElementById('main').childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent)")
+            assert not [t for t in stray if t.strip()], f"stray text on the page: {stray}"
             page.screenshot(path=shots / "02-attempts.png", full_page=True)
+            readme_shot(page, "portal-subscription.png")
 
         def the_request_an_attempt_sent():
             page.goto(f"{base}/portal/#/s/{GOOD}")
@@ -272,6 +312,9 @@ def browse(base, stack, good, hostile, shots) -> int:
         def hostile_excerpt_is_text():
             page.goto(f"{base}/portal/#/s/{HOSTILE}")
             expect(page.locator("#attempts tbody tr").first).to_contain_text("<img src=x onerror=")
+            expect(page.locator("#message-health")).to_contain_text("0 of 3 messages delivered")
+            expect(page.locator("#chart svg")).to_have_attribute("aria-label", re.compile(r"failed \(100 %\)"))
+            expect(page.locator("#attempts tbody tr").first).to_contain_text("dead letter")
             assert page.locator("#attempts img, #attempts script").count() == 0, "receiver markup became elements"
             assert page.evaluate("window.__pwned") is None, "receiver script ran"
             assert not dialogs, dialogs
@@ -309,6 +352,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.keyboard.press("Enter")
             expect(page.locator("#attempts")).to_be_visible()
             assert page.locator("label:has(#filter-status)").count() == 1, "every field has a label"
+            # On to an action by Tab alone, shown focused, and used with Enter.
+            for _ in range(30):
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.id") == "send-test":
+                    break
+            assert page.evaluate("document.activeElement.id") == "send-test", "Send a test event is reachable by Tab"
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            assert outline not in ("none", ""), f"the focused button shows it: {outline}"
+            page.keyboard.press("Enter")
+            expect(page.locator("#notice")).to_contain_text("Test ProductCreated sent")
             page.screenshot(path=shots / "06-keyboard.png", full_page=True)
 
         def phone_sized():
@@ -319,6 +372,11 @@ def browse(base, stack, good, hostile, shots) -> int:
             expect(small.locator("#endpoints tbody tr")).to_have_count(2)
             assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scroll"
             small.screenshot(path=shots / "07-phone.png", full_page=True)
+            small.goto(f"{base}/portal/#/s/{HOSTILE}")
+            expect(small.locator("#attempts")).to_be_visible()
+            assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "no sideways scroll"
+            small.screenshot(path=shots / "28-phone-subscription.png")  # the first screen
+            readme_shot(small, "portal-phone.png", full_page=False)
             phone.close()
 
         def event_catalog():
@@ -369,7 +427,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.get_by_label("ProductUpdated").uncheck()
             page.get_by_role("button", name="Save").click()
             expect(page.locator("#notice")).to_contain_text("Saved.")
-            expect(page.locator("dd", has_text="ProductCreated")).to_be_visible()
+            expect(page.locator(".facts")).to_contain_text("ProductCreated")
             page.screenshot(path=shots / "16-edited.png", full_page=True)
 
         def set_a_rate_limit_and_order():
@@ -499,6 +557,143 @@ def browse(base, stack, good, hostile, shots) -> int:
             other.screenshot(path=shots / "12-other-organization.png")
             stranger.close()
 
+        narrow = {}
+
+        def a_narrower_link_shows_only_what_it_covers():
+            # A link for order events only: none of the product subscriptions, only order events.
+            narrow["context"] = browser.new_context(viewport={"width": 1280, "height": 800})
+            orders = narrow["page"] = narrow["context"].new_page()
+            orders.goto(stack.narrow_link(base, key, "READ:ORDER"))
+            expect(orders.locator("#who")).to_contain_text(ORG)
+            expect(orders.locator("#endpoints, #empty")).to_be_visible()
+            for hidden in (GOOD, HOSTILE):
+                assert orders.locator(f'tr[data-uuid="{hidden}"]').count() == 0, "beyond the link's scopes"
+            orders.goto(f"{base}/portal/#/events")
+            expect(orders.locator("#events > li").first).to_be_visible()
+            assert orders.locator('li[data-event="ProductCreated"]').count() == 0, "no product events"
+            assert orders.locator("#events > li", has_text="(metro").count() > 0, "Metro's order events"
+            orders.goto(f"{base}/portal/#/s/{GOOD}")
+            expect(orders.get_by_role("alert")).to_contain_text("No such subscription")
+            orders.screenshot(path=shots / "27-narrower-link.png", full_page=True)
+
+        def a_metro_subscription_is_made_changed_tested_and_deleted():
+            orders = narrow["page"]
+            orders.goto(f"{base}/portal/")
+            orders.get_by_role("button", name="New subscription").click()
+            assert orders.locator("#create-api option").all_inner_texts() == ["Metro Markets", "Lagerkoll"], \
+                "Zettle is not offered to an order-only link"
+            orders.select_option("#create-api", "metro")
+            orders.get_by_label("Destination URL").fill(f"http://127.0.0.1:{good.server_address[1]}/metro")
+            orders.select_option("#create-form-event", index=0)
+            orders.get_by_label("Fallback email (alerts)").fill("orders@example.com")
+            orders.get_by_role("button", name="Create").click()
+            expect(orders.locator("#signing-key pre")).to_have_text(re.compile(r"^[A-Za-z0-9]{64}$"))
+            row = orders.locator("#endpoints tbody tr", has_text="/metro")
+            expect(row).to_contain_text("Metro Markets")
+            made = row.get_attribute("data-uuid")
+            orders.goto(f"{base}/portal/#/s/{made}")
+            expect(orders.locator(".eyebrow")).to_have_text("Metro Markets subscription")
+            # Metro's rule: a URL whose receiver does not confirm the test_connection is refused,
+            # in Metro's words, and nothing changes.
+            orders.get_by_role("button", name="Edit").click()
+            orders.get_by_label("Destination URL").fill(f"http://127.0.0.1:{hostile.server_address[1]}/metro")
+            orders.get_by_role("button", name="Save").click()
+            expect(orders.locator("#notice")).to_contain_text("url: Server response is not valid")
+            orders.reload()
+            expect(orders.locator("#destination")).to_contain_text(f"{good.server_address[1]}/metro")
+            orders.get_by_role("button", name="Edit").click()
+            orders.get_by_label("Destination URL").fill(f"http://127.0.0.1:{good.server_address[1]}/metro-2")
+            orders.get_by_role("button", name="Save").click()
+            expect(orders.locator("#notice")).to_contain_text("Saved.")
+            expect(orders.locator("#destination")).to_contain_text("/metro-2")
+            orders.get_by_role("button", name="Send a test event").click()
+            expect(orders.locator("#notice")).to_contain_text("sent as message")
+            expect(orders.locator("#attempts tbody tr")).to_have_count(1, timeout=10000)
+            orders.get_by_role("button", name="Switch off").click()
+            expect(orders.locator("#status")).to_have_text("INACTIVE")
+            orders.get_by_role("button", name="Switch on").click()
+            expect(orders.locator("#status")).to_have_text("ACTIVE")
+            orders.screenshot(path=shots / "29-metro.png", full_page=True)
+            orders.get_by_role("button", name="Delete", exact=True).click()
+            orders.get_by_role("button", name="Delete for good").click()
+            expect(orders.locator("#notice")).to_have_text("Deleted.")
+            expect(orders.locator("#endpoints tbody tr", has_text="/metro")).to_have_count(0)
+
+        def a_lagerkoll_webhook_is_made_tested_and_deleted():
+            page.goto(f"{base}/portal/")
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+            page.get_by_role("button", name="New subscription").click()
+            page.select_option("#create-api", "lagerkoll")
+            page.get_by_label("Feature").fill("articles")
+            page.get_by_label("Method").fill("update")
+            page.get_by_label("Destination URL").fill(f"http://127.0.0.1:{good.server_address[1]}/lagerkoll")
+            page.get_by_role("button", name="Create").click()
+            expect(page.locator("#signing-key pre")).to_have_text(re.compile(r"^[A-Za-z0-9]{64}$"))
+            row = page.locator("#endpoints tbody tr", has_text="/lagerkoll")
+            expect(row).to_contain_text("articles · update")
+            expect(row).to_contain_text("Lagerkoll")
+            page.goto(f"{base}/portal/#/s/{row.get_attribute('data-uuid')}")
+            page.get_by_role("button", name="Edit").click()
+            expect(page.locator("#edit-form")).to_contain_text("changes no webhook in place")
+            page.get_by_role("button", name="Send a test event").click()
+            expect(page.locator("#attempts tbody tr")).to_have_count(1, timeout=10000)
+            page.screenshot(path=shots / "30-lagerkoll.png", full_page=True)
+            page.get_by_role("button", name="Delete", exact=True).click()
+            page.get_by_role("button", name="Delete for good").click()
+            expect(page.locator("#endpoints tbody tr")).to_have_count(2)
+
+        def sign_out_ends_the_session_everywhere():
+            signed = browser.new_context()
+            mine = signed.new_page()
+            mine.goto(stack.link(base, key))
+            expect(mine.locator("#endpoints tbody tr")).to_have_count(2)
+            copy = next(c for c in signed.cookies() if c["name"] == "tidings_portal")
+            mine.get_by_role("button", name="Sign out").click()
+            expect(mine.locator("#signed-out")).to_contain_text("You signed out")
+            mine.screenshot(path=shots / "31-signed-out.png")
+            mine.reload()
+            expect(mine.locator("#expired")).to_contain_text("You signed out")
+            # A copy of the cookie taken before is refused too: the session ended on the server.
+            elsewhere = browser.new_context()
+            elsewhere.add_cookies([copy])
+            stolen = elsewhere.new_page()
+            stolen.goto(f"{base}/portal/")
+            expect(stolen.locator("#expired")).to_contain_text("was signed out")
+            elsewhere.close()
+            signed.close()
+
+        def every_page_meets_wcag_aa():
+            # The page's own policy keeps injected scripts out; this context lets axe-core in.
+            checked = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+            checked.add_cookies(context.cookies())
+            view = checked.new_page()
+            found = {}
+            for name, path, ready in [
+                ("subscriptions", "/portal/", "#endpoints"),
+                ("a subscription", f"/portal/#/s/{GOOD}", "#attempts"),
+                ("a failing subscription", f"/portal/#/s/{HOSTILE}", "#attempts"),
+                ("a message", "/portal/#/m/product-1", "#deliveries"),
+                ("the event catalog", "/portal/#/events", "#events"),
+            ]:
+                view.goto(f"{base}{path}")
+                view.reload()  # a new document for each page: axe is added once to each
+                expect(view.locator(ready)).to_be_visible()
+                expect(view.locator("td.health", has_text="…")).to_have_count(0)  # filled in after the rows
+                found[name] = accessibility_violations(view)
+            view.goto(f"{base}/portal/")
+            view.set_viewport_size({"width": 390, "height": 844})
+            view.reload()
+            expect(view.locator("#endpoints")).to_be_visible()
+            found["subscriptions at phone width"] = accessibility_violations(view)
+            refused = checked.new_page()
+            refused.goto(link)  # opened already: the refusal page
+            expect(refused.locator("#refusal")).to_be_visible()
+            found["a refused link"] = accessibility_violations(refused)
+            checked.close()
+            bad = {name: v for name, v in found.items() if v}
+            assert not bad, bad
+            print(f"portal: axe-core ({', '.join(WCAG)}): no violations on {len(found)} pages")
+
         for name, flow in [
             ("open a link: every subscription with its status and 24 h health", open_link),
             ("no credential readable by the page", no_credentials_in_the_page),
@@ -526,8 +721,16 @@ def browse(base, stack, good, hostile, shots) -> int:
             ("no session: the page says it ended", an_ended_session),
             ("an altered and an expired session read differently", an_altered_and_an_expired_session_read_differently),
             ("another organization's link sees only its own", another_organizations_link_sees_only_its_own),
+            ("a narrower link shows only what it covers", a_narrower_link_shows_only_what_it_covers),
+            ("a Metro subscription: made, refused and changed in Metro's terms, tested, deleted",
+             a_metro_subscription_is_made_changed_tested_and_deleted),
+            ("a Lagerkoll webhook: made, tested, deleted", a_lagerkoll_webhook_is_made_tested_and_deleted),
+            ("sign out ends the session everywhere", sign_out_ends_the_session_everywhere),
+            ("every page meets WCAG 2.1 AA (axe-core)", every_page_meets_wcag_aa),
         ]:
             flows.run(name, flow)
+        if "context" in narrow:
+            narrow["context"].close()
         browser.close()
     if "list" in timing and "attempts" in timing:
         print(f"portal: link opened to subscription list rendered: {timing['list'] * 1000:.0f} ms; "

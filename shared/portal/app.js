@@ -22,7 +22,10 @@ async function call(method, path, body) {
   let json;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   if (!response.ok) {
-    const reason = (json && (json.developerMessage || json.message || json.detail)) || text || response.statusText;
+    const fields = json && Array.isArray(json.invalidParams)
+      ? json.invalidParams.map((p) => `${p.name}: ${p.reason}`).join("; ") : "";
+    const reason = fields || (json && (json.developerMessage || json.message || json.detail || json.errorMessage)) ||
+      text || response.statusText;
     const error = new Error(reason);
     error.status = response.status;
     throw error;
@@ -48,16 +51,20 @@ function el(tag, attrs, ...children) {
 const main = () => document.getElementById("main");
 function show(...nodes) {
   const target = main();
-  target.replaceChildren(...nodes);
+  target.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
   // Which view is on the page: a view replaced by a later one never overwrites it.
   target.dataset.view = location.hash || "#/";
   target.focus();
 }
-function notice(text) {
-  document.getElementById("notice").textContent = text;
-  if (text) setTimeout(() => { if (document.getElementById("notice").textContent === text) notice(""); }, 6000);
+// What an action did, said above the page's content (in the flow: it never covers a row), and
+// kept until the next action or until another page than `page` (by default this one) is shown.
+function notice(text, page = location.hash) {
+  const said = document.getElementById("notice");
+  said.textContent = text;
+  said.dataset.page = page;
 }
 const SESSION_ENDS = "tidings-portal-session-ends";
+const SIGNED_OUT = "tidings-portal-signed-out";
 function failure(error) {
   if (error.status === 401) {
     // The server says whether a session it was sent expired or was altered. Without one, the
@@ -65,6 +72,7 @@ function failure(error) {
     // never was one in this browser.
     const ends = sessionStorage.getItem(SESSION_ENDS);
     const said = error.message.startsWith("Your portal session") ? error.message
+      : sessionStorage.getItem(SIGNED_OUT) ? "You signed out of the portal in this browser. Open a new portal link to come back."
       : ends && Date.parse(ends) <= Date.now() ? "Your portal session expired. Ask for a new link."
         : "There is no portal session in this browser: it was never opened here, or the browser did not keep it. Open a portal link.";
     return el("p", { role: "alert", id: "expired" }, said);
@@ -104,6 +112,9 @@ function keyPanel(title, key) {
 // The Zettle events the session may subscribe to, as checkboxes.
 async function eventChoices(chosen) {
   const events = (await call("GET", "organizations/self/events")).filter((e) => e.dialect === "zettle" && !e.deliveredToAll);
+  return zettleEvents(events, chosen);
+}
+function zettleEvents(events, chosen) {
   return el("fieldset", { id: "event-choices" }, el("legend", {}, "Events (none ticked: all events)"),
     events.map((e) => el("label", { class: "choice" },
       el("input", { type: "checkbox", name: "events", value: e.name, checked: chosen.includes(e.name) }), e.name)));
@@ -166,17 +177,143 @@ const percent = (rate) => (rate === null || rate === undefined ? "–" : (rate *
 const ms = (value) => (value === null || value === undefined ? "–" : value + " ms");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
-function chart(hourly) {
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  for (const child of children.flat()) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+const hourOf = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const share = (part, whole) => (whole ? Math.round((part / whole) * 100) : 0);
+
+// Attempts per hour: each bar as tall as the hour's attempts, its failed share in red on top.
+// The full chart has axes (attempts up the side, hours along the bottom) and a legend; the
+// compact one, in the list, is the bars alone.
+function chart(hourly, { compact } = {}) {
   const top = Math.max(1, ...hourly.map((h) => h.attempts));
-  const bars = hourly.map((h) => el("span", {
-    class: h.failed > 0 ? "failed" : "",
-    style: null,
-    title: `${when(h.hour)}: ${h.attempts} attempts, ${h.failed} failed`,
-    "data-height": Math.round((h.attempts / top) * 100),
-  }));
-  // Heights through the CSSOM (the policy forbids inline style attributes).
-  for (const bar of bars) bar.style.height = bar.getAttribute("data-height") + "%";
-  return el("div", { class: "chart", role: "img", "aria-label": "Attempts per hour over the last 24 hours" }, bars);
+  const [width, height] = compact ? [96, 24] : [480, 120];
+  const [left, bottom] = compact ? [0, 0] : [36, 18];
+  const plot = { x: left, w: width - left - 4, h: height - bottom - 4 };
+  const step = plot.w / Math.max(1, hourly.length);
+  const y = (count) => 4 + plot.h - (count / top) * plot.h;
+  const bars = hourly.map((h, i) => {
+    const x = plot.x + i * step + 0.5;
+    const failedTop = y(h.attempts);
+    const okTop = y(h.attempts - h.failed);
+    return svg("g", {},
+      svg("title", {}, `${when(h.hour)}: ${h.attempts} attempts, ${h.failed} failed (${share(h.failed, h.attempts)} %)`),
+      svg("rect", { class: "ok-bar", x, y: okTop, width: Math.max(1, step - 1), height: Math.max(0, 4 + plot.h - okTop) }),
+      svg("rect", { class: "failed-bar", x, y: failedTop, width: Math.max(1, step - 1), height: Math.max(0, okTop - failedTop) }));
+  });
+  const attempts = hourly.reduce((n, h) => n + h.attempts, 0);
+  const failed = hourly.reduce((n, h) => n + h.failed, 0);
+  const label = `Attempts per hour over the last ${hourly.length} hours: ${attempts} attempts, ${failed} failed (${share(failed, attempts)} %)`;
+  const axes = compact ? [] : [
+    svg("line", { class: "axis", x1: left, y1: 4, x2: left, y2: 4 + plot.h }),
+    svg("line", { class: "axis", x1: left, y1: 4 + plot.h, x2: width - 4, y2: 4 + plot.h }),
+    svg("text", { class: "tick", x: left - 4, y: 12, "text-anchor": "end" }, String(top)),
+    svg("text", { class: "tick", x: left - 4, y: 4 + plot.h, "text-anchor": "end" }, "0"),
+    hourly.length ? svg("text", { class: "tick", x: left, y: height - 2 }, hourOf(hourly[0].hour)) : null,
+    hourly.length ? svg("text", { class: "tick", x: width - 4, y: height - 2, "text-anchor": "end" }, "now") : null,
+  ].filter(Boolean);
+  const drawing = svg("svg", { class: compact ? "chart compact" : "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label },
+    svg("title", {}, label), axes, bars);
+  if (compact) return drawing;
+  return el("figure", { class: "chart-figure", id: "chart" }, drawing,
+    el("figcaption", { class: "muted" }, el("span", { class: "key ok-key" }, "■"), " answered 2xx  ",
+      el("span", { class: "key failed-key" }, "■"), " failed — attempts per hour, the last 24 hours; the side shows attempts in the busiest hour"));
+}
+
+// What became of the messages of the last 24 hours (each once), and then the attempts'
+// figures: two different things, named apart.
+function messageHealth(h) {
+  const m = h.messages;
+  return m.total === 0 ? "No messages in the last 24 hours"
+    : `${m.delivered} of ${m.total} messages delivered · ${m.failed} failed (dead letters) · ${m.retrying} still retrying`;
+}
+function attemptHealth(h) {
+  return `${h.attempts} attempts, ${percent(h.successRate)} answered 2xx · p50 ${ms(h.latencyP50Ms)} · p99 ${ms(h.latencyP99Ms)}`;
+}
+
+// The three APIs by the names their clients know them by.
+const API_NAMES = { zettle: "Zettle Pusher", metro: "Metro Markets", lagerkoll: "Lagerkoll" };
+
+// A subscription's events in words: a Lagerkoll webhook's are a feature and its method.
+function eventsOf(endpoint) {
+  if (!endpoint.eventNames.length) return "all events";
+  return endpoint.eventNames.map((name) => (endpoint.dialect === "lagerkoll" ? name.split("\u001f").join(" · ") : name)).join(", ");
+}
+
+// Metro's form, as its API takes it: one event, a URL its receiver confirms (a test_connection
+// message it must answer {"status":"OK"}), and a fallback email.
+function metroForm(id, submitLabel, values, events, onsubmit) {
+  return el("form", { id, class: "manage", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(event.target);
+    await onsubmit({ url: data.get("url"), event: data.get("event"), fallbackEmail: data.get("fallbackEmail") });
+  } },
+  el("p", { class: "muted" }, "Metro checks the URL first: it sends a test_connection message, which the receiver must answer with 200 and {\"status\":\"OK\"}."),
+  el("label", {}, "Destination URL", el("input", { name: "url", id: `${id}-url`, type: "url", required: true, value: values.destination || "", placeholder: "https://example.com/webhooks" })),
+  el("label", {}, "Event", el("select", { name: "event", id: `${id}-event`, required: true },
+    events.map((e) => el("option", { value: e.name, selected: (values.eventNames || []).includes(e.name) }, e.name)))),
+  el("label", {}, "Fallback email (alerts)", el("input", { name: "fallbackEmail", id: `${id}-contact`, type: "email", required: true, value: values.contactEmail || "" })),
+  el("button", { type: "submit" }, submitLabel));
+}
+
+// Lagerkoll's form: a feature and its method, and a URL. Its API changes no webhook in place.
+function lagerkollForm(id, onsubmit) {
+  return el("form", { id, class: "manage", onsubmit: async (event) => {
+    event.preventDefault();
+    const data = new FormData(event.target);
+    await onsubmit({ featureId: data.get("featureId"), featureMethod: data.get("featureMethod"), url: data.get("url") });
+  } },
+  el("label", {}, "Feature", el("input", { name: "featureId", id: `${id}-feature`, required: true, placeholder: "articles" })),
+  el("label", {}, "Method", el("input", { name: "featureMethod", id: `${id}-method`, required: true, placeholder: "update" })),
+  el("label", {}, "Destination URL", el("input", { name: "url", id: `${id}-url`, type: "url", required: true, placeholder: "https://example.com/webhooks" })),
+  el("button", { type: "submit" }, "Create"));
+}
+
+// A new subscription in any API the session may use: Zettle's and Metro's by the events its
+// scopes allow, Lagerkoll's (which has no scopes) always. Each is made through that API's own
+// route, so it is checked as that API's clients are.
+async function newSubscriptionForm() {
+  const catalog = await call("GET", "organizations/self/events");
+  const eventsOfApi = (dialect) => catalog.filter((e) => e.dialect === dialect && !e.deliveredToAll);
+  const apis = ["zettle", "metro"].filter((d) => eventsOfApi(d).length).concat("lagerkoll");
+  const form = el("div", { id: "create-fields" });
+  const created = async (uuid, signingKey) => {
+    await route();
+    showKey(keyPanel(`Subscription ${uuid} created`, signingKey));
+  };
+  const choose = (dialect) => {
+    if (dialect === "zettle") {
+      form.replaceChildren(subscriptionForm("create-form", "Create", {}, zettleEvents(eventsOfApi("zettle"), []), async (fields) => {
+        try {
+          const made = await call("POST", "organizations/self/subscriptions", { uuid: uuidV1(), transportName: "WEBHOOK", ...fields });
+          await created(made.uuid, made.signingKey);
+        } catch (error) { notice(`Not created: ${error.message}`); }
+      }));
+    } else if (dialect === "metro") {
+      form.replaceChildren(metroForm("create-form", "Create", {}, eventsOfApi("metro"), async (fields) => {
+        try {
+          const made = await call("POST", "openapi/v1/subscriptions", fields);
+          await created(made.id, made.signingKey);
+        } catch (error) { notice(`Not created: ${error.message}`); }
+      }));
+    } else {
+      form.replaceChildren(lagerkollForm("create-form", async (fields) => {
+        try {
+          const made = (await call("POST", "v1/webhooks", fields)).webhooks[0];
+          await created(made.guid, made.signingKey);
+        } catch (error) { notice(`Not created: ${error.message}`); }
+      }));
+    }
+  };
+  const picker = el("label", {}, "API", el("select", { id: "create-api", onchange: (event) => choose(event.target.value) },
+    apis.map((d) => el("option", { value: d }, API_NAMES[d]))));
+  choose(apis[0]);
+  return el("div", {}, el("p", { class: "muted" }, "Made through the chosen API's own route, as its clients make them."), picker, form);
 }
 
 async function listView() {
@@ -186,14 +323,15 @@ async function listView() {
     const health = el("td", { "data-label": "Last 24 h", class: "health" }, "…");
     call("GET", `organizations/self/subscriptions/${e.uuid}/stats`).then((h) => {
       health.replaceChildren(
-        el("div", {}, percent(h.successRate), " delivered · p50 ", ms(h.latencyP50Ms), " · p99 ", ms(h.latencyP99Ms)),
-        chart(h.hourly),
+        el("div", {}, messageHealth(h)),
+        el("div", { class: "muted" }, attemptHealth(h)),
+        chart(h.hourly, { compact: true }),
       );
     }, (error) => health.replaceChildren(failure(error)));
     return el("tr", { "data-uuid": e.uuid },
       el("td", { "data-label": "Destination" }, el("a", { href: `#/s/${e.uuid}`, class: "mono" }, e.destination)),
-      el("td", { "data-label": "API" }, e.dialect),
-      el("td", { "data-label": "Events" }, e.eventNames.length ? e.eventNames.join(", ") : "all events"),
+      el("td", { "data-label": "API" }, API_NAMES[e.dialect] || e.dialect),
+      el("td", { "data-label": "Events" }, eventsOf(e)),
       el("td", { "data-label": "Status" }, el("span", { class: `status ${e.status}` }, e.status),
         e.failingSince ? el("div", { class: "muted" }, "failing since ", when(e.failingSince)) : null),
       health,
@@ -202,14 +340,8 @@ async function listView() {
   const creating = el("div", { id: "create" });
   const newButton = el("button", { type: "button", id: "new-subscription", onclick: async () => {
     newButton.hidden = true;
-    creating.replaceChildren(el("h2", {}, "New subscription"), subscriptionForm("create-form", "Create", {}, await eventChoices([]), async (fields) => {
-      try {
-        const created = await call("POST", "organizations/self/subscriptions", { uuid: uuidV1(), transportName: "WEBHOOK", ...fields });
-        await route();
-        showKey(keyPanel(`Subscription ${created.uuid} created`, created.signingKey));
-      } catch (error) { notice(`Not created: ${error.message}`); }
-    }));
-    creating.querySelector("input").focus();
+    creating.replaceChildren(el("h2", {}, "New subscription"), await newSubscriptionForm());
+    creating.querySelector("select, input").focus();
   } }, "New subscription");
   return [
     el("h1", {}, "Subscriptions"),
@@ -255,7 +387,8 @@ async function subscriptionView(uuid, query) {
     el("option", { value: "delivered", selected: params.get("status") === "delivered" }, "delivered"),
     el("option", { value: "failed", selected: params.get("status") === "failed" }, "failed"))),
   el("label", {}, "Event", el("input", { name: "event", id: "filter-event", value: params.get("event") || "", placeholder: "any" })),
-  el("label", {}, "Since", el("input", { name: "since", id: "filter-since", type: "datetime-local" })),
+  el("label", {}, "Since", el("input", { name: "since", id: "filter-since", type: "datetime-local", "aria-describedby": "filter-since-hint" }),
+    el("span", { class: "hint", id: "filter-since-hint" }, "Empty: every attempt kept (30 days), newest 100.")),
   el("button", { type: "submit" }, "Filter"));
 
   const rows = attempts.map((a) => el("tr", {},
@@ -263,7 +396,8 @@ async function subscriptionView(uuid, query) {
     el("td", { "data-label": "Message" }, el("a", { class: "mono", href: `#/m/${encodeURIComponent(a.messageId)}` }, a.messageId)),
     el("td", { "data-label": "Event" }, a.eventName),
     el("td", { "data-label": "Attempt" }, String(a.attempt)),
-    el("td", { "data-label": "Status" }, el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status))),
+    el("td", { "data-label": "Status" }, el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status)),
+      a.deadLettered ? el("div", { class: "muted" }, "dead letter") : null),
     el("td", { "data-label": "Latency" }, ms(a.latencyMs)),
     el("td", { "data-label": "Response", class: "excerpt mono" }, a.error || a.responseExcerpt),
     el("td", { "data-label": "" }, el("button", { class: "secondary", type: "button", "aria-label": `Request of attempt ${a.attempt} of ${a.messageId}`,
@@ -285,76 +419,81 @@ async function subscriptionView(uuid, query) {
           document.getElementById("request").scrollIntoView();
         } catch (error) { notice(`No request: ${error.message}`); }
       } }, "Request"), " ", el("button", { class: "secondary", type: "button", "aria-label": `Replay message ${a.messageId}`,
-      onclick: async () => {
+      onclick: async (event) => {
+        // Said in the row too: the notice above may be out of view.
+        const said = event.target.parentElement.querySelector(".row-note") || el("span", { class: "row-note", role: "status" });
+        event.target.after(said);
         try {
           await call("POST", `organizations/self/subscriptions/${uuid}/replay`, { messageId: a.messageId });
           notice(`Message ${a.messageId} queued again.`);
-        } catch (error) { notice(`Replay refused: ${error.message}`); }
+          said.textContent = " Queued again.";
+        } catch (error) {
+          notice(`Replay refused: ${error.message}`);
+          said.textContent = " Refused.";
+        }
       } }, "Replay")),
   ));
 
+  const edit = {
+    zettle: async () => subscriptionForm("edit-form", "Save", endpoint, await eventChoices(endpoint.eventNames), async (fields) => {
+      try {
+        await call("PUT", `organizations/self/subscriptions/${uuid}`, { transportName: "WEBHOOK", ...fields });
+        notice("Saved.");
+        await route();
+      } catch (error) { notice(`Not saved: ${error.message}`); }
+    }),
+    metro: async () => {
+      const events = (await call("GET", "organizations/self/events")).filter((e) => e.dialect === "metro" && !e.deliveredToAll);
+      return metroForm("edit-form", "Save", endpoint, events, async (fields) => {
+        try {
+          await call("PATCH", `openapi/v1/subscriptions/${uuid}`, fields);
+          notice("Saved.");
+          await route();
+        } catch (error) { notice(`Not saved: ${error.message}`); }
+      });
+    },
+    lagerkoll: async () => el("p", { id: "edit-form" }, "Lagerkoll's API changes no webhook in place: create a new one for the same feature " +
+      "with the new URL (New subscription, on the list), then delete this one."),
+  }[endpoint.dialect];
+  const editing = el("div", { id: "editing" });
+  const open = (title, form) => {
+    editing.replaceChildren(el("h2", {}, title), form);
+    editing.querySelector("input, select, button, p").scrollIntoView({ block: "nearest" });
+  };
+
   return [
     el("p", {}, el("a", { href: "#/" }, "← All subscriptions")),
-    el("h1", { class: "mono", id: "destination" }, endpoint.destination),
-    el("dl", {},
-      el("dt", {}, "Status"), el("dd", {}, el("span", { class: `status ${endpoint.status}`, id: "status" }, endpoint.status)),
-      el("dt", {}, "API"), el("dd", {}, endpoint.dialect),
-      el("dt", {}, "Events"), el("dd", {}, endpoint.eventNames.length ? endpoint.eventNames.join(", ") : "all events"),
-      el("dt", {}, "Delivery"), el("dd", { id: "delivery-options" }, describeDelivery(delivery)),
-      el("dt", {}, "Last 24 h"), el("dd", { id: "health" }, `${health.attempts} attempts, ${percent(health.successRate)} delivered, p50 ${ms(health.latencyP50Ms)}, p99 ${ms(health.latencyP99Ms)}`)),
-    el("div", { class: "actions" },
-      el("button", { type: "button", id: "toggle", class: "secondary", onclick: async () => {
-        const active = endpoint.status === "INACTIVE";
-        try {
-          await call("PATCH", `organizations/self/endpoints/${uuid}`, { active });
-          notice(active ? "Switched on." : "Switched off: nothing is sent to it until you switch it on.");
-          await route();
-        } catch (error) { notice(`Refused: ${error.message}`); }
-      } }, endpoint.status === "INACTIVE" ? "Switch on" : "Switch off"),
-      el("label", { class: "inline" }, "Old key signs on for",
-        el("select", { id: "overlap" },
-          el("option", { value: "86400" }, "24 hours"), el("option", { value: "3600" }, "1 hour"), el("option", { value: "0" }, "no time"))),
-      el("button", { type: "button", id: "rotate", class: "secondary", onclick: async () => {
-        try {
-          const rotated = await call("POST", `organizations/self/subscriptions/${uuid}/secret/rotate`,
-            { overlapSeconds: Number(document.getElementById("overlap").value) });
-          showKey(keyPanel("New signing key", rotated.signingKey));
-        } catch (error) { notice(`Not rotated: ${error.message}`); }
-      } }, "Rotate signing key"),
-      endpoint.dialect === "zettle" ? el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => {
-        const form = subscriptionForm("edit-form", "Save", endpoint, await eventChoices(endpoint.eventNames), async (fields) => {
-          try {
-            await call("PUT", `organizations/self/subscriptions/${uuid}`, { transportName: "WEBHOOK", ...fields });
-            notice("Saved.");
-            await route();
-          } catch (error) { notice(`Not saved: ${error.message}`); }
-        });
-        document.getElementById("editing").replaceChildren(el("h2", {}, "Edit"), form);
-      } }, "Edit") : null,
-      el("button", { type: "button", id: "limits", class: "secondary", onclick: () => {
-        document.getElementById("editing").replaceChildren(el("h2", {}, "Rate limit and order"), deliveryForm(uuid, delivery));
-      } }, "Rate limit and order"),
-      el("button", { type: "button", id: "delete", class: "secondary", onclick: (event) => {
-        event.target.replaceWith(el("button", { type: "button", id: "confirm-delete", class: "danger", onclick: async () => {
-          try {
-            await call("DELETE", `organizations/self/endpoints/${uuid}`);
-            notice("Deleted.");
-            location.hash = "#/";
-          } catch (error) { notice(`Not deleted: ${error.message}`); }
-        } }, "Delete for good"));
-        document.getElementById("confirm-delete").focus();
-      } }, "Delete")),
-    el("div", { id: "editing" }),
+    el("div", { class: "page-head" },
+      el("p", { class: "eyebrow" }, `${API_NAMES[endpoint.dialect] || endpoint.dialect} subscription`),
+      el("h1", { class: "destination", id: "destination" }, endpoint.destination),
+      el("p", { class: "facts" },
+        el("span", { class: `status ${endpoint.status}`, id: "status" }, endpoint.status),
+        endpoint.failingSince ? ` since ${when(endpoint.failingSince)}` : "",
+        " · ", eventsOf(endpoint),
+        " · ", el("span", { id: "delivery-options" }, describeDelivery(delivery)))),
     off ? el("p", { class: "banner", id: "off-banner", role: "status" },
       "This subscription is switched off: nothing is sent to it. Messages published meanwhile are kept as dead letters, " +
       "to replay once it is on. Switch it on to send tests and replays.") : null,
-    el("p", {}, el("button", { type: "button", id: "send-test", disabled: off, onclick: async () => {
-      try {
-        const sent = await call("POST", `organizations/self/subscriptions/${uuid}/test`, {});
-        notice(`Test ${sent.eventName} sent as message ${sent.messageId}.`);
-        setTimeout(route, 1000);
-      } catch (error) { notice(`Test refused: ${error.message}`); }
-    } }, "Send a test event")),
+    el("section", { "aria-labelledby": "health-heading" },
+      el("h2", { id: "health-heading" }, "Last 24 hours"),
+      el("dl", { id: "health" },
+        el("dt", {}, "Messages"), el("dd", { id: "message-health" }, messageHealth(health)),
+        el("dt", {}, "Attempts"), el("dd", { id: "attempt-health" }, attemptHealth(health))),
+      chart(health.hourly)),
+    el("section", { "aria-labelledby": "actions-heading" },
+      el("h2", { id: "actions-heading" }, "Actions"),
+      el("div", { class: "actions" },
+        el("button", { type: "button", id: "send-test", disabled: off, onclick: async () => {
+          try {
+            const sent = await call("POST", `organizations/self/subscriptions/${uuid}/test`, {});
+            notice(`Test ${sent.eventName} sent as message ${sent.messageId}.`);
+            setTimeout(route, 1000);
+          } catch (error) { notice(`Test refused: ${error.message}`); }
+        } }, "Send a test event"),
+        el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => open("Edit", await edit()) }, "Edit"),
+        el("button", { type: "button", id: "limits", class: "secondary", onclick: () => open("Rate limit and order", deliveryForm(uuid, delivery)) },
+          "Rate limit and order")),
+      editing,
     el("form", { class: "filters", id: "replay-failed", onsubmit: async (event) => {
       event.preventDefault();
       const sinceValue = new FormData(event.target).get("since");
@@ -381,17 +520,58 @@ async function subscriptionView(uuid, query) {
         }
       } catch (error) { notice(`Replay refused: ${error.message}`); }
     } },
-    el("label", {}, "Replay failed messages since", el("input", { type: "datetime-local", name: "since", id: "replay-since" })),
+    el("label", {}, "Replay failed messages since", el("input", { type: "datetime-local", name: "since", id: "replay-since", "aria-describedby": "replay-since-hint" }),
+      el("span", { class: "hint", id: "replay-since-hint" }, "Empty: the last 24 hours.")),
     el("button", { type: "submit", class: "secondary", disabled: off }, "Replay failed")),
-    el("p", { id: "replay-progress", role: "status", "aria-live": "polite" }),
-    el("h2", {}, "Attempts"),
-    filters,
-    el("div", { id: "request" }),
-    attempts.length === 0
-      ? el("p", { id: "no-attempts" }, "No attempts match.")
-      : el("table", { class: "responsive", id: "attempts" },
-        el("thead", {}, el("tr", {}, ["At", "Message", "Event", "Attempt", "Status", "Latency", "Response", ""].map((h) => el("th", { scope: "col" }, h)))),
-        el("tbody", {}, rows)),
+      el("p", { id: "replay-progress", role: "status", "aria-live": "polite" })),
+    el("section", { class: "danger-zone", "aria-labelledby": "danger-heading" },
+      el("h2", { id: "danger-heading" }, "Danger zone"),
+      el("div", { class: "danger-row" },
+        el("p", {}, el("strong", {}, off ? "Switch on" : "Switch off"), el("br"),
+          off ? "Deliveries start again; what was kept meanwhile can be replayed." : "Nothing is sent until it is switched on again; messages are kept as dead letters."),
+        el("button", { type: "button", id: "toggle", class: "secondary", onclick: async () => {
+          const active = off;
+          try {
+            await call("PATCH", `organizations/self/endpoints/${uuid}`, { active });
+            notice(active ? "Switched on." : "Switched off: nothing is sent to it until you switch it on.");
+            await route();
+          } catch (error) { notice(`Refused: ${error.message}`); }
+        } }, off ? "Switch on" : "Switch off")),
+      el("div", { class: "danger-row" },
+        el("p", {}, el("strong", {}, "Rotate the signing key"), el("br"),
+          "A new key signs every delivery; the old one signs beside it for the time chosen, so the receiver can switch over."),
+        el("div", { class: "actions" },
+          el("label", { class: "inline" }, "Old key signs on for",
+            el("select", { id: "overlap" },
+              el("option", { value: "86400" }, "24 hours"), el("option", { value: "3600" }, "1 hour"), el("option", { value: "0" }, "no time"))),
+          el("button", { type: "button", id: "rotate", class: "secondary", onclick: async () => {
+            try {
+              const rotated = await call("POST", `organizations/self/subscriptions/${uuid}/secret/rotate`,
+                { overlapSeconds: Number(document.getElementById("overlap").value) });
+              showKey(keyPanel("New signing key", rotated.signingKey));
+            } catch (error) { notice(`Not rotated: ${error.message}`); }
+          } }, "Rotate signing key"))),
+      el("div", { class: "danger-row" },
+        el("p", {}, el("strong", {}, "Delete"), el("br"), "The subscription and its signing key go for good; its attempts stay until they expire."),
+        el("button", { type: "button", id: "delete", class: "danger-outline", onclick: (event) => {
+          event.target.replaceWith(el("button", { type: "button", id: "confirm-delete", class: "danger", onclick: async () => {
+            try {
+              await call("DELETE", `organizations/self/endpoints/${uuid}`);
+              notice("Deleted.", "#/");
+              location.hash = "#/";
+            } catch (error) { notice(`Not deleted: ${error.message}`); }
+          } }, "Delete for good"));
+          document.getElementById("confirm-delete").focus();
+        } }, "Delete"))),
+    el("section", { "aria-labelledby": "attempts-heading" },
+      el("h2", { id: "attempts-heading" }, "Attempts"),
+      filters,
+      el("div", { id: "request" }),
+      attempts.length === 0
+        ? el("p", { id: "no-attempts" }, "No attempts match.")
+        : el("table", { class: "responsive", id: "attempts" },
+          el("thead", {}, el("tr", {}, ["At", "Message", "Event", "Attempt", "Status", "Latency", "Response", ""].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, rows))),
   ];
 }
 
@@ -470,12 +650,35 @@ async function start() {
     // Kept for this tab: a browser drops the cookie when the session ends, and the page can
     // then still say that it ended rather than that there was none.
     sessionStorage.setItem(SESSION_ENDS, state.session.expiresAt);
+    sessionStorage.removeItem(SIGNED_OUT);
     document.getElementById("who").textContent =
       `Organization ${state.session.organization} · session ends ${when(state.session.expiresAt)}`;
   } catch (error) {
     show(failure(error));
     return;
   }
+  const signOut = document.getElementById("sign-out");
+  signOut.hidden = false;
+  signOut.addEventListener("click", async () => {
+    try {
+      await call("POST", "portal/sign-out");
+    } catch (error) {
+      notice(`Not signed out: ${error.message}`);
+      return;
+    }
+    window.removeEventListener("hashchange", route);
+    sessionStorage.removeItem(SESSION_ENDS);
+    sessionStorage.setItem(SIGNED_OUT, "1");
+    state.session = null;
+    signOut.hidden = true;
+    document.getElementById("who").textContent = "";
+    notice("");
+    show(el("h1", {}, "Signed out"),
+      el("p", { id: "signed-out" }, "You signed out: this session no longer opens the portal, in this browser or any other. Open a new portal link to come back."));
+  });
+  window.addEventListener("hashchange", () => {
+    if (document.getElementById("notice").dataset.page !== location.hash) notice("");
+  });
   window.addEventListener("hashchange", route);
   await route();
 }
