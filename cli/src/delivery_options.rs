@@ -1,7 +1,7 @@
-//! `tidings delivery-options`: show or set a subscription's rate limit and ordering.
+//! `tidings delivery-options`: show or set a subscription's rate limit, ordering and filter.
 
 use clap::Args;
-use tidings::domain::{DeliveryOptions, RateLimit};
+use tidings::domain::{DeliveryOptions, EventFilter, RateLimit};
 use time::OffsetDateTime;
 
 use crate::stores::SubscriptionArgs;
@@ -20,9 +20,14 @@ pub(crate) struct DeliveryOptionsArgs {
     /// to stop).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     ordered: Option<bool>,
+    /// Send only messages this EventBridge event pattern matches, e.g.
+    /// '{"payload": {"amount": [{"numeric": [">", 100]}]}}' ("" to send every message).
+    #[arg(long)]
+    filter: Option<String>,
 }
 
-/// Prints the options; with `--rate` or `--ordered`, changes those first (the rest stay).
+/// Prints the options; with `--rate`, `--ordered` or `--filter`, changes those first (the rest
+/// stay).
 pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), String> {
     let (store, queue, current) = args.subscription.open_with_queue().await?;
     let mut options = current.delivery.clone();
@@ -34,6 +39,15 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
     }
     if let Some(ordered) = args.ordered {
         options.ordered = ordered;
+    }
+    if let Some(filter) = args.filter {
+        options.filter = match filter.trim() {
+            "" => None,
+            given => Some(
+                EventFilter::parse(&serde_json::Value::String(given.to_owned()))
+                    .map_err(|why| format!("--filter {why}"))?,
+            ),
+        };
     }
     let limit_before = current.delivery.rate_limit;
     let options = if options == current.delivery {
@@ -63,5 +77,9 @@ fn describe(options: &DeliveryOptions) -> String {
         None => "no rate limit".to_owned(),
     };
     let order = if options.ordered { "ordered by key" } else { "unordered" };
-    format!("{rate}, {order}")
+    let filter = match &options.filter {
+        Some(filter) => format!("filter {}", filter.text()),
+        None => "no filter".to_owned(),
+    };
+    format!("{rate}, {order}, {filter}")
 }

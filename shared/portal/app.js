@@ -141,7 +141,7 @@ function describeDelivery(options) {
   const rate = options.rateLimit
     ? `at most ${options.rateLimit.perSecond} requests a second (burst ${options.rateLimit.burst})`
     : "no rate limit";
-  return `${rate}; ${options.ordered ? "in order for each ordering key" : "unordered"}`;
+  return `${rate}; ${options.ordered ? "in order for each ordering key" : "unordered"}; ${options.filter ? "filtered" : "every message"}`;
 }
 
 // The rate limit (empty: none) and ordering of a subscription, saved through the operators' route.
@@ -155,6 +155,7 @@ function deliveryForm(uuid, options) {
     const body = {
       rateLimit: perSecond ? { perSecond: Number(perSecond), ...(burst ? { burst: Number(burst) } : {}) } : null,
       ordered: data.get("ordered") === "on",
+      filter: options.filter || null,
     };
     try {
       await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`, body);
@@ -171,6 +172,61 @@ function deliveryForm(uuid, options) {
   el("label", { class: "choice" }, el("input", { type: "checkbox", name: "ordered", id: "ordered", checked: options.ordered }),
     "Deliver in order for each ordering key (the next message waits until the one before is delivered or dead-lettered)"),
   el("button", { type: "submit" }, "Save limits"));
+}
+
+// The filter's editor: an EventBridge event pattern, tried on a payload (or the event's
+// example) before it is saved; saving keeps the rate limit and order as they are.
+function filterForm(uuid, options) {
+  const result = el("div", { id: "filter-result", role: "status", "aria-live": "polite" });
+  const read = (form) => {
+    const data = new FormData(form);
+    const filter = data.get("filter").trim();
+    const sample = data.get("sample").trim();
+    return { filter: filter || null, sample };
+  };
+  const form = el("form", { id: "filter-form", class: "manage", onsubmit: async (event) => {
+    event.preventDefault();
+    const { filter } = read(event.target);
+    try {
+      await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`,
+        { rateLimit: options.rateLimit, ordered: options.ordered, filter });
+      notice(filter ? "Filter saved: messages it does not match are no longer sent here." : "Filter removed: every message is sent.");
+      await route();
+    } catch (error) { notice(`Not saved: ${error.message}`); }
+  } },
+  el("p", { class: "muted" }, "An EventBridge event pattern, matched against {\"eventName\", \"messageId\", \"orderingKey\", \"payload\"} " +
+    "before anything is queued: a message it does not match is not sent here (the message's page says \"filtered out\"). " +
+    "Test events and replays are sent whatever the filter."),
+  el("label", {}, "Filter (empty: every message)",
+    el("textarea", { name: "filter", id: "filter-text", rows: "6", class: "mono", spellcheck: "false",
+      placeholder: '{"payload": {"price": [{"numeric": [">", 100]}]}}' },
+    options.filter ? JSON.stringify(options.filter, null, 2) : "")),
+  el("label", {}, "Try it on a payload (empty: the event's example)",
+    el("textarea", { name: "sample", id: "filter-sample", rows: "4", class: "mono", spellcheck: "false", placeholder: '{"price": 250}' })),
+  el("div", { class: "actions" },
+    el("button", { type: "button", class: "secondary", id: "filter-preview", onclick: async () => {
+      const { filter, sample } = read(form);
+      let payload;
+      try {
+        payload = sample ? JSON.parse(sample) : undefined;
+      } catch (error) {
+        result.replaceChildren(el("p", { class: "bad" }, `The payload is not JSON: ${error.message}`));
+        return;
+      }
+      try {
+        const tried = await call("POST", `organizations/self/subscriptions/${uuid}/delivery-options/preview`,
+          { filter, ...(payload === undefined ? {} : { payload }) });
+        result.replaceChildren(
+          el("p", { class: tried.matches ? "ok" : "bad", id: "filter-verdict" },
+            tried.matches ? "Sent: the filter matches this message." : "Kept back: the filter does not match this message."),
+          el("pre", { class: "mono wrapped" }, JSON.stringify(tried.document, null, 2)));
+      } catch (error) {
+        result.replaceChildren(el("p", { class: "bad", id: "filter-verdict" }, error.message));
+      }
+    } }, "Preview"),
+    el("button", { type: "submit" }, "Save filter")),
+  result);
+  return form;
 }
 
 const percent = (rate) => (rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %");
@@ -492,7 +548,9 @@ async function subscriptionView(uuid, query) {
         } }, "Send a test event"),
         el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => open("Edit", await edit()) }, "Edit"),
         el("button", { type: "button", id: "limits", class: "secondary", onclick: () => open("Rate limit and order", deliveryForm(uuid, delivery)) },
-          "Rate limit and order")),
+          "Rate limit and order"),
+        el("button", { type: "button", id: "filter", class: "secondary", onclick: () => open("Filter messages", filterForm(uuid, delivery)) },
+          "Filter messages")),
       editing,
     el("form", { class: "filters", id: "replay-failed", onsubmit: async (event) => {
       event.preventDefault();
@@ -590,6 +648,7 @@ async function messageView(id) {
     el("ul", { id: "deliveries", class: "events" }, message.deliveries.map((d) => el("li", { "data-uuid": d.subscriptionUuid },
       el("h3", {}, el("a", { href: `#/s/${d.subscriptionUuid}`, class: "mono" }, d.destination), " ",
         el("span", { class: `status ${d.status}` }, d.status)),
+      d.filteredOut ? el("p", { class: "muted filtered-out" }, "Filtered out: its filter does not match this message, so nothing was sent.") : null,
       el("ol", { reversed: true }, d.attempts.map((a) => el("li", {},
         `${when(a.at)} · attempt ${a.attempt} · `,
         el("span", { class: a.status >= 200 && a.status < 300 ? "ok" : "bad" }, a.status === null ? "no answer" : String(a.status)),

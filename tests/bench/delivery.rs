@@ -115,8 +115,9 @@ async fn served() -> Served {
     Served { base: process.base.clone(), key, _process: process, _dir: dir }
 }
 
-/// Subscribes `destination` to ProductUpdated `count` times through the Zettle API.
-async fn subscribe(served: &Served, destination: &str, count: usize) {
+/// Subscribes `destination` to ProductUpdated `count` times through the Zettle API, each with
+/// `filter` (through the operators' route) if given.
+async fn subscribe(served: &Served, destination: &str, count: usize, filter: Option<&Value>) {
     let client = reqwest::Client::new();
     for _ in 0..count {
         let body = json!({"uuid": Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string(), "transportName": "WEBHOOK",
@@ -129,12 +130,23 @@ async fn subscribe(served: &Served, destination: &str, count: usize) {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        if let Some(filter) = filter {
+            let uuid = body["uuid"].as_str().unwrap();
+            let response = client
+                .put(format!("{}/organizations/self/subscriptions/{uuid}/delivery-options", served.base))
+                .bearer_auth(&served.key)
+                .json(&json!({"filter": filter}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
     }
 }
 
 /// Publishes ~1 KB events for `duration`: paced at `rate` per second, or flat out over 16
 /// keep-alive connections (as `wrk -c16` would); then waits for every delivery; prints a line.
-async fn run(served: &Served, sink: &Sink, fan_out: usize, rate: Option<u64>, duration: Duration) {
+async fn run(served: &Served, sink: &Sink, label: &str, fan_out: usize, rate: Option<u64>, duration: Duration) {
     sink.reset();
     let url = format!("{}/organizations/self/events", served.base);
     let padding = "x".repeat(900);
@@ -195,7 +207,7 @@ async fn run(served: &Served, sink: &Sink, fan_out: usize, rate: Option<u64>, du
     let published = published.load(Ordering::Relaxed);
     println!(
         "{:>7}  {:>10}  {:>11.0}  {:>12.0}  {:>9.1}  {:>12}  {:>8.1}  {:>8.1}  {:>8.1}",
-        fan_out,
+        label,
         rate.map(|r| format!("{r}/s")).unwrap_or_else(|| "flat out".into()),
         published as f64 / publish_secs,
         during_load as f64 / publish_secs,
@@ -216,13 +228,18 @@ async fn local() {
         "{:>7}  {:>10}  {:>11}  {:>12}  {:>9}  {:>12}  {:>8}  {:>8}  {:>8}",
         "fan-out", "publishing", "publishes/s", "deliveries/s", "drain s", "delivered", "p50 ms", "p99 ms", "p99.9 ms"
     );
-    for (fan_out, paced) in [(1, 650), (10, 200)] {
+    // "10 f": fan-out 10 with a filter on every subscription (an EventBridge pattern on the
+    // payload that every event matches, so the deliveries are the same): the filter's cost.
+    let filter = json!({"payload": {"name": ["Kaffe"], "sentAt": [{"numeric": [">", 0]}]}});
+    for (label, fan_out, paced, filter) in
+        [("1", 1, 650, None), ("10", 10, 200, None), ("10 f", 10, 200, Some(&filter))]
+    {
         let served = served().await;
         let sink = Sink::default();
         let destination = sink.start().await;
-        subscribe(&served, &destination, fan_out).await;
-        run(&served, &sink, fan_out, None, Duration::from_secs(10)).await;
-        run(&served, &sink, fan_out, Some(paced), Duration::from_secs(10)).await;
+        subscribe(&served, &destination, fan_out, filter).await;
+        run(&served, &sink, label, fan_out, None, Duration::from_secs(10)).await;
+        run(&served, &sink, label, fan_out, Some(paced), Duration::from_secs(10)).await;
     }
 }
 

@@ -35,12 +35,12 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     let get = || call(&stack.http, http::Method::GET, &url, &key, None);
     let put = |body: &'static str| call(&stack.http, http::Method::PUT, &url, &key, Some(body));
 
-    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false})));
+    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
     let set = put(r#"{"rateLimit": {"perSecond": 50}, "ordered": true}"#).await;
-    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 50, "burst": 5}, "ordered": true})));
+    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 50, "burst": 5}, "ordered": true, "filter": null})));
     assert_eq!(get().await, set);
     let set = put(r#"{"rateLimit": {"perSecond": 3, "burst": 30}}"#).await;
-    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false})));
+    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null})));
 
     // Every refusal names its field in the Zettle error body, and leaves the options as they were.
     for (body, field) in [
@@ -56,17 +56,34 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
         (r#"{"rateLimit": 50}"#, "rateLimit"),
         (r#"{"ordered": "yes"}"#, "ordered"),
         (r#"{"throttleRate": 5}"#, "throttleRate"),
+        (r#"{"filter": "{\"payload\": {\"amount\": [1,]}}"}"#, "filter"),
+        (r#"{"filter": {"payload": {"amount": 100}}}"#, "filter"),
+        (r#"{"filter": {"payload": {"amount": [{"numeric": ["~", 100]}]}}}"#, "filter"),
+        (r#"{"filter": {}}"#, "filter"),
+        (r#"{"filter": [1]}"#, "filter"),
+        (r#"{"filter": 5}"#, "filter"),
     ] {
         let (status, error) = put(body).await;
         assert_eq!(status, 400, "{body}: {error}");
         assert_eq!(error["violations"][0]["propertyName"], field, "{body}: {error}");
     }
+    // A JSON error in a filter given as text says where it is.
+    let (_, error) = put(r#"{"filter": "{\"payload\": {\"amount\": [1,]}}"}"#).await;
+    assert!(error.to_string().contains("line 1, column 27"), "{error}");
     let (status, error) = put("not json").await;
     assert_eq!(status, 400, "{error}");
-    assert_eq!(get().await, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false})));
+    assert_eq!(
+        get().await,
+        (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null}))
+    );
+
+    // A filter is kept as given (a string holding one too) and answered as the object.
+    let (status, set) = put(r#"{"filter": "{\"payload\": {\"store\": [{\"prefix\": \"north-\"}]}}"}"#).await;
+    assert_eq!((status, &set["filter"]), (200, &json!({"payload": {"store": [{"prefix": "north-"}]}})), "{set}");
+    assert_eq!(get().await.1["filter"], json!({"payload": {"store": [{"prefix": "north-"}]}}));
 
     // Left out is unset.
-    assert_eq!(put("{}").await, (200, json!({"rateLimit": null, "ordered": false})));
+    assert_eq!(put("{}").await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
 
     // Another organization's key does not find it; a key without the subscription's scope may not manage it.
     let other = stack.key(new_org(), &[Scope::ReadProduct]).await;
@@ -78,7 +95,7 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     let unknown = stack.url("/organizations/self/subscriptions/7a1d7a52-912c-11eb-a8b3-0242ac130003/delivery-options");
     let (status, _) = call(&stack.http, http::Method::GET, &unknown, &key, None).await;
     assert_eq!(status, 404);
-    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false})));
+    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
 
     // An ordering key at publish is 1 to 128 characters.
     let events = stack.url("/organizations/self/events");
@@ -110,16 +127,30 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned(), output.stderr)
     };
     let followed = "messages already waiting follow the new limit within 2 s";
-    assert_eq!(run(&[]).1, "no rate limit, unordered");
-    assert_eq!(run(&["--rate", "20", "--ordered"]).1, format!("rate limit 20/s (burst 2), ordered by key\n{followed}"));
+    assert_eq!(run(&[]).1, "no rate limit, unordered, no filter");
+    assert_eq!(
+        run(&["--rate", "20", "--ordered"]).1,
+        format!("rate limit 20/s (burst 2), ordered by key, no filter\n{followed}")
+    );
     assert_eq!(
         run(&["--burst", "4", "--rate", "8"]).1,
-        format!("rate limit 8/s (burst 4), ordered by key\n{followed}")
+        format!("rate limit 8/s (burst 4), ordered by key, no filter\n{followed}")
     );
     assert_eq!(
         run(&["--rate", "8", "--burst", "4"]).1,
-        "rate limit 8/s (burst 4), ordered by key",
+        "rate limit 8/s (burst 4), ordered by key, no filter",
         "unchanged, nothing to follow"
+    );
+    let over_100 = r#"{"payload": {"amount": [{"numeric": [">", 100]}]}}"#;
+    assert_eq!(
+        run(&["--filter", over_100]).1,
+        r#"rate limit 8/s (burst 4), ordered by key, filter {"payload":{"amount":[{"numeric":[">",100]}]}}"#
+    );
+    let (ok, _, stderr) = run(&["--filter", r#"{"payload": {"amount": [1,]}}"#]);
+    assert!(
+        !ok && String::from_utf8_lossy(&stderr).contains("--filter is not JSON"),
+        "{}",
+        String::from_utf8_lossy(&stderr)
     );
     let (ok, _, stderr) = run(&["--rate", "20", "--burst", "201"]);
     assert!(!ok && String::from_utf8_lossy(&stderr).contains("burst"), "{}", String::from_utf8_lossy(&stderr));
@@ -132,9 +163,77 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
     let serve = ServeProcess::start(dir.path(), &[]);
     let url = serve.url(&format!("/organizations/self/subscriptions/{sub}/delivery-options"));
     let (status, options) = call(&http, http::Method::GET, &url, &key, None).await;
-    assert_eq!((status, options), (200, json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true})));
-    assert_eq!(run(&["--rate", "0", "--ordered", "false"]).1, format!("no rate limit, unordered\n{followed}"));
+    let filter = json!({"payload": {"amount": [{"numeric": [">", 100]}]}});
+    assert_eq!(
+        (status, options),
+        (200, json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true, "filter": filter}))
+    );
+    assert_eq!(
+        run(&["--rate", "0", "--ordered", "false", "--filter", ""]).1,
+        format!("no rate limit, unordered, no filter\n{followed}")
+    );
     serve.kill();
+}
+
+/// What holds for a filter whatever the host: the filtered subscription got exactly the
+/// messages priced over 100, the other every message; a kept-back message queued one job (for
+/// the other subscription) and the message view says it was filtered out, with no attempt; the
+/// filtered subscription recorded an attempt only for what it got.
+fn assert_filtered(report: &shaping::FilterReport, messages: usize) {
+    let all: std::collections::BTreeSet<String> = (0..messages).map(|n| format!("price-{n}")).collect();
+    let over_100: std::collections::BTreeSet<String> =
+        (0..messages).filter(|n| n * 25 > 100).map(|n| format!("price-{n}")).collect();
+    assert_eq!(report.unfiltered, all, "{report:?}");
+    assert_eq!(report.filtered, over_100, "{report:?}");
+    assert_eq!(report.filtered_attempts, over_100.len(), "no attempt for what was kept back: {report:?}");
+    assert_eq!(report.queued_for["price-0"], 1, "{report:?}");
+    assert_eq!(report.queued_for[&format!("price-{}", messages - 1)], 2, "{report:?}");
+    let delivery_of = |view: &Value| {
+        view["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["subscriptionUuid"] == report.filtered_subscription.as_str())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let kept_back = delivery_of(&report.kept_back_view);
+    assert_eq!((&kept_back["filteredOut"], &kept_back["attempts"]), (&json!(true), &json!([])), "{kept_back}");
+    assert_eq!(report.kept_back_view["deliveries"].as_array().unwrap().len(), 2, "both subscriptions are named");
+    let let_through = delivery_of(&report.let_through_view);
+    assert_eq!(let_through["filteredOut"], json!(false), "{let_through}");
+    assert_eq!(let_through["attempts"].as_array().unwrap().len(), 1, "{let_through}");
+}
+
+/// A filter on `tidings serve`: decided at fan-out (see `assert_filtered`); its preview tells
+/// what it does to a message before it is set, and a filter that cannot be read is refused
+/// with where it is wrong, changing nothing.
+#[tokio::test]
+async fn a_filter_sends_a_subscription_only_what_it_matches_and_says_what_it_kept_back() {
+    let stack = Stack::local().await;
+    let key = stack.key(new_org(), &[Scope::ReadProduct]).await;
+    let api = Api::new(&stack.base);
+    let report = shaping::filtered(&api, &key, 8).await;
+    assert_filtered(&report, 8);
+
+    let preview =
+        format!("/organizations/self/subscriptions/{}/delivery-options/preview", report.filtered_subscription);
+    let (status, cheap) =
+        api.post(&key, &preview, &json!({"eventName": "ProductCreated", "payload": {"price": 50}})).await;
+    assert_eq!((status, &cheap["matches"]), (200, &json!(false)), "the stored filter: {cheap}");
+    assert_eq!(cheap["document"]["payload"], json!({"price": 50}), "{cheap}");
+    let (_, dear) = api.post(&key, &preview, &json!({"payload": {"price": 500}})).await;
+    assert_eq!((&dear["matches"], &dear["eventName"]), (&json!(true), &json!("ProductCreated")), "{dear}");
+    let tried = json!({"filter": {"payload": {"name": ["Kaffe"], "variants": {"price": {"amount": [{"numeric": [">=", 2500]}]}}}}});
+    let (_, example) = api.post(&key, &preview, &tried).await;
+    assert_eq!(example["matches"], json!(true), "a filter tried on the event's example (Kaffe, 2500): {example}");
+    let (status, refused) = api.post(&key, &preview, &json!({"filter": "{\"payload\": [1,]}"})).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("line 1, column"), "{refused}");
+    let (_, options) = api
+        .get(&key, &format!("/organizations/self/subscriptions/{}/delivery-options", report.filtered_subscription))
+        .await;
+    assert_eq!(options["filter"], json!({"payload": {"price": [{"numeric": [">", 100]}]}}), "previews change nothing");
 }
 
 /// The rate report's promises: every message once, no more than the limit allows in any 10 s
@@ -331,6 +430,17 @@ async fn ordered_through_kill_9(run: Ordered) {
 
 mod e2e {
     use super::*;
+
+    /// A filter on the deployed stack: the ingest function matches it at fan-out (DynamoDB's
+    /// subscriptions, SQS's jobs), with what `assert_filtered` says.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
+    async fn a_filter_sends_a_subscription_only_what_it_matches_on_the_deployed_stack() {
+        let stack = DeployedStack::start(Options::default()).await;
+        let key = stack.key(&new_org().to_string(), &["READ:PRODUCT"]);
+        let report = shaping::filtered(&Api::new(stack.url("")), &key, 6).await;
+        assert_filtered(&report, 6);
+    }
 
     /// The same promise on the deployed stack under emulation, with three delivery function
     /// instances on each of the three lanes taking slots from one DynamoDB item. The limit is 5/s:

@@ -287,8 +287,10 @@ async fn rate_limit_bookings_are_kept_renewed_when_late_and_voided_by_a_changed_
         let w = &w;
         async move {
             let current = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
-            let options =
-                DeliveryOptions { rate_limit: Some(RateLimit::new(per_second, Some(1)).unwrap()), ordered: false };
+            let options = DeliveryOptions {
+                rate_limit: Some(RateLimit::new(per_second, Some(1)).unwrap()),
+                ..Default::default()
+            };
             tidings::subscriptions::set_delivery_options(
                 &*w.app.store,
                 Some(&*w.app.queue),

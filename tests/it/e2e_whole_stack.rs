@@ -695,7 +695,7 @@ async fn the_portal_flows_pass_in_a_browser_against_the_deployed_stack() {
     .unwrap();
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
-    assert!(out.contains("31 flows passed, 0 failed"), "{out}");
+    assert!(out.contains("32 flows passed, 0 failed"), "{out}");
     // The figure the README quotes (shown with --nocapture).
     println!("{}", out.lines().find(|l| l.contains("link opened to")).unwrap_or_default());
 }

@@ -80,6 +80,87 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A GET of `path` with `key`: the status and the body as JSON.
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A POST of `body` to `path` with `key`: the status and the body as JSON.
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.http.post(self.url(path)).bearer_auth(key).json(body).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// What the filter scenario saw: which messages each receiver got, what was recorded.
+#[derive(Debug)]
+pub struct FilterReport {
+    /// Message ids (`price-<n>`) the unfiltered and the filtered subscription's receivers got.
+    pub unfiltered: BTreeSet<String>,
+    pub filtered: BTreeSet<String>,
+    /// The filtered subscription's recorded attempts.
+    pub filtered_attempts: usize,
+    /// Each publish's answer: how many subscriptions it was queued for, by message id.
+    pub queued_for: BTreeMap<String, u64>,
+    /// The message view of a message the filter kept back, and of one it let through.
+    pub kept_back_view: Value,
+    pub let_through_view: Value,
+    pub filtered_subscription: String,
+}
+
+/// The filter scenario: two subscriptions to ProductCreated, one with the filter `price > 100`;
+/// `messages` published with prices 0, 25, 50, …; waits until every expected delivery arrived.
+pub async fn filtered(api: &Api, key: &str, messages: usize) -> FilterReport {
+    let (everything, expensive) = (Receiver::answering(200).await, Receiver::answering(200).await);
+    let _unfiltered = api.subscribe(key, &everything.url()).await;
+    let filtered_subscription = api.subscribe(key, &expensive.url()).await;
+    let filter = json!({"payload": {"price": [{"numeric": [">", 100]}]}});
+    let set = api.set_delivery_options(key, &filtered_subscription, json!({"filter": filter})).await;
+    assert_eq!(set["filter"], filter, "{set}");
+    let mut queued_for = BTreeMap::new();
+    for n in 0..messages {
+        let id = format!("price-{n}");
+        let body = json!({"eventName": "ProductCreated", "payload": {"price": n * 25}, "messageId": id});
+        let (status, answer) = api.post(key, "/organizations/self/events", &body).await;
+        assert_eq!(status, 202, "{answer}");
+        queued_for.insert(id, answer["subscriptions"].as_u64().unwrap_or_default());
+    }
+    let through = (0..messages).filter(|n| n * 25 > 100).count();
+    // The scenario's messages only (not a lifecycle event or a destination check).
+    let ids = |got: Vec<Received>| {
+        got.iter()
+            .map(Received::json)
+            .filter(|m| m["eventName"] == "ProductCreated")
+            .map(|m| m["messageId"].as_str().unwrap_or_default().to_owned())
+            .collect::<BTreeSet<String>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (ids(everything.requests()).len() < messages || ids(expensive.requests()).len() < through)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Anything the filter should have kept back has had time to arrive by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (unfiltered, filtered) = (ids(everything.requests()), ids(expensive.requests()));
+    let (_, attempts) =
+        api.get(key, &format!("/organizations/self/subscriptions/{filtered_subscription}/attempts")).await;
+    let (_, kept_back_view) = api.get(key, "/organizations/self/messages/price-0").await;
+    let last = format!("/organizations/self/messages/price-{}", messages - 1);
+    let (_, let_through_view) = api.get(key, &last).await;
+    FilterReport {
+        unfiltered,
+        filtered,
+        filtered_attempts: attempts.as_array().map_or(0, Vec::len),
+        queued_for,
+        kept_back_view,
+        let_through_view,
+        filtered_subscription,
+    }
+}
+
 /// What the rate scenario saw.
 #[derive(Debug)]
 pub struct RateReport {

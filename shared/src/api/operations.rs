@@ -15,8 +15,13 @@
 //! - `POST /organizations/{org}/subscriptions/{uuid}/replay-failed` `{since}` → 202 `{messageIds,
 //!   notRetained, truncated}`: every message whose last attempt since then failed, queued again.
 //! - `GET|PUT /organizations/{org}/subscriptions/{uuid}/delivery-options` `{rateLimit:
-//!   {perSecond, burst?} | null, ordered}` → 200, the options as stored: a rate limit and
-//!   ordered delivery by `orderingKey`, for a subscription of any dialect.
+//!   {perSecond, burst?} | null, ordered, filter}` → 200, the options as stored: a rate limit,
+//!   ordered delivery by `orderingKey`, and a filter (an EventBridge event pattern, or null)
+//!   deciding which messages are sent at all, for a subscription of any dialect.
+//! - `POST /organizations/{org}/subscriptions/{uuid}/delivery-options/preview` `{filter?,
+//!   eventName?, payload?, orderingKey?}` → 200 `{eventName, document, filter, matches}`: what the
+//!   filter (given, or the stored one) does to a message (given, or its event's example). Nothing
+//!   is stored or sent.
 //! - `POST /organizations/{org}/subscriptions/{uuid}/secret/rotate` `{overlapSeconds?}` → 200
 //!   `{signingKey, previousKeyExpiresAt}`, for a subscription of any dialect.
 
@@ -28,7 +33,7 @@ use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
 use crate::domain::event::allows;
 use crate::domain::health::DeliveryHealth;
-use crate::domain::{DeliveryOptions, Dialect, OrganizationId, RateLimit};
+use crate::domain::{DeliveryOptions, Dialect, EventFilter, OrganizationId, RateLimit};
 use crate::json::{parse_object, reject_unknown_fields};
 use crate::ports::{AttemptOutcome, AttemptQuery};
 use crate::{ingest, Error, Result};
@@ -66,6 +71,11 @@ pub static ROUTES: RouteGroup = RouteGroup {
         Route::new(Method::PUT, "organizations/{org}/subscriptions/{subscriptionUuid}/delivery-options", |call| {
             Box::pin(set_delivery_options(call))
         }),
+        Route::new(
+            Method::POST,
+            "organizations/{org}/subscriptions/{subscriptionUuid}/delivery-options/preview",
+            |call| Box::pin(preview_delivery_options(call)),
+        ),
     ],
 };
 
@@ -232,13 +242,16 @@ async fn message(call: Call<'_>) -> Result<Response> {
         if !catalog::may_manage(&key.scopes, &subscription) {
             continue;
         }
-        let attempts = app.store.attempts(org, subscription.id, &query).await?;
-        if !attempts.is_empty() {
+        // Filtered out: nothing was sent, and it says so rather than being left out.
+        let filtered_out = message.filtered_out.contains(&subscription.id);
+        let attempts = if filtered_out { Vec::new() } else { app.store.attempts(org, subscription.id, &query).await? };
+        if filtered_out || !attempts.is_empty() {
             deliveries.push(serde_json::json!({
                 "subscriptionUuid": subscription.id.to_string(),
                 "dialect": subscription.dialect.as_str(),
                 "destination": subscription.destination,
                 "status": subscription.status,
+                "filteredOut": filtered_out,
                 "attempts": attempts,
             }));
         }
@@ -391,10 +404,11 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
     ))
 }
 
-/// The options as answered: every field present, `rateLimit` null when there is none.
+/// The options as answered: every field present, `rateLimit` and `filter` null when unset.
 fn options_body(options: &DeliveryOptions) -> serde_json::Value {
     let rate_limit = options.rate_limit.map(|l| serde_json::json!({ "perSecond": l.per_second, "burst": l.burst }));
-    serde_json::json!({ "rateLimit": rate_limit, "ordered": options.ordered })
+    let filter = options.filter.as_ref().map(|f| f.pattern().clone());
+    serde_json::json!({ "rateLimit": rate_limit, "ordered": options.ordered, "filter": filter })
 }
 
 async fn delivery_options(call: Call<'_>) -> Result<Response> {
@@ -407,7 +421,7 @@ async fn delivery_options(call: Call<'_>) -> Result<Response> {
 async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
     let (org, id) = subscription_of(&call)?;
     let fields = parse_object(call.request.body())?;
-    reject_unknown_fields(fields.keys(), &["rateLimit", "ordered"])?;
+    reject_unknown_fields(fields.keys(), &["rateLimit", "ordered", "filter"])?;
     let rate_limit = match fields.get("rateLimit") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Object(limit)) => Some(rate_limit(limit)?),
@@ -420,8 +434,14 @@ async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
         Some(serde_json::Value::Bool(ordered)) => *ordered,
         Some(_) => return Err(Error::bad_request("ordered", "ordered must be true or false")),
     };
+    let filter = match fields.get("filter") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(given) => {
+            Some(EventFilter::parse(given).map_err(|why| Error::bad_request("filter", format!("filter {why}")))?)
+        }
+    };
     let subscription = managed_subscription(&call, org, id).await?;
-    let options = DeliveryOptions { rate_limit, ordered };
+    let options = DeliveryOptions { rate_limit, ordered, filter };
     let stored = crate::subscriptions::set_delivery_options(
         &*call.app.store,
         Some(&*call.app.queue),
@@ -431,6 +451,50 @@ async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
     )
     .await?;
     Ok(json_response(StatusCode::OK, &options_body(&stored.delivery)))
+}
+
+/// `POST …/delivery-options/preview`: what a filter does to a message, before it is set.
+async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
+    let (org, id) = subscription_of(&call)?;
+    let body = call.request.body();
+    let fields = if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_object(body)? };
+    reject_unknown_fields(fields.keys(), &["filter", "eventName", "payload", "orderingKey"])?;
+    let text = |name: &'static str| match fields.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(Error::bad_request(name, format!("{name} must be a string"))),
+    };
+    let (asked, ordering_key) = (text("eventName")?, text("orderingKey")?);
+    let subscription = managed_subscription(&call, org, id).await?;
+    let filter = match fields.get("filter") {
+        None => subscription.delivery.filter.clone(),
+        Some(serde_json::Value::Null) => None,
+        Some(given) => {
+            Some(EventFilter::parse(given).map_err(|why| Error::bad_request("filter", format!("filter {why}")))?)
+        }
+    };
+    // The message: as given, else the example of the event named (or of the first it receives).
+    let event = match &asked {
+        Some(name) => catalog::find(name),
+        None => catalog::received_by(&subscription).into_iter().find(|e| !e.delivered_to_all),
+    };
+    let event_name = asked.or_else(|| event.map(|e| e.name.to_owned())).unwrap_or_default();
+    let payload = match (fields.get("payload"), event) {
+        (Some(payload), _) if !payload.is_null() => payload.to_string(),
+        (_, Some(event)) => event.prepare_payload(event.example)?.into_owned(),
+        (_, None) => "{}".to_owned(),
+    };
+    let document = crate::domain::filter::document(&event_name, "preview", ordering_key.as_deref(), &payload);
+    let matches = filter.as_ref().is_none_or(|f| crate::domain::filter::matches(f, &document));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "eventName": event_name,
+            "document": serde_json::from_str::<serde_json::Value>(&document).unwrap_or_default(),
+            "filter": filter.as_ref().map(EventFilter::pattern),
+            "matches": matches,
+        }),
+    ))
 }
 
 /// A `rateLimit` object: `perSecond` (a whole number) and an optional `burst`.

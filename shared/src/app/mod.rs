@@ -9,10 +9,12 @@ use crate::destination::{self, DestinationPolicy};
 use crate::ports::{Clock, Mailer, PublishLog, Queue, Store};
 
 mod assemble;
+mod filters;
 mod key_cache;
 mod probes;
 mod slot_book;
 
+pub use filters::{Filters, OrganizationFilters};
 pub use key_cache::KeyCache;
 pub use probes::{Probe, Probes};
 pub use slot_book::SlotBook;
@@ -36,6 +38,8 @@ pub struct App {
     pub delivery_probes: Probes,
     /// Rate-limit slots being reserved, shared by the jobs that ask meanwhile.
     pub slot_book: SlotBook,
+    /// Each organization's subscription filters, compiled together.
+    pub filters: Filters,
     /// API keys read recently (on Lambda; `tidings serve` reads every time).
     pub keys: Arc<KeyCache>,
     /// Publishes one organization may make per calendar minute; 0 = no limit.

@@ -34,6 +34,8 @@ pub struct PublishRecord {
     /// The key its deliveries to ordered subscriptions are ordered by (`orderingKey`); none:
     /// one line per subscription.
     pub ordering_key: Option<String>,
+    /// The subscriptions its event reached whose filter it did not match (nothing was sent).
+    pub filtered_out: Vec<Uuid>,
 }
 
 impl PublishRecord {
@@ -55,12 +57,18 @@ impl PublishRecord {
             created_at: now,
             expires_at: now + MESSAGE_RETENTION,
             ordering_key: None,
+            filtered_out: Vec::new(),
         }
     }
 
     /// The same message, ordered by `key` where its subscriptions ask for order.
     pub fn with_ordering_key(self, key: Option<String>) -> PublishRecord {
         PublishRecord { ordering_key: key, ..self }
+    }
+
+    /// The same message, filtered out by these subscriptions' filters.
+    pub fn with_filtered_out(self, filtered_out: Vec<Uuid>) -> PublishRecord {
+        PublishRecord { filtered_out, ..self }
     }
 }
 

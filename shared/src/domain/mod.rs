@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod delivery_options;
 pub(crate) mod event;
+pub mod filter;
 pub(crate) mod health;
 pub mod message;
 pub(crate) mod organization;
@@ -17,6 +18,7 @@ pub use api_key::ApiKey;
 pub use api_key::{NewApiKey, Scope};
 pub use delivery_options::{DeliveryOptions, RateLimit};
 pub use event::EventDefinition;
+pub use filter::EventFilter;
 pub use message::{message_uuid, AttemptRecord, DeliveryJob, Lane, Message, PublishRecord};
 pub use organization::OrganizationId;
 pub use organization::StoreGroup;

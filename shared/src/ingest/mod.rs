@@ -4,12 +4,15 @@
 pub(crate) mod record;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::app::OrganizationFilters;
 use crate::dialect::catalog;
 use crate::domain::event::allows;
+use crate::domain::filter::document;
 use crate::domain::message::{DeliveryJob, PublishRecord, MAX_PAYLOAD_BYTES};
 use crate::domain::retention::{IDEMPOTENCY_WINDOW, MESSAGE_RETENTION};
 use crate::domain::{EventDefinition, OrganizationId, Scope, Subscription};
@@ -75,6 +78,10 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
     let now = app.clock.now();
     let mut answers: Vec<Option<Result<Published>>> = vec![None; requests.len()];
     let subscriptions = subscriptions_of(app, &requests).await;
+    let filters: HashMap<OrganizationId, Arc<OrganizationFilters>> = subscriptions
+        .iter()
+        .filter_map(|(org, found)| Some((*org, app.filters.of(*org, found.as_ref().ok()?)?)))
+        .collect();
     let mut first_of: HashMap<(OrganizationId, String), usize> = HashMap::new();
     let mut repeats_of: Vec<(usize, usize)> = Vec::new();
     // The publishes to make, and where each one's answer goes.
@@ -91,7 +98,7 @@ pub async fn publish_many(app: &App, requests: Vec<PublishRequest>) -> Vec<Resul
                 entry.insert(position);
             }
         }
-        match message_and_jobs(request, message_id, &subscriptions, now) {
+        match message_and_jobs(request, message_id, &subscriptions, &filters, now) {
             Ok(publish) => {
                 batch.push(publish);
                 positions.push(position);
@@ -151,12 +158,13 @@ async fn subscriptions_of(
     subscriptions
 }
 
-/// A request's message and one job per subscription it reaches (switched on and not disabled),
-/// or why it cannot be published.
+/// A request's message and one job per subscription it reaches (switched on, not disabled, and
+/// its filter matching), or why it cannot be published.
 fn message_and_jobs(
     request: PublishRequest,
     message_id: String,
     subscriptions: &HashMap<OrganizationId, Result<Vec<Subscription>>>,
+    filters: &HashMap<OrganizationId, Arc<OrganizationFilters>>,
     now: time::OffsetDateTime,
 ) -> Result<(PublishRecord, Vec<DeliveryJob>)> {
     // Shaped by the event's own rule (purchases are delivered as Purchase v2), or refused.
@@ -171,13 +179,29 @@ fn message_and_jobs(
             ),
         ));
     }
-    let targets: Vec<&Subscription> = match &subscriptions[&request.org] {
+    let mut targets: Vec<&Subscription> = match &subscriptions[&request.org] {
         Ok(all) => all.iter().filter(|s| request.event.reaches(s) && s.status.receives()).collect(),
         Err(err) => return Err(err.clone()),
     };
+    // Filtered here, before anything is queued: a message a filter does not match costs that
+    // subscription no job, no request and no attempt; the message remembers it was filtered out.
+    let mut filtered_out = Vec::new();
+    if let Some(filters) = filters.get(&request.org).filter(|f| targets.iter().any(|s| f.filters(s.id))) {
+        let document = document(request.event.name, &message_id, request.ordering_key.as_deref(), &payload);
+        if let Some(matching) = filters.matching(&document) {
+            targets.retain(|s| {
+                let passes = !filters.filters(s.id) || matching.contains(&s.id);
+                if !passes {
+                    filtered_out.push(s.id);
+                }
+                passes
+            });
+        }
+    }
     let record =
         PublishRecord::new(request.org, &message_id, request.event.name, payload.as_ref(), targets.len() as u32, now)
-            .with_ordering_key(request.ordering_key);
+            .with_ordering_key(request.ordering_key)
+            .with_filtered_out(filtered_out);
     // Jobs for endpoints already failing go to the slow lane, so no first-attempt batch waits on
     // a dead endpoint.
     let jobs = targets.iter().map(|s| DeliveryJob::for_subscription(&record, s)).collect();

@@ -193,6 +193,12 @@ pub(super) fn publish_from(org: OrganizationId, message_id: &str, item: &Item) -
         created_at: time_from(get_n(item, "created_at")?)?,
         expires_at: time_from(get_n(item, "retain_until")?)?,
         ordering_key: get_opt_s(item, "ordering_key"),
+        filtered_out: match item.get("filtered_out") {
+            Some(AttributeValue::Ss(ids)) => {
+                ids.iter().map(|id| id.parse().map_err(|e| corrupt("publish", e))).collect::<Result<_>>()?
+            }
+            _ => Vec::new(),
+        },
     })
 }
 

@@ -75,6 +75,10 @@ impl DynamoStore {
         if let Some(key) = &record.ordering_key {
             item.insert("ordering_key".to_owned(), s(key));
         }
+        if !record.filtered_out.is_empty() {
+            let ids = record.filtered_out.iter().map(ToString::to_string).collect();
+            item.insert("filtered_out".to_owned(), AttributeValue::Ss(ids));
+        }
         let (name, payload) = payload_attribute(&record.payload);
         item.insert(name.to_owned(), payload);
         let result = self

@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -156,6 +156,9 @@ const ADD_QUEUE_HASTENED: &str = "ALTER TABLE queue ADD COLUMN hastened INTEGER 
 /// Version 12: whether an attempt sent its message to the dead letters (health by messages).
 const ADD_ATTEMPT_DEAD_LETTERED: &str = "ALTER TABLE attempts ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;";
 
+/// Version 13: the subscriptions whose filter a message did not match (a JSON array).
+const ADD_FILTERED_OUT: &str = "ALTER TABLE publishes ADD COLUMN filtered_out TEXT;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -170,6 +173,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_PACE_VERSION,
     ADD_QUEUE_HASTENED,
     ADD_ATTEMPT_DEAD_LETTERED,
+    ADD_FILTERED_OUT,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
@@ -441,6 +445,7 @@ mod tests {
             created_at: now - time::Duration::days(8),
             expires_at: now + time::Duration::days(expires_in_days),
             ordering_key: None,
+            filtered_out: Vec::new(),
         };
         for record in [message("expired-1", -1), message("expired-2", -2), message("kept", 1)] {
             backend.publish(&record, &[], time::Duration::hours(24)).await.unwrap();

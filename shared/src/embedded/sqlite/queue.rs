@@ -31,8 +31,8 @@ impl PublishLog for SqliteBackend {
                     }
                 }
                 conn.prepare_cached(
-                    "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at, ordering_key) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     record.organization.to_string(),
@@ -42,7 +42,8 @@ impl PublishLog for SqliteBackend {
                     record.subscriptions,
                     to_nanos(record.created_at),
                     to_nanos(record.expires_at),
-                    record.ordering_key
+                    record.ordering_key,
+                    filtered_out_text(&record.filtered_out),
                 ])?;
                 insert_jobs(conn, &jobs, visible_at)?;
                 Ok(None)
@@ -117,7 +118,7 @@ fn remove_job(conn: &Connection, id: i64, receipt: &str, now: i64) -> Result<Rem
 pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
     let row = conn
         .prepare_cached(
-            "SELECT event_name, payload, subscriptions, created_at, expires_at, ordering_key FROM publishes WHERE org = ?1 AND message_id = ?2",
+            "SELECT event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out FROM publishes WHERE org = ?1 AND message_id = ?2",
         )?
         .query_row(params![org.to_string(), message_id], |r| {
             Ok((
@@ -127,10 +128,11 @@ pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })
         .optional()?;
-    row.map(|(event_name, payload, subscriptions, created_at, expires_at, ordering_key)| {
+    row.map(|(event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out)| {
         Ok(PublishRecord {
             organization: org,
             message_id: message_id.to_owned(),
@@ -140,9 +142,18 @@ pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &
             created_at: from_nanos(created_at)?,
             expires_at: from_nanos(expires_at)?,
             ordering_key,
+            filtered_out: filtered_out
+                .map(|text| serde_json::from_str(&text).map_err(|e| corrupt("publish", e)))
+                .transpose()?
+                .unwrap_or_default(),
         })
     })
     .transpose()
+}
+
+/// The subscriptions a message was filtered out of, as kept: a JSON array, NULL for none.
+fn filtered_out_text(filtered_out: &[Uuid]) -> Option<String> {
+    (!filtered_out.is_empty()).then(|| serde_json::to_string(filtered_out).expect("ids serialize"))
 }
 
 impl SqliteBackend {
