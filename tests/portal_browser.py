@@ -442,7 +442,7 @@ def browse(base, stack, good, hostile, shots) -> int:
 
         def set_a_rate_limit_and_order():
             page.goto(f"{base}/portal/#/s/{created['uuid']}")
-            expect(page.locator("#delivery-options")).to_have_text("no rate limit; unordered; every message")
+            expect(page.locator("#delivery-options")).to_have_text("no rate limit; unordered; every message; sent as published")
             page.get_by_role("button", name="Rate limit and order").click()
             page.get_by_label("Requests a second at most").fill("20")
             page.get_by_label("Deliver in order").check()
@@ -450,7 +450,7 @@ def browse(base, stack, good, hostile, shots) -> int:
             page.get_by_role("button", name="Save limits").click()
             expect(page.locator("#notice")).to_contain_text("Saved: messages already waiting follow it within 2 seconds.")
             expect(page.locator("#delivery-options")).to_have_text(
-                "at most 20 requests a second (burst 2); in order for each ordering key; every message")
+                "at most 20 requests a second (burst 2); in order for each ordering key; every message; sent as published")
             page.screenshot(path=shots / "24-rate-limit.png", full_page=True)
             # A refused value says why and changes nothing.
             page.get_by_role("button", name="Rate limit and order").click()
@@ -567,12 +567,12 @@ def browse(base, stack, good, hostile, shots) -> int:
             other.screenshot(path=shots / "12-other-organization.png")
             stranger.close()
 
-        def a_filter_tried_on_a_payload_and_saved():
+        def a_filter_and_a_transformation_tried_on_a_payload_and_saved():
             page.goto(f"{base}/portal/#/s/{GOOD}")
             expect(page.locator("#attempts")).to_be_visible()
-            page.get_by_role("button", name="Filter messages").click()
+            page.get_by_role("button", name="Filter and transform").click()
             pattern = page.get_by_label("Filter (empty: every message)")
-            sample = page.get_by_label("Try it on a payload")
+            sample = page.get_by_label("Try them on a payload")
             pattern.fill('{"payload": {"n": [{"numeric": [">", 5]}]}}')
             sample.fill('{"n": 1}')
             page.get_by_role("button", name="Preview").click()
@@ -585,11 +585,11 @@ def browse(base, stack, good, hostile, shots) -> int:
             pattern.fill('{"payload": {"n": [5,]}}')
             page.get_by_role("button", name="Preview").click()
             expect(page.locator("#filter-verdict")).to_contain_text("line 1, column")
-            page.get_by_role("button", name="Save filter").click()
+            page.get_by_role("button", name="Save", exact=True).click()
             expect(page.locator("#notice")).to_contain_text("Not saved")
             pattern.fill('{"payload": {"n": [{"numeric": [">", 5]}]}}')
-            page.get_by_role("button", name="Save filter").click()
-            expect(page.locator("#notice")).to_contain_text("Filter saved")
+            page.get_by_role("button", name="Save", exact=True).click()
+            expect(page.locator("#notice")).to_contain_text("only messages the filter matches are sent")
             expect(page.locator("#delivery-options")).to_contain_text("filtered")
             # Kept back at publish: the message's page says so, and nothing reached the receiver.
             before = len(good_requests(good))
@@ -606,12 +606,33 @@ def browse(base, stack, good, hostile, shots) -> int:
             time.sleep(0.5)
             got = [json.loads(body).get("messageId") for body in good_requests(good)[before:]]
             assert got == ["filter-9"], got
+            # A transformation, tried on the sample, saved, and what the receiver then gets.
+            page.goto(f"{base}/portal/#/s/{GOOD}")
+            page.get_by_role("button", name="Filter and transform").click()
+            page.get_by_label("Transformation (empty: sent as published)").fill(
+                '{"inputPathsMap": {"n": "$.payload.n", "id": "$.messageId"}, "inputTemplate": "{\\"count\\": <n>, \\"ref\\": \\"<id>\\"}"}')
+            page.get_by_label("Try them on a payload").fill('{"n": 9}')
+            page.get_by_role("button", name="Preview").click()
+            expect(page.locator("#transformed")).to_contain_text('"count": 9')
+            page.screenshot(path=shots / "34-transformation-preview.png", full_page=True)
+            page.get_by_role("button", name="Save", exact=True).click()
+            expect(page.locator("#delivery-options")).to_contain_text("transformed")
+            before = len(good_requests(good))
+            api(base, "POST", "/organizations/self/events", key,
+                {"eventName": "ProductCreated", "payload": {"n": 11}, "messageId": "filter-11"})
+            deadline = time.time() + 15
+            while len(good_requests(good)) < before + 1:
+                assert time.time() < deadline, "the transformed message never arrived"
+                time.sleep(0.05)
+            envelope = json.loads(good_requests(good)[before])
+            assert json.loads(envelope["payload"]) == {"count": 11, "ref": "filter-11"}, envelope
             # Removed again: every message is sent.
             page.goto(f"{base}/portal/#/s/{GOOD}")
-            page.get_by_role("button", name="Filter messages").click()
+            page.get_by_role("button", name="Filter and transform").click()
             page.get_by_label("Filter (empty: every message)").fill("")
-            page.get_by_role("button", name="Save filter").click()
-            expect(page.locator("#notice")).to_contain_text("Filter removed")
+            page.get_by_label("Transformation (empty: sent as published)").fill("")
+            page.get_by_role("button", name="Save", exact=True).click()
+            expect(page.locator("#notice")).to_contain_text("every message is sent, as published")
             expect(page.locator("#delivery-options")).to_contain_text("every message")
 
         narrow = {}
@@ -783,7 +804,8 @@ def browse(base, stack, good, hostile, shots) -> int:
              a_metro_subscription_is_made_changed_tested_and_deleted),
             ("a Lagerkoll webhook: made, tested, deleted", a_lagerkoll_webhook_is_made_tested_and_deleted),
             ("sign out ends the session everywhere", sign_out_ends_the_session_everywhere),
-            ("a filter tried on a payload, saved, and a message it kept back", a_filter_tried_on_a_payload_and_saved),
+            ("a filter and a transformation tried on a payload and saved; what they keep back and send",
+             a_filter_and_a_transformation_tried_on_a_payload_and_saved),
             ("every page meets WCAG 2.1 AA (axe-core)", every_page_meets_wcag_aa),
         ]:
             flows.run(name, flow)

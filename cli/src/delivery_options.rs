@@ -1,7 +1,7 @@
 //! `tidings delivery-options`: show or set a subscription's rate limit, ordering and filter.
 
 use clap::Args;
-use tidings::domain::{DeliveryOptions, EventFilter, RateLimit};
+use tidings::domain::{DeliveryOptions, EventFilter, RateLimit, Transformation};
 use time::OffsetDateTime;
 
 use crate::stores::SubscriptionArgs;
@@ -24,10 +24,15 @@ pub(crate) struct DeliveryOptionsArgs {
     /// '{"payload": {"amount": [{"numeric": [">", 100]}]}}' ("" to send every message).
     #[arg(long)]
     filter: Option<String>,
+    /// Send what this EventBridge input transformer makes of each message, e.g.
+    /// '{"inputPathsMap": {"total": "$.payload.amount"}, "inputTemplate": "{\"total\": <total>}"}'
+    /// ("" to send payloads as published).
+    #[arg(long)]
+    transform: Option<String>,
 }
 
-/// Prints the options; with `--rate`, `--ordered` or `--filter`, changes those first (the rest
-/// stay).
+/// Prints the options; with `--rate`, `--ordered`, `--filter` or `--transform`, changes those
+/// first (the rest stay).
 pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), String> {
     let (store, queue, current) = args.subscription.open_with_queue().await?;
     let mut options = current.delivery.clone();
@@ -47,6 +52,16 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
                 EventFilter::parse(&serde_json::Value::String(given.to_owned()))
                     .map_err(|why| format!("--filter {why}"))?,
             ),
+        };
+    }
+    if let Some(transform) = args.transform {
+        options.transformation = match transform.trim() {
+            "" => None,
+            given => {
+                let value: serde_json::Value = serde_json::from_str(given)
+                    .map_err(|e| format!("--transform is not JSON: {e} (line {}, column {})", e.line(), e.column()))?;
+                Some(Transformation::parse(&value).map_err(|why| format!("--transform {why}"))?)
+            }
         };
     }
     let limit_before = current.delivery.rate_limit;
@@ -81,5 +96,9 @@ fn describe(options: &DeliveryOptions) -> String {
         Some(filter) => format!("filter {}", filter.text()),
         None => "no filter".to_owned(),
     };
-    format!("{rate}, {order}, {filter}")
+    let transformation = match &options.transformation {
+        Some(t) => format!("transformation {}", serde_json::to_string(t).unwrap_or_default()),
+        None => "no transformation".to_owned(),
+    };
+    format!("{rate}, {order}, {filter}, {transformation}")
 }

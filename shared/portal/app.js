@@ -141,7 +141,7 @@ function describeDelivery(options) {
   const rate = options.rateLimit
     ? `at most ${options.rateLimit.perSecond} requests a second (burst ${options.rateLimit.burst})`
     : "no rate limit";
-  return `${rate}; ${options.ordered ? "in order for each ordering key" : "unordered"}; ${options.filter ? "filtered" : "every message"}`;
+  return `${rate}; ${options.ordered ? "in order for each ordering key" : "unordered"}; ${options.filter ? "filtered" : "every message"}; ${options.transformation ? "transformed" : "sent as published"}`;
 }
 
 // The rate limit (empty: none) and ordering of a subscription, saved through the operators' route.
@@ -156,6 +156,7 @@ function deliveryForm(uuid, options) {
       rateLimit: perSecond ? { perSecond: Number(perSecond), ...(burst ? { burst: Number(burst) } : {}) } : null,
       ordered: data.get("ordered") === "on",
       filter: options.filter || null,
+      transformation: options.transformation || null,
     };
     try {
       await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`, body);
@@ -174,23 +175,26 @@ function deliveryForm(uuid, options) {
   el("button", { type: "submit" }, "Save limits"));
 }
 
-// The filter's editor: an EventBridge event pattern, tried on a payload (or the event's
-// example) before it is saved; saving keeps the rate limit and order as they are.
+// The filter's and the transformation's editor: an EventBridge event pattern and input
+// transformer, tried on a payload (or the event's example) before they are saved; saving keeps
+// the rate limit and order as they are.
 function filterForm(uuid, options) {
   const result = el("div", { id: "filter-result", role: "status", "aria-live": "polite" });
   const read = (form) => {
     const data = new FormData(form);
     const filter = data.get("filter").trim();
+    const transformation = data.get("transformation").trim();
     const sample = data.get("sample").trim();
-    return { filter: filter || null, sample };
+    return { filter: filter || null, transformation: transformation || null, sample };
   };
   const form = el("form", { id: "filter-form", class: "manage", onsubmit: async (event) => {
     event.preventDefault();
-    const { filter } = read(event.target);
+    const { filter, transformation } = read(event.target);
     try {
       await call("PUT", `organizations/self/subscriptions/${uuid}/delivery-options`,
-        { rateLimit: options.rateLimit, ordered: options.ordered, filter });
-      notice(filter ? "Filter saved: messages it does not match are no longer sent here." : "Filter removed: every message is sent.");
+        { rateLimit: options.rateLimit, ordered: options.ordered, filter, transformation });
+      notice(`Saved: ${filter ? "only messages the filter matches are sent" : "every message is sent"}, ` +
+        `${transformation ? "as the transformation makes them" : "as published"}.`);
       await route();
     } catch (error) { notice(`Not saved: ${error.message}`); }
   } },
@@ -201,11 +205,17 @@ function filterForm(uuid, options) {
     el("textarea", { name: "filter", id: "filter-text", rows: "6", class: "mono", spellcheck: "false",
       placeholder: '{"payload": {"price": [{"numeric": [">", 100]}]}}' },
     options.filter ? JSON.stringify(options.filter, null, 2) : "")),
-  el("label", {}, "Try it on a payload (empty: the event's example)",
+  el("label", {}, "Transformation (empty: sent as published)",
+    el("textarea", { name: "transformation", id: "transformation-text", rows: "6", class: "mono", spellcheck: "false",
+      placeholder: '{"inputPathsMap": {"total": "$.payload.amount"}, "inputTemplate": "{\\"total\\": <total>}"}' },
+    options.transformation ? JSON.stringify(options.transformation, null, 2) : "")),
+  el("p", { class: "hint" }, "An EventBridge input transformer: inputPathsMap names values of the message by path " +
+    "($.payload.amount, $.eventName), inputTemplate places them (<total>). The payload it makes is what is signed and sent."),
+  el("label", {}, "Try them on a payload (empty: the event's example)",
     el("textarea", { name: "sample", id: "filter-sample", rows: "4", class: "mono", spellcheck: "false", placeholder: '{"price": 250}' })),
   el("div", { class: "actions" },
     el("button", { type: "button", class: "secondary", id: "filter-preview", onclick: async () => {
-      const { filter, sample } = read(form);
+      const { filter, transformation, sample } = read(form);
       let payload;
       try {
         payload = sample ? JSON.parse(sample) : undefined;
@@ -215,16 +225,20 @@ function filterForm(uuid, options) {
       }
       try {
         const tried = await call("POST", `organizations/self/subscriptions/${uuid}/delivery-options/preview`,
-          { filter, ...(payload === undefined ? {} : { payload }) });
+          { filter, transformation, ...(payload === undefined ? {} : { payload }) });
         result.replaceChildren(
           el("p", { class: tried.matches ? "ok" : "bad", id: "filter-verdict" },
             tried.matches ? "Sent: the filter matches this message." : "Kept back: the filter does not match this message."),
-          el("pre", { class: "mono wrapped" }, JSON.stringify(tried.document, null, 2)));
+          el("pre", { class: "mono wrapped" }, JSON.stringify(tried.document, null, 2)),
+          tried.transformationError
+            ? el("p", { class: "bad", id: "transformation-verdict" }, tried.transformationError)
+            : el("div", {}, el("p", { id: "transformation-verdict" }, "The payload sent:"),
+              el("pre", { class: "mono wrapped", id: "transformed" }, JSON.stringify(tried.payload, null, 2))));
       } catch (error) {
         result.replaceChildren(el("p", { class: "bad", id: "filter-verdict" }, error.message));
       }
     } }, "Preview"),
-    el("button", { type: "submit" }, "Save filter")),
+    el("button", { type: "submit" }, "Save")),
   result);
   return form;
 }
@@ -549,8 +563,8 @@ async function subscriptionView(uuid, query) {
         el("button", { type: "button", id: "edit", class: "secondary", onclick: async () => open("Edit", await edit()) }, "Edit"),
         el("button", { type: "button", id: "limits", class: "secondary", onclick: () => open("Rate limit and order", deliveryForm(uuid, delivery)) },
           "Rate limit and order"),
-        el("button", { type: "button", id: "filter", class: "secondary", onclick: () => open("Filter messages", filterForm(uuid, delivery)) },
-          "Filter messages")),
+        el("button", { type: "button", id: "filter", class: "secondary", onclick: () => open("Filter and transform", filterForm(uuid, delivery)) },
+          "Filter and transform")),
       editing,
     el("form", { class: "filters", id: "replay-failed", onsubmit: async (event) => {
       event.preventDefault();

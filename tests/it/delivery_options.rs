@@ -35,12 +35,27 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     let get = || call(&stack.http, http::Method::GET, &url, &key, None);
     let put = |body: &'static str| call(&stack.http, http::Method::PUT, &url, &key, Some(body));
 
-    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
+    assert_eq!(
+        get().await,
+        (200, json!({"rateLimit": null, "ordered": false, "filter": null, "transformation": null}))
+    );
     let set = put(r#"{"rateLimit": {"perSecond": 50}, "ordered": true}"#).await;
-    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 50, "burst": 5}, "ordered": true, "filter": null})));
+    assert_eq!(
+        set,
+        (
+            200,
+            json!({"rateLimit": {"perSecond": 50, "burst": 5}, "ordered": true, "filter": null, "transformation": null})
+        )
+    );
     assert_eq!(get().await, set);
     let set = put(r#"{"rateLimit": {"perSecond": 3, "burst": 30}}"#).await;
-    assert_eq!(set, (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null})));
+    assert_eq!(
+        set,
+        (
+            200,
+            json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null, "transformation": null})
+        )
+    );
 
     // Every refusal names its field in the Zettle error body, and leaves the options as they were.
     for (body, field) in [
@@ -74,7 +89,10 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     assert_eq!(status, 400, "{error}");
     assert_eq!(
         get().await,
-        (200, json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null}))
+        (
+            200,
+            json!({"rateLimit": {"perSecond": 3, "burst": 30}, "ordered": false, "filter": null, "transformation": null})
+        )
     );
 
     // A filter is kept as given (a string holding one too) and answered as the object.
@@ -83,7 +101,10 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     assert_eq!(get().await.1["filter"], json!({"payload": {"store": [{"prefix": "north-"}]}}));
 
     // Left out is unset.
-    assert_eq!(put("{}").await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
+    assert_eq!(
+        put("{}").await,
+        (200, json!({"rateLimit": null, "ordered": false, "filter": null, "transformation": null}))
+    );
 
     // Another organization's key does not find it; a key without the subscription's scope may not manage it.
     let other = stack.key(new_org(), &[Scope::ReadProduct]).await;
@@ -95,7 +116,10 @@ async fn delivery_options_are_read_and_replaced_through_the_operators_route_and_
     let unknown = stack.url("/organizations/self/subscriptions/7a1d7a52-912c-11eb-a8b3-0242ac130003/delivery-options");
     let (status, _) = call(&stack.http, http::Method::GET, &unknown, &key, None).await;
     assert_eq!(status, 404);
-    assert_eq!(get().await, (200, json!({"rateLimit": null, "ordered": false, "filter": null})));
+    assert_eq!(
+        get().await,
+        (200, json!({"rateLimit": null, "ordered": false, "filter": null, "transformation": null}))
+    );
 
     // An ordering key at publish is 1 to 128 characters.
     let events = stack.url("/organizations/self/events");
@@ -127,24 +151,24 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned(), output.stderr)
     };
     let followed = "messages already waiting follow the new limit within 2 s";
-    assert_eq!(run(&[]).1, "no rate limit, unordered, no filter");
+    assert_eq!(run(&[]).1, "no rate limit, unordered, no filter, no transformation");
     assert_eq!(
         run(&["--rate", "20", "--ordered"]).1,
-        format!("rate limit 20/s (burst 2), ordered by key, no filter\n{followed}")
+        format!("rate limit 20/s (burst 2), ordered by key, no filter, no transformation\n{followed}")
     );
     assert_eq!(
         run(&["--burst", "4", "--rate", "8"]).1,
-        format!("rate limit 8/s (burst 4), ordered by key, no filter\n{followed}")
+        format!("rate limit 8/s (burst 4), ordered by key, no filter, no transformation\n{followed}")
     );
     assert_eq!(
         run(&["--rate", "8", "--burst", "4"]).1,
-        "rate limit 8/s (burst 4), ordered by key, no filter",
+        "rate limit 8/s (burst 4), ordered by key, no filter, no transformation",
         "unchanged, nothing to follow"
     );
     let over_100 = r#"{"payload": {"amount": [{"numeric": [">", 100]}]}}"#;
     assert_eq!(
         run(&["--filter", over_100]).1,
-        r#"rate limit 8/s (burst 4), ordered by key, filter {"payload":{"amount":[{"numeric":[">",100]}]}}"#
+        r#"rate limit 8/s (burst 4), ordered by key, filter {"payload":{"amount":[{"numeric":[">",100]}]}}, no transformation"#
     );
     let (ok, _, stderr) = run(&["--filter", r#"{"payload": {"amount": [1,]}}"#]);
     assert!(
@@ -166,11 +190,14 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
     let filter = json!({"payload": {"amount": [{"numeric": [">", 100]}]}});
     assert_eq!(
         (status, options),
-        (200, json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true, "filter": filter}))
+        (
+            200,
+            json!({"rateLimit": {"perSecond": 8, "burst": 4}, "ordered": true, "filter": filter, "transformation": null})
+        )
     );
     assert_eq!(
         run(&["--rate", "0", "--ordered", "false", "--filter", ""]).1,
-        format!("no rate limit, unordered, no filter\n{followed}")
+        format!("no rate limit, unordered, no filter, no transformation\n{followed}")
     );
     serve.kill();
 }
@@ -203,6 +230,15 @@ fn assert_filtered(report: &shaping::FilterReport, messages: usize) {
     let let_through = delivery_of(&report.let_through_view);
     assert_eq!(let_through["filteredOut"], json!(false), "{let_through}");
     assert_eq!(let_through["attempts"].as_array().unwrap().len(), 1, "{let_through}");
+    // What the filtered subscription was sent is its transformation's output, signed as sent.
+    let mut transformed = report.transformed.clone();
+    transformed.sort_by_key(|p| p["cost"].as_u64());
+    let expected: Vec<Value> = (0..messages)
+        .filter(|n| n * 25 > 100)
+        .map(|n| json!({"cost": n * 25, "ref": format!("order price-{n}")}))
+        .collect();
+    assert_eq!(transformed, expected, "{report:?}");
+    assert!(!report.signatures_valid.is_empty() && report.signatures_valid.iter().all(|v| *v), "{report:?}");
 }
 
 /// A filter on `tidings serve`: decided at fan-out (see `assert_filtered`); its preview tells
@@ -234,6 +270,72 @@ async fn a_filter_sends_a_subscription_only_what_it_matches_and_says_what_it_kep
         .get(&key, &format!("/organizations/self/subscriptions/{}/delivery-options", report.filtered_subscription))
         .await;
     assert_eq!(options["filter"], json!({"payload": {"price": [{"numeric": [">", 100]}]}}), "previews change nothing");
+}
+
+/// A transformation whose output would pass the payload limit fails that delivery with its
+/// reason: nothing is sent, the attempt is recorded as failed and as the one that dead-lettered
+/// its message (no retry: it would fail the same way), and the contact gets the alert any
+/// failure gets. The preview says the same before it is set; a template that cannot make JSON
+/// is refused with where, and nothing changes.
+#[tokio::test]
+async fn a_transformation_over_its_budget_is_a_failed_attempt_with_its_reason_and_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = cli_key(dir.path(), ORG, &["READ:PRODUCT"]);
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let receiver = Receiver::answering(200).await;
+    let api = Api::new(&serve.base);
+    let sub = api.subscribe(&key, &receiver.url()).await;
+    let options = format!("/organizations/self/subscriptions/{sub}/delivery-options");
+    let many = vec!["<all>"; 50].join(",");
+    let bulky = json!({"inputPathsMap": {"all": "$.payload"}, "inputTemplate": format!("[{many}]")});
+    let big = json!({"text": "x".repeat(20_000)});
+    let (status, preview) =
+        api.post(&key, &format!("{options}/preview"), &json!({"transformation": bulky, "payload": big})).await;
+    assert_eq!(status, 200, "{preview}");
+    assert!(preview["transformationError"].as_str().unwrap().contains("a payload is at most 262144"), "{preview}");
+
+    // A template that cannot make JSON: refused with where, nothing stored.
+    let broken = json!({"transformation": {"inputPathsMap": {"a": "$.payload.a"}, "inputTemplate": "{\"a\": <a>,}"}});
+    let response =
+        api.http.put(format!("{}{options}", serve.base)).bearer_auth(&key).json(&broken).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["violations"][0]["propertyName"], "transformation", "{refused}");
+    assert!(refused.to_string().contains("line 1, column 11 of the template"), "{refused}");
+    assert_eq!(api.get(&key, &options).await.1["transformation"], Value::Null, "nothing stored");
+
+    api.set_delivery_options(&key, &sub, json!({"transformation": bulky})).await;
+    api.publish(&key, &json!({"eventName": "ProductCreated", "payload": big, "messageId": "too-big"})).await;
+    let attempts_path = format!("/organizations/self/subscriptions/{sub}/attempts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let attempts = loop {
+        let (_, attempts) = api.get(&key, &attempts_path).await;
+        if attempts.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline {
+            break attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let attempt = &attempts[0];
+    assert_eq!(
+        (&attempt["messageId"], &attempt["status"], &attempt["deadLettered"]),
+        (&json!("too-big"), &Value::Null, &json!(true)),
+        "{attempt}"
+    );
+    assert!(
+        attempt["error"].as_str().unwrap().starts_with("transformation failed: its output would be about"),
+        "{attempt}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.get(&key, &attempts_path).await.1.as_array().unwrap().len(), 1, "not retried");
+    assert!(receiver.deliveries().iter().all(|r| r.json()["eventName"] != "ProductCreated"), "nothing sent");
+    let mail = tidings_tests::outbox(dir.path());
+    assert_eq!(mail.len(), 1, "one alert");
+    assert!(
+        mail[0].subject.contains("transformation") && mail[0].text.contains("transformation failed"),
+        "{:?}",
+        mail[0]
+    );
+    serve.kill();
 }
 
 /// The rate report's promises: every message once, no more than the limit allows in any 10 s

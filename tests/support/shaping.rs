@@ -50,6 +50,23 @@ impl Api {
         uuid
     }
 
+    /// As [`Api::subscribe`], with the subscription's signing key.
+    pub async fn subscribe_with_key(&self, key: &str, destination: &str) -> (String, String) {
+        let uuid = uuid::Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string();
+        let response = self
+            .http
+            .post(self.url("/organizations/self/subscriptions"))
+            .bearer_auth(key)
+            .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
+                          "destination": destination, "contactEmail": "ops@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let created: Value = response.json().await.unwrap();
+        (uuid, created["signingKey"].as_str().unwrap().to_owned())
+    }
+
     /// Replaces a subscription's delivery options through the operators' route.
     pub async fn set_delivery_options(&self, key: &str, subscription: &str, options: Value) -> Value {
         let response = self
@@ -108,17 +125,25 @@ pub struct FilterReport {
     pub kept_back_view: Value,
     pub let_through_view: Value,
     pub filtered_subscription: String,
+    /// The payloads the filtered subscription's receiver got (its transformation's output), and
+    /// whether each request's signatures verify with the subscription's key over what was sent.
+    pub transformed: Vec<Value>,
+    pub signatures_valid: Vec<bool>,
 }
 
-/// The filter scenario: two subscriptions to ProductCreated, one with the filter `price > 100`;
-/// `messages` published with prices 0, 25, 50, …; waits until every expected delivery arrived.
+/// The filter scenario: two subscriptions to ProductCreated, one with the filter `price > 100`
+/// and a transformation (`{"cost": <price>, "ref": "order <id>"}`); `messages` published with
+/// prices 0, 25, 50, …; waits until every expected delivery arrived.
 pub async fn filtered(api: &Api, key: &str, messages: usize) -> FilterReport {
     let (everything, expensive) = (Receiver::answering(200).await, Receiver::answering(200).await);
     let _unfiltered = api.subscribe(key, &everything.url()).await;
-    let filtered_subscription = api.subscribe(key, &expensive.url()).await;
+    let (filtered_subscription, signing_key) = api.subscribe_with_key(key, &expensive.url()).await;
     let filter = json!({"payload": {"price": [{"numeric": [">", 100]}]}});
-    let set = api.set_delivery_options(key, &filtered_subscription, json!({"filter": filter})).await;
-    assert_eq!(set["filter"], filter, "{set}");
+    let transformation = json!({"inputPathsMap": {"price": "$.payload.price", "id": "$.messageId"},
+                                "inputTemplate": "{\"cost\": <price>, \"ref\": \"order <id>\"}"});
+    let options = json!({"filter": filter, "transformation": transformation});
+    let set = api.set_delivery_options(key, &filtered_subscription, options).await;
+    assert_eq!((&set["filter"], &set["transformation"]), (&filter, &transformation), "{set}");
     let mut queued_for = BTreeMap::new();
     for n in 0..messages {
         let id = format!("price-{n}");
@@ -145,6 +170,24 @@ pub async fn filtered(api: &Api, key: &str, messages: usize) -> FilterReport {
     // Anything the filter should have kept back has had time to arrive by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (unfiltered, filtered) = (ids(everything.requests()), ids(expensive.requests()));
+    let sent: Vec<Received> =
+        expensive.deliveries().into_iter().filter(|r| r.json()["eventName"] == "ProductCreated").collect();
+    let transformed = sent
+        .iter()
+        .map(|r| serde_json::from_str(r.json()["payload"].as_str().unwrap_or("null")).unwrap_or_default())
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signatures_valid = sent
+        .iter()
+        .map(|r| {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                .collect();
+            tidings::signing::verify_webhook(&signing_key, &headers, &r.body, now, 300).is_ok_and(|v| v.valid)
+        })
+        .collect();
     let (_, attempts) =
         api.get(key, &format!("/organizations/self/subscriptions/{filtered_subscription}/attempts")).await;
     let (_, kept_back_view) = api.get(key, "/organizations/self/messages/price-0").await;
@@ -158,6 +201,8 @@ pub async fn filtered(api: &Api, key: &str, messages: usize) -> FilterReport {
         kept_back_view,
         let_through_view,
         filtered_subscription,
+        transformed,
+        signatures_valid,
     }
 }
 

@@ -33,7 +33,7 @@ use super::route::{Call, Response, Route, RouteGroup};
 use crate::dialect::catalog;
 use crate::domain::event::allows;
 use crate::domain::health::DeliveryHealth;
-use crate::domain::{DeliveryOptions, Dialect, EventFilter, OrganizationId, RateLimit};
+use crate::domain::{DeliveryOptions, Dialect, EventFilter, OrganizationId, RateLimit, Transformation};
 use crate::json::{parse_object, reject_unknown_fields};
 use crate::ports::{AttemptOutcome, AttemptQuery};
 use crate::{ingest, Error, Result};
@@ -174,8 +174,10 @@ async fn attempt_request(call: Call<'_>) -> Result<Response> {
         .ok_or_else(|| Error::NotFound(format!("attempt {number} of message {message_id} not found")))?;
     // The body is the message's envelope at the attempt's time: made again while the message is
     // kept (its signatures were made then, with the keys of then: they are the stored headers).
+    // With a transformation, its payload as the transformation makes it now. An attempt
+    // whose transformation failed sent nothing, and shows no body.
     let body = match app.store.get_publish(org, &message_id).await? {
-        Some(message) => {
+        Some(message) if !attempt.request_headers.is_empty() => {
             let sent = crate::domain::Message {
                 message_uuid: crate::domain::message_uuid(org, id, &message_id),
                 message_id: &message_id,
@@ -184,9 +186,15 @@ async fn attempt_request(call: Call<'_>) -> Result<Response> {
                 published_at: message.created_at,
                 timestamp: attempt.at,
             };
-            Some(String::from_utf8_lossy(&crate::delivery::build(&subscription, &sent).body).into_owned())
+            match crate::delivery::payload_for(&app.transformations, &subscription, &sent) {
+                Ok(payload) => {
+                    let sent = crate::domain::Message { payload: &payload, ..sent };
+                    Some(String::from_utf8_lossy(&crate::delivery::build(&subscription, &sent).body).into_owned())
+                }
+                Err(_) => None,
+            }
         }
-        None => None,
+        _ => None,
     };
     // In the order and spelling they went out on HTTP/1.1, with the two the client adds last.
     let destination = url::Url::parse(&subscription.destination).ok();
@@ -408,7 +416,12 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
 fn options_body(options: &DeliveryOptions) -> serde_json::Value {
     let rate_limit = options.rate_limit.map(|l| serde_json::json!({ "perSecond": l.per_second, "burst": l.burst }));
     let filter = options.filter.as_ref().map(|f| f.pattern().clone());
-    serde_json::json!({ "rateLimit": rate_limit, "ordered": options.ordered, "filter": filter })
+    serde_json::json!({
+        "rateLimit": rate_limit,
+        "ordered": options.ordered,
+        "filter": filter,
+        "transformation": options.transformation,
+    })
 }
 
 async fn delivery_options(call: Call<'_>) -> Result<Response> {
@@ -421,7 +434,7 @@ async fn delivery_options(call: Call<'_>) -> Result<Response> {
 async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
     let (org, id) = subscription_of(&call)?;
     let fields = parse_object(call.request.body())?;
-    reject_unknown_fields(fields.keys(), &["rateLimit", "ordered", "filter"])?;
+    reject_unknown_fields(fields.keys(), &["rateLimit", "ordered", "filter", "transformation"])?;
     let rate_limit = match fields.get("rateLimit") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Object(limit)) => Some(rate_limit(limit)?),
@@ -440,8 +453,9 @@ async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
             Some(EventFilter::parse(given).map_err(|why| Error::bad_request("filter", format!("filter {why}")))?)
         }
     };
+    let transformation = transformation_field(fields.get("transformation"))?;
     let subscription = managed_subscription(&call, org, id).await?;
-    let options = DeliveryOptions { rate_limit, ordered, filter };
+    let options = DeliveryOptions { rate_limit, ordered, filter, transformation };
     let stored = crate::subscriptions::set_delivery_options(
         &*call.app.store,
         Some(&*call.app.queue),
@@ -458,7 +472,7 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
     let (org, id) = subscription_of(&call)?;
     let body = call.request.body();
     let fields = if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_object(body)? };
-    reject_unknown_fields(fields.keys(), &["filter", "eventName", "payload", "orderingKey"])?;
+    reject_unknown_fields(fields.keys(), &["filter", "transformation", "eventName", "payload", "orderingKey"])?;
     let text = |name: &'static str| match fields.get(name) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(value)) => Ok(Some(value.clone())),
@@ -484,8 +498,25 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
         (_, Some(event)) => event.prepare_payload(event.example)?.into_owned(),
         (_, None) => "{}".to_owned(),
     };
+    let transformation = match fields.get("transformation") {
+        None => subscription.delivery.transformation.clone(),
+        given => transformation_field(given)?,
+    };
     let document = crate::domain::filter::document(&event_name, "preview", ordering_key.as_deref(), &payload);
     let matches = filter.as_ref().is_none_or(|f| crate::domain::filter::matches(f, &document));
+    // What would be sent: the payload as the transformation makes it, or why it cannot.
+    let published_at = crate::domain::utc_timestamp(call.app.clock.now());
+    let transformed = match &transformation {
+        None => Ok(payload.clone()),
+        Some(t) => t.compile().and_then(|compiled| {
+            let message = crate::domain::transformation::document(&event_name, "preview", &published_at, &payload)?;
+            compiled.apply(&message)
+        }),
+    };
+    let (sent, transformation_error) = match transformed {
+        Ok(text) => (serde_json::from_str::<serde_json::Value>(&text).ok(), None),
+        Err(why) => (None, Some(format!("transformation failed: {why}"))),
+    };
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({
@@ -493,8 +524,25 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
             "document": serde_json::from_str::<serde_json::Value>(&document).unwrap_or_default(),
             "filter": filter.as_ref().map(EventFilter::pattern),
             "matches": matches,
+            "transformation": transformation,
+            "payload": sent,
+            "transformationError": transformation_error,
         }),
     ))
+}
+
+/// A `transformation` field: `{inputPathsMap, inputTemplate}` (or that as a string), or none.
+fn transformation_field(given: Option<&serde_json::Value>) -> Result<Option<Transformation>> {
+    let refused = |why: String| Error::bad_request("transformation", format!("transformation {why}"));
+    match given {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => {
+            let value = serde_json::from_str(text)
+                .map_err(|e| refused(format!("is not JSON: {e} (line {}, column {})", e.line(), e.column())))?;
+            Transformation::parse(&value).map(Some).map_err(refused)
+        }
+        Some(value) => Transformation::parse(value).map(Some).map_err(refused),
+    }
 }
 
 /// A `rateLimit` object: `perSecond` (a whole number) and an optional `burst`.

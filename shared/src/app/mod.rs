@@ -13,11 +13,13 @@ mod filters;
 mod key_cache;
 mod probes;
 mod slot_book;
+mod transformations;
 
 pub use filters::{Filters, OrganizationFilters};
 pub use key_cache::KeyCache;
 pub use probes::{Probe, Probes};
 pub use slot_book::SlotBook;
+pub use transformations::Transformations;
 
 /// Largest request body accepted; larger ones get 413.
 pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -40,6 +42,8 @@ pub struct App {
     pub slot_book: SlotBook,
     /// Each organization's subscription filters, compiled together.
     pub filters: Filters,
+    /// Each subscription's transformation, compiled.
+    pub transformations: Transformations,
     /// API keys read recently (on Lambda; `tidings serve` reads every time).
     pub keys: Arc<KeyCache>,
     /// Publishes one organization may make per calendar minute; 0 = no limit.

@@ -15,6 +15,8 @@ pub(crate) enum Reason {
     Disabled,
     /// The receiver answered 410 Gone, so the subscription was disabled at once.
     Gone,
+    /// The subscription's transformation could not make a message's payload: nothing was sent.
+    Transformation,
 }
 
 /// Sends the alert unless one went out within the window. A mail failure is logged, never
@@ -108,6 +110,13 @@ fn compose(
              the subscription (PUT) to enable it again."
                 .to_owned(),
         ),
+        Reason::Transformation => (
+            format!("Tidings: the transformation of webhook subscription {id} failed"),
+            "The subscription's transformation could not make this message's payload (see Last error), so \
+             nothing was sent and the message was not retried. Fix the transformation (PUT \
+             …/delivery-options, or the portal's editor, which previews it) and replay the message."
+                .to_owned(),
+        ),
     };
     let text = format!(
         "Deliveries to one of your webhook subscriptions keep failing.\n\
@@ -162,6 +171,8 @@ mod tests {
         assert!(alert(&defaults, Reason::Exhausted).text.contains("after 5 days of nothing but failures"));
         assert!(alert(&defaults, Reason::Disabled).text.contains("has failed for 5 days"));
         assert!(alert(&defaults, Reason::Disabled).text.contains("per subscription every day."));
+        assert!(alert(&defaults, Reason::Transformation).subject.contains("transformation"));
+        assert!(alert(&defaults, Reason::Transformation).text.contains("not retried"));
         let custom = DeliverySettings {
             disable_after: time::Duration::hours(36),
             alert_window: time::Duration::hours(6),

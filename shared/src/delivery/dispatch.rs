@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::webhook::{build, send, Attempt};
+use super::webhook::{build, payload_for, send, Attempt};
 use crate::app::Probe;
 use crate::domain::{message_uuid, AttemptRecord, Message, Subscription};
 use crate::ports::ReceivedJob;
@@ -26,6 +26,8 @@ pub(super) struct CompletedDispatch {
     pub headers: Vec<(&'static str, String)>,
     /// When the request went out (its signature's timestamp).
     pub at: OffsetDateTime,
+    /// Nothing went out: the subscription's transformation could not make the payload.
+    pub transformation_failed: bool,
 }
 
 impl CompletedDispatch {
@@ -43,10 +45,14 @@ impl CompletedDispatch {
             latency_ms: self.attempt.latency.as_millis() as u64,
             response_excerpt: self.attempt.response_excerpt.clone(),
             error: self.attempt.error.clone(),
-            // As sent: the client's User-Agent first, then the webhook's own.
-            request_headers: std::iter::once(("user-agent".to_owned(), crate::destination::USER_AGENT.to_owned()))
-                .chain(self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())))
-                .collect(),
+            // As sent: the client's User-Agent first, then the webhook's own (none: nothing sent).
+            request_headers: if self.transformation_failed {
+                Vec::new()
+            } else {
+                std::iter::once(("user-agent".to_owned(), crate::destination::USER_AGENT.to_owned()))
+                    .chain(self.headers.iter().map(|(name, value)| (name.to_string(), value.clone())))
+                    .collect()
+            },
             // Known once the answer is settled.
             dead_lettered: false,
         }
@@ -64,6 +70,16 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
         published_at: job.published_at,
         timestamp: at,
     };
+    // Reshaped before it is signed, so the signatures cover what is sent.
+    let payload = match payload_for(&app.transformations, subscription, &message) {
+        Ok(payload) => payload,
+        Err(why) => {
+            tracing::info!(org = %job.organization, subscription = %subscription.id, message_id = %job.message_id, reason = %why, "transformation failed: nothing sent");
+            let attempt = Attempt::failed(format!("transformation failed: {why}"), std::time::Duration::ZERO);
+            return CompletedDispatch { attempt, headers: Vec::new(), at, transformation_failed: true };
+        }
+    };
+    let message = Message { payload: &payload, ..message };
     let webhook = build(subscription, &message);
     let attempt = send(&app.http, app.destinations, &subscription.destination, &webhook).await;
     // A failure gets a line of its own at info; a success is in its batch's one `delivered`
@@ -88,7 +104,7 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
     } else {
         attempt_line!(info);
     }
-    CompletedDispatch { attempt, headers: webhook.headers, at }
+    CompletedDispatch { attempt, headers: webhook.headers, at, transformation_failed: false }
 }
 
 /// Sends one signed message that is no delivery (no job, no attempt recorded) to a

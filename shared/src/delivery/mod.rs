@@ -20,7 +20,7 @@ pub(crate) mod webhook;
 pub use dispatch::probe;
 pub use disposition::Disposition;
 pub use provenance::{Provenance, CLAIM_WAIT};
-pub use webhook::{build, send, Attempt, Webhook};
+pub use webhook::{build, payload_for, send, Attempt, Webhook};
 
 use prepare::Prepared;
 

@@ -18,6 +18,14 @@ pub(super) async fn settle(
 ) -> Result<Disposition> {
     let (attempt, now) = (&completed.attempt, completed.at);
     let mut subscription = pending.subscription;
+    if completed.transformation_failed {
+        // Not the receiver's failure, and it would fail the same way again: no retry, and the
+        // endpoint's health is left alone. Kept as a dead letter to replay once the
+        // transformation is fixed, and said to the contact like any failure.
+        dead_letter(app, received, true).await?;
+        alerts::notify(app, &subscription, received, attempt, Reason::Transformation).await;
+        return Ok(Disposition::DeadLettered);
+    }
     if attempt.succeeded() {
         if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() {
             subscription.status = SubscriptionStatus::Active;

@@ -43,6 +43,25 @@ pub fn build(subscription: &Subscription, message: &Message<'_>) -> Webhook {
     Webhook { headers, body }
 }
 
+/// The payload `subscription` is sent of a message: as published, or what its transformation
+/// makes of it (an error says why it could not: nothing is then sent).
+pub fn payload_for<'p>(
+    transformations: &crate::app::Transformations,
+    subscription: &Subscription,
+    message: &Message<'p>,
+) -> Result<std::borrow::Cow<'p, str>, String> {
+    let Some(compiled) = transformations.of(subscription) else {
+        return Ok(std::borrow::Cow::Borrowed(message.payload));
+    };
+    let document = crate::domain::transformation::document(
+        message.event_name,
+        message.message_id,
+        &crate::domain::utc_timestamp(message.published_at),
+        message.payload,
+    )?;
+    Ok(std::borrow::Cow::Owned(compiled?.apply(&document)?))
+}
+
 /// What happened when a webhook was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {

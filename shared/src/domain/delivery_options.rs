@@ -18,6 +18,9 @@ pub struct DeliveryOptions {
     /// Only messages this event pattern matches are sent (see [`super::filter`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<super::EventFilter>,
+    /// The payload sent is what this makes of the message (see [`super::transformation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformation: Option<super::Transformation>,
 }
 
 impl DeliveryOptions {
@@ -111,7 +114,7 @@ mod tests {
     fn options_default_to_unlimited_and_unordered_and_serialize_only_what_is_set() {
         assert!(DeliveryOptions::default().is_default());
         assert_eq!(serde_json::to_string(&DeliveryOptions::default()).unwrap(), "{}");
-        let options = DeliveryOptions { rate_limit: RateLimit::new(2, None).ok(), ordered: true, filter: None };
+        let options = DeliveryOptions { rate_limit: RateLimit::new(2, None).ok(), ordered: true, ..Default::default() };
         let json = serde_json::to_string(&options).unwrap();
         assert_eq!(json, r#"{"rateLimit":{"perSecond":2,"burst":1},"ordered":true}"#);
         assert_eq!(serde_json::from_str::<DeliveryOptions>(&json).unwrap(), options);

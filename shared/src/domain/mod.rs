@@ -13,6 +13,7 @@ pub mod retention;
 mod retry_schedule;
 pub(crate) mod subscription;
 mod timestamp;
+pub mod transformation;
 
 pub use api_key::ApiKey;
 pub use api_key::{NewApiKey, Scope};
@@ -27,3 +28,4 @@ pub use retry_schedule::RetrySchedule;
 pub use subscription::PreviousSigningKey;
 pub use subscription::{Dialect, Subscription, SubscriptionStatus};
 pub use timestamp::{to_micros, utc_timestamp};
+pub use transformation::Transformation;
