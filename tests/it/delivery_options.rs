@@ -176,6 +176,18 @@ async fn the_cli_shows_and_sets_delivery_options_in_the_data_directory() {
         "{}",
         String::from_utf8_lossy(&stderr)
     );
+    let transform = r#"{"inputPathsMap": {"a": "$.payload.amount"}, "inputTemplate": "{\"total\": <a>}"}"#;
+    let (ok, said, _) = run(&["--transform", transform]);
+    assert!(
+        ok && said.ends_with(
+            r#"transformation {"inputPathsMap":{"a":"$.payload.amount"},"inputTemplate":"{\"total\": <a>}"}"#
+        ),
+        "{said}"
+    );
+    let (ok, _, stderr) = run(&["--transform", r#"{"inputPathsMap": {}, "inputTemplate": "{\"total\": <a>}"}"#]);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!ok && stderr.contains("<a> (line 1, column 11)"), "{stderr}");
+    assert!(run(&["--transform", ""]).1.ends_with("no transformation"));
     let (ok, _, stderr) = run(&["--rate", "20", "--burst", "201"]);
     assert!(!ok && String::from_utf8_lossy(&stderr).contains("burst"), "{}", String::from_utf8_lossy(&stderr));
     let (ok, _, stderr) = run(&["--burst", "3"]);

@@ -415,7 +415,7 @@ async fn rotate(call: Call<'_>) -> Result<Response> {
 /// The options as answered: every field present, `rateLimit` and `filter` null when unset.
 fn options_body(options: &DeliveryOptions) -> serde_json::Value {
     let rate_limit = options.rate_limit.map(|l| serde_json::json!({ "perSecond": l.per_second, "burst": l.burst }));
-    let filter = options.filter.as_ref().map(|f| f.pattern().clone());
+    let filter = options.filter.as_ref().map(EventFilter::pattern);
     serde_json::json!({
         "rateLimit": rate_limit,
         "ordered": options.ordered,

@@ -65,7 +65,7 @@ impl Filters {
         for s in with_filter {
             let Some(filter) = &s.delivery.filter else { continue };
             // Checked when it was set; one that no longer compiles filters nothing out.
-            match matcher.add_pattern(s.id, &filter.text()) {
+            match matcher.add_pattern(s.id, filter.text()) {
                 Ok(()) => {
                     filtered.insert(s.id);
                 }

@@ -15,10 +15,19 @@ use serde_json::Value;
 /// The longest filter kept, as JSON text.
 pub const MAX_FILTER_BYTES: usize = 4 * 1024;
 
-/// A checked event pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A checked event pattern, kept as its JSON text: every read of a subscription (each publish's
+/// fan-out, each delivery) carries it, and only the matcher and the API need it parsed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct EventFilter(Value);
+pub struct EventFilter(Box<serde_json::value::RawValue>);
+
+impl PartialEq for EventFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for EventFilter {}
 
 impl EventFilter {
     /// A filter from its JSON (an object, or a string holding one, as a text field sends it),
@@ -38,17 +47,18 @@ impl EventFilter {
         }
         let mut check = quamina::Quamina::<u8>::new();
         check.add_pattern(0, &text).map_err(|e| format!("{e}"))?;
-        Ok(EventFilter(pattern))
+        let raw = serde_json::value::RawValue::from_string(text).map_err(|e| format!("is not JSON: {e}"))?;
+        Ok(EventFilter(raw))
     }
 
     /// The pattern as JSON text (what the matcher takes).
-    pub fn text(&self) -> String {
-        self.0.to_string()
+    pub fn text(&self) -> &str {
+        self.0.get()
     }
 
-    /// The pattern as given.
-    pub fn pattern(&self) -> &Value {
-        &self.0
+    /// The pattern as a JSON value (what the API answers).
+    pub fn pattern(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
     }
 }
 
@@ -64,7 +74,7 @@ pub fn document(event_name: &str, message_id: &str, ordering_key: Option<&str>, 
 /// single subscription use; fan-out matches an organization's filters together.
 pub fn matches(filter: &EventFilter, document: &str) -> bool {
     let mut matcher = quamina::Quamina::<u8>::new();
-    matcher.add_pattern(0, &filter.text()).is_ok()
+    matcher.add_pattern(0, filter.text()).is_ok()
         && matcher.matches_for_event(document.as_bytes()).is_ok_and(|found| !found.is_empty())
 }
 
