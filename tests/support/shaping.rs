@@ -36,21 +36,10 @@ impl Api {
 
     /// Subscribes the key's organization to ProductCreated at `destination`; returns its uuid.
     pub async fn subscribe(&self, key: &str, destination: &str) -> String {
-        let uuid = uuid::Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string();
-        let response = self
-            .http
-            .post(self.url("/organizations/self/subscriptions"))
-            .bearer_auth(key)
-            .json(&json!({"uuid": uuid, "transportName": "WEBHOOK", "eventNames": ["ProductCreated"],
-                          "destination": destination, "contactEmail": "ops@example.com"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        uuid
+        self.subscribe_with_key(key, destination).await.0
     }
 
-    /// As [`Api::subscribe`], with the subscription's signing key.
+    /// Subscribes as [`Api::subscribe`] does; returns its uuid and its signing key.
     pub async fn subscribe_with_key(&self, key: &str, destination: &str) -> (String, String) {
         let uuid = uuid::Uuid::now_v1(&[1, 2, 3, 4, 5, 6]).to_string();
         let response = self

@@ -510,7 +510,7 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
         None => Ok(payload.clone()),
         Some(t) => t.compile().and_then(|compiled| {
             let message = crate::domain::transformation::document(&event_name, "preview", &published_at, &payload)?;
-            compiled.apply(&message)
+            compiled.apply(&message, crate::domain::message::MAX_PAYLOAD_BYTES)
         }),
     };
     let (sent, transformation_error) = match transformed {

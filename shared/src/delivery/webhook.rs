@@ -59,7 +59,7 @@ pub fn payload_for<'p>(
         &crate::domain::utc_timestamp(message.published_at),
         message.payload,
     )?;
-    Ok(std::borrow::Cow::Owned(compiled?.apply(&document)?))
+    Ok(std::borrow::Cow::Owned(compiled?.apply(&document, crate::domain::message::MAX_PAYLOAD_BYTES)?))
 }
 
 /// What happened when a webhook was sent.

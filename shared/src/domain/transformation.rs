@@ -15,8 +15,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::message::MAX_PAYLOAD_BYTES;
-
 /// The longest template kept, and the most paths it may name.
 pub const MAX_TEMPLATE_BYTES: usize = 8 * 1024;
 pub const MAX_PATHS: usize = 100;
@@ -123,8 +121,9 @@ impl Transformation {
 
 impl CompiledTransformation {
     /// The payload this transformation makes of `message` (the filter's document, parsed), or
-    /// why it cannot: an output over the payload limit is refused before it is built.
-    pub fn apply(&self, message: &Value) -> Result<String, String> {
+    /// why it cannot: an output over `limit` bytes (the payload limit) is refused before it is
+    /// built.
+    pub fn apply(&self, message: &Value, limit: usize) -> Result<String, String> {
         let values: BTreeMap<&str, Option<&Value>> =
             self.paths.iter().map(|(name, path)| (name.as_str(), find(message, path))).collect();
         let rendered = |name: &str, in_string: bool| -> String {
@@ -144,8 +143,8 @@ impl CompiledTransformation {
                 Part::Value { name, .. } => values.get(name.as_str()).copied().flatten().map_or(4, estimate),
             };
         }
-        if size > MAX_PAYLOAD_BYTES * 2 {
-            return Err(format!("its output would be about {size} bytes; a payload is at most {MAX_PAYLOAD_BYTES}"));
+        if size > limit * 2 {
+            return Err(format!("its output would be about {size} bytes; a payload is at most {limit}"));
         }
         let mut out = String::with_capacity(size);
         for part in &self.parts {
@@ -154,8 +153,8 @@ impl CompiledTransformation {
                 Part::Value { name, in_string } => out.push_str(&rendered(name, *in_string)),
             }
         }
-        if out.len() > MAX_PAYLOAD_BYTES {
-            return Err(format!("its output is {} bytes; a payload is at most {MAX_PAYLOAD_BYTES}", out.len()));
+        if out.len() > limit {
+            return Err(format!("its output is {} bytes; a payload is at most {limit}", out.len()));
         }
         serde_json::from_str::<serde::de::IgnoredAny>(&out).map_err(|e| format!("its output is not JSON: {e}"))?;
         Ok(out)
@@ -297,6 +296,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The payload limit (`message::MAX_PAYLOAD_BYTES`).
+    const LIMIT: usize = 256 * 1024;
+
     fn transformation(paths: Value, template: &str) -> Result<Transformation, String> {
         Transformation::parse(&json!({"inputPathsMap": paths, "inputTemplate": template}))
     }
@@ -315,7 +317,7 @@ mod tests {
         .unwrap();
         let payload =
             json!({"amount": 250, "store": {"name": "North \"1\""}, "lines": [{"sku": "A"}], "odd key": true});
-        let out = t.compile().unwrap().apply(&message(payload)).unwrap();
+        let out = t.compile().unwrap().apply(&message(payload), LIMIT).unwrap();
         let out: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
             out,
@@ -324,7 +326,7 @@ mod tests {
         );
         let whole = transformation(json!({"all": "$"}), "<all>").unwrap().compile().unwrap();
         assert_eq!(
-            serde_json::from_str::<Value>(&whole.apply(&message(json!({"a": 1}))).unwrap()).unwrap()["payload"],
+            serde_json::from_str::<Value>(&whole.apply(&message(json!({"a": 1})), LIMIT).unwrap()).unwrap()["payload"],
             json!({"a": 1})
         );
     }
@@ -350,8 +352,8 @@ mod tests {
         let many = (0..50).map(|_| "<all>").collect::<Vec<_>>().join(",");
         let t = transformation(json!({"all": "$.payload"}), &format!("[{many}]")).unwrap().compile().unwrap();
         let big = json!({"text": "x".repeat(20_000)});
-        let err = t.apply(&message(big)).unwrap_err();
+        let err = t.apply(&message(big), LIMIT).unwrap_err();
         assert!(err.contains("a payload is at most"), "{err}");
-        assert!(t.apply(&message(json!({"text": "small"}))).is_ok());
+        assert!(t.apply(&message(json!({"text": "small"})), LIMIT).is_ok());
     }
 }
