@@ -598,6 +598,7 @@ def browse(base, stack, good, hostile, shots) -> int:
                     {"eventName": "ProductCreated", "payload": {"n": n}, "messageId": f"filter-{n}"})
             page.goto(f"{base}/portal/#/m/filter-0")
             expect(page.locator(f'#deliveries > li[data-uuid="{GOOD}"] .filtered-out')).to_contain_text("Filtered out")
+            expect(page.locator("#sent-to")).to_have_text("Sent to 1 subscription; filtered out by 1")
             page.screenshot(path=shots / "33-filtered-out.png", full_page=True)
             deadline = time.time() + 15
             while len(good_requests(good)) < before + 1:

@@ -647,6 +647,13 @@ async function subscriptionView(uuid, query) {
   ];
 }
 
+// "Sent to 2 subscriptions", and how many a filter kept it from.
+function sentTo(deliveries) {
+  const kept = deliveries.filter((d) => d.filteredOut).length;
+  const sent = deliveries.length - kept;
+  return `Sent to ${sent} subscription${sent === 1 ? "" : "s"}` + (kept ? `; filtered out by ${kept}` : "");
+}
+
 async function messageView(id) {
   const message = await call("GET", `organizations/self/messages/${encodeURIComponent(id)}`);
   document.title = `Message ${message.messageId} · Tidings portal`;
@@ -658,7 +665,7 @@ async function messageView(id) {
       el("dt", {}, "Published"), el("dd", {}, when(message.publishedAt))),
     el("h2", {}, "Payload"),
     el("pre", { class: "mono", id: "payload" }, JSON.stringify(message.payload, null, 2)),
-    el("h2", {}, `Sent to ${message.deliveries.length} subscription${message.deliveries.length === 1 ? "" : "s"}`),
+    el("h2", { id: "sent-to" }, sentTo(message.deliveries)),
     el("ul", { id: "deliveries", class: "events" }, message.deliveries.map((d) => el("li", { "data-uuid": d.subscriptionUuid },
       el("h3", {}, el("a", { href: `#/s/${d.subscriptionUuid}`, class: "mono" }, d.destination), " ",
         el("span", { class: `status ${d.status}` }, d.status)),
