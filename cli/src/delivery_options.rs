@@ -57,11 +57,10 @@ pub(crate) async fn delivery_options(args: DeliveryOptionsArgs) -> Result<(), St
     if let Some(transform) = args.transform {
         options.transformation = match transform.trim() {
             "" => None,
-            given => {
-                let value: serde_json::Value = serde_json::from_str(given)
-                    .map_err(|e| format!("--transform is not JSON: {e} (line {}, column {})", e.line(), e.column()))?;
-                Some(Transformation::parse(&value).map_err(|why| format!("--transform {why}"))?)
-            }
+            given => Some(
+                Transformation::parse(&serde_json::Value::String(given.to_owned()))
+                    .map_err(|why| format!("--transform {why}"))?,
+            ),
         };
     }
     let limit_before = current.delivery.rate_limit;

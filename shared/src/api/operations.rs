@@ -447,12 +447,7 @@ async fn set_delivery_options(call: Call<'_>) -> Result<Response> {
         Some(serde_json::Value::Bool(ordered)) => *ordered,
         Some(_) => return Err(Error::bad_request("ordered", "ordered must be true or false")),
     };
-    let filter = match fields.get("filter") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(given) => {
-            Some(EventFilter::parse(given).map_err(|why| Error::bad_request("filter", format!("filter {why}")))?)
-        }
-    };
+    let filter = filter_field(fields.get("filter"))?;
     let transformation = transformation_field(fields.get("transformation"))?;
     let subscription = managed_subscription(&call, org, id).await?;
     let options = DeliveryOptions { rate_limit, ordered, filter, transformation };
@@ -482,10 +477,7 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
     let subscription = managed_subscription(&call, org, id).await?;
     let filter = match fields.get("filter") {
         None => subscription.delivery.filter.clone(),
-        Some(serde_json::Value::Null) => None,
-        Some(given) => {
-            Some(EventFilter::parse(given).map_err(|why| Error::bad_request("filter", format!("filter {why}")))?)
-        }
+        given => filter_field(given)?,
     };
     // The message: as given, else the example of the event named (or of the first it receives).
     let event = match &asked {
@@ -531,17 +523,23 @@ async fn preview_delivery_options(call: Call<'_>) -> Result<Response> {
     ))
 }
 
-/// A `transformation` field: `{inputPathsMap, inputTemplate}` (or that as a string), or none.
-fn transformation_field(given: Option<&serde_json::Value>) -> Result<Option<Transformation>> {
-    let refused = |why: String| Error::bad_request("transformation", format!("transformation {why}"));
+/// A `filter` field: an event pattern (or that as a string), or none.
+fn filter_field(given: Option<&serde_json::Value>) -> Result<Option<EventFilter>> {
     match given {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => {
-            let value = serde_json::from_str(text)
-                .map_err(|e| refused(format!("is not JSON: {e} (line {}, column {})", e.line(), e.column())))?;
-            Transformation::parse(&value).map(Some).map_err(refused)
+        Some(value) => {
+            EventFilter::parse(value).map(Some).map_err(|why| Error::bad_request("filter", format!("filter {why}")))
         }
-        Some(value) => Transformation::parse(value).map(Some).map_err(refused),
+    }
+}
+
+/// A `transformation` field: `{inputPathsMap, inputTemplate}` (or that as a string), or none.
+fn transformation_field(given: Option<&serde_json::Value>) -> Result<Option<Transformation>> {
+    match given {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => Transformation::parse(value)
+            .map(Some)
+            .map_err(|why| Error::bad_request("transformation", format!("transformation {why}"))),
     }
 }
 

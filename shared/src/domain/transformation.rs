@@ -48,10 +48,16 @@ enum Part {
 }
 
 impl Transformation {
-    /// A transformation from `{inputPathsMap, inputTemplate}`, checked as it will run: every
-    /// path readable, every placeholder named in the map, and the template JSON once its
-    /// placeholders are filled (the error gives the line and column in the template).
+    /// A transformation from `{inputPathsMap, inputTemplate}` (or a string holding it, as a
+    /// text field sends it), checked as it will run: every path readable, every placeholder
+    /// named in the map, and the template JSON once its placeholders are filled (the error
+    /// gives the line and column in the template).
     pub fn parse(given: &Value) -> Result<Transformation, String> {
+        if let Value::String(text) = given {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| format!("is not JSON: {e} (line {}, column {})", e.line(), e.column()))?;
+            return Transformation::parse(&value);
+        }
         let Value::Object(fields) = given else {
             return Err("must be an object {inputPathsMap, inputTemplate}".into());
         };
@@ -342,7 +348,8 @@ mod tests {
         assert!(transformation(json!({"a b": "$"}), "1").unwrap_err().contains("letters, digits"));
         assert!(Transformation::parse(&json!({"inputTemplate": 5})).unwrap_err().contains("inputTemplate"));
         assert!(Transformation::parse(&json!({"template": "1"})).unwrap_err().contains("\"template\""));
-        assert!(Transformation::parse(&json!("x")).unwrap_err().contains("object"));
+        assert!(Transformation::parse(&json!(["x"])).unwrap_err().contains("object"));
+        assert!(Transformation::parse(&json!("x")).unwrap_err().contains("is not JSON: "), "a string holds JSON");
         let long = format!("\"{}\"", "x".repeat(MAX_TEMPLATE_BYTES));
         assert!(transformation(json!({}), &long).unwrap_err().contains("at most"));
     }
