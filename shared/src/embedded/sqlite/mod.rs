@@ -108,9 +108,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 "#;
 
+/// Prepared statements each connection keeps.
+const STATEMENTS_CACHED: usize = 64;
+
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 13;
+const SCHEMA_VERSION: i64 = 14;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -159,6 +162,11 @@ const ADD_ATTEMPT_DEAD_LETTERED: &str = "ALTER TABLE attempts ADD COLUMN dead_le
 /// Version 13: the subscriptions whose filter a message did not match (a JSON array).
 const ADD_FILTERED_OUT: &str = "ALTER TABLE publishes ADD COLUMN filtered_out TEXT;";
 
+/// Version 14: a job queued by its publish reads its payload from the message's row (`message`,
+/// the row's rowid) instead of keeping a copy: at fan-out 10 the copies were most of what the
+/// writer wrote.
+const ADD_QUEUE_MESSAGE: &str = "ALTER TABLE queue ADD COLUMN message INTEGER;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -174,6 +182,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_QUEUE_HASTENED,
     ADD_ATTEMPT_DEAD_LETTERED,
     ADD_FILTERED_OUT,
+    ADD_QUEUE_MESSAGE,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather
@@ -264,6 +273,8 @@ impl SqliteBackend {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Room for every statement the writer runs (the default 16 made some prepare again).
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         migrate(&conn, path)?;
         let readers = (0..READERS)
             .map(|_| {
@@ -273,6 +284,7 @@ impl SqliteBackend {
                 )
                 .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
                 reader.busy_timeout(Duration::from_secs(5))?;
+                reader.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -476,5 +488,58 @@ mod tests {
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = SqliteBackend::open(&path, Arc::new(SystemClock)).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    /// The queue's rows as kept: (whether the job keeps a payload of its own, whether it reads
+    /// its message's), by id.
+    fn queue_rows(backend: &SqliteBackend) -> Vec<(bool, bool)> {
+        let conn = backend.reader();
+        let mut stmt = conn.prepare("SELECT json_extract(job, '$.payload') IS NOT NULL, message IS NOT NULL FROM queue ORDER BY id").unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[tokio::test]
+    async fn a_published_job_reads_its_payload_from_its_message_and_takes_a_copy_before_the_message_goes() {
+        use crate::domain::{DeliveryJob, PublishRecord};
+        use crate::ports::{PublishLog, Queue};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open_in(dir.path(), Arc::new(SystemClock)).unwrap();
+        let (org, now) = (OrganizationId(Uuid::new_v4()), time::OffsetDateTime::now_utc());
+        let window = time::Duration::hours(24);
+        let first = PublishRecord::new(org, "m-1", "ProductUpdated", r#"{"v":1}"#, 2, now);
+        let jobs = [DeliveryJob::new(&first, Uuid::new_v4()), DeliveryJob::new(&first, Uuid::new_v4())];
+        assert!(backend.publish(&first, &jobs, window).await.unwrap().is_none());
+        assert_eq!(queue_rows(&backend), [(false, true), (false, true)], "no copies of the payload");
+        let received = backend.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(received.iter().map(|r| r.job.clone()).collect::<Vec<_>>(), jobs, "received as published");
+
+        // Written back (put off, retried): still without a copy.
+        backend.put_off(&received[0], &received[0].job.checked(), Duration::ZERO).await.unwrap();
+        backend.retry_later(&received[1], Duration::ZERO).await.unwrap();
+        assert_eq!(queue_rows(&backend), [(false, true), (false, true)]);
+        let received = backend.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert!(received.iter().all(|r| r.job.payload.as_deref() == Some(r#"{"v":1}"#)));
+        assert_eq!(received[1].job.attempts, 1);
+        backend.defer(&received[0].receipt, Duration::ZERO).await.unwrap();
+        backend.defer(&received[1].receipt, Duration::ZERO).await.unwrap();
+
+        // The same id published again after the window: the earlier jobs keep the earlier payload.
+        let again = PublishRecord::new(org, "m-1", "ProductUpdated", r#"{"v":2}"#, 1, now + window);
+        let later = DeliveryJob::new(&again, Uuid::new_v4());
+        assert!(backend.publish(&again, std::slice::from_ref(&later), window).await.unwrap().is_none());
+        assert_eq!(queue_rows(&backend), [(true, false), (true, false), (false, true)]);
+
+        // The message expires and is purged: its job takes a copy first.
+        backend.purge_expired(now + time::Duration::days(30), 100).await.unwrap();
+        assert_eq!(queue_rows(&backend), [(true, false), (true, false), (true, false)]);
+        let received = backend.receive(10, Duration::from_secs(60)).await.unwrap();
+        let payloads: Vec<_> = received.iter().map(|r| r.job.payload.clone().unwrap()).collect();
+        assert_eq!(payloads, [r#"{"v":1}"#, r#"{"v":1}"#, r#"{"v":2}"#]);
+
+        // A job of its own (a replay, a put-off with a copy) keeps it when written back.
+        backend.put_off(&received[2], &received[2].job, Duration::ZERO).await.unwrap();
+        assert_eq!(queue_rows(&backend)[2], (true, false));
     }
 }

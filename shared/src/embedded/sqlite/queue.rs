@@ -20,7 +20,11 @@ impl PublishLog for SqliteBackend {
     ) -> Result<Option<PublishRecord>> {
         let visible_at = self.now_nanos();
         let record = record.clone();
-        let jobs = serialize_jobs(jobs)?;
+        // The jobs read the payload from the message's row (see `insert_jobs`).
+        let jobs = jobs
+            .iter()
+            .map(|job| Ok(StoredJob { job: without_payload(job)?, line: line_of(job) }))
+            .collect::<Result<Vec<_>>>()?;
         // One savepoint: the claim and the jobs are kept together or not at all, so a crash or
         // a full disk never leaves a claim without its jobs.
         let existing = self
@@ -29,6 +33,12 @@ impl PublishLog for SqliteBackend {
                     if existing.created_at + window > record.created_at {
                         return Ok(Some(existing));
                     }
+                    // Published again after the window: the row is replaced, and the earlier
+                    // publish's jobs still queued keep its payload.
+                    let replaced: i64 = conn
+                        .prepare_cached("SELECT rowid FROM publishes WHERE org = ?1 AND message_id = ?2")?
+                        .query_row(params![record.organization.to_string(), record.message_id], |r| r.get(0))?;
+                    detach_jobs(conn, &[replaced])?;
                 }
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO publishes (org, message_id, event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out) \
@@ -45,7 +55,7 @@ impl PublishLog for SqliteBackend {
                     record.ordering_key,
                     filtered_out_text(&record.filtered_out),
                 ])?;
-                insert_jobs(conn, &jobs, visible_at)?;
+                insert_jobs(conn, &jobs, visible_at, Some(conn.last_insert_rowid()))?;
                 Ok(None)
             })
             .await?;
@@ -62,6 +72,41 @@ struct StoredJob {
     line: Option<String>,
 }
 
+/// A job as kept in a row that reads its payload from its message's row (`queue.message`):
+/// without it. Received, it gets the payload back, so the delivery routine sees what it sent.
+fn without_payload(job: &DeliveryJob) -> Result<String> {
+    let mut job = job.clone();
+    job.payload = None;
+    Ok(serde_json::to_string(&job)?)
+}
+
+/// What a row keeps of a job written back (put off, retried): without its payload where the row
+/// reads it from its message, whole where it keeps its own.
+const WRITTEN_BACK: &str = "CASE WHEN message IS NOT NULL OR ?5 IS NULL THEN ?4 ELSE json_set(?4, '$.payload', ?5) END";
+
+/// A job written back, as the parameters [`WRITTEN_BACK`] takes: without its payload, and the payload.
+fn written_back(job: &DeliveryJob) -> Result<(String, Option<String>)> {
+    Ok((without_payload(job)?, job.payload.clone()))
+}
+
+/// Before message rows go (purged, or replaced by a publish of the same id), the jobs that read
+/// their payload from them take a copy of it, as they would have had from the start.
+pub(super) fn detach_jobs(conn: &Connection, messages: &[i64]) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let messages = serde_json::to_string(messages)?;
+    conn.prepare_cached(&format!(
+        "UPDATE queue SET message = NULL, job = COALESCE(\
+           (SELECT json_set(queue.job, '$.payload', p.payload) FROM publishes p \
+            WHERE p.rowid = queue.message AND length(CAST(p.payload AS BLOB)) <= {}), job) \
+         WHERE message IN (SELECT value FROM json_each(?1))",
+        crate::domain::message::INLINE_PAYLOAD_LIMIT
+    ))?
+    .execute(params![messages])?;
+    Ok(())
+}
+
 fn serialize_jobs(jobs: &[DeliveryJob]) -> Result<Vec<StoredJob>> {
     jobs.iter().map(|job| Ok(StoredJob { job: serde_json::to_string(job)?, line: line_of(job) })).collect()
 }
@@ -75,15 +120,17 @@ fn line_of(job: &DeliveryJob) -> Option<String> {
 /// when the job ahead of it leaves the queue (acknowledged or dead-lettered).
 const PARKED: i64 = i64::MAX;
 
-fn insert_jobs(conn: &Connection, jobs: &[StoredJob], visible_at: i64) -> Result<()> {
-    let mut insert = conn.prepare_cached("INSERT INTO queue (job, visible_at, line) VALUES (?1, ?2, ?3)")?;
+/// Queues `jobs`; with `message`, they read their payload from that message row.
+fn insert_jobs(conn: &Connection, jobs: &[StoredJob], visible_at: i64, message: Option<i64>) -> Result<()> {
+    let mut insert =
+        conn.prepare_cached("INSERT INTO queue (job, visible_at, line, message) VALUES (?1, ?2, ?3, ?4)")?;
     let mut line_busy = conn.prepare_cached("SELECT 1 FROM queue WHERE line = ?1 LIMIT 1")?;
     for StoredJob { job, line } in jobs {
         let parked = match line {
             Some(line) => line_busy.exists(params![line])?,
             None => false,
         };
-        insert.execute(params![job, if parked { PARKED } else { visible_at }, line])?;
+        insert.execute(params![job, if parked { PARKED } else { visible_at }, line, message])?;
     }
     Ok(())
 }
@@ -162,22 +209,26 @@ impl SqliteBackend {
     ///
     /// A job put off (`job` given) after its subscription's limit changed while it was in
     /// flight (`hastened`) decided its wait under the old limit: it looks again now instead.
-    async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<String>) -> Result<()> {
+    async fn wait_uncounted(&self, receipt: &str, delay: Duration, job: Option<&DeliveryJob>) -> Result<()> {
         let (id, _) = parse_receipt(receipt)?;
         let now = self.now_nanos();
         let visible_at = now.saturating_add(duration_nanos(delay));
         let cut_to = job.is_some().then_some(now);
+        let (job, payload) = job.map(written_back).transpose()?.unzip();
+        let payload = payload.flatten();
         let receipt = receipt.to_owned();
         let visible_at = self
             .write(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "UPDATE queue SET job = COALESCE(?4, job), receipt = NULL, hastened = 0, \
+                        "UPDATE queue SET job = CASE WHEN ?4 IS NULL THEN job \
+                           WHEN message IS NOT NULL OR ?6 IS NULL THEN ?4 ELSE json_set(?4, '$.payload', ?6) END, \
+                         receipt = NULL, hastened = 0, \
                          visible_at = CASE WHEN hastened = 1 AND ?5 IS NOT NULL THEN MIN(?3, ?5) ELSE ?3 END, \
                          receive_count = MAX(receive_count - 1, 0) WHERE id = ?1 AND receipt = ?2 \
                          RETURNING visible_at",
                     )?
-                    .query_row(params![id, receipt, visible_at, job, cut_to], |r| r.get::<_, i64>(0))
+                    .query_row(params![id, receipt, visible_at, job, cut_to, payload], |r| r.get::<_, i64>(0))
                     .optional()?
                     .unwrap_or(visible_at))
             })
@@ -208,7 +259,7 @@ impl Queue for SqliteBackend {
     async fn enqueue(&self, jobs: &[DeliveryJob], delay: Duration) -> Result<()> {
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let jobs = serialize_jobs(jobs)?;
-        self.write(move |conn| insert_jobs(conn, &jobs, visible_at)).await?;
+        self.write(move |conn| insert_jobs(conn, &jobs, visible_at, None)).await?;
         self.due_at(visible_at);
         Ok(())
     }
@@ -224,22 +275,28 @@ impl Queue for SqliteBackend {
         let hidden_until = now.saturating_add(duration_nanos(visibility));
         self.write(move |conn| {
             let mut select = conn.prepare_cached(
-                "SELECT id, job, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                "SELECT q.id, q.job, q.receive_count, p.payload FROM queue q \
+                 LEFT JOIN publishes p ON p.rowid = q.message \
+                 WHERE q.visible_at <= ?1 ORDER BY q.visible_at, q.id LIMIT ?2",
             )?;
             let rows = select.query_map(params![now, max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<String>>(3)?))
             })?;
             let mut update = conn.prepare_cached(
                 "UPDATE queue SET visible_at = ?2, receive_count = ?3, receipt = ?4, hastened = 0 WHERE id = ?1",
             )?;
             let mut taken = Vec::new();
             for row in rows {
-                let (id, job, count) = row?;
+                let (id, job, count, message_payload) = row?;
                 let count = count + 1;
                 let receipt = format!("{id}:{count}");
                 update.execute(params![id, hidden_until, count, receipt])?;
                 // An unreadable job fails the whole read, which then takes nothing.
-                let job: DeliveryJob = serde_json::from_str(&job).map_err(|e| corrupt("queued job", e))?;
+                let mut job: DeliveryJob = serde_json::from_str(&job).map_err(|e| corrupt("queued job", e))?;
+                // Inline as it was published: up to the queue's limit (see `DeliveryJob::new`).
+                if job.payload.is_none() {
+                    job.payload = message_payload.filter(|p| p.len() <= crate::domain::message::INLINE_PAYLOAD_LIMIT);
+                }
                 taken.push(ReceivedJob::new(receipt, job));
             }
             let next_due: Option<i64> = conn
@@ -281,14 +338,15 @@ impl Queue for SqliteBackend {
         let (id, _) = parse_receipt(&received.receipt)?;
         let visible_at = self.now_nanos().saturating_add(duration_nanos(delay));
         let receipt = received.receipt.clone();
-        let job = serde_json::to_string(&received.job.next_attempt(None))?;
+        let (job, payload) = written_back(&received.job.next_attempt(None))?;
         // The row's visibility carries the delay; the job carries the attempt it used up.
         // Without its receipt the job is waiting, not in flight (see `recover_in_flight`).
         self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE queue SET job = ?4, visible_at = ?3, receipt = NULL, hastened = 0 WHERE id = ?1 AND receipt = ?2",
-            )?
-            .execute(params![id, receipt, visible_at, job])?;
+            conn.prepare_cached(&format!(
+                "UPDATE queue SET job = {WRITTEN_BACK}, visible_at = ?3, receipt = NULL, hastened = 0 \
+                 WHERE id = ?1 AND receipt = ?2"
+            ))?
+            .execute(params![id, receipt, visible_at, job, payload])?;
             Ok(())
         })
         .await?;
@@ -334,7 +392,7 @@ impl Queue for SqliteBackend {
 
     async fn put_off(&self, received: &ReceivedJob, job: &DeliveryJob, delay: Duration) -> Result<()> {
         // One queue here: the row waits, with the job as put off.
-        self.wait_uncounted(&received.receipt, delay, Some(serde_json::to_string(job)?)).await
+        self.wait_uncounted(&received.receipt, delay, Some(job)).await
     }
 
     async fn dead_letter(&self, receipt: &str, job: &DeliveryJob) -> Result<()> {
@@ -383,7 +441,7 @@ impl Queue for SqliteBackend {
             for (id, job) in &letters {
                 let job: DeliveryJob = serde_json::from_str(job).map_err(|e| corrupt("dead letter", e))?;
                 // Replayed with a full schedule ahead of it, at the end of its line.
-                insert_jobs(conn, &serialize_jobs(&[job.fresh()])?, now)?;
+                insert_jobs(conn, &serialize_jobs(&[job.fresh()])?, now, None)?;
                 delete.execute(params![id])?;
             }
             Ok(letters.len())

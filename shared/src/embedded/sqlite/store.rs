@@ -281,10 +281,17 @@ impl MessageLog for SqliteBackend {
                 "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE at < ?1 ORDER BY at LIMIT ?2)",
                 params![to_nanos(now - crate::domain::retention::ATTEMPT_RETENTION), limit as i64],
             )?;
-            let messages = conn.execute(
-                "DELETE FROM publishes WHERE rowid IN (SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
-                params![to_nanos(now), limit as i64],
-            )?;
+            let expired: Vec<i64> = conn
+                .prepare_cached("SELECT rowid FROM publishes WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2")?
+                .query_map(params![to_nanos(now), limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            // Jobs still queued keep their message's payload (a retry, a long line, a backlog).
+            super::queue::detach_jobs(conn, &expired)?;
+            let mut delete = conn.prepare_cached("DELETE FROM publishes WHERE rowid = ?1")?;
+            let mut messages = 0;
+            for rowid in expired {
+                messages += delete.execute(params![rowid])?;
+            }
             Ok(attempts + messages)
         })
         .await
