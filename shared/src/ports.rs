@@ -67,12 +67,14 @@ pub trait MessageLog: Send + Sync {
     /// message while retained (the claim that says the job is the publish's own, and the payload
     /// when it was too large for the queue). Not `consistent`: a read that may miss the last
     /// second's writes, at half the cost on DynamoDB (the embedded store always reads the last).
+    /// Without `with_payload` (the job carries its own) the record's payload may be left empty.
     async fn delivery_records(
         &self,
         org: OrganizationId,
         subscription_id: Uuid,
         message_id: &str,
         consistent: bool,
+        with_payload: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)>;
 
     /// Appends delivery attempts to the log.

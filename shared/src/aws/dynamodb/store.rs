@@ -218,6 +218,8 @@ impl MessageLog for DynamoStore {
         subscription_id: Uuid,
         message_id: &str,
         consistent: bool,
+        // Read whole: the claim holds a payload only when it was too large for the queue.
+        _with_payload: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
         let (subscription_sk, message_sk) = (format!("SUB#{subscription_id}"), format!("PUB#{message_id}"));
         let key = |sk: &str| HashMap::from([("PK".to_owned(), s(org_pk(org))), ("SK".to_owned(), s(sk))]);

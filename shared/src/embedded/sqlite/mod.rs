@@ -514,6 +514,12 @@ mod tests {
         assert_eq!(queue_rows(&backend), [(false, true), (false, true)], "no copies of the payload");
         let received = backend.receive(10, Duration::from_secs(60)).await.unwrap();
         assert_eq!(received.iter().map(|r| r.job.clone()).collect::<Vec<_>>(), jobs, "received as published");
+        // A delivery whose job carries the payload reads only the claim.
+        let sub = jobs[0].subscription_id;
+        let (_, claim) = backend.delivery_records(org, sub, "m-1", true, false).await.unwrap();
+        assert_eq!(claim.map(|c| (c.created_at, c.payload)), Some((first.created_at, String::new())));
+        let (_, message) = backend.delivery_records(org, sub, "m-1", true, true).await.unwrap();
+        assert_eq!(message.unwrap().payload, first.payload);
 
         // Written back (put off, retried): still without a copy.
         backend.put_off(&received[0], &received[0].job.checked(), Duration::ZERO).await.unwrap();

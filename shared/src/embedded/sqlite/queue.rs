@@ -163,10 +163,23 @@ fn remove_job(conn: &Connection, id: i64, receipt: &str, now: i64) -> Result<Rem
 }
 
 pub(super) fn read_publish(conn: &Connection, org: OrganizationId, message_id: &str) -> Result<Option<PublishRecord>> {
+    read_message(conn, org, message_id, true)
+}
+
+/// A published message; without `with_payload`, its payload left empty (a delivery whose job
+/// carries it reads only the claim).
+pub(super) fn read_message(
+    conn: &Connection,
+    org: OrganizationId,
+    message_id: &str,
+    with_payload: bool,
+) -> Result<Option<PublishRecord>> {
     let row = conn
-        .prepare_cached(
-            "SELECT event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out FROM publishes WHERE org = ?1 AND message_id = ?2",
-        )?
+        .prepare_cached(if with_payload {
+            "SELECT event_name, payload, subscriptions, created_at, expires_at, ordering_key, filtered_out FROM publishes WHERE org = ?1 AND message_id = ?2"
+        } else {
+            "SELECT event_name, '', subscriptions, created_at, expires_at, ordering_key, filtered_out FROM publishes WHERE org = ?1 AND message_id = ?2"
+        })?
         .query_row(params![org.to_string(), message_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,

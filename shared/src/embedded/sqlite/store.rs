@@ -1,6 +1,6 @@
 //! The store capabilities on SQLite: subscriptions, keys, the message log, limits, store groups.
 
-use super::queue::read_publish;
+use super::queue::{read_message, read_publish};
 use super::{corrupt, from_nanos, to_nanos, SqliteBackend};
 use crate::domain::{
     ApiKey, AttemptRecord, OrganizationId, PublishRecord, Scope, StoreGroup, Subscription, SubscriptionStatus,
@@ -266,10 +266,11 @@ impl MessageLog for SqliteBackend {
         subscription_id: Uuid,
         message_id: &str,
         _consistent: bool,
+        with_payload: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
         // One reader for both: a delivery takes one connection, once. Reads see every commit.
         let conn = self.reader();
-        let message = read_publish(&conn, org, message_id)?.filter(|r| r.expires_at > self.clock.now());
+        let message = read_message(&conn, org, message_id, with_payload)?.filter(|r| r.expires_at > self.clock.now());
         Ok((read_subscription(&conn, org, subscription_id)?, message))
     }
 
