@@ -268,10 +268,17 @@ impl MessageLog for SqliteBackend {
         _consistent: bool,
         with_payload: bool,
     ) -> Result<(Option<Subscription>, Option<PublishRecord>)> {
-        // One reader for both: a delivery takes one connection, once. Reads see every commit.
+        // One reader for both, in one read transaction: one snapshot, and the reader's page
+        // cache checked against the writer's once rather than for each statement.
         let conn = self.reader();
-        let message = read_message(&conn, org, message_id, with_payload)?.filter(|r| r.expires_at > self.clock.now());
-        Ok((read_subscription(&conn, org, subscription_id)?, message))
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let read = (|| {
+            let message = read_message(&conn, org, message_id, with_payload)?;
+            Ok::<_, Error>((read_subscription(&conn, org, subscription_id)?, message))
+        })();
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        let (subscription, message) = read?;
+        Ok((subscription, message.filter(|r| r.expires_at > self.clock.now())))
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<usize> {
