@@ -83,6 +83,18 @@ pub struct DeliverySettings {
     /// How often the local worker purges attempts and messages past their retention (on AWS the
     /// table's TTL does it).
     pub purge_every: std::time::Duration,
+    /// How long a job in the first lane waits for its endpoint's answer (where the host has a
+    /// slow lane: SQS with a retry queue). An endpoint that starts failing holds a first-lane
+    /// batch this long, not the whole delivery timeout: the request is given up, the attempt
+    /// counted, and the job sent again at once in the slow lane with the whole timeout, where
+    /// the subscription's jobs go while it is slow (`Subscription::slow_since`).
+    pub first_lane_timeout: Option<std::time::Duration>,
+}
+
+/// The first lane's time for an answer: a quarter of the delivery timeout (2.5 s at the
+/// default 10 s).
+pub fn first_lane_timeout(delivery_timeout: std::time::Duration) -> std::time::Duration {
+    delivery_timeout / 4
 }
 
 impl Default for DeliverySettings {
@@ -93,6 +105,7 @@ impl Default for DeliverySettings {
             alert_window: time::Duration::hours(24),
             max_retry_after: std::time::Duration::from_secs(60 * 60),
             purge_every: std::time::Duration::from_secs(60),
+            first_lane_timeout: None,
         }
     }
 }

@@ -37,7 +37,7 @@ pub trait SubscriptionStore: Send + Sync {
     /// Returns whether something was deleted.
     async fn delete_subscription(&self, org: OrganizationId, id: Uuid) -> Result<bool>;
 
-    /// Writes only a subscription's health: `status` and `failing_since` (a concurrent update of
+    /// Writes only a subscription's health: `status`, `failing_since` and `slow_since` (a concurrent update of
     /// its other fields is never overwritten). A subscription its owner switched off
     /// (`INACTIVE`) stays off: the write is skipped. [`crate::Error::NotFound`] if it is gone.
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()>;

@@ -54,6 +54,7 @@ pub async fn set_active(
         if active {
             s.status = SubscriptionStatus::Active;
             s.failing_since = None;
+            s.slow_since = None;
         } else {
             s.status = SubscriptionStatus::Inactive;
         }

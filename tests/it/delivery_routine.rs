@@ -363,3 +363,65 @@ async fn a_redriven_dead_letters_attempts_are_numbered_on() {
         w.app.store.attempts(w.org, sub.id, &query).await.unwrap().iter().map(|a| (a.attempt, a.status)).collect();
     assert_eq!(numbers, vec![(3, Some(200)), (2, Some(500)), (1, Some(500))]);
 }
+
+#[tokio::test]
+async fn a_first_attempt_unanswered_in_the_first_lanes_time_moves_its_subscription_to_the_slow_lane_until_it_answers_fast() {
+    let mut w = world("0s,1m,1h");
+    w.app.delivery.first_lane_timeout = Some(Duration::from_millis(200));
+    // Its first two requests are answered after 600 ms (within the delivery timeout, not the
+    // first lane's time), later ones at once.
+    let receiver = tidings_tests::Receiver::behaving(Arc::new(|n| {
+        (200, if n < 2 { Duration::from_millis(600) } else { Duration::ZERO })
+    }))
+    .await;
+    let sub = w.subscribe(&["ProductUpdated"], receiver.url()).await;
+    w.publish("ProductUpdated", r#"{"n":1}"#, "m-1").await;
+    let due = w.due().await;
+    assert_eq!(due[0].job.lane, tidings::domain::Lane::First);
+    let cut = delivery::process(&w.app, &due[0]).await.unwrap();
+    assert_eq!(cut, Disposition::Retry(Duration::ZERO), "sent again at once");
+    let slow = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
+    assert!(slow.slow_since.is_some() && slow.failing_since.is_none(), "slow, not failing: {slow:?}");
+
+    // The retry and every new job travel in the slow lane, with the whole timeout.
+    w.publish("ProductUpdated", r#"{"n":2}"#, "m-2").await;
+    let due = w.due().await;
+    let lanes: Vec<_> = due.iter().map(|r| (r.job.message_id.as_str(), r.job.lane, r.job.attempts)).collect();
+    use tidings::domain::Lane::Slow;
+    assert_eq!(lanes, [("m-1", Slow, 1), ("m-2", Slow, 0)]);
+    // m-1 is answered slowly: still slow. m-2 is answered at once: back to the first lane.
+    let first = delivery::process(&w.app, &due[0]).await.unwrap();
+    assert_eq!(first, Disposition::Delivered);
+    let still = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
+    assert!(still.slow_since.is_some(), "a slow answer leaves it slow");
+    assert_eq!(delivery::process(&w.app, &due[1]).await.unwrap(), Disposition::Delivered);
+    let fast = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
+    assert_eq!((fast.slow_since, fast.failing_since), (None, None), "answered within the first lane's time");
+    w.publish("ProductUpdated", r#"{"n":3}"#, "m-3").await;
+    assert_eq!(w.due().await.last().unwrap().job.lane, tidings::domain::Lane::First);
+
+    // The request given up and its retry carry one webhook-id, for the receiver to drop the second.
+    let requests = receiver.deliveries();
+    let ids: Vec<_> = requests.iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 3, "m-1 twice, m-2 once");
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2]);
+    // The cut attempt is in the log, saying why.
+    let attempts = w.app.store.recent_attempts(w.org, sub.id, 10).await.unwrap();
+    assert!(
+        attempts.iter().any(|a| a.attempt == 1 && a.error.as_deref().is_some_and(|e| e.contains("first lane's 200 ms"))),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_lanes_a_slow_answer_is_waited_for_whole() {
+    let w = world("0s,1m");
+    assert_eq!(w.app.delivery.first_lane_timeout, None, "the embedded stack has one queue");
+    let receiver = tidings_tests::Receiver::slow(Duration::from_millis(400)).await;
+    let sub = w.subscribe(&["ProductUpdated"], receiver.url()).await;
+    w.publish("ProductUpdated", "{}", "m-1").await;
+    assert_eq!(w.run_due().await, [Disposition::Delivered]);
+    let s = w.app.store.get_subscription(w.org, sub.id).await.unwrap().unwrap();
+    assert_eq!(s.slow_since, None);
+}

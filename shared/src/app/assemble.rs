@@ -114,6 +114,8 @@ impl App {
             queue = queue.with_paced_queue(paced);
         }
         let queue = Arc::new(queue);
+        let first_lane_timeout =
+            settings.retry_queue_url.is_some().then(|| crate::config::first_lane_timeout(http.timeout()));
         Ok(App {
             store: store.clone(),
             queue: queue.clone(),
@@ -122,7 +124,7 @@ impl App {
             clock: Arc::new(SystemClock),
             destinations,
             http,
-            delivery: DeliverySettings::default(),
+            delivery: DeliverySettings { first_lane_timeout, ..DeliverySettings::default() },
             delivery_probes: Default::default(),
             slot_book: Default::default(),
             filters: Default::default(),

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::webhook::{build, payload_for, send, Attempt};
 use crate::app::Probe;
-use crate::domain::{message_uuid, AttemptRecord, Message, Subscription};
+use crate::domain::{message_uuid, AttemptRecord, Lane, Message, Subscription};
 use crate::ports::ReceivedJob;
 use crate::App;
 
@@ -28,6 +28,9 @@ pub(super) struct CompletedDispatch {
     pub at: OffsetDateTime,
     /// Nothing went out: the subscription's transformation could not make the payload.
     pub transformation_failed: bool,
+    /// Given up in the first lane, unanswered within its time (see
+    /// `DeliverySettings::first_lane_timeout`): the endpoint is slow, not known to fail.
+    pub cut_short: bool,
 }
 
 impl CompletedDispatch {
@@ -76,12 +79,25 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
         Err(why) => {
             tracing::info!(org = %job.organization, subscription = %subscription.id, message_id = %job.message_id, reason = %why, "transformation failed: nothing sent");
             let attempt = Attempt::failed(format!("transformation failed: {why}"), std::time::Duration::ZERO);
-            return CompletedDispatch { attempt, headers: Vec::new(), at, transformation_failed: true };
+            return CompletedDispatch { attempt, headers: Vec::new(), at, transformation_failed: true, cut_short: false };
         }
     };
     let message = Message { payload: &payload, ..message };
     let webhook = build(subscription, &message);
-    let attempt = send(&app.http, app.destinations, &subscription.destination, &webhook).await;
+    let sent = send(&app.http, app.destinations, &subscription.destination, &webhook);
+    let (attempt, cut_short) = match first_lane_timeout(app, received) {
+        Some(within) => match tokio::time::timeout(within, sent).await {
+            Ok(attempt) => (attempt, false),
+            Err(_) => {
+                let why = format!(
+                    "no answer within the first lane's {} ms: sent again at once in the slow lane, with the whole timeout",
+                    within.as_millis()
+                );
+                (Attempt::failed(why, within), true)
+            }
+        },
+        None => (sent.await, false),
+    };
     // A failure gets a line of its own at info; a success is in its batch's one `delivered`
     // line (see `process_batch`), the attempt history and the metrics, so logs cost a fraction
     // of a line a delivery. At debug, every attempt has its line.
@@ -104,7 +120,15 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
     } else {
         attempt_line!(info);
     }
-    CompletedDispatch { attempt, headers: webhook.headers, at, transformation_failed: false }
+    CompletedDispatch { attempt, headers: webhook.headers, at, transformation_failed: false, cut_short }
+}
+
+/// How long this attempt waits for an answer, when less than the whole delivery timeout: a job
+/// in the first lane, where the host has lanes.
+fn first_lane_timeout(app: &App, received: &ReceivedJob) -> Option<std::time::Duration> {
+    app.delivery
+        .first_lane_timeout
+        .filter(|within| received.job.lane == Lane::First && *within < app.http.timeout())
 }
 
 /// Sends one signed message that is no delivery (no job, no attempt recorded) to a

@@ -63,17 +63,17 @@ pub(super) async fn prepare(app: &App, received: &ReceivedJob) -> Result<Prepare
         dead_letter(app, received, false).await?;
         return Ok(Prepared::Done(Disposition::DeadLettered));
     }
-    // A failing endpoint is probed, not hammered, and never in the first lane: its jobs move to
-    // the slow lane, where one request to it at a time is in flight in this process (on Lambda:
-    // per warm instance), or one a key (`probed_line`); its other jobs wait without using up an
-    // attempt.
+    // A failing or slow endpoint never holds the first lane: its jobs move to the slow lane.
+    if job.lane == Lane::First && Lane::for_subscription(&subscription) == Lane::Slow {
+        app.queue.put_off(received, &job.checked().in_lane(Lane::Slow), Duration::ZERO).await?;
+        tracing::debug!("put off: moved to the slow lane, its endpoint is failing or slow");
+        return Ok(Prepared::Done(Disposition::PutOff(Duration::ZERO)));
+    }
+    // A failing endpoint is probed, not hammered: one request to it at a time is in flight in
+    // this process (on Lambda: per warm instance), or one a key (`probed_line`); its other jobs
+    // wait without using up an attempt.
     let probe = match subscription.failing_since {
         None => None,
-        Some(_) if job.lane == Lane::First => {
-            app.queue.put_off(received, &job.checked().in_lane(Lane::Slow), Duration::ZERO).await?;
-            tracing::debug!("put off: moved to the slow lane, its endpoint is failing");
-            return Ok(Prepared::Done(Disposition::PutOff(Duration::ZERO)));
-        }
         Some(failing_since) => match app.delivery_probes.claim(
             job.organization,
             subscription.id,

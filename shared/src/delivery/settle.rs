@@ -27,12 +27,30 @@ pub(super) async fn settle(
         return Ok(Disposition::DeadLettered);
     }
     if attempt.succeeded() {
-        if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() {
+        // Answered within the first lane's time: no longer slow (an answer slower than that,
+        // in the slow lane, leaves it there).
+        let fast = app.delivery.first_lane_timeout.is_some_and(|within| attempt.latency < within);
+        let no_longer_slow = subscription.slow_since.is_some() && fast;
+        if subscription.status != SubscriptionStatus::Active || subscription.failing_since.is_some() || no_longer_slow {
             subscription.status = SubscriptionStatus::Active;
             subscription.failing_since = None;
+            if fast {
+                subscription.slow_since = None;
+            }
             set_health(app, &subscription).await?;
         }
         return Ok(Disposition::Delivered);
+    }
+    if completed.cut_short {
+        // Slow, not known to fail: its jobs take the slow lane from now on, and this one goes
+        // there at once with the whole timeout. The receiver may have taken the request it did
+        // not answer in time: the next one carries the same webhook-id, for it to drop.
+        if subscription.slow_since.is_none() {
+            subscription.slow_since = Some(now);
+            set_health(app, &subscription).await?;
+        }
+        app.queue.retry_later(received, std::time::Duration::ZERO).await?;
+        return Ok(Disposition::Retry(std::time::Duration::ZERO));
     }
 
     let settings = &app.delivery;

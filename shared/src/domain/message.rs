@@ -149,9 +149,10 @@ pub enum Lane {
 }
 
 impl Lane {
-    /// The lane for a job to `subscription`: slow while its deliveries are failing.
+    /// The lane for a job to `subscription`: slow while its deliveries are failing, or its
+    /// endpoint too slow to answer within the first lane's time.
     pub(crate) fn for_subscription(subscription: &Subscription) -> Lane {
-        if subscription.failing_since.is_some() {
+        if subscription.failing_since.is_some() || subscription.slow_since.is_some() {
             Lane::Slow
         } else {
             Lane::First

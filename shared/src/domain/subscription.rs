@@ -123,6 +123,11 @@ pub struct Subscription {
     pub status: SubscriptionStatus,
     /// Since when every delivery attempt has failed (cleared by a success or an update).
     pub failing_since: Option<OffsetDateTime>,
+    /// Since when its first attempts have not been answered within the first lane's time (on
+    /// AWS, see `DeliverySettings::first_lane_timeout`): its jobs take the slow lane until one is
+    /// answered within that time again, or an update.
+    #[serde(default)]
+    pub slow_since: Option<OffsetDateTime>,
     /// 64 alphanumerics; the HMAC key of every delivery.
     pub signing_key: String,
     /// Keys rotated out that still sign until they expire, newest first (at most
@@ -157,6 +162,7 @@ impl Subscription {
             contact_email: None,
             status: SubscriptionStatus::Active,
             failing_since: None,
+            slow_since: None,
             signing_key: crate::signing::generate_signing_key(),
             previous_signing_keys: Vec::new(),
             delivery: DeliveryOptions::default(),

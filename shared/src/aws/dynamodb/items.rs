@@ -95,6 +95,9 @@ pub(super) fn subscription_attributes(sub: &Subscription) -> Item {
         ("updated_at".to_owned(), n(nanos(sub.updated_at))),
         ("failing_since".to_owned(), sub.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true))),
     ]);
+    if let Some(slow_since) = sub.slow_since {
+        item.insert("slow_since".to_owned(), n(nanos(slow_since)));
+    }
     if let Some(contact) = &sub.contact_email {
         item.insert("contact_email".to_owned(), s(contact));
     }
@@ -131,6 +134,7 @@ pub(super) fn subscription_from(item: &Item) -> Result<Subscription> {
         created_at: time_from(get_n(item, "created_at")?)?,
         updated_at: time_from(get_n(item, "updated_at")?)?,
         failing_since: get_opt_n::<i64>(item, "failing_since")?.map(time_from).transpose()?,
+        slow_since: get_opt_n::<i64>(item, "slow_since")?.map(time_from).transpose()?,
         previous_signing_keys: get_opt_s(item, "previous_signing_keys")
             .map(|keys| serde_json::from_str(&keys).map_err(|e| corrupt("previous signing keys", e)))
             .transpose()?

@@ -94,19 +94,20 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn set_subscription_health(&self, subscription: &Subscription) -> Result<()> {
-        let failing_since = subscription.failing_since.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
+        let since = |at: Option<time::OffsetDateTime>| at.map(|t| n(nanos(t))).unwrap_or(AttributeValue::Null(true));
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("PK", s(org_pk(subscription.organization)))
             .key("SK", s(format!("SUB#{}", subscription.id)))
-            .update_expression("SET #status = :status, failing_since = :failing")
+            .update_expression("SET #status = :status, failing_since = :failing, slow_since = :slow")
             // An owner's switch-off wins over health.
             .condition_expression("attribute_exists(PK) AND #status <> :inactive")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(subscription.status.as_str()))
-            .expression_attribute_values(":failing", failing_since)
+            .expression_attribute_values(":failing", since(subscription.failing_since))
+            .expression_attribute_values(":slow", since(subscription.slow_since))
             .expression_attribute_values(":inactive", s(SubscriptionStatus::Inactive.as_str()))
             .send()
             .await;

@@ -291,6 +291,7 @@ async fn update(call: Call<'_>) -> Result<Response> {
             None => SubscriptionStatus::Active,
         };
         s.failing_since = None;
+        s.slow_since = None;
     };
     let mut candidate = subscription.clone();
     change(&mut candidate);

@@ -185,6 +185,7 @@ async fn update(call: Call<'_>) -> Result<Response> {
         // Updating a subscription is how its owner says "try again": it re-enables a failing one.
         s.status = SubscriptionStatus::Active;
         s.failing_since = None;
+        s.slow_since = None;
     })
     .await?;
     tracing::info!(org = %org, subscription = %updated.id, "subscription updated");

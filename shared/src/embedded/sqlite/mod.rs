@@ -118,7 +118,7 @@ const STATEMENTS_CACHED: usize = 64;
 
 /// The schema version this build writes (`PRAGMA user_version`). A new column or table means
 /// a new version and a step in [`migrate`].
-const SCHEMA_VERSION: i64 = 14;
+const SCHEMA_VERSION: i64 = 15;
 
 /// Version 2: API keys may carry a request-signing client secret.
 const ADD_CLIENT_SECRET: &str = "ALTER TABLE api_keys ADD COLUMN client_secret TEXT;";
@@ -172,6 +172,9 @@ const ADD_FILTERED_OUT: &str = "ALTER TABLE publishes ADD COLUMN filtered_out TE
 /// writer wrote.
 const ADD_QUEUE_MESSAGE: &str = "ALTER TABLE queue ADD COLUMN message INTEGER;";
 
+/// Version 15: since when a subscription's first attempts have been too slow for the first lane.
+const ADD_SLOW_SINCE: &str = "ALTER TABLE subscriptions ADD COLUMN slow_since INTEGER;";
+
 /// The migrations: `STEPS[n]` brings a file from version n to n + 1 (version 0: a new file).
 const STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA,
@@ -188,6 +191,7 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [
     ADD_ATTEMPT_DEAD_LETTERED,
     ADD_FILTERED_OUT,
     ADD_QUEUE_MESSAGE,
+    ADD_SLOW_SINCE,
 ];
 
 /// Brings a new file to the current schema; refuses a file from a newer or unknown build rather

@@ -31,11 +31,13 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
         failing_since: row.get::<_, Option<i64>>(11)?.map(from_nanos).transpose()?,
         previous_signing_keys: serde_json::from_str(&get(12)?).map_err(|e| corrupt("previous signing keys", e))?,
         delivery: serde_json::from_str(&get(13)?).map_err(|e| corrupt("delivery options", e))?,
+        slow_since: row.get::<_, Option<i64>>(14)?.map(from_nanos).transpose()?,
     })
 }
 
 const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
-                                    signing_key, created_at, updated_at, failing_since, previous_signing_keys, delivery";
+                                    signing_key, created_at, updated_at, failing_since, previous_signing_keys, delivery, \
+                                    slow_since";
 
 fn api_key_from_row(row: &Row<'_>) -> Result<ApiKey> {
     let scopes: String = row.get(3)?;
@@ -77,7 +79,7 @@ fn read_subscription(conn: &Connection, org: OrganizationId, id: Uuid) -> Result
     }
 }
 
-fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 14]> {
+fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 15]> {
     Ok([
         Box::new(s.organization.to_string()),
         Box::new(s.id.to_string()),
@@ -93,6 +95,7 @@ fn subscription_params(s: &Subscription) -> Result<[Box<dyn rusqlite::ToSql>; 14
         Box::new(s.failing_since.map(to_nanos)),
         Box::new(serde_json::to_string(&s.previous_signing_keys)?),
         Box::new(serde_json::to_string(&s.delivery)?),
+        Box::new(s.slow_since.map(to_nanos)),
     ])
 }
 
@@ -103,7 +106,7 @@ impl SubscriptionStore for SqliteBackend {
         self.write(move |conn| {
             let values = subscription_params(&subscription)?;
             let inserted = conn.execute(
-                &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!("INSERT OR IGNORE INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
                 rusqlite::params_from_iter(values.iter()),
             )?;
             if inserted == 0 {
@@ -139,7 +142,7 @@ impl SubscriptionStore for SqliteBackend {
             let updated = conn.execute(
                 "UPDATE subscriptions SET dialect = ?3, transport = ?4, event_names = ?5, destination = ?6, \
                  contact_email = ?7, status = ?8, signing_key = ?9, created_at = ?10, updated_at = ?11, failing_since = ?12, \
-                 previous_signing_keys = ?13, delivery = ?14 WHERE org = ?1 AND id = ?2 AND updated_at = ?15",
+                 previous_signing_keys = ?13, delivery = ?14, slow_since = ?15 WHERE org = ?1 AND id = ?2 AND updated_at = ?16",
                 rusqlite::params_from_iter(values.iter()),
             )?;
             if updated == 0 {
@@ -166,13 +169,15 @@ impl SubscriptionStore for SqliteBackend {
         let subscription = subscription.clone();
         self.write(move |conn| {
             let updated = conn.execute(
-                "UPDATE subscriptions SET status = ?3, failing_since = ?4 WHERE org = ?1 AND id = ?2 AND status <> ?5",
+                "UPDATE subscriptions SET status = ?3, failing_since = ?4, slow_since = ?6 \
+                 WHERE org = ?1 AND id = ?2 AND status <> ?5",
                 params![
                     subscription.organization.to_string(),
                     subscription.id.to_string(),
                     subscription.status.as_str(),
                     subscription.failing_since.map(to_nanos),
                     SubscriptionStatus::Inactive.as_str(),
+                    subscription.slow_since.map(to_nanos),
                 ],
             )?;
             if updated == 0 && !subscription_exists(conn, &subscription)? {
