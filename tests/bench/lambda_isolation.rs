@@ -26,7 +26,7 @@ async fn main() {
         noisy::SCHEDULE
     );
     println!(
-        "{:<12} {:>12} {:>10} {:>10} {:>22} {:>20} {:>10} {:>10}",
+        "{:<12} {:>12} {:>10} {:>10} {:>22} {:>20} {:>10} {:>10} {:>10}",
         "B's endpoint",
         "A delivered",
         "A p50 ms",
@@ -34,12 +34,13 @@ async fn main() {
         "GB-s / 1,000 of A's",
         "(first / slow lane)",
         "redriven",
-        "B tried"
+        "B tried",
+        "B cut"
     );
     for neighbour in [noisy::Neighbour::Absent, noisy::Neighbour::Healthy, noisy::Neighbour::TimingOut] {
         let report = noisy::run(neighbour, PUBLISHING, PER_SECOND).await;
         println!(
-            "{:<12} {:>12} {:>10.0} {:>10.0} {:>22.3} {:>20} {:>10} {:>10}",
+            "{:<12} {:>12} {:>10.0} {:>10.0} {:>22.3} {:>20} {:>10} {:>10} {:>10}",
             match neighbour {
                 noisy::Neighbour::Absent => "absent",
                 noisy::Neighbour::Healthy => "healthy",
@@ -51,7 +52,8 @@ async fn main() {
             report.gb_seconds_per_thousand(),
             format!("{:.3} / {:.3}", report.gb_seconds_first_lane, report.gb_seconds_slow_lane),
             report.redriven,
-            report.b_requests
+            report.b_requests,
+            report.b_cut_short
         );
     }
 }

@@ -596,7 +596,8 @@ async fn an_alert_ses_refuses_is_an_alert_failed_metric() {
 /// The noisy neighbour on the Lambda path: tenant A healthy, tenant B's endpoint timing out,
 /// both publishing (B with a burst of whole batches first). A's messages are all delivered; no
 /// job of B's reaches the dead-letter queue before its scheduled attempts are spent, although
-/// the deployment's redrive budget is 2 receives a message. (`scripts/bench.sh` prints A's
+/// the deployment's redrive budget is 2 receives a message; B's first attempts are given up at
+/// the first lane's time and sent on to the slow lane. (`scripts/bench.sh` prints A's
 /// latency alone and beside B, and the GB-s spent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "e2e: needs the AWS-API emulator that ./scripts/test.sh starts"]
@@ -604,13 +605,14 @@ async fn a_timing_out_tenant_spends_no_receives_and_every_healthy_message_is_del
     use tidings_tests::noisy;
     let report = noisy::run(noisy::Neighbour::TimingOut, Duration::from_secs(15), 8).await;
     eprintln!(
-        "A: {}/{} delivered, p50 {:.0} ms, p99 {:.0} ms; B: {} published, {} requests; dead letters {} ({} redriven, {} short of the schedule); GB-s first lane {:.3}, slow lane {:.3}",
+        "A: {}/{} delivered, p50 {:.0} ms, p99 {:.0} ms; B: {} published, {} requests ({} given up in the first lane); dead letters {} ({} redriven, {} short of the schedule); GB-s first lane {:.3}, slow lane {:.3}",
         report.a_delivered,
         report.a_published,
         report.percentile(0.5),
         report.percentile(0.99),
         report.b_published,
         report.b_requests,
+        report.b_cut_short,
         report.dead_letters,
         report.redriven,
         report.dead_letters_short_of_schedule,
@@ -620,6 +622,8 @@ async fn a_timing_out_tenant_spends_no_receives_and_every_healthy_message_is_del
     assert!(report.a_published >= 100 && report.b_published >= noisy::B_BURST, "{report:?}");
     assert_eq!(report.a_delivered, report.a_published, "every one of A's messages is delivered");
     assert!(report.b_requests > 0, "B's endpoint was tried");
+    // Its first batches held the first lane for the first lane's time, not the whole timeout.
+    assert!(report.b_cut_short > 0, "B's first attempts were given up in the first lane: {report:?}");
     assert_eq!(report.redriven, 0, "no job reached the dead-letter queue by spending its receives");
     assert_eq!(report.dead_letters_short_of_schedule, 0, "no dead letter before its attempts were spent");
 }

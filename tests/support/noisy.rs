@@ -37,6 +37,9 @@ pub struct Report {
     pub b_published: usize,
     /// Requests B's receiver got (deliveries only).
     pub b_requests: usize,
+    /// B's attempts given up in the first lane at its time (a quarter of the delivery timeout),
+    /// each then sent again at once in the slow lane.
+    pub b_cut_short: usize,
     /// Dead letters: all, those SQS's redrive moved (receives spent), and those whose message
     /// has fewer attempts recorded than the schedule has.
     pub dead_letters: usize,
@@ -213,6 +216,8 @@ pub async fn run(neighbour: Neighbour, publishing: Duration, per_second: u32) ->
         let org = tidings::domain::OrganizationId(b.org.parse().unwrap());
         let attempts =
             store.recent_attempts(org, b.subscription.parse().unwrap(), 100_000).await.expect("B's attempts");
+        report.b_cut_short =
+            attempts.iter().filter(|a| a.error.as_deref().is_some_and(|e| e.contains("first lane"))).count();
         let mut per_message: HashMap<&str, usize> = HashMap::new();
         for attempt in &attempts {
             *per_message.entry(attempt.message_id.as_str()).or_default() += 1;
