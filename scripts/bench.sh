@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (figures printed, nothing asserted): local throughput and latency of the
+# Benchmarks (figures printed, nothing asserted): local throughput, latency and CPU of the
 # embedded stack, and AWS API calls per event against the AWS-API emulator. Release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,11 @@ aws_emulator_start
 # tidings serve (the release binary) through HTTP, and AWS calls per event against the emulator.
 cargo build --release -p tidings-cli
 RUST_LOG=warn TIDINGS_BIN="$PWD/target/release/tidings" cargo bench -p tidings-tests --bench delivery
+# The anchors' harness beside our own client: wrk -t1 -c16 publishing and one Python uvloop
+# receiver, on the same cores as Tidings; with Tidings' CPU-seconds per 1,000 deliveries.
+command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-bench.txt
+.venv/bin/python scripts/bench_wrk.py target/release/tidings --runs 2
 # Delivery isolation through HTTP against the real binary: a healthy tenant beside a timing-out one.
 python3 scripts/bench_isolation.py target/release/tidings
 # The same on the Lambda path: the deployed stack under emulation, the function binaries built

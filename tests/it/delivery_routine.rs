@@ -365,7 +365,8 @@ async fn a_redriven_dead_letters_attempts_are_numbered_on() {
 }
 
 #[tokio::test]
-async fn a_first_attempt_unanswered_in_the_first_lanes_time_moves_its_subscription_to_the_slow_lane_until_it_answers_fast() {
+async fn a_first_attempt_unanswered_in_the_first_lanes_time_moves_its_subscription_to_the_slow_lane_until_it_answers_fast(
+) {
     let mut w = world("0s,1m,1h");
     w.app.delivery.first_lane_timeout = Some(Duration::from_millis(200));
     // Its first two requests are answered after 600 ms (within the delivery timeout, not the
@@ -409,7 +410,9 @@ async fn a_first_attempt_unanswered_in_the_first_lanes_time_moves_its_subscripti
     // The cut attempt is in the log, saying why.
     let attempts = w.app.store.recent_attempts(w.org, sub.id, 10).await.unwrap();
     assert!(
-        attempts.iter().any(|a| a.attempt == 1 && a.error.as_deref().is_some_and(|e| e.contains("first lane's 200 ms"))),
+        attempts
+            .iter()
+            .any(|a| a.attempt == 1 && a.error.as_deref().is_some_and(|e| e.contains("first lane's 200 ms"))),
         "{attempts:?}"
     );
 }

@@ -79,7 +79,13 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
         Err(why) => {
             tracing::info!(org = %job.organization, subscription = %subscription.id, message_id = %job.message_id, reason = %why, "transformation failed: nothing sent");
             let attempt = Attempt::failed(format!("transformation failed: {why}"), std::time::Duration::ZERO);
-            return CompletedDispatch { attempt, headers: Vec::new(), at, transformation_failed: true, cut_short: false };
+            return CompletedDispatch {
+                attempt,
+                headers: Vec::new(),
+                at,
+                transformation_failed: true,
+                cut_short: false,
+            };
         }
     };
     let message = Message { payload: &payload, ..message };
@@ -126,9 +132,7 @@ pub(super) async fn dispatch(app: &App, received: &ReceivedJob, pending: &Pendin
 /// How long this attempt waits for an answer, when less than the whole delivery timeout: a job
 /// in the first lane, where the host has lanes.
 fn first_lane_timeout(app: &App, received: &ReceivedJob) -> Option<std::time::Duration> {
-    app.delivery
-        .first_lane_timeout
-        .filter(|within| received.job.lane == Lane::First && *within < app.http.timeout())
+    app.delivery.first_lane_timeout.filter(|within| received.job.lane == Lane::First && *within < app.http.timeout())
 }
 
 /// Sends one signed message that is no delivery (no job, no attempt recorded) to a

@@ -119,10 +119,10 @@ async fn delivery_records(app: &App, job: &DeliveryJob) -> Result<Records> {
     let mut looks = 0;
     let mut consistent = false;
     loop {
-        let (subscription, message) =
-            app.store
-                .delivery_records(job.organization, job.subscription_id, &job.message_id, consistent, job.payload.is_none())
-                .await?;
+        let (subscription, message) = app
+            .store
+            .delivery_records(job.organization, job.subscription_id, &job.message_id, consistent, job.payload.is_none())
+            .await?;
         let own_claim = matches!(Provenance::of(job, message.as_ref(), app.clock.now()), Provenance::Published);
         // Taken as read: a consistent read, or one that found what no later write can undo.
         let settled = consistent || (subscription.is_some() && own_claim);

@@ -504,7 +504,9 @@ mod tests {
     /// its message's), by id.
     fn queue_rows(backend: &SqliteBackend) -> Vec<(bool, bool)> {
         let conn = backend.reader();
-        let mut stmt = conn.prepare("SELECT json_extract(job, '$.payload') IS NOT NULL, message IS NOT NULL FROM queue ORDER BY id").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT json_extract(job, '$.payload') IS NOT NULL, message IS NOT NULL FROM queue ORDER BY id")
+            .unwrap();
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.map(Result::unwrap).collect()
     }

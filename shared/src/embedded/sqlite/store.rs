@@ -35,6 +35,22 @@ fn subscription_from_row(row: &Row<'_>) -> Result<Subscription> {
     })
 }
 
+/// An attempt as the `attempts` table keeps it.
+struct StoredAttempt {
+    org: String,
+    subscription_id: String,
+    message_id: String,
+    event_name: String,
+    attempt: u32,
+    at: i64,
+    status: Option<u16>,
+    latency_ms: i64,
+    response_excerpt: String,
+    error: Option<String>,
+    request_headers: String,
+    dead_lettered: bool,
+}
+
 const SUBSCRIPTION_COLUMNS: &str = "org, id, dialect, transport, event_names, destination, contact_email, status, \
                                     signing_key, created_at, updated_at, failing_since, previous_signing_keys, delivery, \
                                     slow_since";
@@ -323,25 +339,44 @@ impl MessageLog for SqliteBackend {
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<()> {
-        let attempts = attempts.to_vec();
+        // Made into rows here, so the writer thread (every write's one lane) only writes.
+        let rows = attempts
+            .iter()
+            .map(|a| {
+                Ok(StoredAttempt {
+                    org: a.organization.to_string(),
+                    subscription_id: a.subscription_id.to_string(),
+                    message_id: a.message_id.clone(),
+                    event_name: a.event_name.clone(),
+                    attempt: a.attempt,
+                    at: to_nanos(a.at),
+                    status: a.status,
+                    latency_ms: a.latency_ms as i64,
+                    response_excerpt: a.response_excerpt.clone(),
+                    error: a.error.clone(),
+                    request_headers: serde_json::to_string(&a.request_headers).map_err(Error::internal)?,
+                    dead_lettered: a.dead_lettered,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.write(move |conn| {
             let mut insert = conn.prepare_cached(
                 "INSERT INTO attempts (org, subscription_id, message_id, event_name, attempt, at, status, latency_ms, response_excerpt, error, request_headers, dead_lettered) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
-            for a in &attempts {
+            for a in &rows {
                 insert.execute(params![
-                    a.organization.to_string(),
-                    a.subscription_id.to_string(),
+                    a.org,
+                    a.subscription_id,
                     a.message_id,
                     a.event_name,
                     a.attempt,
-                    to_nanos(a.at),
+                    a.at,
                     a.status,
-                    a.latency_ms as i64,
+                    a.latency_ms,
                     a.response_excerpt,
                     a.error,
-                    serde_json::to_string(&a.request_headers).map_err(Error::internal)?,
+                    a.request_headers,
                     a.dead_lettered,
                 ])?;
             }
