@@ -48,6 +48,8 @@ pub(super) async fn settle(
         if subscription.slow_since.is_none() {
             subscription.slow_since = Some(now);
             set_health(app, &subscription).await?;
+            tracing::info!(org = %subscription.organization, subscription = %subscription.id,
+                "slow: no answer within the first lane's time; its jobs take the slow lane until one is answered within it");
         }
         app.queue.retry_later(received, std::time::Duration::ZERO).await?;
         return Ok(Disposition::Retry(std::time::Duration::ZERO));
