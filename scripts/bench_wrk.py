@@ -8,7 +8,10 @@ Svix was measured the same way. For fan-out 1 and 10, prints publishes/s, delive
 the load, the time to drain the rest, Tidings' share of a core during the load, and its
 CPU-seconds (user + system, from /proc) per 1,000 deliveries, publishing and draining included.
 
-Usage: scripts/bench_wrk.py TIDINGS_BINARY [--seconds N] [--fan-out N ...] [--runs N]
+With --rate, each fan-out also publishes at a steady rate (wrk's `delay()` paces each connection):
+Tidings' CPU per delivery when it is not fighting wrk and the receiver for the cores.
+
+Usage: scripts/bench_wrk.py TIDINGS_BINARY [--seconds N] [--fan-out N ...] [--rate N ...] [--runs N]
 """
 
 import argparse
@@ -17,6 +20,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,7 +87,7 @@ def call(base, method, path, key, body):
         return response.status
 
 
-def run(binary, fan_out, seconds, perf=None):
+def run(binary, fan_out, seconds, perf=None, rate=None):
     data = tempfile.mkdtemp(prefix="tidings-wrk-")
     key = subprocess.run([binary, "keys", "create", "--data-dir", data, "--org", ORG, "--scope", "READ:PRODUCT"],
                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -110,6 +114,9 @@ def run(binary, fan_out, seconds, perf=None):
                     f'wrk.headers["Authorization"] = "Bearer {key}"\n'
                     'wrk.headers["Content-Type"] = "application/json"\n'
                     f"wrk.body = {json.dumps(body)}\n")
+            if rate:
+                # Each of the 16 connections waits its share of the rate before each request.
+                f.write(f"function delay() return {16000 / rate} end\n")
         recorder = perf and subprocess.Popen(
             ["perf", "record", "-q", "-F", "250", "--call-graph", "dwarf,32768", "-o", f"{perf}/fan-out-{fan_out}.data", "-p", str(serve.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,7 +137,7 @@ def run(binary, fan_out, seconds, perf=None):
             recorder.wait(60)
         delivered, cpu = count.value, cpu_seconds(serve.pid) - cpu_before
         return {
-            "fan_out": fan_out, "publishes_per_s": published / load_secs,
+            "fan_out": fan_out, "rate": rate, "publishes_per_s": published / load_secs,
             "deliveries_per_s": during_load / load_secs, "drain": drain, "delivered": delivered,
             "expected": expected, "core_share": cpu_load / load_secs,
             "cpu_per_1000": cpu * 1000 / max(delivered, 1),
@@ -139,6 +146,7 @@ def run(binary, fan_out, seconds, perf=None):
         serve.terminate()
         serve.wait(30)
         receiver.terminate()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main():
@@ -148,18 +156,22 @@ def main():
     parser.add_argument("--fan-out", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--perf", metavar="DIR", help="record `perf` profiles of Tidings into DIR (a build with "
                         "symbols: cargo build --profile profiling -p tidings-cli)")
+    parser.add_argument("--rate", type=int, nargs="+", metavar="N",
+                        help="also publish at N a second (one N for each --fan-out): CPU at a steady load")
     parser.add_argument("--runs", type=int, default=1, help="runs of each fan-out, each on a fresh server")
     args = parser.parse_args()
     print(f"The anchors' harness: wrk -t1 -c16 for {args.seconds} s, ~1 KB ProductUpdated events, flat out; "
           f"one uvloop receiver; {args.binary}")
-    print(f"{'fan-out':>7}  {'publishes/s':>11}  {'deliveries/s':>12}  {'drain s':>7}  {'delivered':>15}  "
+    print(f"{'fan-out':>7}  {'publishing':>10}  {'publishes/s':>11}  {'deliveries/s':>12}  {'drain s':>7}  {'delivered':>15}  "
           f"{'core share':>10}  {'CPU-s / 1,000 deliveries':>24}")
+    rates = dict(zip(args.fan_out, args.rate or []))
     for fan_out in args.fan_out:
-        for _ in range(args.runs):
-            r = run(args.binary, fan_out, args.seconds, args.perf)
-            print(f"{r['fan_out']:>7}  {r['publishes_per_s']:>11.0f}  {r['deliveries_per_s']:>12.0f}  "
-                  f"{r['drain']:>7.1f}  {str(r['delivered']) + ' / ' + str(r['expected']):>15}  "
-                  f"{r['core_share'] * 100:>9.0f}%  {r['cpu_per_1000']:>24.3f}", flush=True)
+        for rate in [None] + ([rates[fan_out]] if fan_out in rates else []):
+            for _ in range(args.runs):
+                r = run(args.binary, fan_out, args.seconds, args.perf, rate)
+                print(f"{r['fan_out']:>7}  {f'{rate}/s' if rate else 'flat out':>10}  {r['publishes_per_s']:>11.0f}  {r['deliveries_per_s']:>12.0f}  "
+                      f"{r['drain']:>7.1f}  {str(r['delivered']) + ' / ' + str(r['expected']):>15}  "
+                      f"{r['core_share'] * 100:>9.0f}%  {r['cpu_per_1000']:>24.3f}", flush=True)
 
 
 if __name__ == "__main__":
