@@ -2,12 +2,14 @@
 //!
 //! WAL journal with `synchronous=NORMAL`: a commit survives a process crash, and readers never
 //! block the writer. Writes go to one writer thread that commits them in groups
-//! ([`writer`]); plain reads use a few read-only connections beside it.
+//! ([`writer`]); plain reads use a few read-only connections beside it; a thread of its own
+//! copies the WAL back into the file ([`checkpointer`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Duration;
+use checkpointer::Checkpointer;
 use writer::Writer;
 
 use rusqlite::Connection;
@@ -16,6 +18,7 @@ use time::OffsetDateTime;
 use crate::ports::Clock;
 use crate::{Error, Result};
 
+mod checkpointer;
 mod queue;
 mod store;
 mod writer;
@@ -107,11 +110,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at INTEGER NOT NULL
 );
 "#;
-
-/// WAL pages between checkpoints (SQLite's default is 1,000). The queue's pages are written
-/// over and over, and a checkpoint copies each page once however often it was written, so
-/// rarer checkpoints copy far less (about 40 MB of WAL between them).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
 /// Prepared statements each connection keeps.
 const STATEMENTS_CACHED: usize = 64;
@@ -249,6 +247,8 @@ const READERS: usize = 2;
 pub struct SqliteBackend {
     /// The one writer: every write, and reads inside a write's transaction.
     writer: Writer,
+    /// Declared after the writer: dropped after it, so the last commit is checkpointed too.
+    _checkpointer: Checkpointer,
     /// Read-only connections for plain reads: WAL lets them run beside the writer and each
     /// other, so authentication, fan-out and the worker's lookups do not queue behind writes.
     readers: Vec<Mutex<Connection>>,
@@ -284,7 +284,8 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Room for every statement the writer runs (the default 16 made some prepare again).
         conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        // Checkpoints run on a thread of their own (`Checkpointer`), never inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&conn, path)?;
         let readers = (0..READERS)
             .map(|_| {
@@ -300,6 +301,7 @@ impl SqliteBackend {
             .collect::<Result<Vec<_>>>()?;
         Ok(SqliteBackend {
             writer: Writer::start(conn)?,
+            _checkpointer: Checkpointer::start(path)?,
             readers,
             next_reader: Default::default(),
             clock,
