@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use std::time::Duration;
 use checkpointer::Checkpointer;
+use std::time::Duration;
 use writer::Writer;
 
 use rusqlite::Connection;
