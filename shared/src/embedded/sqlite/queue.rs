@@ -233,15 +233,14 @@ impl SqliteBackend {
         let visible_at = self
             .write(move |conn| {
                 Ok(conn
-                    .prepare_cached(
-                        "UPDATE queue SET job = CASE WHEN ?4 IS NULL THEN job \
-                           WHEN message IS NOT NULL OR ?6 IS NULL THEN ?4 ELSE json_set(?4, '$.payload', ?6) END, \
+                    .prepare_cached(&format!(
+                        "UPDATE queue SET job = CASE WHEN ?4 IS NULL THEN job ELSE {WRITTEN_BACK} END, \
                          receipt = NULL, hastened = 0, \
-                         visible_at = CASE WHEN hastened = 1 AND ?5 IS NOT NULL THEN MIN(?3, ?5) ELSE ?3 END, \
+                         visible_at = CASE WHEN hastened = 1 AND ?6 IS NOT NULL THEN MIN(?3, ?6) ELSE ?3 END, \
                          receive_count = MAX(receive_count - 1, 0) WHERE id = ?1 AND receipt = ?2 \
-                         RETURNING visible_at",
-                    )?
-                    .query_row(params![id, receipt, visible_at, job, cut_to, payload], |r| r.get::<_, i64>(0))
+                         RETURNING visible_at"
+                    ))?
+                    .query_row(params![id, receipt, visible_at, job, payload, cut_to], |r| r.get::<_, i64>(0))
                     .optional()?
                     .unwrap_or(visible_at))
             })
